@@ -1,0 +1,242 @@
+"""Pipeline, gating, JSON payloads, vision_msgs converter and debug drawing (no ROS)."""
+
+import json
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tnn_ros.perception import (
+    FrameResult,
+    PerceptionPipeline,
+    detections_to_json,
+    draw_debug,
+    gesture_to_json,
+    stamp_to_ns,
+    to_detection2d_array,
+)
+from tnn_ros.perception.gating import UtilizationGate
+from tnn_ros.throttle.levels import LevelSchedule
+
+
+@dataclass
+class _Det:
+    class_id: int
+    label: str
+    score: float
+    box: tuple
+
+
+@dataclass
+class _Gesture:
+    label: str
+    class_id: int
+    confidence: float
+    probabilities: dict
+
+
+class _RecordingModel:
+    """Records the level it runs at; stands in for a throttleable model in pipeline-logic tests."""
+
+    def __init__(self, num_levels):
+        self.num_levels = num_levels
+        self.level = num_levels - 1
+        self.calls = []
+
+    def set_level(self, level):
+        if not 0 <= level < self.num_levels:
+            raise ValueError(level)
+        self.level = level
+
+    def set_utilization(self, u):
+        self.level = LevelSchedule(self.num_levels).level_for(u)
+        return self.level
+
+
+class _Detector(_RecordingModel):
+    def predict(self, image_rgb, score_threshold=0.3):
+        self.calls.append((self.level, image_rgb.shape, score_threshold))
+        return [_Det(1, "box", 0.9, (1.0, 2.0, 11.0, 22.0))]
+
+
+@dataclass
+class _Recognizer:
+    net: object
+    stride: int = 4
+    frames: list = field(default_factory=list)
+
+    def push(self, frame):
+        self.frames.append((self.net.level, frame.shape))
+        if len(self.frames) % self.stride == 0:
+            return _Gesture("wave", 1, 0.8, {"no_gesture": 0.2, "wave": 0.8})
+        return None
+
+    def reset(self):
+        self.frames.clear()
+
+
+def _pipeline(det_levels=8, gesture_levels=8):
+    net = _RecordingModel(gesture_levels)
+    net.frame_size = (40, 30)
+    detector = _Detector(det_levels)
+    recognizer = _Recognizer(net, stride=2)
+    return PerceptionPipeline(detector, recognizer, LevelSchedule(det_levels)), detector, recognizer
+
+
+def test_pipeline_runs_both_models_at_the_level_of_the_utilization():
+    pipeline, detector, recognizer = _pipeline()
+    frame = np.zeros((240, 320, 3), np.uint8)
+    result = pipeline.process(frame, 0.3, 0.25)
+    assert result.level == 1 and result.utilization_applied == pytest.approx(0.25)
+    assert detector.calls[-1] == (1, (240, 320, 3), 0.25)
+    # the gesture clip holds frames shrunk to the net's frame size, at the same level
+    assert recognizer.frames[-1] == (1, (30, 40, 3))
+    assert result.gesture is None
+    result = pipeline.process(frame, 1.0, 0.25)
+    assert result.level == 7 and result.utilization_applied == 1.0
+    assert result.gesture is not None and result.gesture.label == "wave"
+    assert result.image_size == (320, 240)
+    assert result.latency_ms >= result.detector_ms >= 0.0
+
+
+def test_pipeline_maps_levels_through_utilization_when_level_counts_differ():
+    pipeline, detector, recognizer = _pipeline(det_levels=8, gesture_levels=4)
+    pipeline.process(np.zeros((30, 40, 3), np.uint8), 0.5, 0.3)
+    assert detector.level == 3
+    assert recognizer.net.level == LevelSchedule(4).level_for(0.5)
+
+
+def test_pipeline_skips_gesture_when_disabled_and_rejects_bad_input():
+    pipeline, _, recognizer = _pipeline()
+    pipeline.process(np.zeros((30, 40, 3), np.uint8), 0.5, 0.3, run_gesture=False)
+    assert recognizer.frames == []
+    with pytest.raises(ValueError):
+        pipeline.process(np.zeros((30, 40), np.uint8), 0.5, 0.3)
+    with pytest.raises(ValueError):
+        pipeline.process(np.zeros((30, 40, 3), np.uint8), math.nan, 0.3)
+    with pytest.raises(ValueError):
+        PerceptionPipeline(None, None, LevelSchedule())
+
+
+def test_pipeline_stride_change_rebuilds_the_recognizer():
+    pipeline, _, recognizer = _pipeline()
+    pipeline.set_gesture_stride(5)
+    assert pipeline.gesture_recognizer is not recognizer
+    assert pipeline.gesture_recognizer.stride == 5 and pipeline.gesture_recognizer.net is recognizer.net
+
+
+def test_gate_auto_manual_stale_and_bad_setpoints():
+    gate = UtilizationGate(safe_utilization=0.4, stale_timeout_s=2.0)
+    assert gate.decide("auto", 0.9, now=0.0).source == "stale"
+    assert gate.decide("auto", 0.9, now=0.0).utilization == 0.4
+    assert gate.offer_setpoint(0.7, now=10.0) is None
+    assert gate.decide("auto", 0.9, now=11.0).utilization == pytest.approx(0.7)
+    assert gate.decide("manual", 0.9, now=11.0).utilization == 0.9
+    assert gate.decide("auto", 0.9, now=12.5).source == "stale"
+    assert "clamped" in gate.offer_setpoint(1.5, now=20.0)
+    assert gate.decide("auto", 0.9, now=20.0).utilization == 1.0
+    assert "clamped" in gate.offer_setpoint(-3.0, now=20.0)
+    assert gate.decide("auto", 0.9, now=20.0).utilization == 0.0
+    for bad in (math.nan, math.inf, -math.inf):
+        assert "rejected" in gate.offer_setpoint(bad, now=21.0)
+    assert gate.decide("auto", 0.9, now=21.0).utilization == 0.0  # NaN kept the previous one
+    assert (gate.rejected, gate.clamped) == (3, 2)
+    with pytest.raises(ValueError):
+        gate.decide("turbo", 0.5, now=0.0)
+
+
+def _result(gesture=None):
+    return FrameResult(detections=[_Det(2, "cup", 0.87654, (1.234, 2.0, 30.5, 40.25))], gesture=gesture,
+                       level=3, utilization_applied=0.5, latency_ms=12.3456, image_size=(320, 240))
+
+
+def test_detections_json_payload_matches_the_contract():
+    payload = json.loads(detections_to_json(_result(), stamp_to_ns(12, 345), "camera"))
+    assert payload == {
+        "stamp_ns": 12_000_000_345, "frame_id": "camera", "level": 3, "utilization": 0.5,
+        "latency_ms": 12.346, "image_size": [320, 240],
+        "detections": [{"class_id": 2, "label": "cup", "score": 0.8765, "box": [1.23, 2.0, 30.5, 40.25]}],
+    }
+
+
+def test_gesture_json_payload_matches_the_contract():
+    result = _result(_Gesture("swipe_left", 2, 0.9, {"no_gesture": 0.1, "swipe_left": 0.9}))
+    payload = json.loads(gesture_to_json(result, 7))
+    assert payload == {"stamp_ns": 7, "label": "swipe_left", "class_id": 2, "confidence": 0.9,
+                       "probabilities": {"no_gesture": 0.1, "swipe_left": 0.9}, "level": 3,
+                       "utilization": 0.5}
+    with pytest.raises(ValueError):
+        gesture_to_json(_result(), 7)
+
+
+class _FakeVisionMsgs:
+    """The Jazzy vision_msgs field layout (vision_msgs is not installed here)."""
+
+    class Point2D:
+        def __init__(self):
+            self.x = 0.0
+            self.y = 0.0
+
+    class Pose2D:
+        def __init__(self):
+            self.position = _FakeVisionMsgs.Point2D()
+            self.theta = 0.0
+
+    class BoundingBox2D:
+        def __init__(self):
+            self.center = _FakeVisionMsgs.Pose2D()
+            self.size_x = 0.0
+            self.size_y = 0.0
+
+    class ObjectHypothesis:
+        def __init__(self):
+            self.class_id = ""
+            self.score = 0.0
+
+    class ObjectHypothesisWithPose:
+        __slots__ = ("hypothesis", "pose")
+
+        def __init__(self):
+            self.hypothesis = _FakeVisionMsgs.ObjectHypothesis()
+            self.pose = SimpleNamespace(pose=None, covariance=[0.0] * 36)
+
+    class Detection2D:
+        __slots__ = ("header", "results", "bbox", "id")
+
+        def __init__(self):
+            self.header = None
+            self.results = []
+            self.bbox = _FakeVisionMsgs.BoundingBox2D()
+            self.id = ""
+
+    class Detection2DArray:
+        __slots__ = ("header", "detections")
+
+        def __init__(self):
+            self.header = None
+            self.detections = []
+
+
+def test_vision_msgs_converter_fills_the_jazzy_layout():
+    header = SimpleNamespace(frame_id="camera")
+    dets = [_Det(2, "cup", 0.5, (10.0, 20.0, 30.0, 60.0)), _Det(0, "ball", 0.25, (0.0, 0.0, 4.0, 2.0))]
+    array = to_detection2d_array(dets, header, _FakeVisionMsgs)
+    assert array.header is header and len(array.detections) == 2
+    first = array.detections[0]
+    assert first.header is header
+    assert first.results[0].hypothesis.class_id == "cup" and first.results[0].hypothesis.score == 0.5
+    assert (first.bbox.center.position.x, first.bbox.center.position.y) == (20.0, 40.0)
+    assert (first.bbox.size_x, first.bbox.size_y, first.bbox.center.theta) == (20.0, 40.0, 0.0)
+    assert array.detections[1].results[0].hypothesis.class_id == "ball"
+    assert len(to_detection2d_array([], header, _FakeVisionMsgs).detections) == 0
+
+
+def test_debug_drawing_marks_the_boxes_without_touching_the_input():
+    frame = np.zeros((240, 320, 3), np.uint8)
+    canvas = draw_debug(frame, _result(_Gesture("wave", 1, 0.8, {})))
+    assert frame.sum() == 0
+    assert canvas.shape == frame.shape and canvas.dtype == np.uint8
+    assert canvas[20, 1:31].any()       # the box outline
+    assert canvas[-12:, :].any()         # the status line with the gesture label
