@@ -1,0 +1,362 @@
+"""Perception lifecycle node: throttled detector + gesture recognizer on the newest camera frame.
+
+A thin rclpy shell around :class:`tnn_ros.perception.PerceptionPipeline`: it converts messages,
+declares parameters and keeps counters; every rule lives in the ROS-free ``tnn_ros.perception``.
+
+Lifecycle (as ros2/demos lifecycle_py): ``configure`` loads both models and warms up every level,
+``activate`` starts the worker thread, ``deactivate`` stops it, ``cleanup`` frees the models. A failing
+``configure`` logs why and leaves the node unconfigured. With ``auto_activate`` (default) the node
+configures and activates itself at start-up, for launches without a lifecycle manager.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, String
+
+from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros.perception.codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, encode_image
+from tnn_ros.perception.debug import draw_debug
+from tnn_ros.perception.formatting import detections_to_json, gesture_to_json, stamp_to_ns
+from tnn_ros.perception.gating import MODES, UtilizationGate
+from tnn_ros.perception.pipeline import PerceptionPipeline
+from tnn_ros.perception.vision_msgs_converter import import_vision_msgs, to_detection2d_array
+
+PARAMETERS = (
+    ParamSpec("mode", "auto", "auto: follow utilization_setpoint; manual: follow the utilization parameter",
+              choices=MODES),
+    ParamSpec("utilization", 1.0, "Utilization used in manual mode", min_value=0.0, max_value=1.0),
+    ParamSpec("score_threshold", 0.3, "Minimum detection score published", min_value=0.0, max_value=1.0),
+    ParamSpec("gesture.enabled", True, "Run the gesture recognizer"),
+    ParamSpec("gesture.stride", 4, "Frames between gesture classifications of the sliding clip",
+              min_value=1, max_value=32),
+    ParamSpec("num_threads", 2, "torch intra-op threads (process-wide)", min_value=1, max_value=64),
+    ParamSpec("stale_timeout_s", 2.0, "Auto mode: a setpoint older than this falls back to safe_utilization",
+              min_value=0.05, max_value=600.0),
+    ParamSpec("safe_utilization", 0.5, "Utilization used in auto mode without a fresh setpoint",
+              min_value=0.0, max_value=1.0),
+    ParamSpec("detector_model", "", "Detector state dict (.pt); empty = shipped model. Applied on configure"),
+    ParamSpec("gesture_model", "", "Gesture state dict (.pt); empty = shipped model. Applied on configure"),
+    ParamSpec("image_reliability", "best_effort", "QoS reliability of the image subscription. Applied on "
+              "configure", choices=("best_effort", "reliable")),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Frames with more pixels are dropped (counted)",
+              min_value=1, max_value=8192 * 8192),
+    ParamSpec("auto_activate", True, "Configure and activate at start-up (no lifecycle manager needed)",
+              read_only=True),
+)
+
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_THROTTLE_S = 5.0
+
+
+def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True):
+    """Load the shipped or user models and build the pipeline; raises with a reason on failure."""
+    from tnn_ros.models import GestureRecognizer, load_detector, load_gesture
+    from tnn_ros.throttle import LevelSchedule
+
+    detector = load_detector(detector_path or None)
+    recognizer = None
+    if with_gesture:
+        recognizer = GestureRecognizer(load_gesture(gesture_path or None), stride=stride)
+    return PerceptionPipeline(detector, recognizer, LevelSchedule(num_levels=detector.num_levels))
+
+
+class PerceptionNode(LifecycleNode):
+    """Managed node `perception`: `image` + `utilization_setpoint` in; detections and gestures out."""
+
+    def __init__(self, node_name: str = "perception", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.params = LiveParameters(self, PARAMETERS, on_change=self._on_parameters)
+        self.gate = UtilizationGate(self.params["safe_utilization"], self.params["stale_timeout_s"])
+        self.pipeline: PerceptionPipeline | None = None
+        self.vision_msgs = import_vision_msgs()
+        self.counters: Counter = Counter()
+        self.drops: Counter = Counter()
+        self.last_result = None
+        self.last_gesture_label = ""
+        self._latency_sum_ms = 0.0
+        self._pending: Image | None = None
+        self._frame_ready = threading.Condition()
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._pipeline_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._inputs: list = []
+        self._outputs: dict[str, Any] = {}
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        if self.params["auto_activate"]:
+            self.trigger_configure()
+            if self.state == "inactive":
+                self.trigger_activate()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """Current lifecycle state label: unconfigured | inactive | active | finalized."""
+        return self._state_machine.current_state[1]
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            torch_threads(self.params["num_threads"])
+            pipeline = load_models(self.params["detector_model"], self.params["gesture_model"],
+                                   self.params["gesture.stride"])
+            pipeline.warmup()
+        except Exception as error:  # any load failure: report it and stay unconfigured
+            self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
+            self.counters["configure_failures"] += 1
+            return TransitionCallbackReturn.FAILURE
+        with self._pipeline_lock:
+            self.pipeline = pipeline
+        self._create_interfaces()
+        self.get_logger().info(
+            f"configured: detector {pipeline.schedule.num_levels} levels, "
+            f"gesture {'on' if pipeline.gesture_recognizer is not None else 'off'}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop.clear()
+        self._active.set()
+        self._worker = threading.Thread(target=self._worker_loop, name="perception_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info("active: processing frames")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        if self.pipeline is not None:
+            self.pipeline.reset_gesture()
+        self.get_logger().info("inactive: frames are ignored")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_shutdown(state)
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+    def _release(self) -> None:
+        self._stop_worker()
+        self._destroy_interfaces()
+        with self._pipeline_lock:
+            self.pipeline = None
+        self.gate.reset()
+
+    def _stop_worker(self) -> None:
+        self._active.clear()
+        self._stop.set()
+        with self._frame_ready:
+            self._pending = None
+            self._frame_ready.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+
+    def _create_interfaces(self) -> None:
+        reliability = (ReliabilityPolicy.RELIABLE if self.params["image_reliability"] == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        # Depth 1: an image that arrives while one waits replaces it, so no backlog can build.
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        self._inputs = [
+            self.create_subscription(Image, "image", self._on_image, image_qos),
+            self.create_subscription(Float32, "utilization_setpoint", self._on_setpoint, 10),
+        ]
+        publishers = {
+            "detections_json": (String, "detections/json"),
+            "gesture_json": (String, "gesture/json"),
+            "utilization_applied": (Float32, "utilization_applied"),
+            "latency_ms": (Float32, "latency_ms"),
+            "debug_image": (Image, "debug_image"),
+        }
+        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, 10)
+                            for key, (msg_type, topic) in publishers.items()}
+        if self.vision_msgs is not None:
+            self._outputs["detections"] = self.create_lifecycle_publisher(
+                self.vision_msgs.Detection2DArray, "detections", 10)
+
+    def _destroy_interfaces(self) -> None:
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._inputs = []
+        self._outputs = {}
+
+    # -- parameters --------------------------------------------------------------------------------
+
+    def _on_parameters(self, changed: dict) -> None:
+        if "safe_utilization" in changed:
+            self.gate.safe_utilization = changed["safe_utilization"]
+        if "stale_timeout_s" in changed:
+            self.gate.stale_timeout_s = changed["stale_timeout_s"]
+        if "num_threads" in changed:
+            torch_threads(changed["num_threads"])
+        if "gesture.stride" in changed or "gesture.enabled" in changed:
+            with self._pipeline_lock:
+                if self.pipeline is not None:
+                    self.pipeline.set_gesture_stride(self.params["gesture.stride"])
+                    self.pipeline.reset_gesture()
+        deferred = {"detector_model", "gesture_model", "image_reliability"} & set(changed)
+        if deferred and self.state != "unconfigured":
+            self.get_logger().info(f"{', '.join(sorted(deferred))} take effect at the next configure")
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    def _on_setpoint(self, msg: Float32) -> None:
+        warning = self.gate.offer_setpoint(msg.data, time.monotonic())
+        if warning:
+            self.get_logger().warning(warning, throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_image(self, msg: Image) -> None:
+        self.counters["frames_received"] += 1
+        if not self._active.is_set():
+            self.drops["inactive"] += 1
+            return
+        with self._frame_ready:
+            if self._pending is not None:
+                self.drops["superseded"] += 1
+            self._pending = msg
+            self._frame_ready.notify()
+
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._frame_ready:
+                if self._pending is None:
+                    self._frame_ready.wait(timeout=0.1)
+                msg, self._pending = self._pending, None
+            if msg is not None and self._active.is_set():
+                self.process_frame(msg)
+
+    def process_frame(self, msg: Image) -> None:
+        """Decode, run at the current utilization and publish one frame; bad frames are counted."""
+        try:
+            rgb = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data,
+                               max_pixels=self.params["max_image_pixels"])
+        except ImageDecodeError as error:
+            self._drop(error.reason, f"dropped image: {error}")
+            return
+        decision = self.gate.decide(self.params["mode"], self.params["utilization"], time.monotonic())
+        with self._pipeline_lock:
+            if self.pipeline is None:
+                return
+            try:
+                result = self.pipeline.process(rgb, decision.utilization, self.params["score_threshold"],
+                                               run_gesture=self.params["gesture.enabled"])
+            except Exception as error:  # a model failure costs this frame, never the node
+                self._drop("processing_error", f"processing failed: {type(error).__name__}: {error}")
+                return
+        self.counters["frames_processed"] += 1
+        self.counters[f"utilization_source_{decision.source}"] += 1
+        self._latency_sum_ms += result.latency_ms
+        self.last_result = result
+        self._publish(msg, rgb, result)
+
+    def _drop(self, reason: str, text: str) -> None:
+        self.drops[reason] += 1
+        self.get_logger().warning(f"{text} ({self.drops[reason]} dropped for {reason})",
+                                  throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _publish(self, msg: Image, rgb, result) -> None:
+        publishers = self._outputs
+        if not publishers:
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
+        publishers["detections_json"].publish(String(data=detections_to_json(result, stamp_ns,
+                                                                             msg.header.frame_id)))
+        if result.gesture is not None:
+            self.last_gesture_label = f"{result.gesture.label} {result.gesture.confidence:.2f}"
+            publishers["gesture_json"].publish(String(data=gesture_to_json(result, stamp_ns)))
+        publishers["utilization_applied"].publish(Float32(data=float(result.utilization_applied)))
+        publishers["latency_ms"].publish(Float32(data=float(result.latency_ms)))
+        if "detections" in publishers:
+            publishers["detections"].publish(
+                to_detection2d_array(result.detections, msg.header, self.vision_msgs))
+        debug = publishers["debug_image"]
+        # Drawing and encoding cost a few ms: only while someone looks.
+        if debug.get_subscription_count() > 0:
+            canvas = draw_debug(rgb, result, self.last_gesture_label or None)
+            step, data = encode_image(canvas, "rgb8")
+            debug.publish(Image(header=msg.header, height=canvas.shape[0], width=canvas.shape[1],
+                                encoding="rgb8", step=step, data=data))
+
+    # -- diagnostics -------------------------------------------------------------------------------
+
+    def diagnostics_values(self) -> dict[str, str]:
+        """Counters and the operating point as the key/value pairs published on /diagnostics."""
+        processed = self.counters["frames_processed"]
+        result = self.last_result
+        values = {
+            "state": self.state,
+            "mode": self.params["mode"],
+            "frames_received": self.counters["frames_received"],
+            "frames_processed": processed,
+            "frames_dropped": sum(self.drops.values()),
+            "bad_setpoints_rejected": self.gate.rejected,
+            "bad_setpoints_clamped": self.gate.clamped,
+            "level": result.level if result else -1,
+            "utilization_applied": f"{result.utilization_applied:.3f}" if result else "nan",
+            "latency_ms_last": f"{result.latency_ms:.2f}" if result else "nan",
+            "latency_ms_mean": f"{self._latency_sum_ms / processed:.2f}" if processed else "nan",
+            "configure_failures": self.counters["configure_failures"],
+        }
+        values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
+        return {key: str(value) for key, value in values.items()}
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        dropped_bad = sum(c for r, c in self.drops.items() if r not in ("superseded", "inactive"))
+        if self.state != "active":
+            level, message = DiagnosticStatus.WARN, f"not processing ({self.state})"
+        elif dropped_bad or self.gate.rejected:
+            level, message = DiagnosticStatus.WARN, "running; bad input dropped"
+        else:
+            level, message = DiagnosticStatus.OK, "running"
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: perception",
+                                  message=message, hardware_id="tnn_ros",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self._diagnostics_pub.publish(DiagnosticArray(header=_header(self), status=[status]))
+
+
+def _header(node) -> Any:
+    from std_msgs.msg import Header
+    return Header(stamp=node.get_clock().now().to_msg())
+
+
+def torch_threads(count: int) -> None:
+    """Set torch's intra-op thread count (a process-wide setting)."""
+    import torch
+    torch.set_num_threads(int(count))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the perception node until Ctrl-C."""
+    rclpy.init(args=args)
+    node = PerceptionNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
