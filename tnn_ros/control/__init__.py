@@ -1,1 +1,24 @@
+"""Controller policies, ROS-free: the latest resource state in, a utilization setpoint and a reason out."""
 
+from tnn_ros.control.config import STRATEGIES, ControllerConfig
+from tnn_ros.control.controller import Controller
+from tnn_ros.control.latency import LatencyProfile, LatencyProfileError
+from tnn_ros.control.policies import (
+    AutoPolicy,
+    Cap,
+    DeadlinePolicy,
+    ManualPolicy,
+    Policy,
+    RateLimiter,
+    RulePolicy,
+    StaleGuard,
+    ThresholdLadder,
+    make_policy,
+)
+from tnn_ros.control.state import INPUT_NAMES, ControlInputs, Decision, InputTracker
+
+__all__ = [
+    "STRATEGIES", "INPUT_NAMES", "AutoPolicy", "Cap", "ControlInputs", "Controller", "ControllerConfig",
+    "Decision", "DeadlinePolicy", "InputTracker", "LatencyProfile", "LatencyProfileError", "ManualPolicy",
+    "Policy", "RateLimiter", "RulePolicy", "StaleGuard", "ThresholdLadder", "make_policy",
+]

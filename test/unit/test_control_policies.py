@@ -1,0 +1,233 @@
+"""Controller policies on synthetic input sequences (no ROS)."""
+
+import math
+
+import pytest
+
+from tnn_ros.control import (
+    Controller,
+    ControllerConfig,
+    LatencyProfile,
+    LatencyProfileError,
+    RateLimiter,
+    ThresholdLadder,
+    make_policy,
+)
+
+LEVELS = [0.25, 0.5, 0.75, 1.0]
+# A profile "measured on another machine": 10, 20, 35, 50 ms.
+PROFILE_POINTS = list(zip(LEVELS, [10.0, 20.0, 35.0, 50.0]))
+
+
+def feed(controller, now, **values):
+    for name, value in values.items():
+        controller.update(name, value, now)
+
+
+def rule_controller(**overrides):
+    return Controller(ControllerConfig(strategy="rule", **overrides))
+
+
+def test_manual_policy_clamps_to_min_max():
+    controller = Controller(ControllerConfig(strategy="manual", manual_utilization=0.05, min_utilization=0.2))
+    decision = controller.step(0.0)
+    assert decision.setpoint == pytest.approx(0.2) and decision.binding == "manual"
+    # manual needs no inputs: never stale
+    assert controller.step(100.0).binding == "manual"
+
+
+def test_rule_thermal_cap_reason_and_hysteresis():
+    controller = rule_controller(thermal_warn_c=75.0, thermal_warn_cap=0.4, thermal_critical_c=90.0,
+                                 thermal_critical_cap=0.2, thermal_hysteresis_c=3.0)
+    feed(controller, 0.0, battery=0.9, thermal=60.0)
+    assert controller.step(0.0).setpoint == 1.0
+    feed(controller, 1.0, battery=0.9, thermal=78.0)
+    decision = controller.step(1.0)
+    assert decision.setpoint == pytest.approx(0.4)
+    assert decision.binding == "thermal"
+    assert decision.reason == "thermal 78.0C > 75.0C cap 0.40"
+    # inside the hysteresis band the cap stays
+    feed(controller, 2.0, battery=0.9, thermal=73.0)
+    assert controller.step(2.0).setpoint == pytest.approx(0.4)
+    # critical step, then back down through both bands
+    feed(controller, 3.0, battery=0.9, thermal=95.0)
+    assert controller.step(3.0).setpoint == pytest.approx(0.2)
+    feed(controller, 4.0, battery=0.9, thermal=88.0)
+    assert controller.step(4.0).setpoint == pytest.approx(0.2)
+    feed(controller, 5.0, battery=0.9, thermal=86.0)
+    assert controller.step(5.0).setpoint == pytest.approx(0.4)
+    feed(controller, 6.0, battery=0.9, thermal=71.0)
+    decision = controller.step(6.0)
+    assert decision.setpoint == 1.0 and decision.binding == "none"
+
+
+def test_rule_battery_caps_take_the_minimum():
+    controller = rule_controller()
+    feed(controller, 0.0, battery=0.25, thermal=50.0)
+    decision = controller.step(0.0)
+    assert decision.binding == "battery" and decision.setpoint == pytest.approx(0.6)
+    assert decision.reason.startswith("battery 25% < 30%")
+    feed(controller, 1.0, battery=0.10, thermal=75.0)  # battery critical 0.3 < thermal warn 0.6
+    decision = controller.step(1.0)
+    assert decision.binding == "battery" and decision.setpoint == pytest.approx(0.3)
+    # battery recovers only above 15% + 3%
+    feed(controller, 2.0, battery=0.17, thermal=75.0)
+    assert controller.step(2.0).setpoint == pytest.approx(0.3)
+    feed(controller, 3.0, battery=0.19, thermal=75.0)
+    decision = controller.step(3.0)
+    assert decision.setpoint == pytest.approx(0.6)
+
+
+def test_threshold_ladder_does_not_chatter_around_threshold():
+    ladder = ThresholdLadder([(70.0, 0.5)], hysteresis=2.0, above=True)
+    stages = [ladder.update(t) for t in (69.0, 70.5, 69.5, 70.5, 69.0, 68.5, 67.9, 69.9)]
+    assert stages == [0, 1, 1, 1, 1, 1, 0, 0]
+
+
+def test_stale_inputs_give_safe_mode_and_recover():
+    controller = rule_controller(stale_timeout_s=2.0, safe_utilization=0.3)
+    feed(controller, 0.0, battery=0.9, thermal=50.0)
+    assert controller.step(0.5).binding == "none"
+    feed(controller, 1.5, battery=0.9)  # thermal silent since t=0
+    decision = controller.step(2.5)
+    assert decision.binding == "stale" and decision.setpoint == pytest.approx(0.3)
+    assert "thermal silent 2.5 s" in decision.reason
+    assert controller.diagnostics()["stale_inputs"] == "thermal"
+    feed(controller, 3.0, battery=0.9, thermal=50.0)
+    assert controller.step(3.0).binding == "none"
+
+
+def test_never_received_inputs_go_stale_after_timeout():
+    controller = Controller(ControllerConfig(strategy="auto", stale_timeout_s=3.0))
+    assert controller.step(10.0).binding != "stale"  # grace period starts at the first tick
+    decision = controller.step(13.5)
+    assert decision.binding == "stale"
+    for name in ("battery", "thermal", "deadline"):
+        assert name in decision.reason
+
+
+def test_nan_battery_counted_and_value_kept_but_sender_alive():
+    controller = rule_controller(stale_timeout_s=2.0)
+    feed(controller, 0.0, battery=0.25, thermal=40.0)
+    assert controller.update("battery", math.nan, 1.0) is not None
+    assert controller.update("thermal", math.inf, 1.0) is not None
+    assert controller.update("battery", 55.0, 1.0) is not None  # percent instead of fraction
+    assert controller.tracker.inputs.battery_fraction == 0.25
+    diagnostics = controller.diagnostics()
+    assert diagnostics["dropped.battery"] == 2 and diagnostics["dropped.thermal"] == 1
+    assert diagnostics["dropped.total"] == 3
+    # NaN still proves the sender is alive: no stale mode at t=2.5 (heard at 1.0)
+    assert controller.step(2.5).binding == "battery"
+
+
+def test_latency_profile_scale_correction_transfers_across_devices():
+    profile = LatencyProfile(PROFILE_POINTS, ema_alpha=0.5)
+    assert profile.predict_ms(0.5) == pytest.approx(20.0)
+    assert profile.predict_ms(0.625) == pytest.approx(27.5)  # interpolated between levels
+    profile.observe(0.5, 40.0)  # this device is 2x slower: the first observation sets the scale
+    assert profile.scale == pytest.approx(2.0)
+    assert profile.predict_ms(1.0) == pytest.approx(100.0)
+    profile.observe(0.75, 35.0 * 3.0)  # EMA towards 3x
+    assert profile.scale == pytest.approx(2.5)
+    with pytest.raises(ValueError):
+        profile.observe(0.5, math.nan)
+
+
+def test_latency_profile_rejects_bad_cards():
+    with pytest.raises(LatencyProfileError):
+        LatencyProfile.from_card({"levels": []})
+    with pytest.raises(LatencyProfileError):
+        LatencyProfile.from_card({"levels": [{"utilization": 0.5}]})
+    with pytest.raises(LatencyProfileError):
+        LatencyProfile([(0.5, 30.0), (1.0, 20.0)])  # latency falls with u
+    card = {"levels": [{"level": i, "utilization": u, "latency_ms": ms}
+                       for i, (u, ms) in enumerate(PROFILE_POINTS)]}
+    assert LatencyProfile.from_card(card).utilizations == LEVELS
+
+
+def test_deadline_policy_picks_highest_fitting_level_and_corrects_scale():
+    profile = LatencyProfile(PROFILE_POINTS, ema_alpha=1.0)
+    controller = Controller(ControllerConfig(strategy="deadline", deadline_margin=0.1), profile)
+    feed(controller, 0.0, deadline=80.0)
+    decision = controller.step(0.0)
+    assert decision.setpoint == 1.0 and decision.binding == "none"
+    feed(controller, 1.0, deadline=30.0)  # budget 27 ms -> 0.5 (20 ms), 0.75 (35 ms) too slow
+    decision = controller.step(1.0)
+    assert decision.setpoint == pytest.approx(0.5) and decision.binding == "deadline"
+    # measured on this device: 2x slower than the card -> 0.5 predicts 40 ms; only 0.25 (20 ms) fits
+    feed(controller, 2.0, applied=0.5, latency=40.0)
+    assert profile.scale == pytest.approx(2.0)
+    decision = controller.step(2.0)
+    assert decision.setpoint == pytest.approx(0.25)
+    assert "x2.00" in decision.reason
+    # unreachable deadline: the lowest level, says so
+    feed(controller, 3.0, deadline=5.0)
+    decision = controller.step(3.0)
+    assert decision.setpoint == pytest.approx(0.25) and "unreachable" in decision.reason
+
+
+def test_auto_takes_minimum_of_caps_and_rate_limits():
+    profile = LatencyProfile(PROFILE_POINTS)
+    config = ControllerConfig(strategy="auto", max_step_per_s=0.2, max_step_down_per_s=0.5)
+    controller = Controller(config, profile)
+    feed(controller, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    assert controller.step(0.0).setpoint == 1.0
+    feed(controller, 0.1, battery=0.9, thermal=85.0, deadline=100.0)  # thermal critical cap 0.3
+    setpoints = []
+    for i in range(1, 21):
+        now = 0.1 * i
+        feed(controller, now, battery=0.9, thermal=85.0, deadline=100.0)
+        setpoints.append(controller.step(now).setpoint)
+    steps = [a - b for a, b in zip([1.0] + setpoints, setpoints)]
+    assert max(steps) <= 0.05 + 1e-9  # 0.5/s at 10 Hz
+    assert setpoints[-1] == pytest.approx(0.3)
+    decision = controller.step(2.0)
+    assert decision.binding == "thermal"
+    # the deadline binds once it is tighter than the thermal cap
+    feed(controller, 2.1, battery=0.9, thermal=40.0, deadline=12.0)  # budget 10.8 ms -> 0.25
+    decision = controller.step(2.1)
+    assert decision.binding == "deadline" and decision.setpoint == pytest.approx(0.25)
+    # recovery rises at most 0.2/s
+    feed(controller, 3.1, battery=0.9, thermal=40.0, deadline=100.0)
+    decision = controller.step(3.1)
+    assert decision.setpoint == pytest.approx(0.45)
+    assert "rate limited" in decision.reason
+
+
+def test_rate_limiter_first_value_passes():
+    limiter = RateLimiter(1.0, 2.0)
+    assert limiter.step(0.7, 0.0) == 0.7
+    assert limiter.step(0.0, 0.1) == pytest.approx(0.5)
+    assert limiter.step(1.0, 0.2) == pytest.approx(0.6)
+
+
+def test_manual_override_and_reconfigure_keep_continuity():
+    config = ControllerConfig(strategy="auto", max_step_per_s=0.1)
+    controller = Controller(config, LatencyProfile(PROFILE_POINTS))
+    feed(controller, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    assert controller.step(0.0).setpoint == 1.0
+    controller.reconfigure(controller.config.replace(manual_override=True, manual_utilization=0.3), 1.0)
+    decision = controller.step(1.0)
+    assert decision.binding == "manual" and decision.setpoint == pytest.approx(0.3)
+    controller.reconfigure(controller.config.replace(manual_override=False), 2.0)
+    feed(controller, 3.0, battery=0.9, thermal=40.0, deadline=100.0)
+    assert controller.step(3.0).setpoint == pytest.approx(0.4)  # rises from 0.3 at 0.1/s
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"min_utilization": 0.8, "max_utilization": 0.5}, "min_utilization"),
+    ({"strategy": "bogus"}, "unknown strategy"),
+    ({"thermal_warn_c": 90.0}, "thermal_warn_c"),
+    ({"battery_critical": 0.5}, "battery_critical"),
+    ({"stale_timeout_s": 0.0}, "stale_timeout_s"),
+])
+def test_config_rejects_inconsistent_values(changes, message):
+    config = ControllerConfig().replace(**changes)
+    assert message in config.problem()
+    with pytest.raises(ValueError):
+        make_policy(config.strategy, config, None)
+
+
+def test_deadline_without_profile_is_an_error():
+    with pytest.raises(ValueError, match="latency profile"):
+        make_policy("deadline", ControllerConfig(strategy="deadline"), None)

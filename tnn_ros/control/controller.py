@@ -1,0 +1,90 @@
+"""The controller loop without ROS: inputs in, one Decision per tick out, counters for diagnostics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tnn_ros.control.config import ControllerConfig
+from tnn_ros.control.latency import LatencyProfile
+from tnn_ros.control.policies import Policy, make_policy
+from tnn_ros.control.state import APPLIED, LATENCY, Decision, InputTracker
+
+
+class Controller:
+    """Holds the inputs, the policy for the configured strategy and the latency profile.
+
+    The node calls :meth:`update` for every message, :meth:`step` on its timer and
+    :meth:`reconfigure` when parameters change; nothing here knows about ROS.
+    ``manual_override`` forces the manual policy whatever the strategy (the demo's override window).
+    """
+
+    def __init__(self, config: ControllerConfig, latency_profile: LatencyProfile | None = None) -> None:
+        self.config = config.validate()
+        self.profile = latency_profile
+        if self.profile is not None:
+            self.profile.ema_alpha = config.latency_ema_alpha
+        self.tracker = InputTracker()
+        self.policy: Policy = self._build()
+        self.last_decision: Decision | None = None
+        self.ticks = 0
+
+    @property
+    def active_strategy(self) -> str:
+        return "manual" if self.config.manual_override else self.config.strategy
+
+    def _build(self) -> Policy:
+        return make_policy(self.active_strategy, self.config, self.profile)
+
+    def reconfigure(self, config: ControllerConfig, now: float) -> None:
+        """Switch to ``config`` (validated); the new policy starts from the last setpoint."""
+        self.config = config.validate()
+        if self.profile is not None:
+            self.profile.ema_alpha = config.latency_ema_alpha
+        self.policy = self._build()
+        if self.last_decision is not None:
+            self.policy.reset(self.last_decision.setpoint, now)
+
+    def update(self, name: str, value: float, now: float) -> str | None:
+        """Record one input value; returns why it was dropped, or None.
+
+        A latency measurement also corrects the latency profile's scale at the applied utilization.
+        """
+        problem = self.tracker.update(name, value, now)
+        inputs = self.tracker.inputs
+        if problem is None and name == LATENCY and self.profile is not None:
+            if inputs.applied_utilization is not None and inputs.applied_utilization > 0.0:
+                self.profile.observe(inputs.applied_utilization, inputs.latency_ms)
+        return problem
+
+    def mark_heard(self, name: str, now: float) -> None:
+        self.tracker.mark_heard(name, now)
+
+    def step(self, now: float) -> Decision:
+        """Decide the setpoint for this tick."""
+        self.last_decision = self.policy.decide(self.tracker.inputs, now)
+        self.ticks += 1
+        return self.last_decision
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Flat key -> value summary for the node's DiagnosticStatus."""
+        inputs = self.tracker.inputs
+        values: dict[str, Any] = {
+            "strategy": self.config.strategy,
+            "active_strategy": self.active_strategy,
+            "ticks": self.ticks,
+        }
+        if self.last_decision is not None:
+            values.update(setpoint=f"{self.last_decision.setpoint:.3f}", binding=self.last_decision.binding,
+                          reason=self.last_decision.reason)
+        values["stale_inputs"] = ",".join(getattr(self.policy, "stale_inputs", [])) or "none"
+        for name in sorted(set(self.tracker.received) | set(self.tracker.dropped)):
+            values[f"received.{name}"] = self.tracker.received[name]
+            values[f"dropped.{name}"] = self.tracker.dropped[name]
+        values["dropped.total"] = sum(self.tracker.dropped.values())
+        if self.profile is not None:
+            values.update({"latency_profile": self.profile.source,
+                           "latency_scale": f"{self.profile.scale:.3f}",
+                           "latency_observations": self.profile.observations})
+        if inputs.applied_utilization is not None:
+            values[APPLIED] = f"{inputs.applied_utilization:.3f}"
+        return values

@@ -1,0 +1,302 @@
+"""Control policies: pure objects mapping the latest inputs to a utilization setpoint and a reason.
+
+``make_policy(strategy, config, profile)`` builds one of:
+
+- ``manual``: the ``manual_utilization`` slider.
+- ``rule``: battery / thermal (/ CPU) thresholds map to utilization caps, with hysteresis.
+- ``deadline``: the highest level whose predicted latency meets the deadline with a margin.
+- ``auto``: the minimum of every active cap, rate limited so it does not oscillate.
+
+Every policy except ``manual`` is wrapped in :class:`StaleGuard`, which commands ``safe_utilization``
+while a required input has gone silent for longer than ``stale_timeout_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from tnn_ros.control.config import ControllerConfig
+from tnn_ros.control.latency import LatencyProfile
+from tnn_ros.control.state import BATTERY, DEADLINE, THERMAL, ControlInputs, Decision
+
+
+@dataclass(frozen=True)
+class Cap:
+    """An upper bound on utilization, what imposes it and why."""
+
+    value: float
+    binding: str
+    reason: str
+
+
+class Policy:
+    """Base class: ``decide(inputs, now) -> Decision``; ``reset(setpoint, now)`` re-seeds any state."""
+
+    required_inputs: tuple[str, ...] = ()
+
+    def decide(self, inputs: ControlInputs, now: float) -> Decision:
+        raise NotImplementedError
+
+    def reset(self, setpoint: float, now: float) -> None:
+        """Continue smoothly from ``setpoint`` (after safe mode or a strategy switch)."""
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+class ThresholdLadder:
+    """Escalating thresholds with hysteresis for one signal.
+
+    ``steps`` are (limit, cap) ordered from mild to severe. With ``above=True`` (temperature) a step is
+    entered when value > limit and left when value < limit - hysteresis; with ``above=False``
+    (battery) entered when value < limit and left when value > limit + hysteresis.
+    """
+
+    def __init__(self, steps: Sequence[tuple[float, float]], hysteresis: float, above: bool) -> None:
+        self.steps = list(steps)
+        self.hysteresis = hysteresis
+        self.above = above
+        self.stage = 0  # number of steps currently in force
+
+    def _crossed(self, value: float, limit: float) -> bool:
+        return value > limit if self.above else value < limit
+
+    def _cleared(self, value: float, limit: float) -> bool:
+        return value < limit - self.hysteresis if self.above else value > limit + self.hysteresis
+
+    def update(self, value: float) -> int:
+        """Move the stage for a new reading and return it (0 = no step in force)."""
+        while self.stage < len(self.steps) and self._crossed(value, self.steps[self.stage][0]):
+            self.stage += 1
+        while self.stage > 0 and self._cleared(value, self.steps[self.stage - 1][0]):
+            self.stage -= 1
+        return self.stage
+
+    def active(self) -> tuple[float, float] | None:
+        """(limit, cap) of the most severe step in force, or None."""
+        return self.steps[self.stage - 1] if self.stage else None
+
+
+class ManualPolicy(Policy):
+    """Utilization set by hand (``manual_utilization``), clamped to [min, max]."""
+
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+
+    def decide(self, inputs: ControlInputs, now: float) -> Decision:
+        u = clamp(self.config.manual_utilization, self.config.min_utilization, self.config.max_utilization)
+        return Decision(u, f"manual {u:.2f}", "manual")
+
+
+def _finish(caps: list[Cap], config: ControllerConfig, idle_reason: str) -> Decision:
+    """The tightest cap (or max_utilization when none binds), clamped to [min, max]."""
+    binding = min(caps, key=lambda cap: cap.value) if caps else None
+    if binding is None or binding.value >= config.max_utilization:
+        return Decision(config.max_utilization, idle_reason, "none")
+    u = clamp(binding.value, config.min_utilization, config.max_utilization)
+    reason = binding.reason if u == binding.value else f"{binding.reason} (floor min_utilization {u:.2f})"
+    return Decision(u, reason, binding.binding)
+
+
+class RulePolicy(Policy):
+    """Battery and thermal (and optionally CPU load) thresholds -> utilization caps, with hysteresis."""
+
+    required_inputs = (BATTERY, THERMAL)
+
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.battery = ThresholdLadder(
+            [(config.battery_low, config.battery_low_cap),
+             (config.battery_critical, config.battery_critical_cap)],
+            config.battery_hysteresis, above=False)
+        self.thermal = ThresholdLadder(
+            [(config.thermal_warn_c, config.thermal_warn_cap),
+             (config.thermal_critical_c, config.thermal_critical_cap)],
+            config.thermal_hysteresis_c, above=True)
+        self.cpu = ThresholdLadder([(config.cpu_load_high, config.cpu_load_cap)], config.cpu_load_hysteresis,
+                                   above=True)
+
+    def caps(self, inputs: ControlInputs) -> list[Cap]:
+        caps = []
+        if inputs.battery_fraction is not None:
+            self.battery.update(inputs.battery_fraction)
+            step = self.battery.active()
+            if step:
+                caps.append(Cap(step[1], "battery", f"battery {inputs.battery_fraction * 100:.0f}% < "
+                                f"{step[0] * 100:.0f}% cap {step[1]:.2f}"))
+        if inputs.temperature_c is not None:
+            self.thermal.update(inputs.temperature_c)
+            step = self.thermal.active()
+            if step:
+                caps.append(Cap(step[1], "thermal", f"thermal {inputs.temperature_c:.1f}C > "
+                                f"{step[0]:.1f}C cap {step[1]:.2f}"))
+        if inputs.cpu_load is not None and self.config.cpu_load_high < 1.0:
+            self.cpu.update(inputs.cpu_load)
+            step = self.cpu.active()
+            if step:
+                caps.append(Cap(step[1], "cpu", f"cpu load {inputs.cpu_load * 100:.0f}% > "
+                                f"{step[0] * 100:.0f}% cap {step[1]:.2f}"))
+        return caps
+
+    def decide(self, inputs: ControlInputs, now: float) -> Decision:
+        return _finish(self.caps(inputs), self.config, _status(inputs, self.config))
+
+
+def _status(inputs: ControlInputs, config: ControllerConfig) -> str:
+    """Reason text when nothing binds: the readings that were checked."""
+    parts = [f"no cap: max {config.max_utilization:.2f}"]
+    if inputs.battery_fraction is not None:
+        parts.append(f"battery {inputs.battery_fraction * 100:.0f}%")
+    if inputs.temperature_c is not None:
+        parts.append(f"thermal {inputs.temperature_c:.1f}C")
+    if inputs.deadline_ms is not None:
+        parts.append(f"deadline {inputs.deadline_ms:.0f} ms")
+    return ", ".join(parts)
+
+
+class DeadlinePolicy(Policy):
+    """Highest level whose predicted latency (card profile x learned scale) fits the deadline."""
+
+    required_inputs = (DEADLINE,)
+
+    def __init__(self, config: ControllerConfig, profile: LatencyProfile) -> None:
+        self.config = config
+        self.profile = profile
+
+    def cap(self, inputs: ControlInputs) -> Cap | None:
+        if inputs.deadline_ms is None:
+            return None
+        budget_ms = inputs.deadline_ms * (1.0 - self.config.deadline_margin)
+        levels = [u for u in self.profile.utilizations
+                  if self.config.min_utilization <= u <= self.config.max_utilization]
+        if not levels:  # [min, max] falls between two levels: the highest level below max
+            levels = [max([u for u in self.profile.utilizations if u <= self.config.max_utilization]
+                          or [self.profile.utilizations[0]])]
+        fitting = [u for u in levels if self.profile.predict_ms(u) <= budget_ms]
+        scale = f"x{self.profile.scale:.2f}"
+        if fitting:
+            u = max(fitting)
+            return Cap(u, "deadline", f"deadline {inputs.deadline_ms:.1f} ms: u {u:.2f} predicts "
+                       f"{self.profile.predict_ms(u):.1f} ms ({scale})")
+        u = min(levels)
+        return Cap(u, "deadline", f"deadline {inputs.deadline_ms:.1f} ms unreachable: lowest u {u:.2f} "
+                   f"predicts {self.profile.predict_ms(u):.1f} ms ({scale})")
+
+    def decide(self, inputs: ControlInputs, now: float) -> Decision:
+        cap = self.cap(inputs)
+        return _finish([cap] if cap else [], self.config, _status(inputs, self.config))
+
+
+class RateLimiter:
+    """Limits how fast a value may rise (``up_per_s``) and fall (``down_per_s``)."""
+
+    def __init__(self, up_per_s: float, down_per_s: float) -> None:
+        self.up_per_s = up_per_s
+        self.down_per_s = down_per_s
+        self.value: float | None = None
+        self.stamp: float | None = None
+
+    def reset(self, value: float, now: float) -> None:
+        self.value, self.stamp = value, now
+
+    def step(self, target: float, now: float) -> float:
+        if self.value is None or self.stamp is None:
+            self.reset(target, now)
+            return target
+        dt = max(now - self.stamp, 0.0)
+        limited = clamp(target, self.value - self.down_per_s * dt, self.value + self.up_per_s * dt)
+        self.reset(limited, now)
+        return limited
+
+
+class AutoPolicy(Policy):
+    """Minimum of the rule caps and the deadline cap, rate limited."""
+
+    required_inputs = (BATTERY, THERMAL, DEADLINE)
+
+    def __init__(self, config: ControllerConfig, profile: LatencyProfile | None) -> None:
+        self.config = config
+        self.rule = RulePolicy(config)
+        self.deadline = DeadlinePolicy(config, profile) if profile is not None else None
+        self.limiter = RateLimiter(config.max_step_per_s, config.max_step_down_per_s)
+
+    def decide(self, inputs: ControlInputs, now: float) -> Decision:
+        caps = self.rule.caps(inputs)
+        if self.deadline is not None:
+            deadline_cap = self.deadline.cap(inputs)
+            if deadline_cap is not None:
+                caps.append(deadline_cap)
+        target = _finish(caps, self.config, _status(inputs, self.config))
+        u = self.limiter.step(target.setpoint, now)
+        if abs(u - target.setpoint) > 1e-9:
+            reason = f"{target.reason} (rate limited {u:.2f} -> {target.setpoint:.2f})"
+            return Decision(u, reason, target.binding)
+        return target
+
+    def reset(self, setpoint: float, now: float) -> None:
+        self.limiter.reset(setpoint, now)
+
+
+class StaleGuard(Policy):
+    """Commands ``safe_utilization`` while a required input has been silent for ``stale_timeout_s``.
+
+    An input that never arrived counts as silent since the guard was created (the first decide call),
+    so a controller started without a resource monitor falls into safe mode after the timeout.
+    """
+
+    def __init__(self, inner: Policy, config: ControllerConfig) -> None:
+        self.inner = inner
+        self.config = config
+        self.required_inputs = inner.required_inputs
+        self.started: float | None = None
+        self.stale_inputs: list[str] = []
+
+    def stale(self, inputs: ControlInputs, now: float) -> list[tuple[str, float]]:
+        """(input, seconds silent) for every required input silent longer than the timeout."""
+        if self.started is None:
+            self.started = now
+        silent = []
+        for name in self.required_inputs:
+            last = inputs.heard.get(name, self.started)
+            if now - last > self.config.stale_timeout_s:
+                silent.append((name, now - last))
+        return silent
+
+    def decide(self, inputs: ControlInputs, now: float) -> Decision:
+        decision = self.inner.decide(inputs, now)  # runs anyway so ladders and filters keep up
+        silent = self.stale(inputs, now)
+        self.stale_inputs = [name for name, _ in silent]
+        if not silent:
+            return decision
+        safe = self.config.safe_utilization
+        self.inner.reset(safe, now)
+        details = ", ".join(f"{name} silent {age:.1f} s" for name, age in silent)
+        reason = f"stale: {details} > {self.config.stale_timeout_s:.1f} s, safe {safe:.2f}"
+        return Decision(safe, reason, "stale")
+
+    def reset(self, setpoint: float, now: float) -> None:
+        self.inner.reset(setpoint, now)
+
+
+def make_policy(strategy: str, config: ControllerConfig, latency_profile: LatencyProfile | None) -> Policy:
+    """Build the policy for ``strategy`` (manual | rule | deadline | auto) from a validated config.
+
+    ``deadline`` needs a latency profile; ``auto`` without one uses the rule caps only.
+    """
+    config.validate()
+    if strategy == "manual":
+        return ManualPolicy(config)
+    if strategy == "rule":
+        policy: Policy = RulePolicy(config)
+    elif strategy == "deadline":
+        if latency_profile is None:
+            raise ValueError("strategy 'deadline' needs a latency profile (model card)")
+        policy = DeadlinePolicy(config, latency_profile)
+    elif strategy == "auto":
+        policy = AutoPolicy(config, latency_profile)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    return StaleGuard(policy, config)
+
