@@ -1,0 +1,228 @@
+"""Helpers shared by the recorder, the player and bag analysis.
+
+Message definitions for the bag come from rosbags' typestore (ROS 2 Jazzy ships with it); types it
+does not know are read from the installed ``share/<pkg>/msg/<Name>.msg`` files. Python message
+classes are resolved with importlib, so any installed message package can be played.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import TextIO
+
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+STORAGES = ("mcap", "sqlite3")
+
+# rosbag2 writes an infinite QoS duration as this (sec, nsec) pair.
+_INFINITE_QOS_TIME = QosTime(2147483647, 4294967295)
+_TYPE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)/(msg|srv|action)/([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class BagError(RuntimeError):
+    """A bag cannot be opened, read or written; the message is one line for the user."""
+
+
+def message_class(type_name: str) -> type:
+    """Return the Python class of a ROS message type such as ``"sensor_msgs/msg/Image"``.
+
+    Raises:
+        BagError: the name is malformed or the message package is not installed.
+
+    """
+    match = _TYPE_NAME.match(type_name)
+    if match is None:
+        raise BagError(f"malformed message type name {type_name!r} (expected pkg/msg/Name)")
+    package, kind, name = match.groups()
+    try:
+        module = importlib.import_module(f"{package}.{kind}")
+        return getattr(module, name)
+    except (ImportError, AttributeError):
+        raise BagError(f"message type {type_name} is not installed (no Python module {package}.{kind})") \
+            from None
+
+
+@lru_cache(maxsize=1)
+def _jazzy_typestore() -> Typestore:
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+def _installed_msg_file(type_name: str) -> Path | None:
+    """Find ``share/<pkg>/msg/<Name>.msg`` for a type, via the ament index or the Python prefix."""
+    package, _, name = type_name.split("/")
+    candidates = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        try:
+            candidates.append(Path(get_package_share_directory(package)))
+        except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH (pip-only machine)
+            pass
+    except ImportError:
+        pass
+    candidates.append(Path(sys.prefix) / "share" / package)
+    for share in candidates:
+        path = share / "msg" / f"{name}.msg"
+        if path.is_file():
+            return path
+    return None
+
+
+def typestore_with(type_names: list[str] | tuple[str, ...] | set[str]) -> Typestore:
+    """Return the Jazzy typestore, extended with any listed type it lacks (from installed .msg files).
+
+    Raises:
+        BagError: a type (or a type it uses) has no definition in rosbags or on this machine.
+
+    """
+    store = _jazzy_typestore()
+    pending = [name for name in type_names if name not in store.fielddefs]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in store.fielddefs or name in seen:
+            continue
+        seen.add(name)
+        path = _installed_msg_file(name)
+        if path is None:
+            raise BagError(f"no message definition for {name} (not in rosbags' Jazzy types, no .msg file)")
+        types = get_types_from_msg(path.read_text(encoding="utf-8"), name)
+        try:
+            store.register(types)
+        except Exception:  # noqa: BLE001 - a missing dependency; register it first, then retry
+            pending.append(name)
+            seen.discard(name)
+            deps = _referenced_types(types)
+            missing = [dep for dep in deps if dep not in store.fielddefs and dep not in seen]
+            if not missing:
+                raise BagError(f"cannot register message definition of {name}") from None
+            pending.extend(missing)
+    return store
+
+
+def _referenced_types(types: dict) -> list[str]:
+    """Names of the complex types a parsed .msg uses (rosbags field descriptors, nested tuples)."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, str) and _TYPE_NAME.match(node):
+            found.append(node)
+        elif isinstance(node, tuple | list):
+            for item in node:
+                walk(item)
+
+    for _consts, fields in types.values():
+        walk(fields)
+    return found
+
+
+def qos_to_rosbags(profile: object) -> Qos:
+    """Convert an rclpy ``QoSProfile`` to the rosbags ``Qos`` stored in the bag's metadata.
+
+    The policy enums share their numeric values between rmw (rclpy) and rosbag2 (rosbags).
+    """
+
+    def qtime(duration: object) -> QosTime:
+        nanoseconds = int(getattr(duration, "nanoseconds", 0))
+        if nanoseconds < 0 or nanoseconds >= 2**63 - 1:
+            return _INFINITE_QOS_TIME
+        sec, nsec = divmod(nanoseconds, 1_000_000_000)
+        return _INFINITE_QOS_TIME if sec >= _INFINITE_QOS_TIME.sec else QosTime(sec, nsec)
+
+    return Qos(
+        history=QosHistory(int(profile.history)),
+        depth=int(profile.depth),
+        reliability=QosReliability(int(profile.reliability)),
+        durability=QosDurability(int(profile.durability)),
+        deadline=qtime(profile.deadline),
+        lifespan=qtime(profile.lifespan),
+        liveliness=QosLiveliness(int(profile.liveliness)),
+        liveliness_lease_duration=qtime(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions),
+    )
+
+
+def open_reader(path: str | Path) -> Reader:
+    """Open a rosbag2 bag for reading, turning every failure into a one-line ``BagError``."""
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: no such bag")
+    if not path.is_dir() and path.suffix in (".mcap", ".db3"):
+        raise BagError(f"{path}: pass the bag directory (the one holding metadata.yaml), "
+                       "not the storage file")
+    if not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path}: not a rosbag2 bag (metadata.yaml missing; was the recorder killed?)")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several types for damaged bags
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BagError(f"{path}: damaged or unsupported bag: {reason}") from None
+    return reader
+
+
+def format_bytes(num_bytes: float) -> str:
+    """Human-readable size, e.g. ``"12.3 MB"``."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(num_bytes) < 1000.0 or unit == "GB":
+            return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+        num_bytes /= 1000.0
+    return f"{num_bytes:.1f} GB"
+
+
+class StatusLine:
+    """A status line that does not scroll the terminal to death.
+
+    On a TTY the line is rewritten in place (at most ``tty_period_s`` apart); otherwise one line is
+    printed at most every ``period_s`` seconds. ``finish()`` ends the in-place line.
+    """
+
+    def __init__(self, stream: TextIO | None = None, period_s: float = 5.0, tty_period_s: float = 0.2,
+                 enabled: bool = True) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.period_s = tty_period_s if self.is_tty else period_s
+        self._last = -float("inf")
+        self._width = 0
+
+    def update(self, text: str, force: bool = False) -> None:
+        """Show ``text`` if the period has passed (or ``force``)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self.period_s:
+            return
+        self._last = now
+        if self.is_tty:
+            padding = " " * max(0, self._width - len(text))
+            self.stream.write("\r" + text + padding)
+            self._width = len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def finish(self, text: str | None = None) -> None:
+        """Print a final line (if given) and leave the cursor on a fresh line."""
+        if not self.enabled:
+            return
+        if text is not None:
+            self.update(text, force=True)
+        if self.is_tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
