@@ -1,0 +1,97 @@
+"""Simulated camera node: synthetic frames with objects and a gesturing hand, plus exact ground truth.
+
+Publishes ``image`` (sensor_msgs/Image) and ``ground_truth/json`` (std_msgs/String) with the same
+header stamp, at ``fps``. The frames come from :class:`tnn_ros.data.stream.SimFrameSource`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from tnn_ros.data.stream import MIN_SIZE, SimFrameSource
+from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros.perception.codec import SUPPORTED_ENCODINGS, encode_image
+from tnn_ros.perception.formatting import stamp_to_ns
+
+PARAMETERS = (
+    ParamSpec("fps", 15.0, "Frames per second", min_value=0.5, max_value=120.0),
+    ParamSpec("width", 320, "Frame width in pixels", min_value=MIN_SIZE, max_value=4096),
+    ParamSpec("height", 240, "Frame height in pixels", min_value=MIN_SIZE, max_value=4096),
+    ParamSpec("encoding", "rgb8", "Image encoding", choices=SUPPORTED_ENCODINGS),
+    ParamSpec("seed", 0, "Scene and gesture script seed", min_value=0, max_value=2**31 - 1),
+    ParamSpec("num_objects", 4, "Drifting objects in view", min_value=0, max_value=20),
+    ParamSpec("gestures", True, "Overlay the scripted gesturing hand"),
+    ParamSpec("frame_id", "camera", "header.frame_id of the images"),
+)
+
+# A size or content change restarts the stream from frame 0 with a new source.
+_SOURCE_PARAMETERS = {"fps", "width", "height", "seed", "num_objects", "gestures"}
+
+
+class SimCameraNode(Node):
+    """Node `sim_camera`: synthetic `image` + `ground_truth/json` at a fixed rate."""
+
+    def __init__(self, node_name: str = "sim_camera", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.params = LiveParameters(self, PARAMETERS, on_change=self._on_parameters)
+        # Reliable publisher: matches both best-effort and reliable image subscribers.
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
+                               reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.create_publisher(Image, "image", image_qos)
+        self.truth_pub = self.create_publisher(String, "ground_truth/json", 10)
+        self.frames_published = 0
+        self.source = self._make_source()
+        self.timer = self.create_timer(1.0 / self.params["fps"], self._tick)
+        self.get_logger().info(
+            f"publishing {self.params['width']}x{self.params['height']} {self.params['encoding']} "
+            f"at {self.params['fps']} fps")
+
+    def _make_source(self) -> SimFrameSource:
+        return SimFrameSource(self.params["width"], self.params["height"], seed=self.params["seed"],
+                              fps=self.params["fps"], num_objects=self.params["num_objects"],
+                              gestures=self.params["gestures"])
+
+    def _on_parameters(self, changed: dict) -> None:
+        if _SOURCE_PARAMETERS & set(changed):
+            self.source = self._make_source()
+        if "fps" in changed:
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(1.0 / self.params["fps"], self._tick)
+
+    def _tick(self) -> None:
+        frame = self.source.next_frame()
+        encoding = self.params["encoding"]
+        step, data = encode_image(frame.rgb, encoding)
+        msg = Image(height=frame.rgb.shape[0], width=frame.rgb.shape[1], encoding=encoding, step=step,
+                    data=data)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.params["frame_id"]
+        stamp_ns = stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.image_pub.publish(msg)
+        self.truth_pub.publish(String(data=json.dumps(frame.ground_truth(stamp_ns, msg.header.frame_id))))
+        self.frames_published += 1
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the simulated camera until Ctrl-C."""
+    rclpy.init(args=args)
+    node = SimCameraNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
