@@ -77,10 +77,9 @@ class _Client:
         self.images.publish(msg)
 
     def setpoint(self, value):
-        before = self.node.gate.setpoint_stamp
+        before, rejected = self.node.gate.setpoint_stamp, self.node.gate.rejected
         self.setpoints.publish(Float32(data=value))
         # The node has received it once its gate recorded it (or counted it as rejected).
-        rejected = self.node.gate.rejected
         return self.ros.wait_for(lambda: self.node.gate.setpoint_stamp != before
                                  or self.node.gate.rejected != rejected, 5.0)
 

@@ -68,7 +68,8 @@ def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture
     recognizer = None
     if with_gesture:
         recognizer = GestureRecognizer(load_gesture(gesture_path or None), stride=stride)
-    return PerceptionPipeline(detector, recognizer, LevelSchedule(num_levels=detector.num_levels))
+    schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
+    return PerceptionPipeline(detector, recognizer, schedule)
 
 
 class PerceptionNode(LifecycleNode):

@@ -95,7 +95,9 @@ class PerceptionPipeline:
         recognizer = self.gesture_recognizer
         if recognizer is None or getattr(recognizer, "stride", None) == stride:
             return
-        self.gesture_recognizer = type(recognizer)(recognizer.net, stride=stride)
+        kept = {name: getattr(recognizer, name) for name in ("smoothing", "min_confidence")
+                if hasattr(recognizer, name)}
+        self.gesture_recognizer = type(recognizer)(recognizer.net, stride=stride, **kept)
 
     def _gesture_frame(self, rgb: np.ndarray) -> np.ndarray:
         if self._gesture_frame_size is None:
