@@ -2,10 +2,11 @@
 
 from tnn_ros.resources.base import BackendError, ResourceBackend, ResourceSample
 from tnn_ros.resources.factory import BACKENDS, make_backend
-from tnn_ros.resources.mission import Mission, MissionError, find_config_file, find_mission_file
+from tnn_ros.resources.mission import Mission, MissionError, find_mission_file
+from tnn_ros.resources.paths import find_config_file, find_package_file
 from tnn_ros.resources.sim import SimBackend, SimParams
 
 __all__ = [
     "BACKENDS", "BackendError", "Mission", "MissionError", "ResourceBackend", "ResourceSample", "SimBackend",
-    "SimParams", "find_config_file", "find_mission_file", "make_backend",
+    "SimParams", "find_config_file", "find_mission_file", "find_package_file", "make_backend",
 ]

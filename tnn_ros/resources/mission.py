@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import math
 import pathlib
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import yaml
+
+from tnn_ros.resources.paths import find_config_file
 
 DEFAULT_MISSION_FILE = "mission_demo.yaml"
 
@@ -152,27 +153,6 @@ class Mission:
             if t0 <= t < t1:
                 return u
         return None
-
-
-def find_config_file(name: str) -> pathlib.Path:
-    """Locate a file shipped in ``config/``: a path as given, the source tree, or the installed share.
-
-    Raises FileNotFoundError listing the places tried.
-    """
-    candidate = pathlib.Path(name)
-    if candidate.is_file():
-        return candidate
-    tried = [pathlib.Path(__file__).resolve().parents[2] / "config" / name]
-    try:  # installed with colcon / ament: share/tnn_ros/config
-        from ament_index_python.packages import get_package_share_directory
-        tried.append(pathlib.Path(get_package_share_directory("tnn_ros")) / "config" / name)
-    except (ImportError, LookupError, OSError):  # not installed / AMENT_PREFIX_PATH unset
-        pass
-    tried.append(pathlib.Path(sys.prefix) / "share" / "tnn_ros" / "config" / name)
-    for path in tried:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"config file {name!r} not found; tried: {', '.join(str(p) for p in tried)}")
 
 
 def find_mission_file(name: str = DEFAULT_MISSION_FILE) -> pathlib.Path:

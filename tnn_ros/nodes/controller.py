@@ -1,0 +1,218 @@
+"""Controller node: resource readings and measured latency in, a utilization setpoint and a reason out.
+
+A thin rclpy shell around :class:`tnn_ros.control.Controller`: it converts messages, declares the
+parameters (ranges + validation, applied live) and publishes on a fixed-rate timer. All callbacks
+share the node's default mutually exclusive callback group, so the core is never entered twice at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Mapping
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState, Temperature
+from std_msgs.msg import Float32, Header, String
+
+from tnn_ros.control import STRATEGIES, Controller, ControllerConfig, LatencyProfile, LatencyProfileError
+from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, THERMAL
+from tnn_ros.nodes._params import LiveParameters, ParamSpec
+
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_THROTTLE_S = 5.0
+DEFAULT_CARD = "detector.card.json"
+DEFAULT_NUM_LEVELS = 8
+
+_DEFAULTS = ControllerConfig()
+
+
+def _unit(name: str, description: str) -> ParamSpec:
+    return ParamSpec(name, getattr(_DEFAULTS, name), description, min_value=0.0, max_value=1.0)
+
+
+PARAMETERS = (
+    ParamSpec("strategy", _DEFAULTS.strategy,
+              "Control policy: manual | rule | deadline | auto (min of all caps)", choices=STRATEGIES),
+    _unit("manual_utilization", "Utilization commanded by the manual strategy / manual_override"),
+    ParamSpec("manual_override", False, "Force manual_utilization whatever the strategy"),
+    _unit("min_utilization", "Lowest utilization ever commanded (except safe_utilization)"),
+    _unit("max_utilization", "Highest utilization ever commanded"),
+    _unit("battery_low", "Battery fraction below which battery_low_cap applies"),
+    _unit("battery_low_cap", "Utilization cap while the battery is low"),
+    _unit("battery_critical", "Battery fraction below which battery_critical_cap applies"),
+    _unit("battery_critical_cap", "Utilization cap while the battery is critical"),
+    ParamSpec("battery_hysteresis", _DEFAULTS.battery_hysteresis,
+              "A battery cap is lifted only this far (fraction) above its threshold",
+              min_value=0.0, max_value=0.5),
+    ParamSpec("thermal_warn_c", _DEFAULTS.thermal_warn_c,
+              "Temperature (C) above which thermal_warn_cap applies", min_value=0.0, max_value=150.0),
+    _unit("thermal_warn_cap", "Utilization cap while the temperature is above thermal_warn_c"),
+    ParamSpec("thermal_critical_c", _DEFAULTS.thermal_critical_c,
+              "Temperature (C) above which thermal_critical_cap applies", min_value=0.0, max_value=150.0),
+    _unit("thermal_critical_cap", "Utilization cap while the temperature is above thermal_critical_c"),
+    ParamSpec("thermal_hysteresis_c", _DEFAULTS.thermal_hysteresis_c,
+              "A thermal cap is lifted only this far (C) below its threshold",
+              min_value=0.0, max_value=30.0),
+    _unit("cpu_load_high", "CPU load above which cpu_load_cap applies (1.0 disables)"),
+    _unit("cpu_load_cap", "Utilization cap while the CPU load is high"),
+    ParamSpec("cpu_load_hysteresis", _DEFAULTS.cpu_load_hysteresis, "CPU cap hysteresis (fraction)",
+              min_value=0.0, max_value=0.5),
+    ParamSpec("deadline_margin", _DEFAULTS.deadline_margin,
+              "Predicted latency must stay below deadline * (1 - margin)", min_value=0.0, max_value=0.9),
+    ParamSpec("latency_ema_alpha", _DEFAULTS.latency_ema_alpha,
+              "Weight of a new measured/predicted latency ratio in the profile scale",
+              min_value=0.01, max_value=1.0),
+    ParamSpec("model_card", "", "Model card (JSON) with levels[].latency_ms; empty = shipped detector card"),
+    ParamSpec("stale_timeout_s", _DEFAULTS.stale_timeout_s,
+              "An input silent this long puts the controller in safe mode", min_value=0.1, max_value=600.0),
+    _unit("safe_utilization", "Utilization commanded in safe mode (stale inputs)"),
+    ParamSpec("max_step_per_s", _DEFAULTS.max_step_per_s, "auto: fastest rise of the setpoint (1/s)",
+              min_value=0.01, max_value=10.0),
+    ParamSpec("max_step_down_per_s", _DEFAULTS.max_step_down_per_s,
+              "auto: fastest fall of the setpoint (1/s)", min_value=0.01, max_value=10.0),
+    ParamSpec("rate_hz", 10.0, "Setpoint publish rate", min_value=0.5, max_value=100.0),
+)
+
+_CONFIG_FIELDS = {field.name for field in dataclasses.fields(ControllerConfig)}
+
+
+def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProfile, str]:
+    """The profile from ``model_card`` (or the shipped detector card), else a synthetic one; and why.
+
+    An explicitly named card that cannot be read raises LatencyProfileError.
+    """
+    if model_card:
+        return LatencyProfile.from_card(model_card, ema_alpha=ema_alpha), f"model card {model_card}"
+    from tnn_ros.resources.paths import find_package_file
+    try:
+        path = find_package_file("models", DEFAULT_CARD)
+        return LatencyProfile.from_card(path, ema_alpha=ema_alpha), f"model card {path}"
+    except (FileNotFoundError, LatencyProfileError) as error:
+        try:
+            from tnn_ros.throttle import LevelSchedule
+            levels = LevelSchedule(DEFAULT_NUM_LEVELS).utilizations()
+        except ImportError:
+            levels = [(k + 1) / DEFAULT_NUM_LEVELS for k in range(DEFAULT_NUM_LEVELS)]
+        profile = LatencyProfile.synthetic(levels, ema_alpha=ema_alpha)
+        return profile, f"synthetic profile ({error}); the online scale correction sets its scale"
+
+
+def _config_from(values: Mapping[str, Any]) -> ControllerConfig:
+    return ControllerConfig.from_mapping({k: v for k, v in values.items() if k in _CONFIG_FIELDS})
+
+
+def validate_parameters(values: Mapping[str, Any]) -> str | None:
+    """Cross-parameter checks (min <= max, threshold order, ...) and a readable model card."""
+    problem = _config_from(values).problem()
+    if problem is None and values.get("model_card"):
+        try:
+            LatencyProfile.from_card(values["model_card"])
+        except LatencyProfileError as error:
+            return f"model_card: {error}"
+    return problem
+
+
+class ControllerNode(Node):
+    """Node `controller`: resource readings and latency in, utilization_setpoint + reason out.
+
+    Subscribes battery, thermal, deadline_ms, cpu_load, latency_ms, utilization_applied; publishes
+    utilization_setpoint and controller/reason at rate_hz and /diagnostics at 1 Hz.
+    """
+
+    def __init__(self, node_name: str = "controller", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.params = LiveParameters(self, PARAMETERS, validate=validate_parameters,
+                                     on_change=self._on_parameters)
+        values = self.params.as_dict()
+        profile, self.profile_source = load_latency_profile(
+            values["model_card"], values["latency_ema_alpha"])
+        self.get_logger().info(f"latency profile: {self.profile_source}")
+        self.controller = Controller(_config_from(values), profile)
+
+        self.setpoint_pub = self.create_publisher(Float32, "utilization_setpoint", 10)
+        self.reason_pub = self.create_publisher(String, "controller/reason", 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(BatteryState, "battery", self._on_battery, 10)
+        self.create_subscription(Temperature, "thermal", self._on_thermal, 10)
+        for topic, name in (("deadline_ms", DEADLINE), ("cpu_load", CPU_LOAD), ("latency_ms", LATENCY),
+                            ("utilization_applied", APPLIED)):
+            self.create_subscription(Float32, topic,
+                                     lambda msg, name=name: self._on_value(name, msg.data), 10)
+        self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.get_logger().info(f"controller up: strategy {values['strategy']}, {values['rate_hz']:.1f} Hz")
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _on_value(self, name: str, value: float) -> None:
+        problem = self.controller.update(name, value, time.monotonic())
+        if problem:
+            dropped = self.controller.tracker.dropped[name]
+            self.get_logger().warning(f"dropped input {problem} ({dropped} dropped so far)",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        if not msg.present and math.isnan(msg.percentage):
+            self.controller.mark_heard(BATTERY, time.monotonic())  # no battery here: alive, nothing to cap
+            return
+        self._on_value(BATTERY, msg.percentage)
+
+    def _on_thermal(self, msg: Temperature) -> None:
+        self._on_value(THERMAL, msg.temperature)
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        decision = self.controller.step(time.monotonic())
+        self.setpoint_pub.publish(Float32(data=float(decision.setpoint)))
+        self.reason_pub.publish(String(data=decision.reason))
+
+    def _publish_diagnostics(self) -> None:
+        values = self.controller.diagnostics()
+        values["latency_profile"] = self.profile_source
+        decision = self.controller.last_decision
+        if decision is not None and decision.binding == "stale":
+            level, message = DiagnosticStatus.WARN, f"safe mode: {decision.reason}"
+        elif values["dropped.total"]:
+            level, message = DiagnosticStatus.WARN, f"bad inputs dropped: {values['dropped.total']}"
+        else:
+            level, message = DiagnosticStatus.OK, decision.reason if decision else "starting"
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: controller",
+                                  message=message, hardware_id="tnn_ros",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self.diagnostics_pub.publish(DiagnosticArray(header=header, status=[status]))
+
+    # -- parameters -------------------------------------------------------------------------------
+    def _on_parameters(self, changed: Mapping[str, Any]) -> None:
+        values = self.params.as_dict()
+        if "model_card" in changed:
+            self.controller.profile, self.profile_source = load_latency_profile(
+                values["model_card"], values["latency_ema_alpha"])
+            self.get_logger().info(f"latency profile: {self.profile_source}")
+        if "rate_hz" in changed:
+            self.timer.cancel()
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
+        self.controller.reconfigure(_config_from(values), time.monotonic())
+        self.get_logger().info("parameters applied: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the controller node until Ctrl-C."""
+    rclpy.init(args=args)
+    node = ControllerNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
