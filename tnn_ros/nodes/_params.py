@@ -24,9 +24,11 @@ and new values that were accepted (after rclpy stored them).
 from __future__ import annotations
 
 import math
+import pathlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+import yaml
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -218,3 +220,49 @@ class LiveParameters:
             except Exception as error:  # a failing handler must not take the parameter service down
                 self._node.get_logger().error(f"applying parameters {sorted(changed)} failed: {error}")
 
+
+
+def node_parameters_from_yaml(path: str | pathlib.Path, node_name: str,
+                              namespace: str = "") -> dict[str, Any]:
+    """The ``ros__parameters`` a ROS 2 parameter file gives one node, as a flat ``{name: value}`` dict.
+
+    Matches the keys rcl matches: ``/**``, ``/**/<name>``, ``<name>`` (a node without namespace or,
+    as launch files commonly assume, in any namespace), ``/<ns>/<name>`` and the nested form
+    ``<ns>: {<name>: ...}``; more specific keys win. Nested mappings become dotted names
+    (``sim: {capacity_wh: 1}`` -> ``sim.capacity_wh``). Raises ValueError for unreadable files.
+    """
+    path = pathlib.Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read parameter file: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of node names")
+    namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    fqn = f"{namespace}/{node_name}"
+    ranked = {"/**": 0, "**": 0, "/**/" + node_name: 1, node_name: 2, "/" + node_name: 2, fqn: 3,
+              fqn.lstrip("/"): 3}
+    sections: list[tuple[int, dict]] = []
+    for key, section in data.items():
+        key = str(key)
+        if key in ranked and isinstance(section, dict) and "ros__parameters" in section:
+            sections.append((ranked[key], section["ros__parameters"] or {}))
+        elif isinstance(section, dict) and "ros__parameters" not in section:
+            nested = section.get(node_name)  # "<ns>: {<name>: {ros__parameters: ...}}"
+            if ("/" + key.strip("/") == namespace and isinstance(nested, dict)
+                    and "ros__parameters" in nested):
+                sections.append((3, nested["ros__parameters"] or {}))
+    values: dict[str, Any] = {}
+    for _, parameters in sorted(sections, key=lambda item: item[0]):
+        values.update(_flatten(parameters))
+    return values
+
+
+def _flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
