@@ -266,3 +266,28 @@ def _flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{name}"] = value
     return flat
+
+
+def resolve_node_parameters(node_name: str, namespace: str = "", params_file: str | pathlib.Path = "",
+                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Start-up parameters of one node, merged in order (later wins).
+
+    1. the shipped defaults ``config/<node_name>.yaml`` (source tree or installed share), if present;
+    2. ``params_file`` (any standard ROS 2 parameter YAML), if given;
+    3. ``overrides`` whose value is not None / "" (e.g. ``--backend`` on a command line).
+
+    The one-process bringup and the launch files both use this, so they read the same files.
+    """
+    from tnn_ros.resources.paths import find_config_file
+
+    values: dict[str, Any] = {}
+    try:
+        values.update(node_parameters_from_yaml(find_config_file(f"{node_name}.yaml"), node_name, namespace))
+    except FileNotFoundError:
+        pass
+    if params_file:
+        if not pathlib.Path(params_file).is_file():
+            raise ValueError(f"parameter file {params_file} does not exist")
+        values.update(node_parameters_from_yaml(params_file, node_name, namespace))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None and v != ""})
+    return values
