@@ -184,7 +184,7 @@ class BagRecorder:
 def record(output: str | Path, topics: list[str] | tuple[str, ...] = (), storage: str = "mcap", *,
            all_topics: bool = False, exclude: str | None = None, duration: float | None = None,
            context: Context | None = None, stop_event: threading.Event | None = None,
-           discovery_period_s: float = 0.5, progress: bool = True, node_name: str = "tnn_bag_recorder",
+           discovery_period_s: float = 0.25, progress: bool = True, node_name: str = "tnn_bag_recorder",
            ready_event: threading.Event | None = None) -> RecordSummary:
     """Record ``topics`` (or every visible topic with ``all_topics``) into a new bag at ``output``.
 

@@ -33,6 +33,7 @@ TOPIC_SUFFIXES = {
     "gesture": "/gesture/json",
     "truth": "/ground_truth/json",
     "reason": "/controller/reason",
+    "diagnostics": "/diagnostics",
 }
 NO_GESTURE_LABELS = ("no_gesture",)
 
@@ -71,7 +72,7 @@ def _pick_topics(topics: list[str], namespace: str | None) -> dict[str, str]:
     chosen = {}
     for kind, suffix in TOPIC_SUFFIXES.items():
         matches = sorted(t for t in topics if t.endswith(suffix))
-        if namespace is not None:
+        if namespace is not None and kind != "diagnostics":   # /diagnostics is absolute
             exact = f"{namespace.rstrip('/')}{suffix}"
             matches = [exact] if exact in topics else []
         # /a/controller/reason also ends with /reason-like suffixes of other kinds: take the shortest
@@ -107,7 +108,9 @@ def load_run(bag: str | Path, namespace: str | None = None) -> RunSeries:
     finally:
         reader.close()
 
-    t0_ns = rows["battery"][0][0] if rows["battery"] else start_ns
+    t0_ns = _mission_start_ns(rows["diagnostics"])
+    if t0_ns is None:
+        t0_ns = rows["battery"][0][0] if rows["battery"] else start_ns
     run = RunSeries(bag=str(bag), t0_ns=t0_ns, duration_s=max(0.0, (end_ns - t0_ns) / 1e9))
 
     def series(kind: str, width: int) -> np.ndarray:
@@ -127,8 +130,30 @@ def load_run(bag: str | Path, namespace: str | None = None) -> RunSeries:
     return run
 
 
+def _mission_start_ns(diagnostics: list[tuple[int, object]]) -> int | None:
+    """When the sim's mission started, from the resource monitor's ``mission_time_s`` diagnostics.
+
+    The first resource messages can be published before the recorder has matched the publisher, so
+    the first *recorded* battery message is up to a second late; the diagnostics say the mission
+    time at a stamped instant. The median over all of them is robust to the 0.1 s rounding.
+    """
+    starts = [stamp_ns - int(mission_s * 1e9) for _ns, (stamp_ns, mission_s) in diagnostics
+              if mission_s is not None]
+    return int(np.median(starts)) if starts else None
+
+
 def _decode(kind: str, msg: object) -> object:
     """The numbers (tuple) or payload (dict / str) a message of ``kind`` contributes."""
+    if kind == "diagnostics":
+        stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        for status in msg.status:
+            for item in status.values:
+                if item.key == "mission_time_s":
+                    try:
+                        return (stamp_ns, float(item.value))
+                    except ValueError:   # "not started"
+                        return (stamp_ns, None)
+        return (stamp_ns, None)
     if kind == "battery":
         return (float(msg.percentage), float(msg.voltage), float(msg.current))
     if kind == "thermal":

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
@@ -29,6 +30,7 @@ class DemoMonitor(Node):
         self.latest: dict[str, Any] = {}
         self.frames = 0
         self.first_resource_time: float | None = None   # monotonic time of the first battery message
+        self._mission_start: float | None = None        # monotonic time the sim mission started
         self.controller_fqn = f"{namespace.rstrip('/')}/{controller}"
         qos = qos_profile_sensor_data  # best effort matches reliable and best-effort publishers
         self.create_subscription(BatteryState, "battery", self._on_battery, qos)
@@ -40,6 +42,8 @@ class DemoMonitor(Node):
         self.create_subscription(String, "detections/json", self._on_detections, qos)
         self.create_subscription(String, "gesture/json", self._on_gesture, qos)
         self.create_subscription(String, "controller/reason", lambda m: self._set("reason", m.data), qos)
+        self._resource_monitor_status = f"{namespace.rstrip('/')}/resource_monitor"
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos)
         self._set_client = self.create_client(SetParameters, f"{self.controller_fqn}/set_parameters")
         self._get_client = self.create_client(GetParameters, f"{self.controller_fqn}/get_parameters")
 
@@ -52,6 +56,27 @@ class DemoMonitor(Node):
             if self.first_resource_time is None:
                 self.first_resource_time = time.monotonic()
             self.latest["battery"] = msg.percentage
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Track the sim mission's clock from the resource monitor's ``mission_time_s`` value."""
+        for status in msg.status:
+            if not status.name.startswith(self._resource_monitor_status):
+                continue
+            for item in status.values:
+                if item.key == "mission_time_s":
+                    try:
+                        mission_s = float(item.value)
+                    except ValueError:   # "not started"
+                        return
+                    with self._lock:
+                        self._mission_start = time.monotonic() - mission_s
+                    return
+
+    def mission_time(self) -> float | None:
+        """Seconds since the sim mission started (from diagnostics; else since the first battery message)."""
+        with self._lock:
+            start = self._mission_start if self._mission_start is not None else self.first_resource_time
+        return None if start is None else time.monotonic() - start
 
     def _on_detections(self, msg: String) -> None:
         try:

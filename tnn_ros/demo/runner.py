@@ -15,7 +15,6 @@ import random
 import shutil
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -42,6 +41,7 @@ class DemoOptions:
     params_file: str | None = None
     startup_timeout_s: float = 180.0
     extra_bringup_args: list[str] = field(default_factory=list)
+    bringup_module: str = "tnn_ros.nodes.bringup"
 
 
 @dataclass
@@ -111,13 +111,39 @@ class DemoRunner:
 
     # -- one run ---------------------------------------------------------------------------------
 
-    def _bringup_command(self, spec: RunSpec) -> list[str]:
-        command = [sys.executable, "-m", "tnn_ros.nodes.bringup", "--backend", "sim",
-                   "--strategy", spec.strategy, "--namespace", self.options.namespace,
-                   "--duration", f"{self.options.duration_s:g}", "--mission", str(self.mission_path)]
+    def _params_file(self, spec: RunSpec) -> Path:
+        """The parameter YAML for bringup: the user's file (if any) plus the mission and the run's strategy.
+
+        Passing the mission this way uses only the resource_monitor's declared parameters.
+        """
+        import yaml
+
+        params: dict = {}
         if self.options.params_file:
-            command += ["--params-file", self.options.params_file]
-        return command + list(self.options.extra_bringup_args)
+            loaded = yaml.safe_load(Path(self.options.params_file).read_text(encoding="utf-8"))
+            if not isinstance(loaded, dict):
+                raise DemoError(f"{self.options.params_file}: not a ROS parameter file")
+            params = loaded
+
+        def section(node: str) -> dict:
+            return params.setdefault(f"/**/{node}", {}).setdefault("ros__parameters", {})
+
+        section("resource_monitor").update(backend="sim", mission_file=str(self.mission_path),
+                                           mission_duration_s=float(self.options.duration_s), rate_hz=5.0)
+        controller = section("controller")
+        controller["strategy"] = spec.strategy
+        if spec.fixed_utilization is not None:
+            controller["manual_utilization"] = float(spec.fixed_utilization)
+        path = self.logs / f"params_{spec.label}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        return path
+
+    def _bringup_command(self, spec: RunSpec) -> list[str]:
+        return [sys.executable, "-m", self.options.bringup_module, "--backend", "sim",
+                "--strategy", spec.strategy, "--namespace", self.options.namespace,
+                "--duration", f"{self.options.duration_s:g}",
+                "--params-file", str(self._params_file(spec)), *self.options.extra_bringup_args]
 
     def _recorder_command(self, spec: RunSpec, bag: Path) -> list[str]:
         exclude = NEVER_RECORD if spec.record_images else rf"{NEVER_RECORD}|/image$"
@@ -181,13 +207,14 @@ class DemoRunner:
             monitor.destroy_node()
 
     def _mission_loop(self, spec, bag, monitor, recorder, bringup, status) -> RunResult:
-        start = monitor.first_resource_time
         override: float | None = None
         saved_strategy = spec.strategy
         while not self.stop_event.is_set():
-            t = time.monotonic() - start
+            t = monitor.mission_time() or 0.0
             if t >= self.options.duration_s:
                 return RunResult(spec, bag, True)
+            if bringup.poll() == 0 and t >= 0.9 * self.options.duration_s:
+                return RunResult(spec, bag, True)   # bringup's own --duration ran out first
             for process in (bringup, recorder):
                 if process.poll() is not None:
                     return RunResult(spec, bag, False, self._why(process.name, process))
