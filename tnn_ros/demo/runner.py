@@ -142,7 +142,8 @@ class DemoRunner:
     def _bringup_command(self, spec: RunSpec) -> list[str]:
         return [sys.executable, "-m", self.options.bringup_module, "--backend", "sim",
                 "--strategy", spec.strategy, "--namespace", self.options.namespace,
-                "--duration", f"{self.options.duration_s:g}",
+                # bringup's own time limit is only a watchdog: the demo stops it at the mission's end
+                "--duration", f"{self.options.duration_s + self.options.startup_timeout_s + 30.0:g}",
                 "--params-file", str(self._params_file(spec)), *self.options.extra_bringup_args]
 
     def _recorder_command(self, spec: RunSpec, bag: Path) -> list[str]:
