@@ -1,0 +1,229 @@
+"""Gated C3D gesture net: slicing == masking, MACs, tensor/numpy API, model files, recognizer."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tnn_ros.models.gesture import (
+    DEFAULT_ARCHITECTURE,
+    GestureRecognizer,
+    GestureResult,
+    ThrottleableGestureNet,
+    conv3d_by_conv2d,
+    load_gesture,
+)
+from tnn_ros.models.io import ModelFileError, save_model
+from tnn_ros.throttle import count_macs
+
+TINY = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],
+        "fc": [16], "min_fraction": 0.5}
+CLASSES = ["no_gesture", "swipe_left", "push"]
+
+
+def _tiny_net(seed=0) -> ThrottleableGestureNet:
+    torch.manual_seed(seed)
+    net = ThrottleableGestureNet(CLASSES, TINY)
+    # Non-trivial BatchNorm statistics for every level, set in train mode so eval() folds them.
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def test_conv3d_by_conv2d_matches_conv3d():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 7, 9, dtype=torch.float64)
+    weight = torch.randn(11, 5, 3, 3, 3, dtype=torch.float64)
+    bias = torch.randn(11, dtype=torch.float64)
+    expected = F.conv3d(x, weight, bias, padding=1)
+    assert torch.allclose(conv3d_by_conv2d(x, weight, bias), expected, atol=1e-10)
+
+
+def _bn(x, norm):
+    shape = (1, -1, 1, 1, 1) if x.dim() == 5 else (1, -1)
+    return (x - norm.running_mean.view(shape)) / torch.sqrt(norm.running_var.view(shape) + norm.eps) \
+        * norm.weight.view(shape) + norm.bias.view(shape)
+
+
+def _masked_reference(net: ThrottleableGestureNet, clips: torch.Tensor, level: int) -> torch.Tensor:
+    """Full-width forward with native conv3d where everything a level drops is multiplied by zero."""
+    def gated_conv(conv, x):
+        c_in, c_out = conv.in_widths[level], conv.out_widths[level]
+        mask = torch.zeros_like(conv.weight)
+        mask[:c_out, :c_in] = 1
+        out = F.conv3d(x, conv.weight * mask, None, padding=1)
+        kept = F.relu(_bn(out[:, :c_out], conv.norms[level]))
+        return torch.cat([kept, torch.zeros_like(out[:, c_out:])], dim=1)
+
+    x = F.max_pool3d(gated_conv(net.conv1, clips), (1, 2, 2), ceil_mode=True)
+    for conv, pool in zip(net.convs, net._pool_after):
+        x = gated_conv(conv, x)
+        if pool:
+            x = F.max_pool3d(x, 2, ceil_mode=True)
+    x = x.flatten(1)
+    for fc in [*net.fcs, net.classifier]:
+        c_in, c_out = fc.in_widths[level], fc.out_widths[level]
+        mask = torch.zeros_like(fc.weight)
+        mask[:c_out, :c_in] = 1
+        bias_mask = torch.zeros_like(fc.bias)
+        bias_mask[:c_out] = 1
+        x = F.linear(x, fc.weight * mask, fc.bias * bias_mask)
+        if fc is not net.classifier:
+            x = F.relu(x)
+    return x
+
+
+@torch.no_grad()
+def test_sliced_forward_equals_zero_masked_reference_at_every_level():
+    net = _tiny_net()
+    clips = torch.randn(3, 3, 4, 10, 12)
+    outputs = []
+    for level in range(net.num_levels):
+        net.set_level(level)
+        got = net(clips)
+        assert got.shape == (3, len(CLASSES))
+        assert torch.allclose(got, _masked_reference(net, clips, level), atol=1e-4), level
+        outputs.append(got)
+    # The levels really differ (otherwise the comparison above would prove little).
+    assert not torch.allclose(outputs[0], outputs[-1], atol=1e-3)
+
+
+def test_lower_levels_really_run_narrower_layers():
+    net = _tiny_net()
+    seen = []
+    hook = net.convs[0].register_forward_hook(lambda m, i, o: seen.append((i[0].shape[1], o.shape[1])))
+    with torch.no_grad():
+        for level in (0, net.num_levels - 1):
+            net.set_level(level)
+            net(net.example_input())
+    hook.remove()
+    assert seen[0][1] < seen[1][1] == 16  # level 0 computes fewer output channels
+
+
+def test_macs_strictly_decrease_with_the_level_and_lowest_is_about_a_quarter():
+    net = ThrottleableGestureNet(architecture=DEFAULT_ARCHITECTURE).eval()
+    macs = count_macs(net, net.example_input())
+    assert len(macs) == DEFAULT_ARCHITECTURE["num_levels"]
+    assert all(a < b for a, b in zip(macs, macs[1:]))
+    assert 0.15 <= macs[0] / macs[-1] <= 0.3
+
+
+def test_bad_architecture_and_inputs_raise():
+    with pytest.raises(ValueError, match="multiples of 8"):
+        ThrottleableGestureNet(CLASSES, {**TINY, "conv1": 6})
+    with pytest.raises(ValueError, match="divisible"):
+        ThrottleableGestureNet(CLASSES, {**TINY, "clip_length": 6})
+    with pytest.raises(ValueError, match="unknown"):
+        ThrottleableGestureNet(CLASSES, {**TINY, "depth": 3})
+    with pytest.raises(ValueError, match="no_gesture"):
+        ThrottleableGestureNet(["a", "b"], TINY)
+    net = _tiny_net()
+    with pytest.raises(ValueError, match="expected clips"):
+        net(torch.zeros(1, 3, 4, 12, 10))  # width and height swapped
+    with pytest.raises(ValueError):
+        net.set_level(4)
+
+
+def test_predict_clip_takes_frames_of_any_size():
+    net = _tiny_net()
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (30, 41, 3), dtype=np.uint8) for _ in range(4)]
+    probabilities = net.predict_clip(frames)
+    assert probabilities.shape == (3,) and probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="expected 4 frames"):
+        net.predict_clip(frames[:3])
+    with pytest.raises(ValueError, match="uint8"):
+        net.predict_clip(frames[:3] + [np.zeros((30, 41, 3), np.float32)])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    net = _tiny_net()
+    path = tmp_path / "gesture.pt"
+    save_model(net, path, {"name": "gesture", "architecture": net.architecture, "classes": net.classes})
+    loaded = load_gesture(str(path))
+    clips = torch.randn(1, 3, 4, 10, 12)
+    for level in range(net.num_levels):
+        net.set_level(level)
+        loaded.set_level(level)
+        assert torch.allclose(net(clips), loaded(clips), atol=1e-6)
+    assert loaded.card["name"] == "gesture" and not loaded.training
+    # A card whose architecture does not match the weights is refused, naming the file.
+    wrong = {"name": "gesture", "architecture": {**TINY, "conv1": 16}, "classes": CLASSES}
+    save_model(_tiny_net(), path, wrong)
+    with pytest.raises(ModelFileError, match="gesture.pt"):
+        load_gesture(str(path))
+
+
+# --- recognizer -----------------------------------------------------------------------------------------
+
+class ScriptedNet:
+    """Stands in for the net: returns queued probabilities and records what it was asked."""
+
+    clip_length = 4
+    frame_size = (8, 6)
+    classes = ["no_gesture", "swipe_left", "push"]
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+        self.clips = []
+
+    def predict_clip(self, frames):
+        self.clips.append([int(f[0, 0, 0]) for f in frames])
+        return np.asarray(self.outputs.pop(0), dtype=np.float32)
+
+
+def _frame(value, size=(20, 16)):
+    return np.full((size[1], size[0], 3), value, np.uint8)
+
+
+def test_recognizer_waits_for_a_full_buffer_then_runs_every_stride_frames():
+    net = ScriptedNet([[0.1, 0.8, 0.1]] * 10)
+    recognizer = GestureRecognizer(net, stride=2, smoothing=1, min_confidence=0.5)
+    results = [recognizer.push(_frame(i)) for i in range(9)]
+    ran = [i for i, r in enumerate(results) if r is not None]
+    assert ran == [3, 5, 7]  # buffer full at frame 3, then every 2nd frame
+    assert net.clips == [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]  # sliding window of the newest 4
+    assert results[3] == GestureResult("swipe_left", 1, pytest.approx(0.8), results[3].probabilities)
+
+
+def test_recognizer_smooths_over_the_last_windows_and_falls_back_to_no_gesture():
+    net = ScriptedNet([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.2, 0.4, 0.4]])
+    recognizer = GestureRecognizer(net, stride=1, smoothing=2, min_confidence=0.6)
+    out = [recognizer.push(_frame(i)) for i in range(7)]
+    assert out[:4] == [None] * 4  # first run at frame 3, but smoothing needs 2 runs
+    assert out[4].label == "no_gesture"  # mean of (swipe 1.0) and (push 1.0) = 0.5 each < 0.6
+    assert out[4].probabilities == pytest.approx({"no_gesture": 0.0, "swipe_left": 0.5, "push": 0.5})
+    assert out[5].label == "push" and out[5].confidence == pytest.approx(1.0)
+    assert out[6].label == "push" and out[6].confidence == pytest.approx(0.7)
+
+
+def test_recognizer_reset_and_bad_frames():
+    net = ScriptedNet([[0.1, 0.1, 0.8]] * 4)
+    recognizer = GestureRecognizer(net, stride=4, smoothing=1)
+    for i in range(3):
+        recognizer.push(_frame(i))
+    with pytest.raises(ValueError):
+        recognizer.push(np.zeros((16, 20), np.uint8))  # not HxWx3: refused, buffer unchanged
+    assert recognizer.push(_frame(3)) is not None  # 4th good frame fills the buffer
+    recognizer.reset()
+    assert [recognizer.push(_frame(i)) for i in range(3)] == [None] * 3
+    assert recognizer.push(_frame(9)).label == "push"
+    with pytest.raises(ValueError):
+        GestureRecognizer(net, stride=0)
+    with pytest.raises(ValueError):
+        GestureRecognizer(net, min_confidence=1.5)
+
+
+def test_recognizer_on_a_real_net_gives_consistent_results():
+    net = _tiny_net()
+    recognizer = GestureRecognizer(net, stride=1, smoothing=1, min_confidence=0.0)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (24, 30, 3), dtype=np.uint8) for _ in range(4)]
+    result = [recognizer.push(f) for f in frames][-1]
+    expected = net.predict_clip(frames)
+    assert result.class_id == int(np.argmax(expected))
+    assert result.probabilities[result.label] == pytest.approx(float(expected.max()), abs=1e-6)

@@ -1,0 +1,343 @@
+"""Throttleable gesture network (gated C3D) and an online gesture recognizer.
+
+The network follows C3D (Tran et al. 2015) scaled down for a CPU: every convolution is 3x3x3 with
+stride 1, ``pool1`` is 1x2x2 and the later pools 2x2x2, then two fully connected layers and a
+classifier. As in the gated C3D of the TNN paper, ``conv1`` is not gated, the later conv stages and
+both FC layers are width gated into nested channel groups, and the classifier output is fixed.
+
+CPU detail: PyTorch has no oneDNN kernel for ``conv3d`` on CPU and its fallback is slow and does not
+get faster as channels drop. :class:`TemporalFoldConv3d` computes the *same* 3x3x3 convolution as one
+``conv2d`` over frames whose channels are stacked with their two temporal neighbours, which runs on
+oneDNN and whose latency tracks its MACs. Activations keep a frame-major memory layout (N, T, C, H, W)
+behind the logical (N, C, T, H, W) shape so that no layer has to copy them around.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.gestures import GESTURE_CLASSES, NO_GESTURE
+from ..throttle import GatedConv3d, GatedLinear, ThrottleableModule, level_widths
+
+# Pixel normalisation of the network input (uint8 RGB -> roughly zero mean, unit range).
+PIXEL_MEAN = 0.45
+PIXEL_STD = 0.25
+
+DEFAULT_ARCHITECTURE: dict[str, Any] = {
+    "type": "gated_c3d",
+    "clip_length": 16,
+    "frame_size": [48, 48],          # (width, height) of a frame inside the net
+    "num_levels": 8,
+    "conv1": 8,                      # ungated
+    "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
+    "fc": [256, 256],
+    "min_fraction": 0.375,           # width fraction of the gated layers at the lowest level
+}
+
+
+def fold_temporal_weight(weight: Tensor) -> Tensor:
+    """(C_out, C_in, 3, kh, kw) conv3d weight -> (C_out, 3 * C_in, kh, kw) conv2d weight.
+
+    Input channel ``dt * C_in + c`` of the folded weight reads channel ``c`` of frame ``t + dt - 1``.
+    """
+    c_out, c_in, kt, kh, kw = weight.shape
+    return weight.permute(0, 2, 1, 3, 4).reshape(c_out, kt * c_in, kh, kw)
+
+
+def conv3d_by_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=1, dilation=1,
+                     groups: int = 1) -> Tensor:
+    """``F.conv3d(x, weight, bias, padding=1)`` for a 3x3x3 kernel, computed with one ``conv2d``.
+
+    ``x`` is (N, C, T, H, W); ``weight`` is the 5-D conv3d weight or its :func:`fold_temporal_weight`.
+    The result has the logical shape (N, C_out, T, H, W) and a frame-major memory layout.
+    The keyword arguments exist to match ``F.conv3d``; only stride 1, padding 1, dilation 1 and
+    groups 1 are valid (checked when the layer is built).
+    """
+    n, c, t, h, w = x.shape
+    frames = x.permute(0, 2, 1, 3, 4).contiguous()                      # (N, T, C, H, W); free if frame-major
+    padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 1, 1))                    # zero frame before and after
+    stacked = torch.cat([padded[:, 0:t], padded[:, 1:t + 1], padded[:, 2:t + 2]], dim=2)
+    if weight.dim() == 5:
+        weight = fold_temporal_weight(weight)
+    out = F.conv2d(stacked.view(n * t, 3 * c, h, w), weight, bias, padding=1)
+    return out.view(n, t, out.shape[1], h, w).permute(0, 2, 1, 3, 4)
+
+
+class TemporalFoldConv3d(GatedConv3d):
+    """A gated 3x3x3 / stride 1 / padding 1 ``Conv3d`` computed by :func:`conv3d_by_conv2d`.
+
+    Parameters, state dict, gating, switchable BN and MAC counting are those of
+    :class:`~tnn_ros.throttle.GatedConv3d`; only the kernel call differs, and the eval-mode caches
+    hold the folded (conv2d) weights.
+    """
+
+    _conv_fn = staticmethod(conv3d_by_conv2d)
+
+    def __init__(self, in_channels: int, out_channels: int, **gating) -> None:
+        super().__init__(in_channels, out_channels, 3, stride=1, padding=1, **gating)
+
+    @torch.no_grad()
+    def rebuild_cache(self) -> None:
+        """Build the per-level caches (BN folded in) and fold their weights for ``conv2d``."""
+        super().rebuild_cache()
+        self._cache = [(fold_temporal_weight(weight).contiguous(), bias) for weight, bias in self._cache]
+
+
+def max_pool_clip(x: Tensor, temporal: int) -> Tensor:
+    """Max-pool (N, C, T, H, W) by ``temporal`` x 2 x 2 (ceil mode in space), keeping frame-major memory."""
+    n, c, t, h, w = x.shape
+    if t % temporal:
+        raise ValueError(f"cannot pool {t} frames by {temporal}")
+    frames = x.permute(0, 2, 1, 3, 4).contiguous().view(n * t, c, h, w)
+    pooled = F.max_pool2d(frames, 2, ceil_mode=True)
+    h2, w2 = pooled.shape[-2:]
+    pooled = pooled.view(n, t // temporal, temporal, c, h2, w2)
+    pooled = pooled.amax(dim=2) if temporal > 1 else pooled[:, :, 0]
+    return pooled.permute(0, 2, 1, 3, 4)
+
+
+def _check_architecture(arch: dict[str, Any]) -> None:
+    unknown = set(arch) - set(DEFAULT_ARCHITECTURE)
+    if unknown:
+        raise ValueError(f"unknown gesture architecture keys: {sorted(unknown)}")
+    if arch["type"] != DEFAULT_ARCHITECTURE["type"]:
+        raise ValueError(f"architecture type must be {DEFAULT_ARCHITECTURE['type']!r}, got {arch['type']!r}")
+    width, height = arch["frame_size"]
+    if arch["clip_length"] < 2 or width < 8 or height < 8:
+        raise ValueError(f"clip_length >= 2 and frames >= 8x8 needed, got {arch['clip_length']} frames of "
+                         f"{width}x{height}")
+    pools = 2 ** len(arch["stages"])
+    if arch["clip_length"] % pools:
+        raise ValueError(f"clip_length {arch['clip_length']} must be divisible by {pools} "
+                         f"(one 2x temporal pool per stage)")
+    widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
+    if any(c <= 0 or c % 8 for c in widths):
+        raise ValueError(f"channel widths must be positive multiples of 8, got {widths}")
+
+
+class ThrottleableGestureNet(ThrottleableModule):
+    """Gated C3D classifying a clip of ``clip_length`` RGB frames into ``classes``.
+
+    Args:
+        classes: class names; must contain ``"no_gesture"``.
+        architecture: overrides of :data:`DEFAULT_ARCHITECTURE` (clip_length, frame_size,
+            num_levels, conv1, stages, fc, min_fraction).
+        card: the model card this net was loaded with (kept as ``self.card``).
+
+    Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction)[k]`` channels.
+    ``forward`` takes (N, 3, T, H, W) float clips normalised by :meth:`preprocess`.
+    """
+
+    def __init__(self, classes: Sequence[str] = GESTURE_CLASSES, architecture: dict[str, Any] | None = None,
+                 card: dict | None = None) -> None:
+        arch = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
+        arch["frame_size"] = [int(v) for v in arch["frame_size"]]
+        arch["stages"] = [[int(c) for c in stage] for stage in arch["stages"]]
+        _check_architecture(arch)
+        super().__init__(int(arch["num_levels"]))
+        self.classes = list(classes)
+        if NO_GESTURE not in self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be unique and include {NO_GESTURE!r}, got {self.classes}")
+        self.architecture = arch
+        self.clip_length = int(arch["clip_length"])
+        self.frame_size = (arch["frame_size"][0], arch["frame_size"][1])
+        self.card = dict(card or {})
+        levels = self.num_levels
+
+        def widths(channels: int) -> list[int]:
+            return level_widths(channels, levels, arch["min_fraction"])
+
+        self.conv1 = TemporalFoldConv3d(3, arch["conv1"], num_levels=levels, norm=True, activation="relu")
+        self.convs = nn.ModuleList()   # flat list of gated convs; self._pool_after marks stage ends
+        self._pool_after: list[bool] = []
+        in_widths = [arch["conv1"]] * levels
+        for stage in arch["stages"]:
+            for i, channels in enumerate(stage):
+                out_widths = widths(channels)
+                self.convs.append(TemporalFoldConv3d(in_widths[-1], channels, in_widths=in_widths,
+                                                     out_widths=out_widths, norm=True, activation="relu"))
+                self._pool_after.append(i == len(stage) - 1)
+                in_widths = out_widths
+        # Flattened size after the last pool (C3D flattens; keeps where in the frame things happened).
+        t, w, h = self.clip_length, self.frame_size[0], self.frame_size[1]
+        w, h = math.ceil(w / 2), math.ceil(h / 2)
+        for _ in arch["stages"]:
+            t, w, h = t // 2, math.ceil(w / 2), math.ceil(h / 2)
+        positions = t * w * h
+        self.feature_shape = (in_widths[-1], t, h, w)
+        fc_layers = []
+        features = [c * positions for c in in_widths]
+        for channels in arch["fc"]:
+            out_widths = widths(channels)
+            fc_layers.append(GatedLinear(features[-1], channels, in_widths=features, out_widths=out_widths,
+                                         activation="relu"))
+            features = out_widths
+        self.fcs = nn.ModuleList(fc_layers)
+        self.classifier = GatedLinear(features[-1], len(self.classes), in_widths=features)
+        for module in self.modules():
+            if isinstance(module, (nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    # --- tensors --------------------------------------------------------------------------------------
+    def example_input(self, batch_size: int = 1) -> Tensor:
+        """A zero clip batch of the shape the net runs on: (N, 3, T, H, W)."""
+        return torch.zeros(batch_size, 3, self.clip_length, self.frame_size[1], self.frame_size[0])
+
+    @staticmethod
+    def preprocess(clips: Tensor) -> Tensor:
+        """uint8 (N, T, H, W, 3) RGB -> float (N, 3, T, H, W) normalised, frame-major in memory."""
+        if clips.dim() != 5 or clips.shape[-1] != 3:
+            raise ValueError(f"expected uint8 clips of shape (N, T, H, W, 3), got {tuple(clips.shape)}")
+        frames = clips.permute(0, 1, 4, 2, 3).float()                    # (N, T, 3, H, W), contiguous
+        frames = frames.mul_(1.0 / (255.0 * PIXEL_STD)).sub_(PIXEL_MEAN / PIXEL_STD)
+        return frames.permute(0, 2, 1, 3, 4)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        """Class logits (N, num_classes) of normalised clips (N, 3, T, H, W) at ``self.level``."""
+        expected = (3, self.clip_length, self.frame_size[1], self.frame_size[0])
+        if clips.dim() != 5 or tuple(clips.shape[1:]) != expected:
+            raise ValueError(f"expected clips of shape (N, {', '.join(map(str, expected))}), "
+                             f"got {tuple(clips.shape)}")
+        level = self.level
+        x = max_pool_clip(self.conv1(clips, level), temporal=1)
+        for conv, pool in zip(self.convs, self._pool_after):
+            x = conv(x, level)
+            if pool:
+                x = max_pool_clip(x, temporal=2)
+        x = x.reshape(x.shape[0], -1)  # channel-major, so a narrower level is a prefix of the features
+        for fc in self.fcs:
+            x = fc(x, level)
+        return self.classifier(x, level)
+
+    # --- numpy API ------------------------------------------------------------------------------------
+    def frames_to_clip(self, frames_rgb: Sequence[np.ndarray]) -> Tensor:
+        """``clip_length`` HxWx3 uint8 frames (any size) -> uint8 tensor (1, T, h, w, 3) at ``frame_size``."""
+        if len(frames_rgb) != self.clip_length:
+            raise ValueError(f"expected {self.clip_length} frames, got {len(frames_rgb)}")
+        return torch.from_numpy(np.stack([resize_frame(f, self.frame_size) for f in frames_rgb]))[None]
+
+    @torch.no_grad()
+    def predict_clip(self, frames_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities (num_classes,) of ``clip_length`` HxWx3 uint8 RGB frames at the current level."""
+        if self.training:
+            self.eval()
+        logits = self(self.preprocess(self.frames_to_clip(frames_rgb)))
+        return torch.softmax(logits[0], dim=0).numpy()
+
+
+def resize_frame(frame_rgb: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+    """Check an HxWx3 uint8 frame and resize it to ``frame_size`` (width, height) with area averaging."""
+    if not isinstance(frame_rgb, np.ndarray) or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 \
+            or frame_rgb.dtype != np.uint8 or frame_rgb.shape[0] < 1 or frame_rgb.shape[1] < 1:
+        got = f"{getattr(frame_rgb, 'dtype', type(frame_rgb).__name__)} {getattr(frame_rgb, 'shape', '')}"
+        raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {got}")
+    if (frame_rgb.shape[1], frame_rgb.shape[0]) == tuple(frame_size):
+        return np.ascontiguousarray(frame_rgb)
+    return cv2.resize(frame_rgb, tuple(frame_size), interpolation=cv2.INTER_AREA)
+
+
+# --- online recognition ---------------------------------------------------------------------------------
+
+@dataclass
+class GestureResult:
+    """One announcement of the recognizer.
+
+    ``confidence`` is the smoothed probability of ``label`` (for a fallback to ``no_gesture`` that is
+    the smoothed probability of ``no_gesture``); ``probabilities`` are the smoothed class probabilities.
+    """
+
+    label: str
+    class_id: int
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class GestureRecognizer:
+    """Sliding clip buffer + temporal smoothing over a :class:`ThrottleableGestureNet` (no ROS).
+
+    ``push`` stores each frame (resized to the net's frame size). Once ``clip_length`` frames are
+    buffered the net runs on the newest clip every ``stride`` frames; the class probabilities of the
+    last ``smoothing`` runs are averaged, and a result is returned once ``smoothing`` runs exist. The
+    top class is announced when its smoothed probability is at least ``min_confidence``, otherwise
+    ``no_gesture``. The net runs at whatever level it is set to.
+    """
+
+    def __init__(self, net: ThrottleableGestureNet, stride: int = 4, smoothing: int = 3,
+                 min_confidence: float = 0.5) -> None:
+        if not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+        if not isinstance(smoothing, int) or smoothing < 1:
+            raise ValueError(f"smoothing must be an int >= 1, got {smoothing!r}")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+        self.net = net
+        self.stride = stride
+        self.smoothing = smoothing
+        self.min_confidence = float(min_confidence)
+        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=net.clip_length)
+        self._history: collections.deque[np.ndarray] = collections.deque(maxlen=smoothing)
+        self._since_run = stride  # the first run happens as soon as the buffer is full
+        self.runs = 0  # number of network evaluations so far (for diagnostics)
+
+    def reset(self) -> None:
+        """Forget buffered frames and smoothing history (e.g. after a gap in the stream)."""
+        self._frames.clear()
+        self._history.clear()
+        self._since_run = self.stride
+
+    def push(self, frame_rgb: np.ndarray) -> GestureResult | None:
+        """Add one HxWx3 uint8 RGB frame; return a result when the net ran and smoothing is full.
+
+        A malformed frame raises ValueError and leaves the buffer unchanged.
+        """
+        self._frames.append(resize_frame(frame_rgb, self.net.frame_size))
+        self._since_run += 1
+        if len(self._frames) < self.net.clip_length or self._since_run < self.stride:
+            return None
+        self._since_run = 0
+        self.runs += 1
+        self._history.append(self.net.predict_clip(list(self._frames)))
+        if len(self._history) < self.smoothing:
+            return None
+        return self._announce(np.mean(np.stack(self._history), axis=0))
+
+    def _announce(self, probabilities: np.ndarray) -> GestureResult:
+        classes = self.net.classes
+        top = int(np.argmax(probabilities))
+        if probabilities[top] < self.min_confidence:
+            top = classes.index(NO_GESTURE)
+        return GestureResult(label=classes[top], class_id=top, confidence=float(probabilities[top]),
+                             probabilities={name: float(p) for name, p in zip(classes, probabilities)})
+
+
+# --- model files -----------------------------------------------------------------------------------------
+
+def build_from_card(card: dict) -> ThrottleableGestureNet:
+    """Rebuild the (untrained) network a model card describes."""
+    return ThrottleableGestureNet(card["classes"], card["architecture"], card=card)
+
+
+def load_gesture(path: str | None = None) -> ThrottleableGestureNet:
+    """Load a gesture net (weights + card next to them), in eval mode with every level warmed up.
+
+    ``None`` loads the shipped ``models/gesture.pt``. A missing, corrupt or mismatching file raises
+    :class:`~tnn_ros.models.io.ModelFileError` naming the file.
+    """
+    from .io import load_model, shipped_model_path
+
+    net = load_model(path or shipped_model_path("gesture"), build_from_card,
+                     required_card_keys=("name", "architecture", "classes"))
+    net.warmup()
+    return net
