@@ -139,8 +139,10 @@ class ControllerNode(Node):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(BatteryState, "battery", self._on_battery, 10)
         self.create_subscription(Temperature, "thermal", self._on_thermal, 10)
-        for topic, name in (("deadline_ms", DEADLINE), ("cpu_load", CPU_LOAD), ("latency_ms", LATENCY),
-                            ("utilization_applied", APPLIED)):
+        # utilization_applied before latency_ms: when both are waiting, the executor takes them in
+        # creation order, so a latency is paired with the utilization it was measured at.
+        for topic, name in (("deadline_ms", DEADLINE), ("cpu_load", CPU_LOAD),
+                            ("utilization_applied", APPLIED), ("latency_ms", LATENCY)):
             self.create_subscription(Float32, topic,
                                      lambda msg, name=name: self._on_value(name, msg.data), 10)
         self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
