@@ -166,6 +166,8 @@ def _model_only_ms(args: argparse.Namespace, rgb: np.ndarray, frames: int) -> di
     pipeline.warmup()
     out = {}
     for name, utilization in LEVELS:
+        for _ in range(5):  # settle, as the node's measurement does
+            pipeline.process(rgb, utilization, 0.3)
         times = [pipeline.process(rgb, utilization, 0.3).latency_ms for _ in range(frames)]
         out[name] = summarize(times)
     return out
