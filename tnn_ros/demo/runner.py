@@ -210,8 +210,13 @@ class DemoRunner:
     def _mission_loop(self, spec, bag, monitor, recorder, bringup, status) -> RunResult:
         override: float | None = None
         saved_strategy = spec.strategy
+        warned_no_frames = False
         while not self.stop_event.is_set():
             t = monitor.mission_time() or 0.0
+            if not warned_no_frames and monitor.frames == 0 and t > min(10.0, self.options.duration_s / 3):
+                warned_no_frames = True
+                self.say(f"[{spec.label}] warning: no detections yet; is perception configured? "
+                         f"see {bringup.log_path}", status)
             if t >= self.options.duration_s:
                 return RunResult(spec, bag, True)
             if bringup.poll() == 0 and t >= 0.9 * self.options.duration_s:
@@ -286,6 +291,7 @@ class DemoRunner:
         usable = [r for r in results if (r.bag / "metadata.yaml").is_file()]
         if not usable:
             raise DemoError("no run produced a bag; see the logs in " + str(self.logs))
+        self.say("analysing the recorded bags (summary.json, timeline.png) ...")
         return self.report(usable)
 
     def report(self, results: list[RunResult]) -> dict:
