@@ -95,3 +95,15 @@ def test_node_specs_merge_yaml_params_file_and_command_line(tmp_path):
     assert controller["rate_hz"] == 4.0 and controller["strategy"] == "deadline"  # CLI wins over the file
     assert controller["stale_timeout_s"] == 3.0  # shipped default from config/controller.yaml
     assert specs["perception"][1] == ["--ros-args", "-r", "image:=/cam/image"]
+
+
+@pytest.mark.slow
+def test_bringup_refuses_bad_start_up_parameters(ros_env, tmp_path):
+    params = tmp_path / "bad.yaml"
+    params.write_text("/**/controller:\n  ros__parameters:\n"
+                      "    min_utilization: 0.9\n    max_utilization: 0.5\n")
+    proc = start(ros_env, "--no-sim-camera", "--duration", "5", "--params-file", str(params))
+    code = stop(proc, timeout_s=90.0)
+    output = proc.stdout.read()
+    assert code == bringup.EXIT_USAGE, output
+    assert "min_utilization (0.9) must be <= max_utilization (0.5)" in output

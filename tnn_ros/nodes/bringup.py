@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import rclpy
     import rclpy.logging
+    from rclpy.exceptions import NameValidationException, ParameterException
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.task import Future
@@ -125,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info(f"stopping after {time.monotonic() - started:.1f} s")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as error:  # a node rejected its start-up parameters
-        print(f"bringup: {error}", file=sys.stderr)
+    except (ValueError, ParameterException, NameValidationException) as error:
+        # a node rejected its start-up parameters (range, type, consistency) or the namespace
+        print(f"bringup: {type(error).__name__}: {error}", file=sys.stderr)
         code = EXIT_USAGE
     finally:
         for node in reversed(nodes):
