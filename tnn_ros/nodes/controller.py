@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from typing import Any, Mapping
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
@@ -203,10 +205,15 @@ class ControllerNode(Node):
         self.get_logger().info("parameters applied: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the controller node until Ctrl-C."""
+def main(args: list[str] | None = None) -> int:
+    """Run the controller node until Ctrl-C; returns 2 when its start-up parameters are invalid."""
     rclpy.init(args=args)
-    node = ControllerNode()
+    try:
+        node = ControllerNode()
+    except (ValueError, ParameterException) as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -214,7 +221,8 @@ def main(args: list[str] | None = None) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections import Counter
 from typing import Any, Mapping
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
@@ -251,10 +253,15 @@ class ResourceMonitorNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the resource monitor node until Ctrl-C."""
+def main(args: list[str] | None = None) -> int:
+    """Run the resource monitor until Ctrl-C; returns 2 when its start-up parameters are invalid."""
     rclpy.init(args=args)
-    node = ResourceMonitorNode()
+    try:
+        node = ResourceMonitorNode()
+    except (ValueError, ParameterException) as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -262,7 +269,8 @@ def main(args: list[str] | None = None) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
