@@ -150,3 +150,23 @@ def test_cli_record_stops_cleanly_on_sigint_and_leaves_a_valid_bag(tmp_path, ros
     assert "wrote" in out
     messages, _ = _read_back(output)
     assert len(messages["/sigtest/chat"]) == 25
+
+
+def test_play_loops_until_stopped_and_remaps_topics(tmp_path):
+    bag = _synthetic_bag(tmp_path / "bag", count=5, period_s=0.02)
+    stop = threading.Event()
+    result = {}
+    with RosHarness() as ros:
+        got = ros.collect("/remapped/chat", String, RELIABLE)
+        worker = threading.Thread(target=lambda: result.update(summary=play(
+            bag, rate=1.0, loop=True, topics=["/playtest/chat"], delay=1.0, stop_event=stop, progress=False,
+            remap={"/playtest/chat": "/remapped/chat"})))
+        worker.start()
+        try:
+            assert ros.wait_for(lambda: len(got) >= 12, timeout_s=10.0), f"only {len(got)} messages"
+        finally:
+            stop.set()
+            worker.join(timeout=10.0)
+    assert not worker.is_alive()
+    assert result["summary"].loops >= 2
+    assert [m.data for m in got[:10]] == [f"m{i}" for i in range(5)] * 2
