@@ -231,3 +231,14 @@ def test_config_rejects_inconsistent_values(changes, message):
 def test_deadline_without_profile_is_an_error():
     with pytest.raises(ValueError, match="latency profile"):
         make_policy("deadline", ControllerConfig(strategy="deadline"), None)
+
+
+def test_hysteresis_state_survives_reconfiguration_and_manual_window():
+    controller = Controller(ControllerConfig(strategy="rule", thermal_warn_c=75.0, thermal_hysteresis_c=3.0))
+    feed(controller, 0.0, battery=0.9, thermal=78.0)
+    assert controller.step(0.0).binding == "thermal"
+    controller.reconfigure(controller.config.replace(manual_override=True, manual_utilization=0.5), 1.0)
+    assert controller.step(1.0).binding == "manual"
+    controller.reconfigure(controller.config.replace(manual_override=False), 2.0)
+    feed(controller, 2.0, battery=0.9, thermal=73.0)  # inside the band: the cap must stay
+    assert controller.step(2.0).binding == "thermal"

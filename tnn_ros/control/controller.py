@@ -6,7 +6,7 @@ from typing import Any
 
 from tnn_ros.control.config import ControllerConfig
 from tnn_ros.control.latency import LatencyProfile
-from tnn_ros.control.policies import Policy, make_policy
+from tnn_ros.control.policies import AutoPolicy, Policy, RulePolicy, StaleGuard, make_policy
 from tnn_ros.control.state import APPLIED, LATENCY, Decision, InputTracker
 
 
@@ -25,6 +25,7 @@ class Controller:
             self.profile.ema_alpha = config.latency_ema_alpha
         self.tracker = InputTracker()
         self.policy: Policy = self._build()
+        self._last_rule = _rule_policy_of(self.policy)
         self.last_decision: Decision | None = None
         self.ticks = 0
 
@@ -43,6 +44,14 @@ class Controller:
         self.policy = self._build()
         if self.last_decision is not None:
             self.policy.reset(self.last_decision.setpoint, now)
+        # Keep the hysteresis state across reconfigurations (manual windows included): a reading
+        # inside a hysteresis band must not lift a cap just because a parameter changed.
+        rule = _rule_policy_of(self.policy)
+        if rule is not None:
+            if self._last_rule is not None:
+                for name in ("battery", "thermal", "cpu"):
+                    getattr(rule, name).stage = getattr(self._last_rule, name).stage
+            self._last_rule = rule
 
     def update(self, name: str, value: float, now: float) -> str | None:
         """Record one input value; returns why it was dropped, or None.
@@ -88,3 +97,12 @@ class Controller:
         if inputs.applied_utilization is not None:
             values[APPLIED] = f"{inputs.applied_utilization:.3f}"
         return values
+
+
+def _rule_policy_of(policy: Policy | None) -> RulePolicy | None:
+    if isinstance(policy, StaleGuard):
+        policy = policy.inner
+    if isinstance(policy, AutoPolicy):
+        return policy.rule
+    return policy if isinstance(policy, RulePolicy) else None
+
