@@ -139,7 +139,12 @@ def test_latency_profile_rejects_bad_cards():
     with pytest.raises(LatencyProfileError):
         LatencyProfile.from_card({"levels": [{"utilization": 0.5}]})
     with pytest.raises(LatencyProfileError):
-        LatencyProfile([(0.5, 30.0), (1.0, 20.0)])  # latency falls with u
+        LatencyProfile([(0.5, 30.0), (0.5, 20.0)])  # duplicate level
+    with pytest.raises(LatencyProfileError):
+        LatencyProfile([(0.5, -1.0)])
+    noisy = LatencyProfile([(0.25, 12.0), (0.5, 11.0), (1.0, 30.0)])  # timing noise on a real card
+    assert noisy.latencies_ms == [12.0, 12.0, 30.0] and noisy.smoothed_levels == 1
+    assert "smoothed" in noisy.description
     card = {"levels": [{"level": i, "utilization": u, "latency_ms": ms}
                        for i, (u, ms) in enumerate(PROFILE_POINTS)]}
     assert LatencyProfile.from_card(card).utilizations == LEVELS
@@ -242,3 +247,22 @@ def test_hysteresis_state_survives_reconfiguration_and_manual_window():
     controller.reconfigure(controller.config.replace(manual_override=False), 2.0)
     feed(controller, 2.0, battery=0.9, thermal=73.0)  # inside the band: the cap must stay
     assert controller.step(2.0).binding == "thermal"
+
+
+def test_node_loads_a_training_card_or_falls_back_to_synthetic(tmp_path, monkeypatch):
+    import json
+
+    from tnn_ros.nodes import controller as controller_node
+    card = {"name": "detector", "num_levels": 4, "levels": [
+        {"level": k, "utilization": u, "macs": 1000 * (k + 1), "accuracy": 0.5, "latency_ms": ms}
+        for k, (u, ms) in enumerate([(0.25, 9.0), (0.5, 8.5), (0.75, 21.0), (1.0, 30.0)])]}
+    path = tmp_path / "detector.card.json"
+    path.write_text(json.dumps(card))
+    profile, why = controller_node.load_latency_profile(str(path), 0.2)
+    assert profile.utilizations == LEVELS and profile.smoothed_levels == 1 and "4 levels" in why
+
+    def not_shipped(folder, name):
+        raise FileNotFoundError(f"{folder}/{name} not found")
+    monkeypatch.setattr("tnn_ros.resources.paths.find_package_file", not_shipped)
+    profile, why = controller_node.load_latency_profile("", 0.2)
+    assert profile.source == "synthetic" and "synthetic" in why and len(profile.utilizations) == 8

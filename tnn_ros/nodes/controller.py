@@ -89,11 +89,13 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
     An explicitly named card that cannot be read raises LatencyProfileError.
     """
     if model_card:
-        return LatencyProfile.from_card(model_card, ema_alpha=ema_alpha), f"model card {model_card}"
+        profile = LatencyProfile.from_card(model_card, ema_alpha=ema_alpha)
+        return profile, profile.description
     from tnn_ros.resources.paths import find_package_file
     try:
         path = find_package_file("models", DEFAULT_CARD)
-        return LatencyProfile.from_card(path, ema_alpha=ema_alpha), f"model card {path}"
+        profile = LatencyProfile.from_card(path, ema_alpha=ema_alpha)
+        return profile, profile.description
     except (FileNotFoundError, LatencyProfileError) as error:
         try:
             from tnn_ros.throttle import LevelSchedule
