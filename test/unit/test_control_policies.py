@@ -93,6 +93,7 @@ def test_stale_inputs_give_safe_mode_and_recover():
     assert decision.binding == "stale" and decision.setpoint == pytest.approx(0.3)
     assert "thermal silent 2.5 s" in decision.reason
     assert controller.diagnostics()["stale_inputs"] == "thermal"
+    assert controller.diagnostics(2.5)["age_s.thermal"] == "2.50"
     feed(controller, 3.0, battery=0.9, thermal=50.0)
     assert controller.step(3.0).binding == "none"
 

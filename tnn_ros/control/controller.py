@@ -74,8 +74,8 @@ class Controller:
         self.ticks += 1
         return self.last_decision
 
-    def diagnostics(self) -> dict[str, Any]:
-        """Flat key -> value summary for the node's DiagnosticStatus."""
+    def diagnostics(self, now: float | None = None) -> dict[str, Any]:
+        """Flat key -> value summary for DiagnosticStatus; input ages when ``now`` is given."""
         inputs = self.tracker.inputs
         values: dict[str, Any] = {
             "strategy": self.config.strategy,
@@ -90,6 +90,9 @@ class Controller:
             values[f"received.{name}"] = self.tracker.received[name]
             values[f"dropped.{name}"] = self.tracker.dropped[name]
         values["dropped.total"] = sum(self.tracker.dropped.values())
+        if now is not None:
+            for name, heard in sorted(inputs.heard.items()):
+                values[f"age_s.{name}"] = f"{now - heard:.2f}"
         if self.profile is not None:
             values.update({"latency_profile": self.profile.source,
                            "latency_scale": f"{self.profile.scale:.3f}",

@@ -177,7 +177,7 @@ class ControllerNode(Node):
         self.reason_pub.publish(String(data=decision.reason))
 
     def _publish_diagnostics(self) -> None:
-        values = self.controller.diagnostics()
+        values = self.controller.diagnostics(time.monotonic())
         values["latency_profile"] = self.profile_source
         decision = self.controller.last_decision
         if decision is not None and decision.binding == "stale":
