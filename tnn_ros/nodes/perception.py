@@ -242,8 +242,12 @@ class PerceptionNode(LifecycleNode):
                 if self._pending is None:
                     self._frame_ready.wait(timeout=0.1)
                 msg, self._pending = self._pending, None
-            if msg is not None and self._active.is_set():
+            if msg is None or not self._active.is_set():
+                continue
+            try:
                 self.process_frame(msg)
+            except Exception as error:  # the worker must outlive any one frame (e.g. a publish failing)
+                self._drop("processing_error", f"frame failed: {type(error).__name__}: {error}")
 
     def process_frame(self, msg: Image) -> None:
         """Decode, run at the current utilization and publish one frame; bad frames are counted."""
