@@ -1,0 +1,86 @@
+"""Gesture training: loss goes down, the CLI trains/resumes/writes a card, and the shipped model works."""
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from tnn_ros.data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
+from tnn_ros.models.gesture import ThrottleableGestureNet, load_gesture
+from tnn_ros.train import gesture as gesture_train
+from tnn_ros.train.common import TrainConfig, train
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # Tiny nets: one thread is fastest, and two threads spin badly on a loaded shared machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+TINY = {"clip_length": 4, "frame_size": [16, 16], "num_levels": 3, "conv1": 8, "stages": [[16], [16]],
+        "fc": [32], "min_fraction": 0.5}
+
+
+def _batch(num_clips=16, seed=0):
+    dataset = SyntheticGestureDataset(num_clips, seed=seed, clip_length=4, frame_size=(16, 16))
+    clips, labels = zip(*(dataset[i] for i in range(num_clips)))
+    return ThrottleableGestureNet.preprocess(torch.stack(clips)), torch.tensor(labels)
+
+
+def _loss_at(model, level, clips, labels):
+    model.set_level(level)
+    with torch.no_grad():
+        return gesture_train.classification_loss(model(clips), labels)[0].item()
+
+
+def test_a_few_sandwich_steps_reduce_the_loss_at_full_and_lowest_level():
+    torch.manual_seed(0)
+    model = ThrottleableGestureNet(GESTURE_CLASSES, TINY).train()
+    clips, labels = _batch()
+    before = [_loss_at(model, level, clips, labels) for level in (0, 2)]
+    config = TrainConfig(steps=25, lr=3e-3, warmup_steps=1, sandwich=True, num_random_levels=1, log_every=25)
+    result = train(model, itertools.repeat((clips, labels)), gesture_train.classification_loss, config,
+                   distill_fn=gesture_train.distillation_loss, desc="test")
+    model.train()
+    after = [_loss_at(model, level, clips, labels) for level in (0, 2)]
+    assert result.steps == 25
+    assert after[0] < 0.7 * before[0] and after[1] < 0.7 * before[1], (before, after)
+
+
+def test_distillation_loss_is_zero_for_identical_outputs_and_positive_otherwise():
+    logits = torch.randn(4, 8)
+    labels = torch.zeros(4, dtype=torch.long)
+    assert gesture_train.distillation_loss(logits, logits, labels).item() == pytest.approx(0.0, abs=1e-6)
+    assert gesture_train.distillation_loss(logits, -logits, labels).item() > 0.1
+
+
+def test_evaluate_is_a_deterministic_fraction():
+    torch.manual_seed(0)
+    model = ThrottleableGestureNet(GESTURE_CLASSES, TINY).eval()
+    first = gesture_train.evaluate(model, num_clips=16, seed=5)
+    assert 0.0 <= first <= 1.0
+    assert gesture_train.evaluate(model, num_clips=16, seed=5) == first
+
+
+@pytest.mark.slow
+def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
+    output = tmp_path / "gesture.pt"
+    common = ["--batch-size", "4", "--frame-size", "16", "16", "--levels", "2", "--val-clips", "8",
+              "--calibrate-batches", "1", "--workers", "0", "--threads", "1", "--output", str(output)]
+    assert gesture_train.main(["--steps", "2", *common]) == 0
+    card = json.loads((tmp_path / "gesture.card.json").read_text())
+    assert card["name"] == "gesture" and card["num_levels"] == 2 and card["accuracy_metric"] == "top1"
+    assert [lv["level"] for lv in card["levels"]] == [0, 1]
+    assert card["levels"][0]["macs"] < card["levels"][1]["macs"]
+    assert all(0 <= lv["accuracy"] <= 1 and lv["latency_ms"] > 0 for lv in card["levels"])
+    assert card["training"]["command"].startswith("tnn-train gesture --steps 2")
+    model = load_gesture(str(output))
+    assert model.frame_size == (16, 16) and model.num_levels == 2
+
+    assert gesture_train.main(["--steps", "3", "--resume", *common]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert json.loads((tmp_path / "gesture.card.json").read_text())["training"]["steps"] == 3

@@ -1,0 +1,283 @@
+"""`tnn-train gesture`: train the throttleable gated C3D (or its non-throttleable baseline).
+
+The loop is :func:`tnn_ros.train.common.train`: every step follows the sandwich rule (the full level
+learns from the labels; the lowest level and ``--random-levels`` random levels learn from the labels
+and, by in-place distillation, from the full level's soft predictions). Each level keeps its own
+BatchNorm (switchable BN), recalibrated per level at the end. ``--baseline`` trains the same network
+with a single level (no throttling) for the same number of steps: the reference accuracy.
+
+Data: ``--data synthetic`` renders fresh seeded clips on the fly (:mod:`tnn_ros.data.gestures`);
+``--data jester --data-dir DIR`` reads Jester-style folders of frames (:mod:`tnn_ros.data.jester`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
+from ..models.gesture import DEFAULT_ARCHITECTURE, ThrottleableGestureNet
+from ..models.io import card_path, load_state, read_card, save_model, write_card
+from ..throttle import count_level_costs
+from .common import TrainConfig, calibrate_bn, seed_everything, train
+
+# Seeds of the held-out evaluation clips and of the training stream never overlap.
+EVAL_SEED = 20_240_001
+TRAIN_SEED_BASE = 1_000_000
+CALIBRATION_SEED_BASE = 3_000_000
+LABEL_SMOOTHING = 0.1
+ACCURACY_METRIC = "top1 on held-out seeded synthetic clips (tnn_ros.data.gestures)"
+
+
+# --- losses -------------------------------------------------------------------------------------------
+
+def classification_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, dict]:
+    """Cross-entropy with label smoothing, and the batch accuracy for the log."""
+    loss = F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
+    return loss, {"acc": (logits.argmax(1) == labels).float().mean()}
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor:
+    """In-place distillation: KL(teacher || student) on the full level's detached probabilities."""
+    return F.kl_div(F.log_softmax(student, dim=1), F.softmax(teacher, dim=1), reduction="batchmean")
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+def synthetic_batches(arch: dict, classes: list[str], batch_size: int, seed: int, start_step: int = 0,
+                      workers: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless fresh synthetic batches, preprocessed for the net.
+
+    Batch ``s`` depends only on (seed, s), so a resumed run goes on with new clips instead of
+    replaying the ones it already saw.
+    """
+    dataset = SyntheticGestureDataset(10**9, seed=seed, clip_length=arch["clip_length"],
+                                      frame_size=tuple(arch["frame_size"]), classes=classes)
+    indices = range(start_step * batch_size, 10**9)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
+                        persistent_workers=workers > 0)
+    for clips, labels in loader:
+        yield ThrottleableGestureNet.preprocess(clips), labels
+
+
+def dataset_batches(dataset: Dataset, batch_size: int, seed: int, workers: int = 1) -> Iterator:
+    """Shuffled batches of a finite dataset (e.g. Jester), forever, with a new shuffle every pass."""
+    epoch = 0
+    while True:
+        if hasattr(dataset, "epoch"):
+            dataset.epoch = epoch  # JesterDataset: other random frame offsets each pass
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                            generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        for clips, labels in loader:
+            yield ThrottleableGestureNet.preprocess(clips), labels
+        epoch += 1
+
+
+# --- evaluation ---------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def accuracy_on(model: ThrottleableGestureNet, dataset: Dataset, levels: list[int] | None = None,
+                batch_size: int = 16) -> list[float]:
+    """Top-1 accuracy (0..1) of each of ``levels`` (default: all) on ``dataset``; restores the level."""
+    levels = list(range(model.num_levels)) if levels is None else list(levels)
+    previous, was_training = model.level, model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size)
+    batches = [(model.preprocess(clips), labels) for clips, labels in loader]
+    accuracies = []
+    try:
+        for level in levels:
+            model.set_level(level)
+            correct = sum(int((model(clips).argmax(1) == labels).sum()) for clips, labels in batches)
+            accuracies.append(correct / max(1, len(dataset)))
+    finally:
+        model.set_level(previous)
+        model.train(was_training)
+    return accuracies
+
+
+def evaluate(model: ThrottleableGestureNet, num_clips: int = 400, seed: int = EVAL_SEED) -> float:
+    """Top-1 accuracy (0..1) of ``model`` at its current level on ``num_clips`` seeded synthetic clips.
+
+    The clips depend only on ``seed`` and the model's clip length / frame size, so models are compared
+    on identical clips; the default seed is the held-out one no training run draws from. The model's
+    classes must be the synthetic gesture classes.
+    """
+    dataset = SyntheticGestureDataset(num_clips, seed=seed, clip_length=model.clip_length,
+                                      frame_size=model.frame_size, classes=model.classes)
+    return accuracy_on(model, dataset, [model.level])[0]
+
+
+def make_card(model: ThrottleableGestureNet, accuracies: list[float], latencies: list[float],
+              training: dict, baseline_accuracy: float | None, name: str = "gesture") -> dict:
+    """The model card: how to rebuild the net, what each level costs and scores, how it was trained."""
+    costs = count_level_costs(model, model.example_input())
+    full = costs[-1].macs
+    return {
+        "name": name,
+        "task": "gesture",
+        "architecture": model.architecture,
+        "classes": model.classes,
+        "clip_length": model.clip_length,
+        "frame_size": list(model.frame_size),
+        "num_levels": model.num_levels,
+        "levels": [{"level": c.level, "utilization": model.utilization_of(c.level), "macs": c.macs,
+                    "params": c.params, "mac_ratio": round(c.macs / full, 4), "accuracy": round(acc, 4),
+                    "latency_ms": round(lat, 3)} for c, acc, lat in zip(costs, accuracies, latencies)],
+        "accuracy_metric": "top1",
+        "accuracy_eval": ACCURACY_METRIC,
+        "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
+        "latency_threads": 2,
+        "training": training,
+    }
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tnn-train gesture", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=("synthetic", "jester"), default="synthetic")
+    parser.add_argument("--data-dir", help="Jester-style root (with --data jester; see docs/gesture.md)")
+    parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads while training")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="data loader processes (0: render in the main one)")
+    parser.add_argument("--frame-size", type=int, nargs=2, metavar=("W", "H"),
+                        default=DEFAULT_ARCHITECTURE["frame_size"])
+    parser.add_argument("--clip-length", type=int, default=DEFAULT_ARCHITECTURE["clip_length"])
+    parser.add_argument("--levels", type=int, default=DEFAULT_ARCHITECTURE["num_levels"])
+    parser.add_argument("--random-levels", type=int, default=1,
+                        help="random middle levels per step besides the full and lowest (sandwich rule)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="train only the full width (one level): the non-throttleable baseline")
+    parser.add_argument("--output", default=None,
+                        help="weights path (default models/gesture.pt, or checkpoints/gesture_baseline.pt "
+                             "with --baseline); the card is written next to it")
+    parser.add_argument("--checkpoint", default=None, help="resumable checkpoint (default <output>.ckpt)")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--baseline-card", default=None,
+                        help="card of a --baseline run: its accuracy goes into this model's card")
+    parser.add_argument("--val-clips", type=int, default=400, help="held-out clips for the card's accuracy")
+    parser.add_argument("--calibrate-batches", type=int, default=12,
+                        help="batches for per-level BN calibration")
+    parser.add_argument("--card-only", action="store_true",
+                        help="do not train: re-measure accuracy/latency of --output and rewrite its card")
+    return parser
+
+
+def _validation_set(args, arch: dict, classes: list[str]) -> Dataset:
+    if args.data == "jester":
+        from ..data.jester import JesterDataset
+
+        return JesterDataset(args.data_dir, split="validation", clip_length=arch["clip_length"],
+                             frame_size=tuple(arch["frame_size"]), classes=classes)
+    return SyntheticGestureDataset(args.val_clips, seed=EVAL_SEED, clip_length=arch["clip_length"],
+                                   frame_size=tuple(arch["frame_size"]), classes=classes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tnn-train gesture``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.val_clips < 1:
+        parser.error("--steps, --batch-size, --lr and --val-clips must be positive")
+    if args.data == "jester" and not args.data_dir:
+        parser.error("--data jester needs --data-dir")
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    arch = {**DEFAULT_ARCHITECTURE, "num_levels": 1 if args.baseline else args.levels,
+            "frame_size": list(args.frame_size), "clip_length": args.clip_length}
+    train_set = None
+    classes = list(GESTURE_CLASSES)
+    if args.data == "jester":
+        from ..data.jester import JesterDataset
+
+        train_set = JesterDataset(args.data_dir, split="train", clip_length=arch["clip_length"],
+                                  frame_size=tuple(arch["frame_size"]), random_offset=True, seed=args.seed)
+        classes = train_set.classes
+        print(f"Jester data: {len(train_set)} training videos, {len(classes)} classes "
+              f"({train_set.skipped_missing} rows without frames skipped)", flush=True)
+    name = "gesture_baseline" if args.baseline else "gesture"
+    output = Path(args.output or (f"checkpoints/{name}.pt" if args.baseline else "models/gesture.pt"))
+    model = ThrottleableGestureNet(classes, arch)
+    command = "tnn-train gesture " + " ".join(shlex.quote(a) for a in argv)
+
+    if args.card_only:
+        load_state(output, model)
+        training = read_card(output).get("training", {"command": command})
+    else:
+        checkpoint = args.checkpoint or str(output) + ".ckpt"
+        start = 0
+        if args.resume and Path(checkpoint).is_file():
+            start = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["step"])
+        if train_set is None:
+            batches = synthetic_batches(arch, classes, args.batch_size, TRAIN_SEED_BASE + args.seed, start,
+                                        args.workers)
+        else:
+            batches = dataset_batches(train_set, args.batch_size, args.seed, args.workers)
+        config = TrainConfig(steps=args.steps, lr=args.lr, sandwich=not args.baseline, seed=args.seed,
+                             checkpoint=checkpoint, resume=args.resume, num_random_levels=args.random_levels,
+                             warmup_steps=min(50, args.steps // 10 + 1), checkpoint_every=50, log_every=25)
+        kind = "baseline" if args.baseline else "throttleable"
+        print(f"training {kind} gesture net: {args.steps} steps of {args.batch_size} clips ({args.data}), "
+              f"{args.threads} threads", flush=True)
+        result = train(model, batches, classification_loss, config, distill_fn=distillation_loss, desc=name)
+        if train_set is None:
+            calibration = synthetic_batches(arch, classes, args.batch_size,
+                                            CALIBRATION_SEED_BASE + args.seed, workers=0)
+        else:
+            calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
+        calibrate_bn(model, calibration, args.calibrate_batches)
+        data = (f"synthetic gesture clips (tnn_ros.data.gestures), fresh every step, seed {args.seed}"
+                if args.data == "synthetic" else f"jester: {args.data_dir}")
+        training = {"command": command, "data": data, "seed": args.seed,
+                    "epochs": round(args.steps * args.batch_size / len(train_set), 3) if train_set else 1,
+                    "steps": args.steps, "batch_size": args.batch_size,
+                    "clips_seen": args.steps * args.batch_size, "lr": args.lr,
+                    "optimizer": "AdamW, cosine schedule with warmup", "sandwich_rule": not args.baseline,
+                    "random_levels_per_step": 0 if args.baseline else args.random_levels,
+                    "inplace_distillation": not args.baseline, "threads": args.threads,
+                    "wall_time_s": round(result.seconds, 1),
+                    "loss_curve": [round(v, 4) for v in result.losses]}
+        save_model(model, output, {"name": name, "architecture": model.architecture, "classes": classes,
+                                   "training": training})
+
+    val_set = _validation_set(args, arch, classes)
+    accuracies = accuracy_on(model, val_set)
+    print(f"top-1 per level: {[round(a, 3) for a in accuracies]}", flush=True)
+    from ..bench.throttle_bench import measure_latency
+
+    torch.set_num_threads(2)
+    model.eval()
+    model.warmup()
+    latencies = measure_latency(model, model.example_input(), repeats=30)["median_ms"]
+    baseline = None
+    if args.baseline_card:
+        baseline_card = Path(args.baseline_card)
+        if baseline_card.is_file():
+            baseline = json.loads(baseline_card.read_text())["levels"][-1]["accuracy"]
+        else:
+            print(f"warning: {baseline_card} not found; baseline_accuracy left empty", flush=True)
+    card = make_card(model, accuracies, latencies, training, baseline, name=name)
+    write_card(output, card)
+    print(json.dumps(card["levels"], indent=1), flush=True)
+    print(f"wrote {output} and {card_path(output)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
