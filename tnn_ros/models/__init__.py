@@ -1,1 +1,29 @@
+"""Throttleable models (detector, gesture net) and their model files."""
 
+from .detector import Detection, ThrottleableDetector, load_detector
+from .io import ModelFileError, load_model, models_dir, read_card, save_model, shipped_model_path
+
+_GESTURE_NAMES = ("ThrottleableGestureNet", "GestureRecognizer", "GestureResult", "load_gesture")
+
+
+def __getattr__(name: str):
+    # The gesture net lives in its own module (another owner); import it only when asked for.
+    if name in _GESTURE_NAMES:
+        from . import gesture
+
+        return getattr(gesture, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Detection",
+    "ThrottleableDetector",
+    "load_detector",
+    "ModelFileError",
+    "load_model",
+    "models_dir",
+    "read_card",
+    "save_model",
+    "shipped_model_path",
+    *_GESTURE_NAMES,
+]

@@ -1,0 +1,239 @@
+"""Training machinery shared by the detector and gesture trainers.
+
+* Sandwich rule (Yu & Huang, slimmable networks): every step trains the full level, the smallest
+  level and a few random levels in between, accumulating their gradients into one update.
+* In-place distillation: the smaller levels also learn from the full level's (detached) outputs.
+* Switchable BN: each level has its own BatchNorm; ``calibrate_bn`` re-estimates every level's
+  statistics after training with exact (cumulative) averages.
+* Checkpoints with ``--resume``, seeds, tqdm progress.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..throttle import ThrottleableModule, gated_ops
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def sandwich_levels(num_levels: int, rng: random.Random, num_random: int = 2) -> list[int]:
+    """Levels for one step: the full level first (the teacher), the smallest, and random others."""
+    top = num_levels - 1
+    middle = list(range(1, top))
+    picks = rng.sample(middle, min(num_random, len(middle)))
+    return [top] + ([0] if top > 0 else []) + sorted(picks, reverse=True)
+
+
+def cosine_lr(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor: linear warmup, then cosine decay to 2% of the peak."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class TrainConfig:
+    """What a training run does; the task supplies losses and batches."""
+
+    steps: int
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    sandwich: bool = True  # False: train only the full level (the non-throttleable baseline)
+    num_random_levels: int = 2
+    distill_weight: float = 0.5  # share of in-place distillation in a sub-level's loss
+    grad_clip: float = 10.0
+    seed: int = 0
+    checkpoint: str | None = None
+    checkpoint_every: int = 200
+    resume: bool = False
+    log_every: int = 50
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    losses: list[float]  # mean full-level loss per log window
+
+
+LossFn = Callable[[object, object], tuple[Tensor, dict]]
+DistillFn = Callable[[object, object, object], Tensor]
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    rng: random.Random,
+    extra: dict | None = None,
+) -> None:
+    """Write a resumable checkpoint (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "level_rng": repr(rng.getstate()),
+            "torch_rng": torch.get_rng_state(),
+            "extra": extra or {},
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, rng: random.Random
+) -> int:
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns the step to continue from."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.setstate(_parse_rng_state(state["level_rng"]))
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
+def _parse_rng_state(text: str):
+    import ast
+
+    return ast.literal_eval(text)
+
+
+def train(
+    model: ThrottleableModule,
+    batches: Iterator,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    distill_fn: DistillFn | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` for ``config.steps`` steps on ``batches`` (an endless iterator of (inputs, targets)).
+
+    ``loss_fn(outputs, targets) -> (loss, parts)`` is the task loss; ``distill_fn(student_outputs,
+    teacher_outputs, targets) -> loss`` the in-place distillation loss (optional).
+    """
+    seed_everything(config.seed)
+    torch.set_flush_denormal(True)  # denormal floats make CPU convs 10x slower
+    level_rng = random.Random(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start = 0
+    if config.resume and config.checkpoint and Path(config.checkpoint).is_file():
+        start = load_checkpoint(config.checkpoint, model, optimizer, level_rng)
+        print(f"resumed from {config.checkpoint} at step {start}", flush=True)
+    model.train()
+    top = model.num_levels - 1
+    losses, window = [], []
+    t0 = time.monotonic()
+    progress = tqdm(
+        range(start, config.steps),
+        desc=desc,
+        initial=start,
+        total=config.steps,
+        mininterval=10.0,
+        dynamic_ncols=True,
+    )
+    for step in progress:
+        factor = cosine_lr(step, config.steps, config.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * factor
+        inputs, targets = next(batches)
+        if config.sandwich:
+            levels = sandwich_levels(model.num_levels, level_rng, config.num_random_levels)
+        else:
+            levels = [top]
+        optimizer.zero_grad(set_to_none=True)
+        teacher = None
+        for level in levels:
+            model.set_level(level)
+            outputs = model(inputs)
+            loss, parts = loss_fn(outputs, targets)
+            if level == top:
+                window.append(loss.item())
+                teacher = _detach(outputs) if distill_fn is not None and len(levels) > 1 else None
+            elif teacher is not None and config.distill_weight > 0:
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * distill_fn(
+                    outputs, teacher, targets
+                )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {float(loss)} at step {step}, level {level}: {parts}")
+            loss.backward()
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            mean = sum(window) / max(1, len(window))
+            losses.append(mean)
+            window = []
+            progress.set_postfix(loss=f"{mean:.3f}", lr=f"{config.lr * factor:.2e}")
+            print(
+                f"step {step + 1}/{config.steps} loss {mean:.4f} "
+                f"({time.monotonic() - t0:.0f}s) "
+                + " ".join(f"{k}={float(v):.3f}" for k, v in parts.items()),
+                flush=True,
+            )
+        if config.checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+            save_checkpoint(config.checkpoint, model, optimizer, step + 1, level_rng, config.extra)
+    model.set_level(top)
+    return TrainResult(config.steps - start, time.monotonic() - t0, losses)
+
+
+def _detach(outputs):
+    if isinstance(outputs, Tensor):
+        return outputs.detach()
+    return type(outputs)(_detach(o) for o in outputs)
+
+
+@torch.no_grad()
+def calibrate_bn(
+    model: ThrottleableModule, batches: Iterable, num_batches: int, levels: Iterable[int] | None = None
+) -> None:
+    """Re-estimate each level's BatchNorm statistics as exact averages over ``num_batches`` batches.
+
+    A level's forward only touches its own switchable BNs, so each level gets its own statistics.
+    The model is left in eval mode (caches rebuilt with the new statistics).
+    """
+    batches = [batch for _, batch in zip(range(num_batches), batches)]
+    previous = model.level
+    model.train()  # gated ops take the unfolded path, so their BNs see the batches
+    for level in range(model.num_levels) if levels is None else levels:
+        model.set_level(level)
+        norms = _level_norms(model, level)
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average = exact mean over the batches
+        for inputs, _ in batches:
+            model(inputs)
+        for norm in norms:
+            norm.momentum = 0.1
+    model.set_level(previous)
+    model.eval()
+
+
+def _level_norms(model: nn.Module, level: int) -> list:
+    """The BatchNorm modules that belong to ``level`` (switchable BN lists are indexed by level)."""
+    return [op.norms[level] for op in gated_ops(model) if op.norms is not None]
