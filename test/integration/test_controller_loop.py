@@ -1,0 +1,57 @@
+"""Closed loop over DDS: resource_monitor (sim + demo mission, 6 s) -> controller -> a stand-in perception
+node that applies the setpoint and reports a latency; the controller must follow heat and deadline."""
+
+import os
+
+import pytest
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import Float32, String
+
+from tnn_ros.nodes.controller import ControllerNode
+from tnn_ros.nodes.resource_monitor import ResourceMonitorNode
+from tnn_ros.throttle import LevelSchedule
+
+from ros_utils import RosHarness
+
+pytestmark = pytest.mark.ros
+
+SCHEDULE = LevelSchedule(8)
+
+
+class StandInPerception(Node):
+    """Applies each setpoint's level and reports the latency a 1.2x slower device would measure."""
+
+    def __init__(self, **kwargs):
+        super().__init__("perception", **kwargs)
+        self.applied_pub = self.create_publisher(Float32, "utilization_applied", 10)
+        self.latency_pub = self.create_publisher(Float32, "latency_ms", 10)
+        self.create_subscription(Float32, "utilization_setpoint", self.on_setpoint, 10)
+
+    def on_setpoint(self, msg):
+        applied = SCHEDULE.utilization_of(SCHEDULE.level_for(msg.data))
+        self.applied_pub.publish(Float32(data=applied))
+        self.latency_pub.publish(Float32(data=1.2 * 50.0 * (0.1 + 0.9 * applied ** 2)))
+
+
+def test_closed_loop_follows_heat_and_deadline():
+    namespace = f"/loop_{os.getpid()}"
+    with RosHarness() as ros:
+        reasons = ros.collect(f"{namespace}/controller/reason", String)
+        setpoints = ros.collect(f"{namespace}/utilization_setpoint", Float32)
+        ros.add(StandInPerception(context=ros.context, namespace=namespace))
+        ros.add(ControllerNode(context=ros.context, namespace=namespace, parameter_overrides=[
+            Parameter("strategy", value="auto"), Parameter("rate_hz", value=20.0),
+            Parameter("max_step_per_s", value=5.0), Parameter("max_step_down_per_s", value=10.0)]))
+        ros.add(ResourceMonitorNode(context=ros.context, namespace=namespace, parameter_overrides=[
+            Parameter("backend", value="sim"), Parameter("rate_hz", value=20.0),
+            Parameter("mission_file", value="mission_demo.yaml"),
+            Parameter("mission_duration_s", value=6.0)]))
+        assert ros.wait_for(lambda: any(r.data.startswith("thermal") for r in reasons), timeout_s=8.0), \
+            sorted({r.data.split(":")[0] for r in reasons})
+        tight = ros.wait_for(lambda: reasons[-1].data.startswith("deadline 30.0 ms"), timeout_s=10.0)
+        assert tight, reasons[-1].data
+        # budget 27 ms on a device 1.2x slower than the profile: u 0.625 predicts 28.7 ms, 0.5 fits
+        assert setpoints[-1].data == pytest.approx(0.5)
+        assert "x1.20" in reasons[-1].data
+        assert not any(r.data.startswith("stale") for r in reasons)
