@@ -34,6 +34,7 @@ class StandInPerception(Node):
         self.latency_pub.publish(Float32(data=1.2 * 50.0 * (0.1 + 0.9 * applied ** 2)))
 
 
+@pytest.mark.slow
 def test_closed_loop_follows_heat_and_deadline():
     namespace = f"/loop_{os.getpid()}"
     with RosHarness() as ros:
