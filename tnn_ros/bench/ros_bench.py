@@ -162,8 +162,7 @@ def _model_only_ms(args: argparse.Namespace, rgb: np.ndarray, frames: int) -> di
 
     torch_threads(args.num_threads)
     pipeline = load_models(args.detector_model, args.gesture_model, stride=4,
-                           with_gesture=not args.no_gesture)
-    pipeline.warmup()
+                           with_gesture=not args.no_gesture)  # warmed up by the loaders
     out = {}
 
     def measure() -> None:

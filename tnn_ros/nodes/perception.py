@@ -111,9 +111,9 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             torch_threads(self.params["num_threads"])
+            # load_detector / load_gesture warm up every level before they return.
             pipeline = load_models(self.params["detector_model"], self.params["gesture_model"],
                                    self.params["gesture.stride"])
-            pipeline.warmup()
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
             self.counters["configure_failures"] += 1
