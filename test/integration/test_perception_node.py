@@ -362,3 +362,20 @@ def test_failing_configure_leaves_the_node_unconfigured_and_recoverable(tmp_path
         assert ros.set_parameters(fqn, {"detector_model": ""})[0].successful
         assert _change_state(ros, fqn, Transition.TRANSITION_CONFIGURE)
         assert _get_state(ros, fqn) == "inactive"
+
+
+def test_sim_camera_to_perception_outputs_match_ground_truth_stamps():
+    from tnn_ros.nodes.sim_camera import SimCameraNode
+
+    ns = "/perception_e2e_test"
+    with RosHarness() as ros:
+        detections = ros.collect(f"{ns}/detections/json", String, RELIABLE)
+        truths = ros.collect(f"{ns}/ground_truth/json", String, RELIABLE)
+        ros.add(PerceptionNode(context=ros.context, namespace=ns, parameter_overrides=_overrides(
+            mode="manual", utilization=1.0)))
+        ros.add(SimCameraNode(context=ros.context, namespace=ns, parameter_overrides=_overrides(fps=10.0)))
+        assert ros.wait_for(lambda: len(detections) >= 5, 20.0)
+        truth_by_stamp = {json.loads(m.data)["stamp_ns"]: json.loads(m.data) for m in truths}
+        matched = [json.loads(m.data) for m in detections if json.loads(m.data)["stamp_ns"] in truth_by_stamp]
+        assert len(matched) >= 4
+        assert all(p["frame_id"] == "camera" and p["image_size"] == [320, 240] for p in matched)
