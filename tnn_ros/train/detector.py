@@ -208,7 +208,7 @@ def make_card(
         ],
         "accuracy_metric": "mAP@0.5 (torchmetrics) on held-out seeded synthetic scenes",
         "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
-        "latency_threads": 2,
+        "latency_threads": torch.get_num_threads(),
         "training": training,
     }
 
@@ -271,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--card-only",
         action="store_true",
         help="do not train: re-measure accuracy/latency of --output and rewrite its card",
+    )
+    parser.add_argument(
+        "--latency-threads", type=int, default=2, help="threads for the card's latency profile"
+    )
+    parser.add_argument(
+        "--latency-repeats", type=int, default=30, help="timing rounds for the latency profile"
     )
     parser.add_argument(
         "--calibrate-batches", type=int, default=20, help="batches for per-level BN calibration"
@@ -385,8 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from ..bench.throttle_bench import measure_latency
 
-    torch.set_num_threads(2)
-    latencies = measure_latency(model, model.example_input(), repeats=30)["median_ms"]
+    torch.set_num_threads(args.latency_threads)
+    torch.set_flush_denormal(True)
+    latencies = measure_latency(model, model.example_input(), repeats=args.latency_repeats)["median_ms"]
     baseline = None
     if args.baseline_card:
         baseline = float(json.loads(Path(args.baseline_card).read_text())["accuracy"])
