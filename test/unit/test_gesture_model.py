@@ -12,9 +12,20 @@ from tnn_ros.models.gesture import (
     ThrottleableGestureNet,
     conv3d_by_conv2d,
     load_gesture,
+    max_pool_clip,
 )
 from tnn_ros.models.io import ModelFileError, save_model
 from tnn_ros.throttle import count_macs
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # Tiny nets: one thread is fastest, and two threads spin badly on a loaded shared machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 TINY = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],
         "fc": [16], "min_fraction": 0.5}
@@ -41,6 +52,13 @@ def test_conv3d_by_conv2d_matches_conv3d():
     bias = torch.randn(11, dtype=torch.float64)
     expected = F.conv3d(x, weight, bias, padding=1)
     assert torch.allclose(conv3d_by_conv2d(x, weight, bias), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 4, 7, 9), (1, 3, 2, 6, 6), (1, 4, 16, 3, 3)])
+def test_max_pool_clip_matches_max_pool3d_in_ceil_mode(shape):
+    x = torch.randn(*shape)
+    assert torch.equal(max_pool_clip(x, 2), F.max_pool3d(x, 2, ceil_mode=True))
+    assert torch.equal(max_pool_clip(x, 1), F.max_pool3d(x, (1, 2, 2), ceil_mode=True))
 
 
 def _bn(x, norm):

@@ -93,17 +93,31 @@ class TemporalFoldConv3d(GatedConv3d):
         self._cache = [(fold_temporal_weight(weight).contiguous(), bias) for weight, bias in self._cache]
 
 
+def _pairwise_max(x: Tensor, dim: int) -> Tensor:
+    """Max over non-overlapping pairs along ``dim``; an odd last element stands alone (ceil mode)."""
+    if x.shape[dim] % 2:
+        x = torch.cat([x, x.narrow(dim, x.shape[dim] - 1, 1)], dim=dim)
+    even = [slice(None)] * x.dim()
+    odd = [slice(None)] * x.dim()
+    even[dim], odd[dim] = slice(0, None, 2), slice(1, None, 2)
+    return torch.maximum(x[tuple(even)], x[tuple(odd)])
+
+
 def max_pool_clip(x: Tensor, temporal: int) -> Tensor:
-    """Max-pool (N, C, T, H, W) by ``temporal`` x 2 x 2 (ceil mode in space), keeping frame-major memory."""
-    n, c, t, h, w = x.shape
-    if t % temporal:
-        raise ValueError(f"cannot pool {t} frames by {temporal}")
-    frames = x.permute(0, 2, 1, 3, 4).contiguous().view(n * t, c, h, w)
-    pooled = F.max_pool2d(frames, 2, ceil_mode=True)
-    h2, w2 = pooled.shape[-2:]
-    pooled = pooled.view(n, t // temporal, temporal, c, h2, w2)
-    pooled = pooled.amax(dim=2) if temporal > 1 else pooled[:, :, 0]
-    return pooled.permute(0, 2, 1, 3, 4)
+    """Max-pool (N, C, T, H, W) by ``temporal`` x 2 x 2 (ceil mode in space), keeping frame-major memory.
+
+    Written as pairwise maxima of strided views: on CPU this is several times faster than
+    ``max_pool2d``/``max_pool3d`` (which also compute indices) and gives the same values.
+    """
+    if temporal not in (1, 2):
+        raise ValueError(f"temporal pooling must be 1 or 2, got {temporal}")
+    if temporal == 2 and x.shape[2] % 2:
+        raise ValueError(f"cannot pool {x.shape[2]} frames by 2")
+    frames = x.permute(0, 2, 1, 3, 4)                                   # (N, T, C, H, W) view
+    pooled = _pairwise_max(_pairwise_max(frames, 4), 3)
+    if temporal == 2:
+        pooled = _pairwise_max(pooled, 1)
+    return pooled.contiguous().permute(0, 2, 1, 3, 4)
 
 
 def _check_architecture(arch: dict[str, Any]) -> None:
