@@ -93,13 +93,13 @@ def _detector_setup(args):
         return reference.head(list(reference.backbone(example).values()))
 
     num_images = args.eval_images or (48 if args.quick else 200)
-    dataset = SyntheticDetectionDataset(num_images, width, height, seed=args.seed + VAL_SEED_OFFSET)
+    dataset = SyntheticDetectionDataset(num_images, width, height, seed=(args.seed or 0) + VAL_SEED_OFFSET)
 
     def accuracy():
         return evaluate_dataset(model, dataset)
 
     name = f"torchvision ssdlite320_mobilenet_v3_large (random weights, backbone+head) at {width}x{height}"
-    seed = args.seed + VAL_SEED_OFFSET
+    seed = (args.seed or 0) + VAL_SEED_OFFSET
     metric = f"mAP@0.5 (torchmetrics) on {num_images} held-out synthetic scenes (seed {seed})"
     return model, example, run_reference, name, accuracy, metric
 
@@ -124,13 +124,16 @@ def _gesture_setup(args):
         previous, scores = model.level, []
         for level in range(model.num_levels):
             model.set_level(level)
-            scores.append(float(evaluate(model, num_clips, args.seed)))
+            # the gesture trainer's own held-out seed unless --seed is given
+            kwargs = {} if args.seed is None else {"seed": args.seed}
+            scores.append(float(evaluate(model, num_clips, **kwargs)))
         model.set_level(previous)
         return scores
 
     shape = "x".join(str(v) for v in example.shape[1:])
     name = f"torchvision r3d_18 (random weights) at {shape}"
-    metric = f"top-1 on {num_clips} held-out clips (seed {args.seed})"
+    seed = "the trainer's held-out seed" if args.seed is None else f"seed {args.seed}"
+    metric = f"top-1 on {num_clips} held-out clips ({seed})"
     return model, example, lambda: reference(example), name, accuracy, metric
 
 
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None, help="timing rounds (each runs every level)")
     parser.add_argument("--eval-images", type=int, default=None, help="held-out images/clips for accuracy")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="held-out data seed (default: the trainer's)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")

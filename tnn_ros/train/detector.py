@@ -30,7 +30,7 @@ from ..models.detector import (
     decode,
     distances_to_boxes,
 )
-from ..models.io import load_model, read_card, save_model, shipped_model_path, write_card
+from ..models.io import card_path, load_model, read_card, save_model, shipped_model_path, write_card
 from .common import TrainConfig, calibrate_bn, seed_everything, train
 
 GAUSSIAN_ALPHA = 0.54  # Gaussian radius as a share of the box (TTFNet)
@@ -359,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
             "wall_time_s": round(result.seconds, 1),
             "loss_curve": [round(v, 4) for v in result.losses],
         }
+        if args.resume and card_path(output).is_file():
+            # A resumed run keeps the history: every command, total wall time, the whole loss curve.
+            previous = read_card(output).get("training", {})
+            training["commands"] = previous.get("commands", [previous.get("command")]) + [command]
+            training["wall_time_s"] = round(training["wall_time_s"] + previous.get("wall_time_s", 0.0), 1)
+            training["loss_curve"] = previous.get("loss_curve", []) + training["loss_curve"]
         save_model(
             model,
             output,
