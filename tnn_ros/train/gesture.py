@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
 from ..models.gesture import DEFAULT_ARCHITECTURE, ThrottleableGestureNet
-from ..models.io import card_path, load_state, read_card, save_model, write_card
+from ..models.io import card_path, load_state, read_card, write_card
 from ..throttle import count_level_costs
 from .common import TrainConfig, calibrate_bn, seed_everything, train
 
@@ -141,6 +141,21 @@ def make_card(model: ThrottleableGestureNet, accuracies: list[float], latencies:
     }
 
 
+def save_half(model: ThrottleableGestureNet, path: str | Path, card: dict) -> None:
+    """Save the state dict with float tensors as float16 (half the file; loads into the float32 net).
+
+    The card's accuracies are measured after loading these rounded weights (see ``--card-only``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu().clone()
+             for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    write_card(path, card)
+
+
 # --- command line -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                     "inplace_distillation": not args.baseline, "threads": args.threads,
                     "wall_time_s": round(result.seconds, 1),
                     "loss_curve": [round(v, 4) for v in result.losses]}
-        save_model(model, output, {"name": name, "architecture": model.architecture, "classes": classes,
-                                   "training": training})
+        save_half(model, output, {"name": name, "architecture": model.architecture, "classes": classes,
+                                  "training": training})
+        load_state(output, model)  # measure what was saved: the float16-rounded weights
 
     val_set = _validation_set(args, arch, classes)
     accuracies = accuracy_on(model, val_set)
