@@ -8,6 +8,7 @@ import torch
 
 from tnn_ros.data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
 from tnn_ros.models.gesture import ThrottleableGestureNet, load_gesture
+from tnn_ros.throttle import count_macs
 from tnn_ros.train import gesture as gesture_train
 from tnn_ros.train.common import TrainConfig, train
 
@@ -70,7 +71,8 @@ def test_evaluate_is_a_deterministic_fraction():
 def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     output = tmp_path / "gesture.pt"
     common = ["--batch-size", "4", "--frame-size", "16", "16", "--levels", "2", "--val-clips", "8",
-              "--calibrate-batches", "1", "--workers", "0", "--threads", "1", "--output", str(output)]
+              "--calibrate-batches", "1", "--workers", "0", "--threads", "1", "--latency-repeats", "2",
+              "--output", str(output)]
     assert gesture_train.main(["--steps", "2", *common]) == 0
     card = json.loads((tmp_path / "gesture.card.json").read_text())
     assert card["name"] == "gesture" and card["num_levels"] == 2 and card["accuracy_metric"] == "top1"
@@ -84,3 +86,17 @@ def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     assert gesture_train.main(["--steps", "3", "--resume", *common]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert json.loads((tmp_path / "gesture.card.json").read_text())["training"]["steps"] == 3
+
+
+@pytest.mark.slow
+def test_shipped_model_loads_and_beats_a_floor():
+    model = load_gesture()
+    card = model.card
+    assert model.classes == list(GESTURE_CLASSES) and model.num_levels == card["num_levels"] == 8
+    assert [lv["macs"] for lv in card["levels"]] == count_macs(model, model.example_input())
+    model.set_level(model.num_levels - 1)
+    full = gesture_train.evaluate(model, num_clips=64, seed=4242)
+    model.set_level(0)
+    lowest = gesture_train.evaluate(model, num_clips=64, seed=4242)
+    assert full >= 0.6, full  # chance is 1/8
+    assert lowest >= 0.4, lowest

@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-clips", type=int, default=400, help="held-out clips for the card's accuracy")
     parser.add_argument("--calibrate-batches", type=int, default=12,
                         help="batches for per-level BN calibration")
+    parser.add_argument("--latency-repeats", type=int, default=30,
+                        help="timing rounds (each runs every level, 2 threads) for the card's latency")
     parser.add_argument("--card-only", action="store_true",
                         help="do not train: re-measure accuracy/latency of --output and rewrite its card")
     return parser
@@ -280,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     model.eval()
     model.warmup()
-    latencies = measure_latency(model, model.example_input(), repeats=30)["median_ms"]
+    timing = measure_latency(model, model.example_input(), repeats=max(1, args.latency_repeats))
+    latencies = timing["median_ms"]
     baseline = None
     if args.baseline_card:
         baseline_card = Path(args.baseline_card)
