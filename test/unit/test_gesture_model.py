@@ -11,6 +11,7 @@ from tnn_ros.models.gesture import (
     GestureResult,
     ThrottleableGestureNet,
     conv3d_by_conv2d,
+    fit_frame,
     load_gesture,
     max_pool_clip,
 )
@@ -156,6 +157,18 @@ def test_predict_clip_takes_frames_of_any_size():
         net.predict_clip(frames[:3])
     with pytest.raises(ValueError, match="uint8"):
         net.predict_clip(frames[:3] + [np.zeros((30, 41, 3), np.float32)])
+
+
+def test_fit_frame_centre_crops_to_the_aspect_ratio_then_resizes():
+    frame = np.zeros((30, 40, 3), np.uint8)
+    frame[:, :5] = 255            # left strip: outside the centred 30x30 window
+    frame[10:20, 15:25, 1] = 255  # centred square stays a square
+    out = fit_frame(frame, (12, 12))
+    assert out.shape == (12, 12, 3)
+    assert out[..., 0].max() == 0
+    rows, cols = np.nonzero(out[..., 1] > 127)
+    assert rows.max() - rows.min() == cols.max() - cols.min()
+    assert fit_frame(frame, (40, 30)) is not frame and np.array_equal(fit_frame(frame, (40, 30)), frame)
 
 
 def test_save_and_load_round_trip(tmp_path):

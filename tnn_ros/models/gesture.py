@@ -252,14 +252,28 @@ class ThrottleableGestureNet(ThrottleableModule):
 
 
 def resize_frame(frame_rgb: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
-    """Check an HxWx3 uint8 frame and resize it to ``frame_size`` (width, height) with area averaging."""
+    """Check an HxWx3 uint8 frame and fit it to ``frame_size`` (width, height).
+
+    The frame is centre-cropped to the target aspect ratio first, so the hand keeps its shape (the
+    net was trained on undistorted hands), then resized with area averaging.
+    """
     if not isinstance(frame_rgb, np.ndarray) or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 \
             or frame_rgb.dtype != np.uint8 or frame_rgb.shape[0] < 1 or frame_rgb.shape[1] < 1:
         got = f"{getattr(frame_rgb, 'dtype', type(frame_rgb).__name__)} {getattr(frame_rgb, 'shape', '')}"
         raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {got}")
-    if (frame_rgb.shape[1], frame_rgb.shape[0]) == tuple(frame_size):
-        return np.ascontiguousarray(frame_rgb)
-    return cv2.resize(frame_rgb, tuple(frame_size), interpolation=cv2.INTER_AREA)
+    width, height = int(frame_size[0]), int(frame_size[1])
+    frame_h, frame_w = frame_rgb.shape[:2]
+    if (frame_w, frame_h) == (width, height):
+        return frame_rgb.copy()  # the recognizer keeps it: never alias the caller's buffer
+    # Largest centred window with the target aspect ratio.
+    crop_w = min(frame_w, max(1, round(frame_h * width / height)))
+    crop_h = min(frame_h, max(1, round(frame_w * height / width)))
+    x0, y0 = (frame_w - crop_w) // 2, (frame_h - crop_h) // 2
+    cropped = frame_rgb[y0:y0 + crop_h, x0:x0 + crop_w]
+    return cv2.resize(cropped, (width, height), interpolation=cv2.INTER_AREA)
+
+
+fit_frame = resize_frame  # the name the perception pipeline can use to pre-shrink frames
 
 
 # --- online recognition ---------------------------------------------------------------------------------
