@@ -223,3 +223,20 @@ def test_wrong_input_width_raises_clear_error():
         conv(torch.zeros(1, 16, 4, 4), 0)
     with pytest.raises(ValueError, match="non-decreasing"):
         GatedConv2d(16, 8, 1, in_widths=[16, 8])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_pointwise_channels_last_path_matches_conv(dims):
+    torch.manual_seed(0)
+    cls = GatedConv2d if dims == 2 else GatedConv3d
+    conv = cls(32, 16, 1, in_widths=[16, 32], out_widths=[8, 16], norm=True, activation="relu")
+    _randomize_bn(conv)
+    conv.eval()
+    shape = (2, 16, 5, 6) if dims == 2 else (2, 16, 3, 5, 6)
+    layout = torch.channels_last if dims == 2 else torch.channels_last_3d
+    x = torch.randn(shape)
+    with torch.no_grad():
+        want = _masked(conv, F.pad(x, [0] * 2 * dims + [0, 16]), 0)[:, :8]
+        got = conv(x.contiguous(memory_format=layout), 0)
+    assert conv.pointwise and got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

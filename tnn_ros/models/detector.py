@@ -170,6 +170,7 @@ class ThrottleableDetector(ThrottleableModule):
         # channels_last lets oneDNN skip a layout reorder around every conv (about 1.5x faster on CPU).
         images = images.contiguous(memory_format=torch.channels_last)
         out = self.head_out(self.head_conv(self.features(images), self._level), self._level)
+        out = out.contiguous()  # tiny (classes + 4 channels); softplus on a strided slice is slow
         num_classes = len(self.classes)
         return out[:, :num_classes], F.softplus(out[:, num_classes:]) * DISTANCE_SCALE
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from .levels import check_widths
 
 ACTIVATIONS = (None, "relu")
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 class GatedOp:
@@ -148,6 +149,12 @@ class _GatedConvNd(GatedOp):
                            activation, norm_type if norm else None)
         if self.depthwise and self.in_widths != self.out_widths:
             raise ValueError(f"{type(self).__name__}: a depthwise conv needs in_widths == out_widths")
+        self.pointwise = (
+            not self.depthwise
+            and all(k == 1 for k in self.kernel_size)
+            and all(v == 1 for v in self.stride)
+            and all(v == 0 for v in self.padding)
+        )
 
     def _sliced(self, level: int) -> tuple[Tensor, Tensor | None]:
         c_out = self.out_widths[level]
@@ -157,6 +164,13 @@ class _GatedConvNd(GatedOp):
     def forward(self, x: Tensor, level: int) -> Tensor:  # noqa: D102 - documented on the classes
         self._check_input(x, level)
         weight, bias = self._weights_for(level)
+        layout = _CHANNELS_LAST.get(x.dim())
+        if self.pointwise and not self.training and layout and x.is_contiguous(memory_format=layout):
+            # A 1x1 conv on channels-last data is a GEMM over the pixels: F.linear on a permuted view
+            # (no copy) avoids the slow im2col path PyTorch picks for small 1x1 convs on CPU.
+            order = (0, *range(2, x.dim()), 1)
+            out = F.linear(x.permute(order), weight.flatten(1), bias)
+            return self._finish(out.permute(0, x.dim() - 1, *range(1, x.dim() - 1)), level)
         groups = self.out_widths[level] if self.depthwise else 1
         out = self._conv_fn(x, weight, bias, self.stride, self.padding, self.dilation, groups)
         return self._finish(out, level)
