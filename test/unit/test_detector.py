@@ -192,3 +192,28 @@ def test_caches_rebuilt_once_per_eval_not_per_switch():
     for u in np.linspace(0, 1, 11):
         model.set_utilization(float(u))
     assert sum(op.cache_builds for op in gated_ops(model)) == builds
+
+
+def test_switching_level_from_another_thread_never_breaks_a_forward():
+    import threading
+
+    model = tiny_detector().eval()
+    x = model.example_input()
+    stop = threading.Event()
+
+    def switch():
+        level = 0
+        while not stop.is_set():
+            model.set_level(level)
+            level = (level + 1) % model.num_levels
+
+    thread = threading.Thread(target=switch)
+    thread.start()
+    try:
+        with torch.no_grad():
+            for _ in range(40):
+                heat, _ = model(x)
+                assert heat.shape[1] == len(CLASSES)
+    finally:
+        stop.set()
+        thread.join()
