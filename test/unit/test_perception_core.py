@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tnn_ros.data.scenes import CLASSES as CLASS_NAMES
 from tnn_ros.perception import (
     FrameResult,
     PerceptionPipeline,
@@ -240,3 +241,27 @@ def test_debug_drawing_marks_the_boxes_without_touching_the_input():
     assert canvas.shape == frame.shape and canvas.dtype == np.uint8
     assert canvas[20, 1:31].any()       # the box outline
     assert canvas[-12:, :].any()         # the status line with the gesture label
+
+
+@pytest.mark.slow
+def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():
+    from tnn_ros.data.stream import SimFrameSource
+    from tnn_ros.nodes.perception import load_models
+
+    pipeline = load_models("", "", stride=2)
+    schedule = pipeline.schedule
+    source = SimFrameSource(320, 240, seed=21)
+    frames = [source.next_frame() for _ in range(4)]
+    for level in range(schedule.num_levels):
+        result = pipeline.process(frames[0].rgb, schedule.utilization_of(level), 0.3)
+        assert result.level == level and pipeline.detector.level == level
+        assert pipeline.gesture_recognizer.net.level == level
+    found = 0
+    for frame in frames:
+        result = pipeline.process(frame.rgb, 1.0, 0.3)
+        labels = {d.label for d in result.detections}
+        found += sum(1 for c in frame.class_ids if CLASS_NAMES[int(c)] in labels)
+    assert found >= sum(len(f.class_ids) for f in frames) // 2
+    gestures = [pipeline.process(f.rgb, 1.0, 0.3).gesture for f in frames * 6]
+    emitted = [g for g in gestures if g is not None]
+    assert emitted and all(g.label in pipeline.gesture_recognizer.net.classes for g in emitted)
