@@ -5,6 +5,7 @@ ROS domain id, here, before anything imports rclpy, so callers cannot forget it.
 """
 
 import os
+import sys
 
 import pytest
 
@@ -14,6 +15,22 @@ os.environ.pop("ROS_STATIC_PEERS", None)
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("TNN_TEST_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 LONG_TESTS = os.environ.get("TNN_LONG_TESTS") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run torch on one thread in tests: two OpenMP threads on a busy 2-core machine thrash.
+
+    Tests that measure or exercise threading set their own count; benchmarks never run here.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def pytest_collection_modifyitems(config, items):
