@@ -63,7 +63,7 @@ class RunSeries:
     latency: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     frames: list[dict] = field(default_factory=list)     # detections/json payloads + "t" (receive time)
     gestures: list[dict] = field(default_factory=list)   # gesture/json payloads + "t"
-    truth: dict[int, dict] = field(default_factory=dict)  # stamp_ns -> ground_truth/json payload
+    truth: dict[int, dict] = field(default_factory=dict)  # stamp_ns -> ground_truth/json payload + "t"
     reasons: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -125,7 +125,8 @@ def load_run(bag: str | Path, namespace: str | None = None) -> RunSeries:
         run.frames.append({**payload, "t": (ns - t0_ns) / 1e9})
     for ns, payload in rows["gesture"]:
         run.gestures.append({**payload, "t": (ns - t0_ns) / 1e9})
-    run.truth = {int(payload["stamp_ns"]): payload for _ns, payload in rows["truth"]}
+    run.truth = {int(payload["stamp_ns"]): {**payload, "t": (ns - t0_ns) / 1e9}
+                 for ns, payload in rows["truth"]}
     run.reasons = [((ns - t0_ns) / 1e9, text) for ns, text in rows["reason"]]
     return run
 
@@ -256,7 +257,9 @@ def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> 
         latencies.append(float(frame["latency_ms"]))
         if math.isfinite(deadline):
             hits.append(float(frame["latency_ms"]) <= deadline)
-        e2e.append((run.t0_ns + frame["t"] * 1e9 - int(frame["stamp_ns"])) / 1e6)
+        truth = run.truth.get(int(frame["stamp_ns"]))
+        if truth is not None and "t" in truth:   # camera publish -> result, both as recorded
+            e2e.append((frame["t"] - truth["t"]) * 1000.0)
     utilizations = [float(f["utilization"]) for f in frames]
     return {
         "frames": len(frames),
