@@ -211,6 +211,26 @@ def test_manual_mode_follows_the_utilization_parameter(served, frames):
         assert client.send(frames[2].rgb)["level"] == schedule.level_for(value)
 
 
+def test_gesture_can_be_disabled_live_and_threads_follow_num_threads(served):
+    ros, node, client = served
+    fqn = node.get_fully_qualified_name()
+    source = SimFrameSource(320, 240, seed=4)
+    try:
+        changes = {"gesture.enabled": False, "num_threads": 1}
+        assert all(r.successful for r in ros.set_parameters(fqn, changes))
+        assert client.send(source.next_frame().rgb) is not None
+        assert node.worker_torch_threads == 1   # read back by torch in the worker thread
+        before = len(client.gestures)
+        for _ in range(24):
+            assert client.send(source.next_frame().rgb) is not None
+        time.sleep(0.2)
+        assert len(client.gestures) == before
+    finally:
+        assert all(r.successful for r in ros.set_parameters(fqn, {"gesture.enabled": True, "num_threads": 2}))
+    assert client.send(source.next_frame().rgb) is not None
+    assert node.diagnostics_values()["torch_threads"] == "2"
+
+
 def test_parameters_are_described_with_ranges(served):
     ros, node, _ = served
     names = ["utilization", "score_threshold", "gesture.stride", "num_threads", "stale_timeout_s",

@@ -166,6 +166,7 @@ def _model_only_ms(args: argparse.Namespace, rgb: np.ndarray, frames: int) -> di
     out = {}
 
     def measure() -> None:
+        torch_threads(args.num_threads)  # per thread once set: set it where the model runs
         for name, utilization in LEVELS:
             for _ in range(5):  # settle, as the node's measurement does
                 pipeline.process(rgb, utilization, 0.3)

@@ -40,7 +40,7 @@ PARAMETERS = (
     ParamSpec("gesture.enabled", True, "Run the gesture recognizer"),
     ParamSpec("gesture.stride", 4, "Frames between gesture classifications of the sliding clip",
               min_value=1, max_value=32),
-    ParamSpec("num_threads", 2, "torch intra-op threads (process-wide)", min_value=1, max_value=64),
+    ParamSpec("num_threads", 2, "torch intra-op threads of the perception worker", min_value=1, max_value=64),
     ParamSpec("stale_timeout_s", 2.0, "Auto mode: a setpoint older than this falls back to safe_utilization",
               min_value=0.05, max_value=600.0),
     ParamSpec("safe_utilization", 0.5, "Utilization used in auto mode without a fresh setpoint",
@@ -92,6 +92,7 @@ class PerceptionNode(LifecycleNode):
         self._stop = threading.Event()
         self._pipeline_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self.worker_torch_threads = 0   # what torch reports in the worker thread (diagnostics)
         self._inputs: list = []
         self._outputs: dict[str, Any] = {}
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -207,8 +208,7 @@ class PerceptionNode(LifecycleNode):
             self.gate.safe_utilization = changed["safe_utilization"]
         if "stale_timeout_s" in changed:
             self.gate.stale_timeout_s = changed["stale_timeout_s"]
-        if "num_threads" in changed:
-            torch_threads(changed["num_threads"])
+        # num_threads: the worker applies it in its own thread before the next frame (see _worker_loop).
         if "gesture.stride" in changed or "gesture.enabled" in changed:
             with self._pipeline_lock:
                 if self.pipeline is not None:
@@ -238,6 +238,9 @@ class PerceptionNode(LifecycleNode):
 
     def _worker_loop(self) -> None:
         while not self._stop.is_set():
+            # torch's thread count is per OS thread once set: it has to be set where the model runs.
+            if self.worker_torch_threads != self.params["num_threads"]:
+                self.worker_torch_threads = torch_threads(self.params["num_threads"])
             with self._frame_ready:
                 if self._pending is None:
                     self._frame_ready.wait(timeout=0.1)
@@ -320,6 +323,7 @@ class PerceptionNode(LifecycleNode):
             "latency_ms_last": f"{result.latency_ms:.2f}" if result else "nan",
             "latency_ms_mean": f"{self._latency_sum_ms / processed:.2f}" if processed else "nan",
             "configure_failures": self.counters["configure_failures"],
+            "torch_threads": self.worker_torch_threads,
         }
         values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
         return {key: str(value) for key, value in values.items()}
@@ -344,10 +348,15 @@ def _header(node) -> Any:
     return Header(stamp=node.get_clock().now().to_msg())
 
 
-def torch_threads(count: int) -> None:
-    """Set torch's intra-op thread count (a process-wide setting)."""
+def torch_threads(count: int) -> int:
+    """Set torch's intra-op thread count for the calling thread (and threads started later).
+
+    Threads that already ran torch keep their own count, so call this in the thread that runs the
+    model. Returns the count torch reports afterwards.
+    """
     import torch
     torch.set_num_threads(int(count))
+    return torch.get_num_threads()
 
 
 def main(args: list[str] | None = None) -> None:
