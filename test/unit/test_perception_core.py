@@ -265,3 +265,33 @@ def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():
     gestures = [pipeline.process(f.rgb, 1.0, 0.3).gesture for f in frames * 6]
     emitted = [g for g in gestures if g is not None]
     assert emitted and all(g.label in pipeline.gesture_recognizer.net.classes for g in emitted)
+
+
+def test_gesture_frames_are_centre_cropped_not_squashed():
+    """A 4:3 frame reaches the square gesture net centre-cropped (hands keep their shape)."""
+    from tnn_ros.models.gesture import resize_frame
+
+    class _Recognizer:
+        def __init__(self, net, stride=4, smoothing=2, min_confidence=0.5):
+            self.net, self.stride, self.smoothing = net, stride, smoothing
+            self.min_confidence = min_confidence
+            self.frames = []
+
+        def push(self, frame):
+            self.frames.append(frame)
+
+        def reset(self):
+            self.frames.clear()
+
+    class _Net:
+        frame_size = (48, 48)
+
+    pipeline = PerceptionPipeline(object(), _Recognizer(_Net()), LevelSchedule(8))
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[:, :40] = 255  # a bar at the left edge: outside the centred 240x240 window
+    shrunk = pipeline._gesture_frame(frame)
+    assert shrunk.shape == (48, 48, 3)
+    assert shrunk.max() == 0, "the left bar must be cropped away, not squashed into the frame"
+    np.testing.assert_array_equal(shrunk, resize_frame(frame, (48, 48)))
+    pipeline.set_gesture_smoothing(3)
+    assert pipeline.gesture_recognizer.smoothing == 3 and pipeline.gesture_recognizer.stride == 4

@@ -40,6 +40,8 @@ PARAMETERS = (
     ParamSpec("gesture.enabled", True, "Run the gesture recognizer"),
     ParamSpec("gesture.stride", 4, "Frames between gesture classifications of the sliding clip",
               min_value=1, max_value=32),
+    ParamSpec("gesture.smoothing", 2, "Gesture windows averaged before a gesture is announced",
+              min_value=1, max_value=16),
     ParamSpec("num_threads", 2, "torch intra-op threads of the perception worker", min_value=1, max_value=64),
     ParamSpec("stale_timeout_s", 2.0, "Auto mode: a setpoint older than this falls back to safe_utilization",
               min_value=0.05, max_value=600.0),
@@ -59,7 +61,8 @@ DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
 
 
-def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True):
+def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True,
+                smoothing: int = 2):
     """Load the shipped or user models and build the pipeline; raises with a reason on failure."""
     from tnn_ros.models import GestureRecognizer, load_detector, load_gesture
     from tnn_ros.throttle import LevelSchedule
@@ -67,7 +70,8 @@ def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture
     detector = load_detector(detector_path or None)
     recognizer = None
     if with_gesture:
-        recognizer = GestureRecognizer(load_gesture(gesture_path or None), stride=stride)
+        recognizer = GestureRecognizer(load_gesture(gesture_path or None), stride=stride,
+                                       smoothing=smoothing)
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
     return PerceptionPipeline(detector, recognizer, schedule)
 
@@ -114,7 +118,7 @@ class PerceptionNode(LifecycleNode):
             torch_threads(self.params["num_threads"])
             # load_detector / load_gesture warm up every level before they return.
             pipeline = load_models(self.params["detector_model"], self.params["gesture_model"],
-                                   self.params["gesture.stride"])
+                                   self.params["gesture.stride"], smoothing=self.params["gesture.smoothing"])
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
             self.counters["configure_failures"] += 1
@@ -209,10 +213,11 @@ class PerceptionNode(LifecycleNode):
         if "stale_timeout_s" in changed:
             self.gate.stale_timeout_s = changed["stale_timeout_s"]
         # num_threads: the worker applies it in its own thread before the next frame (see _worker_loop).
-        if "gesture.stride" in changed or "gesture.enabled" in changed:
+        if {"gesture.stride", "gesture.smoothing", "gesture.enabled"} & set(changed):
             with self._pipeline_lock:
                 if self.pipeline is not None:
                     self.pipeline.set_gesture_stride(self.params["gesture.stride"])
+                    self.pipeline.set_gesture_smoothing(self.params["gesture.smoothing"])
                     self.pipeline.reset_gesture()
         deferred = {"detector_model", "gesture_model", "image_reliability"} & set(changed)
         if deferred and self.state != "unconfigured":

@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
+
+from tnn_ros.models.gesture import resize_frame
 
 
 @dataclass
@@ -92,20 +93,26 @@ class PerceptionPipeline:
 
     def set_gesture_stride(self, stride: int) -> None:
         """Rebuild the recognizer with a new stride around the same net (the clip restarts)."""
+        self._rebuild_recognizer(stride=stride)
+
+    def set_gesture_smoothing(self, smoothing: int) -> None:
+        """Rebuild the recognizer to smooth over ``smoothing`` windows (the clip restarts)."""
+        self._rebuild_recognizer(smoothing=smoothing)
+
+    def _rebuild_recognizer(self, **changes: int) -> None:
         recognizer = self.gesture_recognizer
-        if recognizer is None or getattr(recognizer, "stride", None) == stride:
+        if recognizer is None or all(getattr(recognizer, k, None) == v for k, v in changes.items()):
             return
-        kept = {name: getattr(recognizer, name) for name in ("smoothing", "min_confidence")
-                if hasattr(recognizer, name)}
-        self.gesture_recognizer = type(recognizer)(recognizer.net, stride=stride, **kept)
+        settings = {name: getattr(recognizer, name) for name in ("stride", "smoothing", "min_confidence")
+                    if hasattr(recognizer, name)}
+        settings.update(changes)
+        self.gesture_recognizer = type(recognizer)(recognizer.net, **settings)
 
     def _gesture_frame(self, rgb: np.ndarray) -> np.ndarray:
         if self._gesture_frame_size is None:
             return rgb
-        width, height = self._gesture_frame_size
-        if (rgb.shape[1], rgb.shape[0]) == (width, height):
-            return rgb
-        return cv2.resize(rgb, (int(width), int(height)), interpolation=cv2.INTER_AREA)
+        # Centre-crop to the net's aspect ratio, then shrink: the net was trained on undistorted hands.
+        return resize_frame(rgb, self._gesture_frame_size)
 
     def warmup(self) -> None:
         """Run every level once so no frame pays oneDNN's first-call cost later."""
