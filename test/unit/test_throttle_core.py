@@ -240,3 +240,14 @@ def test_pointwise_channels_last_path_matches_conv(dims):
         got = conv(x.contiguous(memory_format=layout), 0)
     assert conv.pointwise and got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_levels", [8, 10])
+def test_level_for_survives_a_float32_round_trip(num_levels):
+    """Setpoints travel as std_msgs/Float32: each level's own utilization must map back to it."""
+    import numpy as np
+
+    schedule = LevelSchedule(num_levels=num_levels)
+    for level in range(num_levels):
+        as_float32 = float(np.float32(schedule.utilization_of(level)))
+        assert schedule.level_for(as_float32) == level

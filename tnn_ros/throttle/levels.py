@@ -37,8 +37,9 @@ class LevelSchedule:
         if math.isnan(u):
             raise ValueError("utilization is NaN")
         u = min(max(u, 0.0), 1.0)
-        # The epsilon keeps u == (k + 1) / n on level k despite float rounding (e.g. 0.3 * 10).
-        kept = math.floor(u * self.num_levels + 1e-9)
+        # The epsilon keeps u == (k + 1) / n on level k despite rounding: setpoints travel as
+        # std_msgs/Float32, whose 0.7 is 0.69999999 (float32 has ~7 significant digits).
+        kept = math.floor(u * self.num_levels + 1e-5)
         kept = min(max(kept, self.min_level + 1), self.num_levels)
         return kept - 1
 
