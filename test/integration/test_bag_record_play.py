@@ -170,3 +170,20 @@ def test_play_loops_until_stopped_and_remaps_topics(tmp_path):
     assert not worker.is_alive()
     assert result["summary"].loops >= 2
     assert [m.data for m in got[:10]] == [f"m{i}" for i in range(5)] * 2
+
+
+def test_play_waits_for_subscribers_or_fails_clearly(tmp_path):
+    from tnn_ros.bag import BagError
+
+    bag = _synthetic_bag(tmp_path / "bag", count=5, period_s=0.01)
+    with pytest.raises(BagError, match="did not match"):
+        play(bag, topics=["/playtest/chat"], delay=0.0, wait_for_subscribers=1, wait_timeout_s=1.0,
+             progress=False)
+    with RosHarness() as ros:
+        got = []
+        timer = threading.Timer(1.0, lambda: ros.node.create_subscription(
+            String, "/playtest/chat", got.append, RELIABLE))
+        timer.start()   # the subscriber shows up only after playback was asked for
+        play(bag, topics=["/playtest/chat"], delay=0.0, wait_for_subscribers={"/playtest/chat": 1},
+             progress=False)
+        assert ros.wait_for(lambda: len(got) == 5, timeout_s=5.0), f"got {len(got)} of 5"

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the first S seconds of the bag")
     ply.add_argument("--delay", type=_non_negative_float, default=0.5,
                      help="seconds to wait after creating publishers so subscribers match (default 0.5)")
+    ply.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
+                     help="before playing, wait (up to 30 s) until every topic has N subscribers")
     ply.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish topic FROM as TO")
     ply.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             context = _init_rclpy()
             summary = play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
                            start_offset=args.start_offset, delay=args.delay, context=context,
-                           stop_event=stop_event, progress=not args.quiet, remap=remap)
+                           stop_event=stop_event, progress=not args.quiet, remap=remap,
+                           wait_for_subscribers=args.wait_for_subscribers)
             context.try_shutdown()
             for topic, reason in summary.skipped_topics.items():
                 print(f"skipped {topic}: {reason}", file=sys.stderr)

@@ -45,16 +45,34 @@ def publisher_qos(offered: list, depth: int = 10) -> QoSProfile:
     )
 
 
+def _wait_for_subscribers(publishers: dict, wanted: int | dict[str, int], timeout_s: float,
+                          stop_event: threading.Event, status: StatusLine) -> bool:
+    """Wait until each publisher has its wanted number of matched subscriptions."""
+    needs = {topic: wanted if isinstance(wanted, int) else wanted.get(topic, 0) for topic in publishers}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        short = [t for t, pub in publishers.items() if pub.get_subscription_count() < needs[t]]
+        if not short:
+            return True
+        if time.monotonic() >= deadline or stop_event.is_set():
+            return False
+        status.update(f"waiting for subscribers on {', '.join(short)}")
+        stop_event.wait(0.05)
+
+
 def play(bag: str | Path, rate: float = 1.0, loop: bool = False, topics: list[str] | None = None,
          start_offset: float = 0.0, *, delay: float = 0.5, context: Context | None = None,
          stop_event: threading.Event | None = None, progress: bool = True,
-         node_name: str = "tnn_bag_player", remap: dict[str, str] | None = None) -> PlaySummary:
+         node_name: str = "tnn_bag_player", remap: dict[str, str] | None = None,
+         wait_for_subscribers: int | dict[str, int] = 0, wait_timeout_s: float = 30.0) -> PlaySummary:
     """Publish the messages of ``bag`` with their recorded spacing divided by ``rate``.
 
     ``topics`` limits playback to those topics; ``start_offset`` skips the first seconds of the bag;
     ``delay`` waits after creating the publishers so subscribers can match before the first
-    message; ``remap`` renames topics (recorded name -> published name). Stops at the end (or never
-    with ``loop``), when ``stop_event`` is set, or when the context shuts down.
+    message; ``remap`` renames topics (recorded name -> published name). ``wait_for_subscribers``
+    (a count for every topic, or per recorded topic name) then also waits, up to ``wait_timeout_s``,
+    until the publishers have that many matched subscriptions. Stops at the end (or never with
+    ``loop``), when ``stop_event`` is set, or when the context shuts down.
 
     Raises:
         BagError: the bag is missing/damaged, an argument is out of range, or no topic can be played.
@@ -104,6 +122,10 @@ def play(bag: str | Path, rate: float = 1.0, loop: bool = False, topics: list[st
             raise BagError(f"{bag}: no playable topic (message types not installed or nothing selected)")
         if stop_event.wait(delay):
             return summary
+        if wait_for_subscribers and not _wait_for_subscribers(
+                {topic: pub for (topic, _type), pub in publishers.items()}, wait_for_subscribers,
+                wait_timeout_s, stop_event, status):
+            raise BagError(f"subscribers did not match within {wait_timeout_s:g} s")
         start_ns = reader.start_time + int(start_offset * 1e9)
         total_s = max(0.0, (reader.end_time - start_ns) / 1e9)
         began = time.monotonic()
