@@ -74,7 +74,9 @@ def test_bringup_gets_the_mission_and_the_run_strategy_through_a_params_file(tmp
     command = runner._bringup_command(RunSpec("static_full", "manual", manual_windows=False,
                                               record_images=False, fixed_utilization=1.0))
     params = yaml.safe_load(open(command[command.index("--params-file") + 1]))
-    assert params["/**/perception"]["ros__parameters"] == {"score_threshold": 0.4}
+    perception = params["/**/perception"]["ros__parameters"]
+    assert perception["score_threshold"] == 0.4
+    assert 1 <= perception["num_threads"] <= 2   # never more torch threads than free cores
     monitor = params["/**/resource_monitor"]["ros__parameters"]
     assert monitor["backend"] == "sim" and monitor["mission_duration_s"] == 30.0
     assert monitor["mission_file"].endswith("mission_demo.yaml")

@@ -130,6 +130,9 @@ class DemoRunner:
 
         section("resource_monitor").update(backend="sim", mission_file=str(self.mission_path),
                                            mission_duration_s=float(self.options.duration_s), rate_hz=5.0)
+        # torch's OpenMP threads spin and thrash when they outnumber the free cores: leave one core
+        # to the camera, the recorder and the other nodes (unless the user's file says otherwise)
+        section("perception").setdefault("num_threads", max(1, min(2, (os.cpu_count() or 2) - 1)))
         controller = section("controller")
         controller["strategy"] = spec.strategy
         if spec.fixed_utilization is not None:

@@ -28,13 +28,14 @@ def rolling_accuracy(run: RunSeries, window_s: float = 5.0) -> np.ndarray:
 
 
 def _shade_phases(axes: list, phases: list[Phase]) -> None:
-    for phase in phases:
+    for index, phase in enumerate(phases):
         color = next((c for key, c in _PHASE_COLORS.items() if phase.name.startswith(key)), "tab:gray")
         for ax in axes:
             ax.axvspan(phase.start_s, phase.end_s, color=color, alpha=0.08, lw=0)
-        axes[0].text((phase.start_s + phase.end_s) / 2, 1.02, phase.name.replace("_", " "),
-                     transform=axes[0].get_xaxis_transform(), ha="center", va="bottom", fontsize=7,
-                     color=color)
+        # labels on two rows so that overlapping phases stay readable
+        axes[0].text((phase.start_s + phase.end_s) / 2, 1.02 + 0.09 * (index % 2),
+                     phase.name.replace("_", " "), transform=axes[0].get_xaxis_transform(),
+                     ha="center", va="bottom", fontsize=7, color=color)
 
 
 def _step(ax, series: np.ndarray, **kwargs) -> None:
@@ -88,7 +89,8 @@ def plot_timeline(auto: RunSeries, path: str | Path, phases: list[Phase] = (),
         lat_ax.scatter([f["t"] for f in auto.frames], [f["latency_ms"] for f in auto.frames], s=3,
                        color="tab:green", label="latency (auto)")
     _step(lat_ax, auto.deadline, color="black", lw=1.5, label="deadline")
-    lat_ax.set_ylabel("ms")
+    lat_ax.set_yscale("log")   # a few slow frames must not flatten the deadline
+    lat_ax.set_ylabel("latency ms (log)")
     lat_ax.legend(loc="upper left", fontsize=7, ncol=3)
 
     for run, style, name in ((auto, "-", "auto"), (baseline, "--", "static full")):
