@@ -13,10 +13,7 @@ import sys
 import time
 from typing import Any, Mapping
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float32, Header, String
@@ -24,6 +21,7 @@ from std_msgs.msg import Float32, Header, String
 from tnn_ros.control import STRATEGIES, Controller, ControllerConfig, LatencyProfile, LatencyProfileError
 from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, THERMAL
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros.nodes._spin import run_node
 
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
@@ -209,21 +207,7 @@ class ControllerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the controller node until Ctrl-C; returns 2 when its start-up parameters are invalid."""
-    rclpy.init(args=args)
-    try:
-        node = ControllerNode()
-    except (ValueError, ParameterException) as error:
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ControllerNode, args)
 
 
 if __name__ == "__main__":

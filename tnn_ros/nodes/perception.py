@@ -11,20 +11,20 @@ configures and activates itself at start-up, for launches without a lifecycle ma
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros.nodes._spin import run_node
 from tnn_ros.perception.codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, encode_image
 from tnn_ros.perception.debug import draw_debug
 from tnn_ros.perception.formatting import detections_to_json, gesture_to_json, stamp_to_ns
@@ -364,18 +364,10 @@ def torch_threads(count: int) -> int:
     return torch.get_num_threads()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the perception node until Ctrl-C."""
-    rclpy.init(args=args)
-    node = PerceptionNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    """Run the perception node until Ctrl-C; returns 2 when its start-up parameters are invalid."""
+    return run_node(PerceptionNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

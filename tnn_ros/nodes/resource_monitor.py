@@ -15,15 +15,13 @@ import time
 from collections import Counter
 from typing import Any, Mapping
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float32, Header
 
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros.nodes._spin import run_node
 from tnn_ros.resources import BACKENDS, Mission, MissionError, ResourceBackend, SimParams, make_backend
 from tnn_ros.resources.mission import find_mission_file
 from tnn_ros.resources.sim import SimBackend
@@ -255,21 +253,7 @@ class ResourceMonitorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the resource monitor until Ctrl-C; returns 2 when its start-up parameters are invalid."""
-    rclpy.init(args=args)
-    try:
-        node = ResourceMonitorNode()
-    except (ValueError, ParameterException) as error:
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ResourceMonitorNode, args)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ header stamp, at ``fps``. The frames come from :class:`tnn_ros.data.stream.SimFr
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -18,6 +17,7 @@ from std_msgs.msg import String
 
 from tnn_ros.data.stream import MIN_SIZE, SimFrameSource
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros.nodes._spin import run_node
 from tnn_ros.perception.codec import SUPPORTED_ENCODINGS, encode_image
 from tnn_ros.perception.formatting import stamp_to_ns
 
@@ -80,18 +80,10 @@ class SimCameraNode(Node):
         self.frames_published += 1
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the simulated camera until Ctrl-C."""
-    rclpy.init(args=args)
-    node = SimCameraNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    """Run the simulated camera until Ctrl-C; returns 2 when its start-up parameters are invalid."""
+    return run_node(SimCameraNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
