@@ -71,9 +71,14 @@ def test_bringup_gets_the_mission_and_the_run_strategy_through_a_params_file(tmp
     user = tmp_path / "user.yaml"
     user.write_text(yaml.safe_dump({"/**/perception": {"ros__parameters": {"score_threshold": 0.4}}}))
     runner = DemoRunner(DemoOptions(duration_s=30.0, output=tmp_path / "out", params_file=str(user)))
-    command = runner._bringup_command(RunSpec("static_full", "manual", manual_windows=False,
-                                              record_images=False, fixed_utilization=1.0))
-    params = yaml.safe_load(open(command[command.index("--params-file") + 1]))
+    spec = RunSpec("static_full", "manual", manual_windows=False, record_images=False, fixed_utilization=1.0)
+    params_file = runner._params_file(spec)
+    command = runner._bringup_command(spec, params_file)
+    assert command[command.index("--params-file") + 1] == str(params_file)
+    assert "--no-sim-camera" in command   # the camera runs in its own process
+    camera = runner._camera_command(params_file)
+    assert camera[-1] == str(params_file) and "__ns:=/tnn" in camera
+    params = yaml.safe_load(params_file.read_text())
     perception = params["/**/perception"]["ros__parameters"]
     assert perception["score_threshold"] == 0.4
     assert 1 <= perception["num_threads"] <= 2   # never more torch threads than free cores

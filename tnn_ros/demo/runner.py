@@ -142,12 +142,21 @@ class DemoRunner:
         path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
         return path
 
-    def _bringup_command(self, spec: RunSpec) -> list[str]:
-        return [sys.executable, "-m", self.options.bringup_module, "--backend", "sim",
+    def _camera_command(self, params_file: Path) -> list[str]:
+        from tnn_ros.resources.mission import find_config_file
+
+        return [sys.executable, "-m", "tnn_ros.nodes.sim_camera", "--ros-args",
+                "-r", f"__ns:={self.options.namespace}",
+                "--params-file", str(find_config_file("sim_camera.yaml")), "--params-file", str(params_file)]
+
+    def _bringup_command(self, spec: RunSpec, params_file: Path) -> list[str]:
+        # The sim camera runs in its own process: rendering frames in the perception process costs
+        # the perception worker the GIL (measured: multi-second frame latencies on two cores).
+        return [sys.executable, "-m", self.options.bringup_module, "--no-sim-camera", "--backend", "sim",
                 "--strategy", spec.strategy, "--namespace", self.options.namespace,
                 # bringup's own time limit is only a watchdog: the demo stops it at the mission's end
                 "--duration", f"{self.options.duration_s + self.options.startup_timeout_s + 30.0:g}",
-                "--params-file", str(self._params_file(spec)), *self.options.extra_bringup_args]
+                "--params-file", str(params_file), *self.options.extra_bringup_args]
 
     def _recorder_command(self, spec: RunSpec, bag: Path) -> list[str]:
         exclude = NEVER_RECORD if spec.record_images else rf"{NEVER_RECORD}|/image$"
@@ -176,7 +185,7 @@ class DemoRunner:
 
         spinner = threading.Thread(target=spin, name="demo-monitor", daemon=True)
         spinner.start()
-        recorder = bringup = None
+        recorder = camera = bringup = None
         status = StatusLine(stream=self.out, period_s=1.0, tty_period_s=0.5)
         try:
             recorder = ManagedProcess("recorder", self._recorder_command(spec, bag), self.env,
@@ -184,7 +193,10 @@ class DemoRunner:
             if not wait_until(lambda: RECORDER_NODE in monitor.get_node_names(), 60.0,
                               abort=lambda: self.stop_event.is_set() or recorder.poll() is not None):
                 return RunResult(spec, bag, False, self._why("recorder", recorder))
-            bringup = ManagedProcess("bringup", self._bringup_command(spec), self.env,
+            params_file = self._params_file(spec)
+            camera = ManagedProcess("sim_camera", self._camera_command(params_file), self.env,
+                                    self.logs / f"sim_camera_{spec.label}.log")
+            bringup = ManagedProcess("bringup", self._bringup_command(spec, params_file), self.env,
                                      self.logs / f"bringup_{spec.label}.log")
             self.say(f"[{spec.label}] starting nodes (models load and warm up; log: {bringup.log_path})")
             if not wait_until(lambda: monitor.first_resource_time is not None, self.options.startup_timeout_s,
@@ -196,10 +208,10 @@ class DemoRunner:
                     {"strategy": "manual", "manual_utilization": float(spec.fixed_utilization)})
                 if problem:
                     self.say(f"[{spec.label}] warning: could not fix the utilization: {problem}")
-            return self._mission_loop(spec, bag, monitor, recorder, bringup, status)
+            return self._mission_loop(spec, bag, monitor, (recorder, camera, bringup), status)
         finally:
             status.finish()
-            for process in (bringup, recorder):   # bringup first: the recorder catches its last words
+            for process in (camera, bringup, recorder):   # the recorder last: it catches their last words
                 if process is not None:
                     code = process.stop()
                     if process is recorder and code not in (0, None):
@@ -210,7 +222,8 @@ class DemoRunner:
             executor.shutdown(timeout_sec=1.0)
             monitor.destroy_node()
 
-    def _mission_loop(self, spec, bag, monitor, recorder, bringup, status) -> RunResult:
+    def _mission_loop(self, spec, bag, monitor, processes, status) -> RunResult:
+        recorder, camera, bringup = processes
         override: float | None = None
         saved_strategy = spec.strategy
         warned_no_frames = False
@@ -224,7 +237,7 @@ class DemoRunner:
                 return RunResult(spec, bag, True)
             if bringup.poll() == 0 and t >= 0.9 * self.options.duration_s:
                 return RunResult(spec, bag, True)   # bringup's own --duration ran out first
-            for process in (bringup, recorder):
+            for process in processes:
                 if process.poll() is not None:
                     return RunResult(spec, bag, False, self._why(process.name, process))
             if spec.manual_windows:
