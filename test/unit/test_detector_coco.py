@@ -5,18 +5,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from tnn_ros.data.coco import CocoDatasetError, CocoDetectionDataset
 from tnn_ros.data.scenes import render_scene
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def make_coco(folder, num_images=3, width=200, height=150):

@@ -18,16 +18,6 @@ from tnn_ros.models.gesture import (
 from tnn_ros.models.io import ModelFileError, save_model
 from tnn_ros.throttle import count_macs
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny nets: one thread is fastest, and two threads spin badly on a loaded shared machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 TINY = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],
         "fc": [16], "min_fraction": 0.5}
 CLASSES = ["no_gesture", "swipe_left", "push"]

@@ -12,16 +12,6 @@ from tnn_ros.throttle import count_macs
 from tnn_ros.train import gesture as gesture_train
 from tnn_ros.train.common import TrainConfig, train
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny nets: one thread is fastest, and two threads spin badly on a loaded shared machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 TINY = {"clip_length": 4, "frame_size": [16, 16], "num_levels": 3, "conv1": 8, "stages": [[16], [16]],
         "fc": [32], "min_fraction": 0.5}
 
