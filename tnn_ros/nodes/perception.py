@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -186,9 +187,15 @@ class PerceptionNode(LifecycleNode):
                        else ReliabilityPolicy.BEST_EFFORT)
         # Depth 1: an image that arrives while one waits replaces it, so no backlog can build.
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        # No QoS event handlers on what cleanup destroys: rclpy 7.1's MultiThreadedExecutor adds a
+        # waitable to its wait set even after the waitable was destroyed by a callback in another
+        # thread ("cannot use Destroyable"), which kills the executor (seen in bringup-style spinning).
+        sub_events = SubscriptionEventCallbacks(use_default_callbacks=False)
+        pub_events = PublisherEventCallbacks(use_default_callbacks=False)
         self._inputs = [
-            self.create_subscription(Image, "image", self._on_image, image_qos),
-            self.create_subscription(Float32, "utilization_setpoint", self._on_setpoint, 10),
+            self.create_subscription(Image, "image", self._on_image, image_qos, event_callbacks=sub_events),
+            self.create_subscription(Float32, "utilization_setpoint", self._on_setpoint, 10,
+                                     event_callbacks=sub_events),
         ]
         publishers = {
             "detections_json": (String, "detections/json"),
@@ -197,11 +204,12 @@ class PerceptionNode(LifecycleNode):
             "latency_ms": (Float32, "latency_ms"),
             "debug_image": (Image, "debug_image"),
         }
-        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, 10)
-                            for key, (msg_type, topic) in publishers.items()}
+        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, 10,
+                                                              event_callbacks=pub_events)
+                         for key, (msg_type, topic) in publishers.items()}
         if self.vision_msgs is not None:
             self._outputs["detections"] = self.create_lifecycle_publisher(
-                self.vision_msgs.Detection2DArray, "detections", 10)
+                self.vision_msgs.Detection2DArray, "detections", 10, event_callbacks=pub_events)
 
     def _destroy_interfaces(self) -> None:
         for subscription in self._inputs:
