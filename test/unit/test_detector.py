@@ -157,23 +157,22 @@ def test_a_few_training_steps_reduce_the_loss():
         while True:
             yield images, targets
 
-    model.train()
-    with torch.no_grad():
-        model.set_level(model.num_levels - 1)
-        before = [float(detection_loss(model(images), targets)[0])]
-        model.set_level(0)
-        before.append(float(detection_loss(model(images), targets)[0]))
+    def losses_at_full_and_lowest():
+        model.train()
+        with torch.no_grad():
+            values = []
+            for level in (model.num_levels - 1, 0):
+                model.set_level(level)
+                values.append(float(detection_loss(model(images), targets)[0]))
+        return values
+
+    before = losses_at_full_and_lowest()
     config = TrainConfig(steps=25, lr=3e-3, warmup_steps=2, log_every=25, num_random_levels=1)
     result = train(model, batches(), detection_loss, config, distill_fn=detection_distill)
     assert result.steps == 25
     calibrate_bn(model, batches(), num_batches=1)
     assert not model.training
-    model.train()
-    with torch.no_grad():
-        model.set_level(model.num_levels - 1)
-        after = [float(detection_loss(model(images), targets)[0])]
-        model.set_level(0)
-        after.append(float(detection_loss(model(images), targets)[0]))
+    after = losses_at_full_and_lowest()
     assert after[0] < 0.7 * before[0] and after[1] < 0.7 * before[1], (before, after)
 
 
