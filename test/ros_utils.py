@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -12,6 +14,13 @@ from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+
+_namespace_counter = itertools.count(1)
+
+
+def unique_namespace(prefix: str) -> str:
+    """A namespace no other node of this test run uses (tests in one process must not cross-talk)."""
+    return f"/{prefix}_{os.getpid()}_{next(_namespace_counter)}"
 
 
 def _parameter_value(value: Any) -> ParameterValue:

@@ -1,7 +1,6 @@
 """Controller node over real DDS (loopback): reactions, parameters, NaN inputs, safe mode."""
 
 import math
-import os
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -11,17 +10,12 @@ from std_msgs.msg import Float32, String
 
 from tnn_ros.nodes.controller import ControllerNode
 
-from ros_utils import RosHarness
+from ros_utils import RosHarness, unique_namespace
 
 pytestmark = pytest.mark.ros
 
-_count = 0
-
-
 def start_controller(ros, **overrides):
-    global _count
-    _count += 1
-    namespace = f"/ctl_{os.getpid()}_{_count}"
+    namespace = unique_namespace("ctl")
     parameters = [Parameter(name, value=value) for name, value in {"rate_hz": 20.0, **overrides}.items()]
     node = ros.add(ControllerNode(context=ros.context, namespace=namespace, parameter_overrides=parameters))
     return node, namespace

@@ -1,7 +1,6 @@
 """Resource monitor node over real DDS (loopback): sim backend closed loop, parameters, failures."""
 
 import math
-import os
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -12,17 +11,12 @@ from std_msgs.msg import Float32
 from tnn_ros.nodes.resource_monitor import ResourceMonitorNode
 from tnn_ros.resources import BackendError, ResourceBackend
 
-from ros_utils import RosHarness
+from ros_utils import RosHarness, unique_namespace
 
 pytestmark = pytest.mark.ros
 
-_count = 0
-
-
 def start_monitor(ros, **overrides):
-    global _count
-    _count += 1
-    namespace = f"/rm_{os.getpid()}_{_count}"
+    namespace = unique_namespace("rm")
     values = {"backend": "sim", "rate_hz": 20.0, **overrides}
     parameters = [Parameter(k, value=v) for k, v in values.items()]
     node = ResourceMonitorNode(context=ros.context, namespace=namespace, parameter_overrides=parameters)
