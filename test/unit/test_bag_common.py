@@ -41,7 +41,7 @@ def test_message_class_resolves_installed_types_and_rejects_others():
     with pytest.raises(BagError, match="not installed"):
         message_class("std_msgs/msg/NoSuchMessage")
     with pytest.raises(BagError, match="malformed"):
-        message_class("std_msgs/String")
+        message_class("String")
 
 
 def test_typestore_knows_every_type_the_project_publishes():

@@ -6,6 +6,7 @@ Examples::
     tnn-bag record -o run1 --all --duration 60
     tnn-bag play run1 --rate 2 --topics /tnn/image
     tnn-bag info run1
+    tnn-bag play someone_elses_recording.mcap      # a single storage file, no metadata.yaml needed
 
 Errors (missing or damaged bag, unknown storage, bad arguments) print one line and exit with 1.
 Ctrl-C (SIGINT) or SIGTERM stops recording/playback cleanly; the bag written so far stays valid.
@@ -20,9 +21,7 @@ import sys
 import threading
 from pathlib import Path
 
-import yaml
-
-from tnn_ros.bag.common import STORAGES, BagError, format_bytes, open_reader
+from tnn_ros.bag.common import STORAGES, BagError, format_bytes, open_reader, storage_of
 
 
 def _positive_float(text: str) -> float:
@@ -58,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--quiet", action="store_true", help="no progress line")
 
     ply = commands.add_parser("play", help="publish a bag's messages at their recorded timing")
-    ply.add_argument("bag", help="bag directory")
+    ply.add_argument("bag", help="bag directory, or a single .mcap / .db3 file")
     ply.add_argument("-r", "--rate", type=_positive_float, default=1.0, help="speed factor (default 1.0)")
     ply.add_argument("-l", "--loop", action="store_true", help="play again from the start when done")
     ply.add_argument("--topics", nargs="+", default=None, help="play only these topics")
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     ply.add_argument("--quiet", action="store_true", help="no progress line")
 
     inf = commands.add_parser("info", help="print a bag's topics, types and message counts")
-    inf.add_argument("bag", help="bag directory")
+    inf.add_argument("bag", help="bag directory, or a single .mcap / .db3 file")
     return parser
 
 
@@ -111,9 +110,10 @@ def info(bag: str | Path) -> str:
     """A short, human-readable description of a bag (like ``ros2 bag info``)."""
     reader = open_reader(bag)
     try:
-        metadata = yaml.safe_load((Path(bag) / "metadata.yaml").read_text(encoding="utf-8"))
-        storage = metadata["rosbag2_bagfile_information"].get("storage_identifier", "?")
-        size = sum(f.stat().st_size for f in Path(bag).iterdir() if f.is_file())
+        path = Path(bag)
+        storage = storage_of(path)
+        files = [path] if path.is_file() else [f for f in path.iterdir() if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
         lines = [
             f"bag:       {Path(bag)}",
             f"storage:   {storage}  ({format_bytes(size)})",

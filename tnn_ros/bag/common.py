@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
 
+import yaml
 from rosbags.interfaces import (
     Qos,
     QosDurability,
@@ -32,23 +33,46 @@ STORAGES = ("mcap", "sqlite3")
 # rosbag2 writes an infinite QoS duration as this (sec, nsec) pair.
 _INFINITE_QOS_TIME = QosTime(2147483647, 4294967295)
 _TYPE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)/(msg|srv|action)/([A-Za-z_][A-Za-z0-9_]*)$")
+# ROS 1 / early ROS 2 spelling without the interface kind, e.g. "sensor_msgs/Image"
+_LEGACY_TYPE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)/([A-Za-z_][A-Za-z0-9_]*)$")
+# storage files that can be read on their own, without the bag directory's metadata.yaml
+_STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 
 
 class BagError(RuntimeError):
     """A bag cannot be opened, read or written; the message is one line for the user."""
 
 
+def normalize_type_name(type_name: str) -> str:
+    """Return ``type_name`` in the ``pkg/msg/Name`` form; the legacy ``pkg/Name`` gets ``msg/``.
+
+    Bags from other tools (ROS 1 conversions, some MCAP writers) spell message types
+    ``sensor_msgs/Image``; rosbag2's type-support lookup accepts that, so we do too.
+
+    Raises:
+        BagError: the name matches neither form.
+
+    """
+    if _TYPE_NAME.match(type_name):
+        return type_name
+    legacy = _LEGACY_TYPE_NAME.match(type_name)
+    if legacy is None:
+        raise BagError(f"malformed message type name {type_name!r} (expected pkg/msg/Name)")
+    package, name = legacy.groups()
+    return f"{package}/msg/{name}"
+
+
 def message_class(type_name: str) -> type:
     """Return the Python class of a ROS message type such as ``"sensor_msgs/msg/Image"``.
+
+    The legacy spelling ``"sensor_msgs/Image"`` is accepted too (see :func:`normalize_type_name`).
 
     Raises:
         BagError: the name is malformed or the message package is not installed.
 
     """
-    match = _TYPE_NAME.match(type_name)
-    if match is None:
-        raise BagError(f"malformed message type name {type_name!r} (expected pkg/msg/Name)")
-    package, kind, name = match.groups()
+    type_name = normalize_type_name(type_name)
+    package, kind, name = _TYPE_NAME.match(type_name).groups()
     try:
         module = importlib.import_module(f"{package}.{kind}")
         return getattr(module, name)
@@ -156,16 +180,36 @@ def qos_to_rosbags(profile: object) -> Qos:
     )
 
 
+def storage_of(path: str | Path) -> str:
+    """Storage id of a bag: ``metadata.yaml``'s ``storage_identifier``, or the single file's suffix."""
+    path = Path(path)
+    if path.is_file():
+        return _STORAGE_SUFFIXES.get(path.suffix, "?")
+    try:
+        metadata = yaml.safe_load((path / "metadata.yaml").read_text(encoding="utf-8"))
+        return str(metadata["rosbag2_bagfile_information"].get("storage_identifier", "?"))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return "?"
+
+
 def open_reader(path: str | Path) -> Reader:
-    """Open a rosbag2 bag for reading, turning every failure into a one-line ``BagError``."""
+    """Open a rosbag2 bag for reading, turning every failure into a one-line ``BagError``.
+
+    ``path`` is a bag directory (with ``metadata.yaml``) or a single ``.mcap`` / ``.db3`` storage
+    file without one, as ``ros2 bag`` accepts: the file's own summary (MCAP) or tables (sqlite3)
+    give its topics, types and counts.
+    """
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
-    if not path.is_dir() and path.suffix in (".mcap", ".db3"):
-        raise BagError(f"{path}: pass the bag directory (the one holding metadata.yaml), "
-                       "not the storage file")
-    if not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path}: not a rosbag2 bag (metadata.yaml missing; was the recorder killed?)")
+    if path.is_file() and path.suffix not in _STORAGE_SUFFIXES:
+        raise BagError(f"{path}: not a bag (expected a bag directory or a "
+                       f"{' / '.join(_STORAGE_SUFFIXES)} file)")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        storage_files = sorted(p.name for p in path.iterdir() if p.suffix in _STORAGE_SUFFIXES)
+        hint = f"; to read a storage file on its own, pass it: {path / storage_files[0]}" \
+            if storage_files else ""
+        raise BagError(f"{path}: not a rosbag2 bag (metadata.yaml missing; was the recorder killed?){hint}")
     try:
         reader = Reader(path)
         reader.open()
