@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tnn_ros_setup_stamp
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 DEMO_ARGS ?=
 
-.PHONY: setup test test-long lint demo bench colcon-build clean
+.PHONY: setup test test-fast test-long lint demo bench colcon-build clean
 
 setup: $(STAMP)
 
@@ -24,12 +24,19 @@ $(STAMP): requirements.txt setup.py setup.cfg package.xml
 lint: setup
 	$(VENV)/bin/ruff check tnn_ros test launch setup.py
 
-test: setup lint
-	$(PY) -m pytest
+# Test tiers (markers in pyproject.toml, assigned by directory in test/conftest.py):
+#   test-fast  unit tests + the `smoke` DDS tests, long ones bounded (a few minutes)
+#   test       what CI (.ci/run) runs: every test, the `long` tier at its bounded size
+#   test-long  only the `long` tier (demo, replay regression, soak) at full size
+PYTEST_REPORT := --durations=15
+test-fast: setup lint
+	$(PY) -m pytest -m "(not integration and not long) or smoke" --long-bounded $(PYTEST_REPORT)
 
-# Everything, including the long checks that CI bounds.
+test: setup lint
+	$(PY) -m pytest --long-bounded $(PYTEST_REPORT)
+
 test-long: setup lint
-	TNN_LONG_TESTS=1 $(PY) -m pytest
+	$(PY) -m pytest -m long --timeout=3600 $(PYTEST_REPORT)
 
 demo: setup
 	$(PY) -m tnn_ros.demo.cli $(DEMO_ARGS)

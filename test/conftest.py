@@ -1,20 +1,119 @@
-"""Test harness settings shared by every test.
+"""Test harness settings shared by every test: tiers, DDS isolation, one torch thread.
 
-DDS must never leave this machine: discovery is pinned to loopback and every run gets its own
-ROS domain id, here, before anything imports rclpy, so callers cannot forget it.
+Tiers (markers registered in pyproject.toml; README "Tests" says which make target runs what):
+
+- unmarked: unit tests, ROS-free, seconds each.
+- ``integration``: real DDS, subprocesses, bags, launch. Every test under ``test/integration/``,
+  ``test/replay/`` and ``test/launch/`` gets it here, by directory; ``ros`` is an alias.
+- ``long``: demo, replay regression, soak. Full size by default; with ``--long-bounded`` (or
+  ``TNN_CI_BOUNDED=1``, which the option sets for child processes too) they shrink to what CI can
+  afford: read :func:`long_bounded` or use the ``long_size`` fixture.
+- ``smoke``: a few fast integration tests that ``make test-fast`` keeps.
+
+DDS must never leave this machine and concurrent runs must not hear each other: discovery is
+pinned to loopback, and every run (and every test that starts processes, see ``ros_env``) takes a
+ROS domain id nobody else on this machine holds, via a lock file per id. ``TNN_TEST_DOMAIN_ID``
+forces the run's id. All of it happens here, before anything imports rclpy.
 """
 
+from __future__ import annotations
+
+import fcntl
 import os
+import random
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
-# A per-run domain id (1..100) so parallel runs on one machine do not see each other.
-os.environ["ROS_DOMAIN_ID"] = os.environ.get("TNN_TEST_DOMAIN_ID", str(1 + os.getpid() % 100))
 
-LONG_TESTS = os.environ.get("TNN_LONG_TESTS") == "1"
+TEST_ROOT = Path(__file__).resolve().parent
+INTEGRATION_DIRS = ("integration", "replay", "launch")
+LONG_DIRS = ("replay",)
+
+# Domain ids 1..101 are the ones every RMW maps to ports clear of Linux's ephemeral range.
+_DOMAIN_IDS = range(1, 102)
+_LOCK_DIR = Path(tempfile.gettempdir()) / "tnn_ros_test_domains"
+_held_locks: dict[int, int] = {}   # domain id -> open lock file descriptor (kept for the process)
+
+
+def _try_lock(domain_id: int) -> bool:
+    """Take the machine-wide lock of ``domain_id``; False if another process holds it."""
+    _LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
+    fd = os.open(_LOCK_DIR / f"{domain_id}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held_locks[domain_id] = fd
+    return True
+
+
+def allocate_domain_id() -> int:
+    """A ROS domain id no other process of any test run on this machine holds (held until released)."""
+    candidates = [d for d in _DOMAIN_IDS if d not in _held_locks]
+    random.SystemRandom().shuffle(candidates)   # unlocked old-style runs rarely pick the same one
+    for domain_id in candidates:
+        if _try_lock(domain_id):
+            return domain_id
+    raise RuntimeError(f"all ROS domain ids {_DOMAIN_IDS.start}..{_DOMAIN_IDS.stop - 1} are in use "
+                       f"by other test runs (locks in {_LOCK_DIR})")
+
+
+def release_domain_id(domain_id: int) -> None:
+    fd = _held_locks.pop(domain_id, None)
+    if fd is not None:
+        os.close(fd)   # closing drops the flock
+
+
+def _run_domain_id() -> int:
+    forced = os.environ.get("TNN_TEST_DOMAIN_ID")
+    if forced:
+        _try_lock(int(forced))   # best effort: keeps this run's own per-test ids off it
+        return int(forced)
+    return allocate_domain_id()
+
+
+os.environ["ROS_DOMAIN_ID"] = str(_run_domain_id())
+
+
+def long_bounded() -> bool:
+    """True when long tests must run their CI-bounded size (``--long-bounded`` / TNN_CI_BOUNDED=1)."""
+    return os.environ.get("TNN_CI_BOUNDED", "") not in ("", "0")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--long-bounded", action="store_true", default=False,
+                     help="run tests marked `long` at their CI-bounded size (sets TNN_CI_BOUNDED=1)")
+
+
+def pytest_configure(config):
+    if config.getoption("--long-bounded"):
+        os.environ["TNN_CI_BOUNDED"] = "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tier by directory: integration/, replay/, launch/ are integration; replay/ is long too."""
+    for item in items:
+        try:
+            parts = Path(str(item.path)).resolve().relative_to(TEST_ROOT).parts
+        except ValueError:
+            continue
+        if parts and parts[0] in INTEGRATION_DIRS or "ros" in item.keywords:
+            item.add_marker(pytest.mark.integration)
+        if parts and parts[0] in LONG_DIRS:
+            item.add_marker(pytest.mark.long)
+
+
+@pytest.fixture
+def long_size():
+    """``long_size(full, bounded)``: the size a long test runs at in this run."""
+    bounded = long_bounded()
+    return lambda full, ci: ci if bounded else full
 
 
 @pytest.fixture(autouse=True)
@@ -33,20 +132,24 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def pytest_collection_modifyitems(config, items):
-    if LONG_TESTS:
-        return
-    skip_long = pytest.mark.skip(reason="long check: run `make test-long` (TNN_LONG_TESTS=1)")
-    for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip_long)
+@pytest.fixture
+def private_domain(monkeypatch) -> int:
+    """A ROS domain id for this test alone, set in ``os.environ`` for the test's duration.
+
+    Contexts created during the test (``RosHarness``) and child processes started with
+    ``ros_env`` use it, so a process that outlives its test cannot disturb the next one.
+    """
+    domain_id = allocate_domain_id()
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain_id))
+    yield domain_id
+    release_domain_id(domain_id)
 
 
 @pytest.fixture
-def ros_env() -> dict:
-    """Environment for child processes that run ROS code: loopback discovery, this run's domain."""
+def ros_env(private_domain) -> dict:
+    """Environment for child processes that run ROS code: loopback discovery, this test's domain."""
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"]
+    env["ROS_DOMAIN_ID"] = str(private_domain)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -1,4 +1,7 @@
-"""The demo end to end (short mission): report files, a valid bag, and no process left behind."""
+"""The demo end to end: report files, a valid bag, and no process left behind.
+
+Long tier: the whole 60 s demo mission in ``make test-long``, an 8 s version in CI (``--long-bounded``).
+"""
 
 import json
 import os
@@ -11,7 +14,7 @@ import pytest
 
 from tnn_ros.bag import open_reader
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -39,11 +42,13 @@ def _demo(output, ros_env, *args):
                             start_new_session=True)
 
 
-def test_short_demo_writes_summary_timeline_and_bags(tmp_path, ros_env):
+def test_demo_writes_summary_timeline_and_bags(tmp_path, ros_env, long_size):
     output = tmp_path / "demo_output"
-    proc = _demo(output, ros_env, "--duration", "8")
+    duration_s = long_size(full=60, ci=8)
+    proc = _demo(output, ros_env, "--duration", str(duration_s))
     try:
-        out, _ = proc.communicate(timeout=280)
+        # two runs (auto + static baseline) of duration_s, plus start-up and analysis
+        out, _ = proc.communicate(timeout=240 + 3 * duration_s)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

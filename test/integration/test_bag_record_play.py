@@ -17,7 +17,7 @@ from tnn_ros.bag import open_reader, play, record, typestore_with
 
 from ros_utils import RosHarness
 
-pytestmark = pytest.mark.ros
+pytestmark = pytest.mark.integration
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -125,7 +125,6 @@ def test_play_start_offset_skips_the_beginning(tmp_path):
     assert [m.data for m in got] == [f"m{i}" for i in range(10, 20)]
 
 
-@pytest.mark.slow
 def test_cli_record_stops_cleanly_on_sigint_and_leaves_a_valid_bag(tmp_path, ros_env):
     output = tmp_path / "sigint_bag"
     proc = subprocess.Popen([sys.executable, "-m", "tnn_ros.bag.cli", "record", "-o", str(output),

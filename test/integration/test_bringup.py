@@ -13,7 +13,7 @@ from tnn_ros.nodes import bringup
 
 from ros_utils import RosHarness
 
-pytestmark = pytest.mark.ros
+pytestmark = pytest.mark.integration
 
 
 def start(ros_env, *args):
@@ -30,7 +30,6 @@ def stop(proc, timeout_s=20.0):
         raise
 
 
-@pytest.mark.slow
 def test_bringup_runs_the_loop_and_stops_cleanly_on_sigterm(ros_env):
     namespace = f"bringup_{os.getpid()}"
     proc = start(ros_env, "--namespace", namespace, "--backend", "sim", "--strategy", "rule")
@@ -54,7 +53,6 @@ def test_bringup_runs_the_loop_and_stops_cleanly_on_sigterm(ros_env):
             proc.kill()
 
 
-@pytest.mark.slow
 def test_bringup_duration_bounds_the_run(ros_env):
     proc = start(ros_env, "--namespace", f"bringup_d_{os.getpid()}", "--duration", "1.5", "--no-sim-camera",
                  "--backend", "sim")
@@ -97,7 +95,6 @@ def test_node_specs_merge_yaml_params_file_and_command_line(tmp_path):
     assert specs["perception"][1] == ["--ros-args", "-r", "image:=/cam/image"]
 
 
-@pytest.mark.slow
 def test_bringup_refuses_bad_start_up_parameters(ros_env, tmp_path):
     params = tmp_path / "bad.yaml"
     params.write_text("/**/controller:\n  ros__parameters:\n"

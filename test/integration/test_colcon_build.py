@@ -39,7 +39,6 @@ def install_tree(tmp_path_factory) -> Path:
     return work / "install" / "tnn_ros"
 
 
-@pytest.mark.slow
 def test_install_tree_has_executables_and_share_files(install_tree):
     for name in EXECUTABLES:
         assert (install_tree / "lib" / "tnn_ros" / name).is_file(), f"missing lib/tnn_ros/{name}"

@@ -15,7 +15,7 @@ from tnn_ros.throttle import LevelSchedule
 
 from ros_utils import RosHarness
 
-pytestmark = pytest.mark.ros
+pytestmark = pytest.mark.integration
 
 SCHEDULE = LevelSchedule(8)
 
@@ -35,7 +35,6 @@ class StandInPerception(Node):
         self.latency_pub.publish(Float32(data=1.2 * 50.0 * (0.1 + 0.9 * applied ** 2)))
 
 
-@pytest.mark.slow
 def test_closed_loop_follows_heat_and_deadline(tmp_path):
     namespace = f"/loop_{os.getpid()}"
     # The profile this "device" is 1.2x slower than (not the shipped card, whose numbers change with

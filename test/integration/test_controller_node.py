@@ -12,7 +12,7 @@ from tnn_ros.nodes.controller import ControllerNode
 
 from ros_utils import RosHarness, unique_namespace
 
-pytestmark = pytest.mark.ros
+pytestmark = pytest.mark.integration
 
 def start_controller(ros, **overrides):
     namespace = unique_namespace("ctl")

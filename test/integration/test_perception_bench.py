@@ -7,7 +7,7 @@ import pytest
 
 from tnn_ros.bench import ros_bench
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def test_ros_bench_measures_both_levels_and_the_setpoint_reaction(tmp_path, ros_env, monkeypatch, capsys):

@@ -24,7 +24,7 @@ from tnn_ros.perception import SUPPORTED_ENCODINGS, encode_image
 
 from ros_utils import RosHarness
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 NS = "/perception_test"
 LIFECYCLE_NS = "/perception_lifecycle_test"   # apart from the shared node, so services are unambiguous

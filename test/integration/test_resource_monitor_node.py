@@ -13,7 +13,7 @@ from tnn_ros.resources import BackendError, ResourceBackend
 
 from ros_utils import RosHarness, unique_namespace
 
-pytestmark = pytest.mark.ros
+pytestmark = pytest.mark.integration
 
 def start_monitor(ros, **overrides):
     namespace = unique_namespace("rm")

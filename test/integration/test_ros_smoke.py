@@ -9,7 +9,7 @@ from sensor_msgs.msg import BatteryState
 
 from ros_utils import RosHarness
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
 def test_resource_monitor_process_publishes_over_loopback_dds(ros_env):

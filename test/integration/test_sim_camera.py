@@ -13,7 +13,7 @@ from tnn_ros.perception import decode_image
 
 from ros_utils import RosHarness
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
 def _camera(ros, **params):

@@ -26,7 +26,7 @@ from tnn_ros.demo.analysis import Phase, RunSeries, load_run, summarize
 
 from ros_utils import RosHarness
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 NAMESPACE = "/tnn"
 BAG_S = 14.0            # seconds of input

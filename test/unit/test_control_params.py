@@ -9,8 +9,6 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from tnn_ros.nodes._params import LiveParameters, ParamSpec  # noqa: E402
 
-pytestmark = pytest.mark.ros
-
 SPECS = (
     ParamSpec("low", 0.2, "lower bound", min_value=0.0, max_value=1.0),
     ParamSpec("high", 0.9, "upper bound", min_value=0.0, max_value=1.0),

@@ -60,7 +60,6 @@ def test_coco_errors_name_the_file(tmp_path):
         CocoDetectionDataset(tmp_path, ann)[0]
 
 
-@pytest.mark.slow
 def test_train_cli_on_coco_writes_model_and_card(tmp_path, capsys):
     from tnn_ros.models import load_detector
     from tnn_ros.train.cli import main

@@ -43,7 +43,6 @@ def test_card_matches_the_network(detector):
     )
 
 
-@pytest.mark.slow
 def test_shipped_detector_meets_map_floor(detector):
     width, height = detector.input_size
     dataset = SyntheticDetectionDataset(48, width, height, seed=123 + VAL_SEED_OFFSET)

@@ -57,7 +57,6 @@ def test_evaluate_is_a_deterministic_fraction():
     assert gesture_train.evaluate(model, num_clips=16, seed=5) == first
 
 
-@pytest.mark.slow
 def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     output = tmp_path / "gesture.pt"
     common = ["--batch-size", "4", "--frame-size", "16", "16", "--levels", "2", "--val-clips", "8",
@@ -78,7 +77,6 @@ def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "gesture.card.json").read_text())["training"]["steps"] == 3
 
 
-@pytest.mark.slow
 def test_shipped_model_loads_and_beats_a_floor():
     model = load_gesture()
     card = model.card

@@ -243,7 +243,6 @@ def test_debug_drawing_marks_the_boxes_without_touching_the_input():
     assert canvas[-12:, :].any()         # the status line with the gesture label
 
 
-@pytest.mark.slow
 def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():
     from tnn_ros.data.stream import SimFrameSource
     from tnn_ros.nodes.perception import load_models

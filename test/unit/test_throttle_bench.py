@@ -21,7 +21,6 @@ TINY = {
 }
 
 
-@pytest.mark.slow
 def test_bench_writes_every_level(tmp_path, capsys):
     torch.manual_seed(0)
     model = ThrottleableDetector(list(CLASSES), TINY).eval()
