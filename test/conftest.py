@@ -18,14 +18,13 @@ forces the run's id. All of it happens here, before anything imports rclpy.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import random
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from domains import allocate_domain_id, lock_forced_domain_id, release_domain_id
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
@@ -34,46 +33,10 @@ TEST_ROOT = Path(__file__).resolve().parent
 INTEGRATION_DIRS = ("integration", "replay", "launch")
 LONG_DIRS = ("replay",)
 
-# Domain ids 1..101 are the ones every RMW maps to ports clear of Linux's ephemeral range.
-_DOMAIN_IDS = range(1, 102)
-_LOCK_DIR = Path(tempfile.gettempdir()) / "tnn_ros_test_domains"
-_held_locks: dict[int, int] = {}   # domain id -> open lock file descriptor (kept for the process)
-
-
-def _try_lock(domain_id: int) -> bool:
-    """Take the machine-wide lock of ``domain_id``; False if another process holds it."""
-    _LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
-    fd = os.open(_LOCK_DIR / f"{domain_id}.lock", os.O_CREAT | os.O_RDWR, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return False
-    _held_locks[domain_id] = fd
-    return True
-
-
-def allocate_domain_id() -> int:
-    """A ROS domain id no other process of any test run on this machine holds (held until released)."""
-    candidates = [d for d in _DOMAIN_IDS if d not in _held_locks]
-    random.SystemRandom().shuffle(candidates)   # unlocked old-style runs rarely pick the same one
-    for domain_id in candidates:
-        if _try_lock(domain_id):
-            return domain_id
-    raise RuntimeError(f"all ROS domain ids {_DOMAIN_IDS.start}..{_DOMAIN_IDS.stop - 1} are in use "
-                       f"by other test runs (locks in {_LOCK_DIR})")
-
-
-def release_domain_id(domain_id: int) -> None:
-    fd = _held_locks.pop(domain_id, None)
-    if fd is not None:
-        os.close(fd)   # closing drops the flock
-
-
 def _run_domain_id() -> int:
     forced = os.environ.get("TNN_TEST_DOMAIN_ID")
     if forced:
-        _try_lock(int(forced))   # best effort: keeps this run's own per-test ids off it
+        lock_forced_domain_id(int(forced))
         return int(forced)
     return allocate_domain_id()
 
@@ -109,7 +72,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.long)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def long_size():
     """``long_size(full, bounded)``: the size a long test runs at in this run."""
     bounded = long_bounded()

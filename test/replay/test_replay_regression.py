@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -24,12 +24,14 @@ from tnn_ros.bag import play, record
 from tnn_ros.bag.synthetic import ResourceScenario, write_replay_bag
 from tnn_ros.demo.analysis import Phase, RunSeries, load_run, summarize
 
+from domains import allocate_domain_id, release_domain_id
 from ros_utils import RosHarness
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 NAMESPACE = "/tnn"
-BAG_S = 14.0            # seconds of input
+BAG_S = 14.0            # seconds of input in CI (--long-bounded) ...
+BAG_S_FULL = 40.0       # ... and in `make test-long`: a 31.5 s tight-deadline phase instead of 5.5 s
 FPS = 10.0
 THERMAL_WARN_C = 70.0   # controller defaults (config/controller.yaml): above 70 C the cap is 0.6 ...
 THERMAL_WARN_CAP = 0.6
@@ -55,15 +57,15 @@ def _median_latency_ms(pipeline, frames: list[np.ndarray], utilization: float) -
     return float(np.median([pipeline.process(f, utilization, 0.3).latency_ms for f in frames]))
 
 
-def _tight_deadline_ms() -> float:
-    """A deadline that full utilization misses on this machine and the smallest level meets.
+def _pipeline_latencies_ms() -> tuple[float, float]:
+    """Median latency (ms) of the perception pipeline at full utilization and at the smallest level.
 
-    The perception pipeline's own latency (detector + gesture, what ``latency_ms`` reports) is
-    measured here, over whole gesture strides, rather than taken from the model card. In the node
-    process the same work only gets slower (ROS callbacks and other processes compete for the
-    CPU), so 80 % of the full-utilization median here is missed there at full utilization, while
-    the smallest level (at most half of full) leaves room for that slowdown. One torch thread
-    here and in the node (``TORCH_THREADS``): the shared CI machine has two cores.
+    The pipeline's own latency (detector + gesture, what ``latency_ms`` reports) is measured here,
+    over whole gesture strides. The tight deadline is 80 % of the full-utilization median: in the
+    node process the same work only gets slower, so full utilization misses it there. Whether the
+    smallest level meets it is what the deadline test finds out (no timing is asserted here: a busy
+    machine must not error every test of the module). One torch thread here and in the node
+    (``TORCH_THREADS``): the shared CI machine has two cores.
     """
     from tnn_ros.data.stream import SimFrameSource
     from tnn_ros.nodes.perception import load_models
@@ -71,17 +73,12 @@ def _tight_deadline_ms() -> float:
     pipeline = load_models("", "", 4)
     source = SimFrameSource(320, 240, seed=0, fps=FPS)
     frames = [source.frame_at(i).rgb for i in range(16)]
-    full = _median_latency_ms(pipeline, frames, 1.0)
-    smallest = _median_latency_ms(pipeline, frames, 0.0)
-    assert smallest < 0.5 * full, (
-        f"throttling saves too little latency to test deadlines: smallest level {smallest:.1f} ms, "
-        f"full {full:.1f} ms")
-    return 0.8 * full
+    return _median_latency_ms(pipeline, frames, 1.0), _median_latency_ms(pipeline, frames, 0.0)
 
 
-def _scenario(tight_ms: float) -> ResourceScenario:
+def _scenario(tight_ms: float, bag_s: float) -> ResourceScenario:
     return ResourceScenario(
-        battery_fraction=[(0.0, 0.80), (BAG_S, 0.78)],                        # no battery cap
+        battery_fraction=[(0.0, 0.80), (bag_s, 0.78)],                        # no battery cap
         temperature_c=[(0.0, 50.0), (3.0, 50.0), (4.0, 76.0), (6.5, 76.0), (7.5, 50.0)],  # spike
         deadline_ms=[(0.0, 1000.0), (TIGHT_FROM_S - 0.5, 1000.0), (TIGHT_FROM_S, tight_ms)],
         cpu_load=[(0.0, 0.3)])
@@ -92,6 +89,7 @@ class Replay:
     run: RunSeries
     summary: dict
     tight: Phase
+    latencies_ms: dict = field(default_factory=dict)   # measured before the replays, for messages
 
 
 def _start_node(module: str, env: dict, parameters: dict) -> subprocess.Popen:
@@ -113,7 +111,7 @@ def _stop(process: subprocess.Popen) -> str:
     return out or ""
 
 
-def _replay(input_bag, output, controller_parameters: dict) -> Replay:
+def _replay(input_bag, output, controller_parameters: dict, bag_s: float) -> Replay:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # the same thread count as the latency measurement that set the tight deadline
     perception = _start_node("tnn_ros.nodes.perception", env, {"num_threads": TORCH_THREADS})
@@ -155,36 +153,50 @@ def _replay(input_bag, output, controller_parameters: dict) -> Replay:
         run = load_run(output, NAMESPACE)
     except Exception as error:  # noqa: BLE001 - show the nodes' logs with the failure
         raise AssertionError(f"no usable output bag: {error}\n{logs[-3000:]}") from error
-    tight = Phase("tight_deadline", TIGHT_FROM_S + SETTLE_S, BAG_S)
+    tight = Phase("tight_deadline", TIGHT_FROM_S + SETTLE_S, bag_s)
     return Replay(run, summarize(run, [tight]), tight)
 
 
 @pytest.fixture(scope="module")
-def replays(tmp_path_factory) -> dict[str, Replay]:
+def replays(tmp_path_factory, long_size) -> dict[str, Replay]:
     import torch
 
     folder = tmp_path_factory.mktemp("replay")
     threads = torch.get_num_threads()
     torch.set_num_threads(TORCH_THREADS)
     try:
-        tight_ms = _tight_deadline_ms()
+        full_ms, smallest_ms = _pipeline_latencies_ms()
     finally:
         torch.set_num_threads(threads)
-    input_bag = write_replay_bag(folder / "input", duration_s=BAG_S, fps=FPS, scenario=_scenario(tight_ms),
-                                 namespace=NAMESPACE)
-    results = {
-        "static_full": _replay(input_bag, folder / "static_full",
-                               {"strategy": "manual", "manual_utilization": 1.0}),
-        "auto": _replay(input_bag, folder / "auto", {"strategy": "auto"}),
-    }
+    tight_ms = 0.8 * full_ms
+    latencies = {"full_ms": round(full_ms, 2), "smallest_ms": round(smallest_ms, 2),
+                 "tight_deadline_ms": round(tight_ms, 2)}
+    bag_s = long_size(full=BAG_S_FULL, ci=BAG_S)
+    input_bag = write_replay_bag(folder / "input", duration_s=bag_s, fps=FPS,
+                                 scenario=_scenario(tight_ms, bag_s), namespace=NAMESPACE)
+    # the nodes, the player and the recorder get a ROS domain of their own: node processes left
+    # over from an interrupted run cannot feed this one
+    domain_id = allocate_domain_id()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("ROS_DOMAIN_ID", str(domain_id))
+            results = {
+                "static_full": _replay(input_bag, folder / "static_full",
+                                       {"strategy": "manual", "manual_utilization": 1.0}, bag_s),
+                "auto": _replay(input_bag, folder / "auto", {"strategy": "auto"}, bag_s),
+            }
+    finally:
+        release_domain_id(domain_id)
     for name, replay in results.items():
-        print(f"{name}: tight deadline {tight_ms:.1f} ms; {replay.summary}")
+        replay.latencies_ms = latencies
+        print(f"{name}: {latencies}; {replay.summary}")
     return results
 
 
 def test_detection_quality_at_full_utilization_is_above_the_floor(replays):
     static = replays["static_full"].summary
-    assert static["frames"] >= 0.3 * BAG_S * FPS, "perception processed too few of the replayed frames"
+    bag_s = replays["static_full"].tight.end_s
+    assert static["frames"] >= 0.3 * bag_s * FPS, "perception processed too few of the replayed frames"
     assert static["mean_utilization"] == pytest.approx(1.0, abs=0.01)
     assert static["detection_map50"] is not None
     assert static["detection_map50"] >= _detection_map50_floor(), static
@@ -211,5 +223,6 @@ def test_auto_beats_static_full_on_the_deadline_hit_rate_when_the_deadline_tight
     auto = replays["auto"].summary["phases"]["tight_deadline"]
     static = replays["static_full"].summary["phases"]["tight_deadline"]
     assert auto["frames"] >= 5 and static["frames"] >= 5
-    assert auto["deadline_hit_rate"] > static["deadline_hit_rate"] + 0.1, (auto, static)
+    latencies = replays["auto"].latencies_ms
+    assert auto["deadline_hit_rate"] > static["deadline_hit_rate"] + 0.1, (auto, static, latencies)
     assert auto["mean_utilization"] < static["mean_utilization"]
