@@ -26,12 +26,14 @@ TYPES = ["sensor_msgs/msg/BatteryState", "sensor_msgs/msg/Temperature", "std_msg
          "std_msgs/msg/String"]
 
 
-def _run_bag(path, frames=20, fps=10.0, namespace="/tnn"):
-    """A recorded run: resources at 10 Hz (6 W), deadline 40 ms, frames with known outputs.
+def _run_bag(path, frames=20, fps=10.0, namespace="/tnn", power_w=6.0, hits=None):
+    """A recorded run: resources at 10 Hz (``power_w``, 12 V), deadline 40 ms, frames with known outputs.
 
-    Frames 0..9: perfect detections, latency 20 ms (hit); frames 10..19: no detections, latency 50 ms
-    (miss). Gestures: correct on even frames, wrong on odd ones. Ground truth has one object per frame.
+    Frames 0..9: perfect detections; frames 10..19: no detections. The first ``hits`` frames (default
+    half) have latency 20 ms (hit), the others 50 ms (miss). Gestures: correct on even frames, wrong
+    on odd ones. Ground truth has one object per frame.
     """
+    hits = frames // 2 if hits is None else hits
     store = typestore_with(TYPES)
     T = store.types
     Battery, Temperature = T["sensor_msgs/msg/BatteryState"], T["sensor_msgs/msg/Temperature"]
@@ -43,7 +45,7 @@ def _run_bag(path, frames=20, fps=10.0, namespace="/tnn"):
         ns = BAG_START_NS + k * S // 10
         header = Header(stamp=Time(sec=ns // S, nanosec=ns % S), frame_id="b")
         events.append((ns, "battery", Battery(
-            header=header, voltage=12.0, temperature=nan, current=-0.5, charge=nan, capacity=nan,
+            header=header, voltage=12.0, temperature=nan, current=-power_w / 12.0, charge=nan, capacity=nan,
             design_capacity=nan, percentage=0.6 - 0.01 * k, power_supply_status=2, power_supply_health=1,
             power_supply_technology=0, present=True, cell_voltage=np.zeros(0, np.float32),
             cell_temperature=np.zeros(0, np.float32), location="", serial_number=""), TYPES[0]))
@@ -58,7 +60,7 @@ def _run_bag(path, frames=20, fps=10.0, namespace="/tnn"):
         truth = {"stamp_ns": stamp, "frame_id": "camera", "seq": i, "gesture": gesture,
                  "objects": [{"class_id": 1, "label": "ball", "box": box}]}
         detections = [{"class_id": 1, "label": "ball", "score": 0.9, "box": box}] if i < frames // 2 else []
-        latency = 20.0 if i < frames // 2 else 50.0
+        latency = 20.0 if i < hits else 50.0
         out = {"stamp_ns": stamp, "frame_id": "camera", "level": 3, "utilization": 0.5, "latency_ms": latency,
                "image_size": [320, 240], "detections": detections}
         said = gesture if i % 2 == 0 else "swipe"
@@ -143,13 +145,21 @@ def test_compare_reports_gains_against_the_baseline():
 def test_report_and_analyze_cli_write_summary_and_timeline(tmp_path, capsys):
     from tnn_ros.demo.cli import main
 
-    bag = _run_bag(tmp_path / "auto")
-    baseline = _run_bag(tmp_path / "static")
+    bag = _run_bag(tmp_path / "auto")                                   # 6 W, 10 of 20 frames in time
+    baseline = _run_bag(tmp_path / "static", power_w=15.0, hits=2)      # 15 W, 2 of 20 in time
     summary = write_report(bag, tmp_path / "out", baseline_bag=baseline)
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 10_000
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["frames"] == 20 and written["baseline_static_full"]["frames"] == 20
-    assert written["comparison"]["energy_saved_fraction"] == pytest.approx(0.0)
+    # by hand: 6 W vs 15 W over the same 2.0 s -> 12 J vs 30 J, 1 - 12/30 = 0.6 of the energy saved
+    assert written["energy_j"] == pytest.approx(12.0, rel=1e-3)
+    assert written["baseline_static_full"]["energy_j"] == pytest.approx(30.0, rel=1e-3)
+    comparison = written["comparison"]
+    assert comparison["energy_saved_fraction"] == pytest.approx(0.6, abs=1e-3)
+    assert comparison["deadline_hit_rate_delta"] == pytest.approx(10 / 20 - 2 / 20)
+    # same detections and gestures in both runs
+    assert comparison["detection_map50_delta"] == pytest.approx(0.0)
+    assert comparison["gesture_accuracy_delta"] == pytest.approx(0.0)
     assert summary["files"]["timeline"].endswith("timeline.png")
 
     assert main(["analyze", str(bag), "--output", str(tmp_path / "cli")]) == 0
