@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from tnn_ros.control import (
@@ -267,3 +268,61 @@ def test_node_loads_a_training_card_or_falls_back_to_synthetic(tmp_path, monkeyp
     monkeypatch.setattr("tnn_ros.resources.paths.find_package_file", not_shipped)
     profile, why = controller_node.load_latency_profile("", 0.2)
     assert profile.source == "synthetic" and "synthetic" in why and len(profile.utilizations) == 8
+
+
+def test_cpu_load_cap_binds_with_hysteresis_and_is_off_by_default():
+    default = rule_controller()   # cpu_load_high = 1.0: our own inference loads the CPU, no cap
+    feed(default, 0.0, battery=0.9, thermal=40.0, cpu_load=0.99)
+    assert default.step(0.0).binding == "none"
+
+    controller = rule_controller(cpu_load_high=0.8, cpu_load_cap=0.5, cpu_load_hysteresis=0.1)
+    feed(controller, 0.0, battery=0.9, thermal=40.0, cpu_load=0.5)
+    assert controller.step(0.0).setpoint == 1.0
+    feed(controller, 10.0, battery=0.9, thermal=40.0, cpu_load=0.9)
+    decision = controller.step(10.0)
+    assert (decision.binding, decision.setpoint) == ("cpu", pytest.approx(0.5))
+    assert decision.reason == "cpu load 90% > 80% cap 0.50"
+    feed(controller, 20.0, battery=0.9, thermal=40.0, cpu_load=0.75)   # inside the 0.7..0.8 band: stays
+    assert controller.step(20.0).binding == "cpu"
+    feed(controller, 30.0, battery=0.9, thermal=40.0, cpu_load=0.65)   # below 0.8 - 0.1: lifted
+    decision = controller.step(30.0)
+    assert (decision.binding, decision.setpoint) == ("none", 1.0)
+    # a tighter cap wins over the CPU cap
+    feed(controller, 40.0, battery=0.10, thermal=40.0, cpu_load=0.95)
+    decision = controller.step(40.0)
+    assert (decision.binding, decision.setpoint) == ("battery", pytest.approx(0.3))
+    # NaN / out-of-range loads are dropped and counted, the last good value is kept
+    assert controller.update("cpu_load", math.nan, 41.0) is not None
+    assert controller.update("cpu_load", 1.7, 41.0) is not None
+    assert controller.tracker.inputs.cpu_load == pytest.approx(0.95)
+
+
+def _true_latency_ms(u):
+    """This device runs exactly as the card says (PROFILE_POINTS), between levels linearly."""
+    levels, latencies = zip(*PROFILE_POINTS)
+    return float(np.interp(u, levels, latencies))
+
+
+@pytest.mark.parametrize("strategy", ["deadline", "auto"])
+@pytest.mark.parametrize("spike_tick", [0, 30])
+def test_a_single_latency_spike_does_not_pin_the_deadline_policy_low(strategy, spike_tick):
+    """Closed loop at 10 Hz: the applied level's true latency comes back, once 10x too slow.
+
+    Full utilization (50 ms) fits the 80 ms deadline (72 ms budget). One spike -- also as the very
+    first observation -- may lower the setpoint for a while, but the policy must come back to full
+    once ordinary measurements follow, whatever estimator (EMA scale, latency quantiles) it uses.
+    """
+    controller = Controller(ControllerConfig(strategy=strategy, deadline_margin=0.1),
+                            LatencyProfile(PROFILE_POINTS))
+    setpoint, setpoints = 1.0, []
+    for tick in range(600):   # one minute
+        now = tick * 0.1
+        latency = _true_latency_ms(setpoint) * (10.0 if tick == spike_tick else 1.0)
+        feed(controller, now, battery=0.9, thermal=40.0, deadline=80.0, applied=setpoint, latency=latency)
+        setpoint = controller.step(now).setpoint
+        setpoints.append(setpoint)
+    assert all(u == pytest.approx(1.0) for u in setpoints[:spike_tick]), "full did not fit before the spike"
+    assert all(0.0 < u <= 1.0 for u in setpoints)
+    assert all(u == pytest.approx(1.0) for u in setpoints[-100:]), (
+        f"still at {setpoints[-1]:.2f} 60 s after one spike; first 1.0 again at tick "
+        f"{next((i for i, u in enumerate(setpoints) if i > spike_tick and u == 1.0), None)}")

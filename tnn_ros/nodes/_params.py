@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -226,10 +227,12 @@ def node_parameters_from_yaml(path: str | pathlib.Path, node_name: str,
                               namespace: str = "") -> dict[str, Any]:
     """The ``ros__parameters`` a ROS 2 parameter file gives one node, as a flat ``{name: value}`` dict.
 
-    Matches the keys rcl matches: ``/**``, ``/**/<name>``, ``<name>`` (a node without namespace or,
-    as launch files commonly assume, in any namespace), ``/<ns>/<name>`` and the nested form
-    ``<ns>: {<name>: ...}``; more specific keys win. Nested mappings become dotted names
-    (``sim: {capacity_wh: 1}`` -> ``sim.capacity_wh``). Raises ValueError for unreadable files.
+    Matches node keys the way rcl does for ``--ros-args --params-file``: a key is the node's fully
+    qualified name, written flat (``/ns/name``) or nested (``ns: {name: ...}``, any depth), with
+    ``/**`` standing for any number of namespace levels and ``*`` for one (``/**``, ``/**/name``,
+    ``/ns/**``); a bare ``name`` is the node in the root namespace only. Every matching section
+    applies, in file order: a later one overrides an earlier one. Nested mappings become dotted
+    names (``sim: {capacity_wh: 1}`` -> ``sim.capacity_wh``). Raises ValueError for unreadable files.
     """
     path = pathlib.Path(path)
     try:
@@ -240,22 +243,32 @@ def node_parameters_from_yaml(path: str | pathlib.Path, node_name: str,
         raise ValueError(f"{path}: expected a mapping of node names")
     namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
     fqn = f"{namespace}/{node_name}"
-    ranked = {"/**": 0, "**": 0, "/**/" + node_name: 1, node_name: 2, "/" + node_name: 2, fqn: 3,
-              fqn.lstrip("/"): 3}
-    sections: list[tuple[int, dict]] = []
-    for key, section in data.items():
-        key = str(key)
-        if key in ranked and isinstance(section, dict) and "ros__parameters" in section:
-            sections.append((ranked[key], section["ros__parameters"] or {}))
-        elif isinstance(section, dict) and "ros__parameters" not in section:
-            nested = section.get(node_name)  # "<ns>: {<name>: {ros__parameters: ...}}"
-            if ("/" + key.strip("/") == namespace and isinstance(nested, dict)
-                    and "ros__parameters" in nested):
-                sections.append((3, nested["ros__parameters"] or {}))
     values: dict[str, Any] = {}
-    for _, parameters in sorted(sections, key=lambda item: item[0]):
-        values.update(_flatten(parameters))
+    for pattern, parameters in _parameter_sections(data):
+        if _node_pattern(pattern).fullmatch(fqn):
+            values.update(_flatten(parameters))
     return values
+
+
+def _parameter_sections(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """``(node key, ros__parameters)`` in file order; nested keys are joined into one node key."""
+    sections = []
+    for key, section in data.items():
+        if not isinstance(section, dict):
+            continue
+        parts = prefix + tuple(part for part in str(key).split("/") if part)
+        if "ros__parameters" in section:
+            sections.append(("/" + "/".join(parts), section["ros__parameters"] or {}))
+        else:
+            sections.extend(_parameter_sections(section, parts))
+    return sections
+
+
+def _node_pattern(key: str) -> re.Pattern:
+    """A node key as a regular expression over fully qualified names (``**``: any depth, ``*``: one)."""
+    wildcards = {"**": "(?:/[^/]+)*", "*": "/[^/]+"}
+    parts = key.strip("/").split("/")
+    return re.compile("".join(wildcards.get(part, "/" + re.escape(part)) for part in parts))
 
 
 def _flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
