@@ -6,6 +6,7 @@ failing-configure tests build their own.
 
 import json
 import math
+import threading
 import time
 
 import numpy as np
@@ -428,3 +429,81 @@ def test_sim_camera_to_perception_outputs_match_ground_truth_stamps():
         matched = [json.loads(m.data) for m in detections if json.loads(m.data)["stamp_ns"] in truth_by_stamp]
         assert len(matched) >= 4
         assert all(p["frame_id"] == "camera" and p["image_size"] == [320, 240] for p in matched)
+
+
+class _Stream:
+    """Publishes frames at ~20 Hz from a background thread; ``last_stamp`` is the newest one sent."""
+
+    def __init__(self, publisher, rgb):
+        self.publisher, self.rgb = publisher, rgb
+        self.last_stamp = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        stamp = 10_000_000_000
+        while not self._stop.wait(0.05):
+            stamp += 1_000_000
+            self.publisher.publish(_image_msg(self.rgb, stamp_ns=stamp))
+            self.last_stamp = stamp
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+def test_lifecycle_deactivate_reactivate_cleanup_and_shutdown_while_frames_flow(frames):
+    ns = unique_namespace("perception_lifecycle_stream")
+    with RosHarness() as ros:
+        node = ros.add(PerceptionNode(context=ros.context, namespace=ns, parameter_overrides=_overrides(
+            auto_activate=False, mode="manual", utilization=0.0, image_reliability="reliable",
+            **{"gesture.enabled": False})))
+        fqn = node.get_fully_qualified_name()
+        assert _change_state(ros, fqn, Transition.TRANSITION_CONFIGURE)
+        assert _change_state(ros, fqn, Transition.TRANSITION_ACTIVATE)
+        client = _Client(ros, node, ns)
+
+        def stamps():
+            return [json.loads(m.data)["stamp_ns"] for m in list(client.detections)]
+
+        def answered_after(stamp):
+            return any(s > stamp for s in stamps())
+
+        with _Stream(client.images, frames[0].rgb) as stream:
+            assert ros.wait_for(lambda: len(stamps()) >= 3, 30.0), "no answers while active"
+
+            # deactivate: every frame sent after the transition returned goes unanswered, counted
+            assert _change_state(ros, fqn, Transition.TRANSITION_DEACTIVATE)
+            off_at, dropped = stream.last_stamp, node.drops["inactive"]
+            assert ros.wait_for(lambda: node.drops["inactive"] >= dropped + 5, 10.0), "no frames arrive"
+            assert not answered_after(off_at)
+
+            # reactivate: answers resume, for frames sent after the transition
+            assert _change_state(ros, fqn, Transition.TRANSITION_ACTIVATE)
+            on_at = stream.last_stamp
+            assert ros.wait_for(lambda: answered_after(on_at), 30.0), "no answers after reactivation"
+
+            # deactivate + cleanup while frames flow: unconfigured, models released, nothing answered
+            assert _change_state(ros, fqn, Transition.TRANSITION_DEACTIVATE)
+            assert _change_state(ros, fqn, Transition.TRANSITION_CLEANUP)
+            cleaned_at = stream.last_stamp
+            assert _get_state(ros, fqn) == "unconfigured" and node.pipeline is None
+            # configure + activate again: the same stream is answered again
+            assert _change_state(ros, fqn, Transition.TRANSITION_CONFIGURE)
+            assert not answered_after(cleaned_at)
+            assert _change_state(ros, fqn, Transition.TRANSITION_ACTIVATE)
+            again_at = stream.last_stamp
+            assert ros.wait_for(lambda: answered_after(again_at), 60.0), "no answers after re-configure"
+
+            # shutdown from active while frames flow: finalized, nothing answered afterwards
+            assert _change_state(ros, fqn, Transition.TRANSITION_ACTIVE_SHUTDOWN)
+            down_at = stream.last_stamp
+            assert _get_state(ros, fqn) == "finalized" and node.pipeline is None
+            answered = len(stamps())
+            ros.wait_for(lambda: len(stamps()) > answered, 1.0)   # give a stray answer a chance to show
+            assert not answered_after(down_at)
+        assert node.drops.get("processing_error", 0) == 0
