@@ -154,3 +154,39 @@ def write_sqlite3_bag(folder: Path, count: int = 5, namespace: str = "/foreign",
             "custom_data": None, "ros_distro": "jazzy"}}
         (folder / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
     return db_path
+
+
+FLOAT32_DEF = "float32 data\n"
+
+
+def write_run_mcap(path: Path, frames: int = 10, namespace: str = "/tnn") -> Path:
+    """A tnn_ros run as another tool would have recorded it: one .mcap file, legacy type names.
+
+    Every frame has one ground-truth object; frame ``i`` reports it exactly when ``i`` is even and
+    nothing otherwise (so by hand: recall 0.5, AP@0.5 = 0.5), latency 20 ms, utilization 0.5.
+    """
+    import json
+
+    from mcap_ros2.writer import Writer
+
+    with open(path, "wb") as stream:
+        writer = Writer(stream)
+        legacy_string = writer.register_msgdef("std_msgs/String", STRING_DEF)
+        string = writer.register_msgdef("std_msgs/msg/String", STRING_DEF)
+        float32 = writer.register_msgdef("std_msgs/Float32", FLOAT32_DEF)
+        for i in range(frames):
+            stamp = START_NS + i * 100_000_000
+            box = [10.0 + i, 20.0, 60.0 + i, 80.0]
+            truth = {"stamp_ns": stamp, "frame_id": "camera", "seq": i, "gesture": "no_gesture",
+                     "objects": [{"class_id": 1, "label": "ball", "box": box}]}
+            found = [{"class_id": 1, "label": "ball", "score": 0.9, "box": box}] if i % 2 == 0 else []
+            out = {"stamp_ns": stamp, "frame_id": "camera", "level": 3, "utilization": 0.5,
+                   "latency_ms": 20.0, "image_size": [320, 240], "detections": found}
+            writer.write_message(f"{namespace}/ground_truth/json", string, {"data": json.dumps(truth)},
+                                 log_time=stamp, publish_time=stamp)
+            writer.write_message(f"{namespace}/detections/json", legacy_string, {"data": json.dumps(out)},
+                                 log_time=stamp + 30_000_000, publish_time=stamp + 30_000_000)
+            writer.write_message(f"{namespace}/utilization_applied", float32, {"data": 0.5},
+                                 log_time=stamp + 30_000_000, publish_time=stamp + 30_000_000)
+        writer.finish()
+    return path

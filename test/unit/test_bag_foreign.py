@@ -7,7 +7,7 @@ import pytest
 
 from tnn_ros.bag.common import BagError, message_class, normalize_type_name, open_reader
 
-from foreign_bags import cdr_string, write_mcap_with_official_library, write_sqlite3_bag
+from foreign_bags import cdr_string, write_mcap_with_official_library, write_run_mcap, write_sqlite3_bag
 
 
 def _info(bag):
@@ -112,3 +112,15 @@ def test_a_file_that_is_not_a_bag_is_refused_clearly(tmp_path):
     text.write_text("hello")
     with pytest.raises(BagError, match="not a bag"):
         open_reader(text)
+
+
+def test_run_analysis_reads_a_foreign_mcap_with_legacy_type_names(tmp_path):
+    from tnn_ros.demo.analysis import load_run, summarize
+
+    run = load_run(write_run_mcap(tmp_path / "run.mcap", frames=10))
+    assert len(run.frames) == 10 and len(run.truth) == 10
+    summary = summarize(run)
+    assert summary["frames"] == 10
+    assert summary["mean_utilization"] == pytest.approx(0.5)
+    # by hand: every other object found exactly, none of the others -> AP@0.5 = recall cap 0.5
+    assert summary["detection_map50"] == pytest.approx(0.5, abs=0.02)

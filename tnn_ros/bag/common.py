@@ -109,11 +109,15 @@ def _installed_msg_file(type_name: str) -> Path | None:
 def typestore_with(type_names: list[str] | tuple[str, ...] | set[str]) -> Typestore:
     """Return the Jazzy typestore, extended with any listed type it lacks (from installed .msg files).
 
+    Names are normalised first (``std_msgs/String`` -> ``std_msgs/msg/String``); deserialize with
+    the normalised name too.
+
     Raises:
         BagError: a type (or a type it uses) has no definition in rosbags or on this machine.
 
     """
     store = _jazzy_typestore()
+    type_names = [normalize_type_name(name) for name in type_names]   # legacy pkg/Name spellings too
     pending = [name for name in type_names if name not in store.fielddefs]
     seen: set[str] = set()
     while pending:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tnn_ros.bag.common import BagError, open_reader, typestore_with
+from tnn_ros.bag.common import BagError, normalize_type_name, open_reader, typestore_with
 
 # Topic suffix -> what it is. The namespace in front (default /tnn) does not matter.
 TOPIC_SUFFIXES = {
@@ -96,11 +96,13 @@ def load_run(bag: str | Path, namespace: str | None = None) -> RunSeries:
         kind_of = {topic: kind for kind, topic in topics.items()}
         connections = [c for c in reader.connections if c.topic in kind_of]
         store = typestore_with(sorted({c.msgtype for c in connections}))
+        # bags from other tools may spell types the legacy way (std_msgs/String)
+        type_of = {c.msgtype: normalize_type_name(c.msgtype) for c in connections}
         rows: dict[str, list] = {kind: [] for kind in TOPIC_SUFFIXES}
         for connection, stamp_ns, data in reader.messages(connections=connections):
             kind = kind_of[connection.topic]
             try:
-                msg = store.deserialize_cdr(data, connection.msgtype)
+                msg = store.deserialize_cdr(data, type_of[connection.msgtype])
                 rows[kind].append((stamp_ns, _decode(kind, msg)))
             except (ValueError, KeyError, TypeError):  # a bad payload is skipped, not fatal
                 continue
