@@ -44,7 +44,7 @@ def test_stop_takes_down_the_whole_process_group_including_grandchildren(tmp_pat
     started = time.monotonic()
     code = process.stop(interrupt_timeout_s=0.5, terminate_timeout_s=0.5)
     assert code == -signal.SIGKILL
-    assert time.monotonic() - started < 10.0
+    assert time.monotonic() - started < 30.0   # not the child's 60 s sleep: it was killed
     assert wait_until(lambda: not _alive(grandchild), 5.0), "grandchild survived"
 
 
