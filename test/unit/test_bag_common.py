@@ -143,3 +143,14 @@ def test_status_line_rewrites_in_place_on_a_tty_and_rate_limits_otherwise():
     for i in range(100):
         line.update(f"status {i}")
     assert plain.getvalue() == "status 0\n"
+
+
+def test_typestore_registers_nested_types_of_installed_messages_so_a_bag_can_describe_them(tmp_path):
+    """vision_msgs/Detection2DArray -> Detection2D -> BoundingBox2D ...: all must be known to write it."""
+    pytest.importorskip("vision_msgs.msg")
+    store = typestore_with(["vision_msgs/msg/Detection2DArray"])
+    for name in ("vision_msgs/msg/Detection2D", "vision_msgs/msg/BoundingBox2D",
+                 "vision_msgs/msg/ObjectHypothesisWithPose"):
+        assert name in store.fielddefs
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        writer.add_connection("/detections", "vision_msgs/msg/Detection2DArray", typestore=store)

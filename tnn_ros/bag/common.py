@@ -118,27 +118,26 @@ def typestore_with(type_names: list[str] | tuple[str, ...] | set[str]) -> Typest
     """
     store = _jazzy_typestore()
     type_names = [normalize_type_name(name) for name in type_names]   # legacy pkg/Name spellings too
+    # Read the missing definitions and, transitively, the ones they use, then register them at once:
+    # a type registered before its field types would fail later, when a bag writer needs its msgdef.
     pending = [name for name in type_names if name not in store.fielddefs]
-    seen: set[str] = set()
+    parsed: dict = {}
     while pending:
         name = pending.pop()
-        if name in store.fielddefs or name in seen:
+        if name in store.fielddefs or name in parsed:
             continue
-        seen.add(name)
         path = _installed_msg_file(name)
         if path is None:
             raise BagError(f"no message definition for {name} (not in rosbags' Jazzy types, no .msg file)")
         types = get_types_from_msg(path.read_text(encoding="utf-8"), name)
+        parsed.update(types)
+        pending.extend(dep for dep in _referenced_types(types) if dep not in store.fielddefs)
+    if parsed:
         try:
-            store.register(types)
-        except Exception:  # noqa: BLE001 - a missing dependency; register it first, then retry
-            pending.append(name)
-            seen.discard(name)
-            deps = _referenced_types(types)
-            missing = [dep for dep in deps if dep not in store.fielddefs and dep not in seen]
-            if not missing:
-                raise BagError(f"cannot register message definition of {name}") from None
-            pending.extend(missing)
+            store.register(parsed)
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several types for bad definitions
+            raise BagError(f"cannot register message definitions of {', '.join(sorted(parsed))}: {exc}") \
+                from None
     return store
 
 

@@ -138,13 +138,14 @@ class BagRecorder:
         try:
             msg_class = message_class(type_name)
             typestore = typestore_with([type_name])
-        except BagError as exc:
-            self._skip(topic, str(exc))
+            with self._lock:
+                self._connections[topic] = self._writer.add_connection(
+                    topic, type_name, typestore=typestore, serialization_format="cdr",
+                    offered_qos_profiles=[qos_to_rosbags(p) for p in offered])
+        except Exception as exc:  # noqa: BLE001 - one topic the writer cannot describe must not end the recording
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self._skip(topic, reason)
             return False
-        with self._lock:
-            self._connections[topic] = self._writer.add_connection(
-                topic, type_name, typestore=typestore, serialization_format="cdr",
-                offered_qos_profiles=[qos_to_rosbags(p) for p in offered])
         self.summary.per_topic[topic] = 0
         self._subscriptions[topic] = self.node.create_subscription(
             msg_class, topic, lambda data, t=topic: self._on_message(t, data),
