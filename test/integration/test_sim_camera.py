@@ -11,22 +11,22 @@ from std_msgs.msg import String
 from tnn_ros.nodes.sim_camera import SimCameraNode
 from tnn_ros.perception import decode_image
 
-from ros_utils import RosHarness
+from ros_utils import RosHarness, unique_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
-def _camera(ros, **params):
+def _camera(ros, namespace, **params):
     overrides = [Parameter(name, value=value) for name, value in params.items()]
-    return ros.add(SimCameraNode(context=ros.context, namespace="/simcam_test",
-                                 parameter_overrides=overrides))
+    return ros.add(SimCameraNode(context=ros.context, namespace=namespace, parameter_overrides=overrides))
 
 
 def test_images_and_ground_truth_share_stamps():
+    ns = unique_namespace("simcam")
     with RosHarness() as ros:
-        images = ros.collect("/simcam_test/image", Image)
-        truths = ros.collect("/simcam_test/ground_truth/json", String)
-        _camera(ros, fps=30.0, width=96, height=64, encoding="bgr8", seed=5, frame_id="sim")
+        images = ros.collect(f"{ns}/image", Image)
+        truths = ros.collect(f"{ns}/ground_truth/json", String)
+        _camera(ros, ns, fps=30.0, width=96, height=64, encoding="bgr8", seed=5, frame_id="sim")
         assert ros.wait_for(lambda: len(images) >= 5 and len(truths) >= 5, timeout_s=15.0)
         image_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in images}
         for truth in map(lambda m: json.loads(m.data), truths[:5]):
@@ -40,8 +40,9 @@ def test_images_and_ground_truth_share_stamps():
 
 
 def test_parameters_have_ranges_and_reject_bad_values():
+    ns = unique_namespace("simcam")
     with RosHarness() as ros:
-        camera = _camera(ros, width=64, height=48)
+        camera = _camera(ros, ns, width=64, height=48)
         fqn = camera.get_fully_qualified_name()
         fps, width = ros.describe_parameters(fqn, ["fps", "width"])
         assert fps.floating_point_range[0].from_value == 0.5
@@ -49,7 +50,7 @@ def test_parameters_have_ranges_and_reject_bad_values():
         rejected = ros.set_parameters(fqn, {"encoding": "yuv422"})[0]
         assert not rejected.successful and "encoding" in rejected.reason
         assert not ros.set_parameters(fqn, {"width": 8})[0].successful
-        images = ros.collect("/simcam_test/image", Image)
+        images = ros.collect(f"{ns}/image", Image)
         assert ros.set_parameters(fqn, {"width": 80, "encoding": "mono8"})[0].successful
         assert ros.wait_for(lambda: any(m.width == 80 and m.encoding == "mono8" for m in images), 10.0)
         mono = next(m for m in images if m.width == 80)
