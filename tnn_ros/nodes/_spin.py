@@ -12,9 +12,9 @@ then is rclpy shut down. Further signals during that cleanup are ignored.
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import rclpy
@@ -23,42 +23,15 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from tnn_ros.nodes import _signals
+
 # How often the spin loop looks at a stop request (a signal handler runs between two waits).
 STOP_POLL_S = 0.1
 EXIT_OK, EXIT_BAD_PARAMETERS = 0, 2
 
 
-class StopRequest:
-    """SIGINT / SIGTERM set a flag instead of raising; :meth:`restore` puts the old handlers back.
-
-    Only for the main thread of an executable (signal handlers can only be installed there).
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal_name = ""
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-
-    def _handle(self, signum: int, frame) -> None:
-        if not self.event.is_set():
-            self.signal_name = signal.Signals(signum).name
-        self.event.set()
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def spin_until_stopped(executor: Executor, stop: StopRequest | threading.Event,
-                       timeout_s: float | None = None) -> None:
+def spin_until_stopped(executor: Executor, stop: threading.Event, timeout_s: float | None = None) -> None:
     """Spin ``executor`` until ``stop`` is set, rclpy shuts down or ``timeout_s`` passes."""
-    import time
-
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     context = executor.context
     while not stop.is_set() and context.ok():
@@ -85,7 +58,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
     Returns 0 after a clean stop (also when the stop request came during start-up) and 2 when the
     node refuses its start-up parameters (the reason goes to stderr, without a traceback).
     """
-    stop = StopRequest()
+    stop = _signals.install()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = make_node()
@@ -100,7 +73,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
     except ExternalShutdownException:
         pass
     finally:
-        if stop.signal_name:
-            node.get_logger().info(f"{stop.signal_name}: shutting down")
+        if _signals.signal_name:
+            node.get_logger().info(f"{_signals.signal_name}: shutting down")
         shutdown_nodes(executor, [node])
     return EXIT_OK

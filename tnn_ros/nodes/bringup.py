@@ -104,11 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
-    from tnn_ros.nodes._spin import StopRequest, shutdown_nodes, spin_until_stopped
+    from tnn_ros.nodes import _signals
+    from tnn_ros.nodes._spin import shutdown_nodes, spin_until_stopped
 
     # Our handler only requests the stop: the nodes are destroyed while the context is still valid
     # (see tnn_ros.nodes._spin), so no callback publishes into a shut-down context.
-    stop = StopRequest()
+    installed_here = not _signals.is_installed()  # in-process callers (tests) get theirs back
+    stop = _signals.install()
     rclpy.init(args=["bringup", *ros_args], signal_handler_options=SignalHandlerOptions.NO)
     executor = MultiThreadedExecutor()
     nodes = []
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         spin_until_stopped(executor, stop, timeout_s=args.duration)
         logger.info(f"stopping after {time.monotonic() - started:.1f} s"
-                    + (f" ({stop.signal_name})" if stop.signal_name else ""))
+                    + (f" ({_signals.signal_name})" if _signals.signal_name else ""))
     except ExternalShutdownException:
         pass
     except (ValueError, ParameterException, NameValidationException) as error:
@@ -135,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_USAGE
     finally:
         shutdown_nodes(executor, reversed(nodes))
+        if installed_here:
+            _signals.restore()
     return code
 
 
