@@ -15,3 +15,4 @@ if os.path.basename(getattr(sys, "argv", [""])[0] or "") in NODE_EXECUTABLES:
     from tnn_ros.nodes import _signals
 
     _signals.install()
+    _signals.executable = True

@@ -65,7 +65,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
     except (ValueError, ParameterException) as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         rclpy.try_shutdown()
-        return EXIT_BAD_PARAMETERS
+        return _signals.finish(EXIT_BAD_PARAMETERS)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -76,4 +76,4 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         if _signals.signal_name:
             node.get_logger().info(f"{_signals.signal_name}: shutting down")
         shutdown_nodes(executor, [node])
-    return EXIT_OK
+    return _signals.finish(EXIT_OK)

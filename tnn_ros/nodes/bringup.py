@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_nodes(executor, reversed(nodes))
         if installed_here:
             _signals.restore()
-    return code
+    return _signals.finish(code)
 
 
 if __name__ == "__main__":
