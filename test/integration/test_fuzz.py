@@ -148,6 +148,10 @@ def test_fuzz_running_nodes(ros_env, tmp_path):
                 assert int(controller.get(f"dropped.{name}", 0)) > 0, (name, controller)
             monitor = latest_status(diagnostics, ": resource_monitor")
             assert int(monitor["errors.bad_utilization"]) > 0, monitor
+            counted = ("dropped_", "frames_", "bad_")
+            print("fuzz:", sent, {k: v for k, v in perception.items() if k.startswith(counted)},
+                  {k: v for k, v in controller.items() if k.startswith(("dropped.", "unknown."))},
+                  {"errors.bad_utilization": monitor["errors.bad_utilization"]})
 
             # real frames are still answered
             for second in (2, 3, 4):
