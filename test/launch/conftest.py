@@ -79,7 +79,8 @@ class LaunchProcess:
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_for_output(self, text: str, timeout_s: float, count: int = 1) -> bool:
