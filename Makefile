@@ -11,7 +11,16 @@ DEMO_ARGS ?=
 
 .PHONY: setup test test-fast test-long lint demo bench colcon-build clean
 
-setup: $(STAMP)
+# Upstream ROS 2 launch / launch_testing / ros2cli wheels for pip-only machines (CI): installed by
+# `make setup` when the folder exists, so the launch tests (test/launch/) run under the real launch.
+ROS2_CLI_WHEELS ?= ../shared/ros2-cli-wheels
+ROS2_CLI_STAMP := $(VENV)/.tnn_ros_ros2_cli_stamp
+
+setup: $(STAMP) $(if $(wildcard $(ROS2_CLI_WHEELS)/install.sh),$(ROS2_CLI_STAMP))
+
+$(ROS2_CLI_STAMP): $(STAMP) scripts/install_ros2_cli_wheels.sh
+	scripts/install_ros2_cli_wheels.sh $(ROS2_CLI_WHEELS) $(VENV)
+	@touch $@
 
 # Rebuilt only when the pins or the package metadata change; a second run is a no-op.
 $(STAMP): requirements.txt setup.py setup.cfg package.xml

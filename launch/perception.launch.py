@@ -1,34 +1,38 @@
-"""Perception node alone: `ros2 launch tnn_ros perception.launch.py image:=/camera/image_raw`.
+"""Perception node alone: ``ros2 launch tnn_ros perception.launch.py image:=/camera/image_raw``.
 
-The node configures and activates itself (auto_activate); pass `auto_activate:=false` to leave it
-to a lifecycle manager.
+The node configures and activates itself (auto_activate); pass ``auto_activate:=false`` to leave it
+to a lifecycle manager. Parameters: config/perception.yaml, then ``params_file``, then the ``mode`` /
+``auto_activate`` arguments if passed (docs/launch.md).
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import LifecycleNode
 
 from launch import LaunchDescription
 
+OVERRIDES = (("mode", "auto | manual"),
+             ("auto_activate", "configure and activate at start-up (true | false)"))
+
+
+def launch_nodes(context, *args, **kwargs):
+    """The perception lifecycle node with its merged parameters."""
+    from tnn_ros.nodes._launch import passed_overrides, performed, respawn_options
+    from tnn_ros.nodes._params import resolve_node_parameters
+
+    arg = performed(context, ("namespace", "params_file", "image"))
+    overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))
+    parameters = resolve_node_parameters("perception", arg["namespace"], arg["params_file"], overrides)
+    return [LifecycleNode(package="tnn_ros", executable="perception", name="perception",
+                          namespace=arg["namespace"], output="screen", parameters=[parameters],
+                          remappings=[("image", arg["image"])], **respawn_options(context))]
+
 
 def generate_launch_description() -> LaunchDescription:
-    """Perception with config/perception.yaml, image topic and namespace as arguments."""
-    params = os.path.join(get_package_share_directory("tnn_ros"), "config", "perception.yaml")
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="tnn"),
-        DeclareLaunchArgument("image", default_value="image", description="camera image topic"),
-        DeclareLaunchArgument("params_file", default_value=params),
-        DeclareLaunchArgument("mode", default_value="auto", description="auto | manual"),
-        DeclareLaunchArgument("auto_activate", default_value="true"),
-        LifecycleNode(
-            package="tnn_ros", executable="perception", name="perception",
-            namespace=LaunchConfiguration("namespace"), output="screen",
-            parameters=[LaunchConfiguration("params_file"),
-                        {"mode": LaunchConfiguration("mode"),
-                         "auto_activate": LaunchConfiguration("auto_activate")}],
-            remappings=[("image", LaunchConfiguration("image"))],
-        ),
-    ])
+    """Arguments: namespace, params_file, respawn, respawn_delay, image, mode, auto_activate."""
+    from tnn_ros.nodes._launch import common_arguments, override_argument
+
+    return LaunchDescription(
+        common_arguments("namespace of the node")
+        + [DeclareLaunchArgument("image", default_value="image", description="camera image topic")]
+        + [override_argument(name, description) for name, description in OVERRIDES]
+        + [OpaqueFunction(function=launch_nodes)])

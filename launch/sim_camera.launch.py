@@ -1,34 +1,35 @@
-"""Simulated camera: `ros2 launch tnn_ros sim_camera.launch.py fps:=15.0 width:=320 height:=240`."""
+"""Simulated camera: ``ros2 launch tnn_ros sim_camera.launch.py fps:=15.0 width:=320 height:=240``.
 
-import os
+Parameters: config/sim_camera.yaml, then ``params_file``, then the ``fps`` / ``width`` / ``height`` /
+``encoding`` arguments if passed (docs/launch.md).
+"""
 
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import OpaqueFunction
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
+OVERRIDES = (("fps", "frames per second"), ("width", "frame width in pixels"),
+             ("height", "frame height in pixels"), ("encoding", "rgb8 | bgr8 | mono8 | ..."))
+
+
+def launch_nodes(context, *args, **kwargs):
+    """The sim_camera node with its merged parameters."""
+    from tnn_ros.nodes._launch import passed_overrides, performed, respawn_options
+    from tnn_ros.nodes._params import resolve_node_parameters
+
+    arg = performed(context, ("namespace", "params_file"))
+    overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))
+    parameters = resolve_node_parameters("sim_camera", arg["namespace"], arg["params_file"], overrides)
+    return [Node(package="tnn_ros", executable="sim_camera", name="sim_camera", namespace=arg["namespace"],
+                 output="screen", parameters=[parameters], **respawn_options(context))]
+
 
 def generate_launch_description() -> LaunchDescription:
-    """sim_camera with config/sim_camera.yaml; rate, size and encoding as arguments."""
-    params = os.path.join(get_package_share_directory("tnn_ros"), "config", "sim_camera.yaml")
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="tnn"),
-        DeclareLaunchArgument("params_file", default_value=params),
-        DeclareLaunchArgument("fps", default_value="15.0"),
-        DeclareLaunchArgument("width", default_value="320"),
-        DeclareLaunchArgument("height", default_value="240"),
-        DeclareLaunchArgument("encoding", default_value="rgb8"),
-        Node(
-            package="tnn_ros", executable="sim_camera", name="sim_camera",
-            namespace=LaunchConfiguration("namespace"), output="screen",
-            parameters=[LaunchConfiguration("params_file"), {
-                "fps": ParameterValue(LaunchConfiguration("fps"), value_type=float),
-                "width": ParameterValue(LaunchConfiguration("width"), value_type=int),
-                "height": ParameterValue(LaunchConfiguration("height"), value_type=int),
-                "encoding": LaunchConfiguration("encoding"),
-            }],
-        ),
-    ])
+    """Arguments: namespace, params_file, respawn, respawn_delay, fps, width, height, encoding."""
+    from tnn_ros.nodes._launch import common_arguments, override_argument
+
+    return LaunchDescription(
+        common_arguments("namespace of the node")
+        + [override_argument(name, description) for name, description in OVERRIDES]
+        + [OpaqueFunction(function=launch_nodes)])

@@ -1,59 +1,66 @@
 """The whole tnn_ros system: perception, resource_monitor and controller (+ sim_camera).
 
     ros2 launch tnn_ros tnn.launch.py image:=/camera/image_raw
-    ros2 launch tnn_ros tnn.launch.py use_sim_camera:=true backend:=sim strategy:=auto
+    ros2 launch tnn_ros tnn.launch.py use_sim_camera:=true backend:=sim strategy:=auto respawn:=true
 
 Each node reads its shipped defaults (config/<node>.yaml), then ``params_file`` if given, then the
-``backend`` / ``strategy`` arguments if given: the same merge as the one-process ``bringup``
-(tnn_ros.nodes._params.resolve_node_parameters), so both read the same files the same way.
+``backend`` / ``strategy`` / ``mode`` / ``fps`` arguments if passed: the same merge as the one-process
+``bringup`` (tnn_ros.nodes._params.resolve_node_parameters); the order is documented in docs/launch.md.
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 from launch import LaunchDescription
 
-ARGUMENTS = (
-    ("namespace", "tnn", "namespace of every node"),
-    ("image", "image", "camera image topic perception subscribes to (remap of its `image`)"),
-    ("params_file", "", "ROS 2 parameter YAML applied on top of the shipped config/<node>.yaml"),
-    ("backend", "", "resource_monitor backend: auto | jtop | psutil | sim | trace (empty: from the YAML)"),
-    ("strategy", "", "controller strategy: manual | rule | deadline | auto (empty: from the YAML)"),
-    ("use_sim_camera", "false", "also start the simulated camera (true | false)"),
+# (argument, node, parameter, description): launch arguments that override one node's parameter.
+OVERRIDES = (
+    ("backend", "resource_monitor", "backend", "resource_monitor backend: auto, jtop, psutil, sim, trace"),
+    ("strategy", "controller", "strategy", "controller strategy: manual | rule | deadline | auto"),
+    ("mode", "perception", "mode", "perception mode: auto | manual"),
+    ("fps", "sim_camera", "fps", "sim_camera frames per second"),
 )
 
 
 def launch_nodes(context, *args, **kwargs):
     """Resolve the arguments and build the node actions (an OpaqueFunction: parameters are merged here)."""
+    from tnn_ros.nodes._launch import is_true, passed_overrides, performed, respawn_options
     from tnn_ros.nodes._params import resolve_node_parameters
 
-    def arg(name: str) -> str:
-        return LaunchConfiguration(name).perform(context)
+    arg = performed(context, ("namespace", "params_file", "image", "use_sim_camera"))
+    passed = passed_overrides(performed(context, [name for name, *_ in OVERRIDES]))
+    namespace, respawn = arg["namespace"], respawn_options(context)
 
-    namespace, params_file = arg("namespace"), arg("params_file")
-
-    def parameters(node: str, overrides: dict | None = None) -> list:
-        return [resolve_node_parameters(node, namespace, params_file, overrides)]
+    def parameters(node: str) -> list:
+        overrides = {parameter: passed[name] for name, owner, parameter, _ in OVERRIDES
+                     if owner == node and name in passed}
+        return [resolve_node_parameters(node, namespace, arg["params_file"], overrides)]
 
     nodes = [
         LifecycleNode(package="tnn_ros", executable="perception", name="perception", namespace=namespace,
                       output="screen", parameters=parameters("perception"),
-                      remappings=[("image", arg("image"))]),
+                      remappings=[("image", arg["image"])], **respawn),
         Node(package="tnn_ros", executable="resource_monitor", name="resource_monitor", namespace=namespace,
-             output="screen", parameters=parameters("resource_monitor", {"backend": arg("backend")})),
+             output="screen", parameters=parameters("resource_monitor"), **respawn),
         Node(package="tnn_ros", executable="controller", name="controller", namespace=namespace,
-             output="screen", parameters=parameters("controller", {"strategy": arg("strategy")})),
+             output="screen", parameters=parameters("controller"), **respawn),
     ]
-    if arg("use_sim_camera").strip().lower() in ("true", "1", "yes", "on"):
+    if is_true(arg["use_sim_camera"]):
         nodes.insert(0, Node(package="tnn_ros", executable="sim_camera", name="sim_camera",
-                             namespace=namespace, output="screen", parameters=parameters("sim_camera")))
+                             namespace=namespace, output="screen", parameters=parameters("sim_camera"),
+                             **respawn))
     return nodes
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Arguments: namespace, image, params_file, backend, strategy, use_sim_camera."""
+    """Arguments: namespace, params_file, respawn, respawn_delay, image, use_sim_camera + OVERRIDES."""
+    from tnn_ros.nodes._launch import common_arguments, override_argument
+
     return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, default, description in ARGUMENTS]
+        common_arguments("namespace of every node")
+        + [DeclareLaunchArgument("image", default_value="image",
+                                 description="camera image topic for perception (remap of `image`)"),
+           DeclareLaunchArgument("use_sim_camera", default_value="false",
+                                 description="also start the simulated camera (true | false)")]
+        + [override_argument(name, description) for name, _, _, description in OVERRIDES]
         + [OpaqueFunction(function=launch_nodes)])

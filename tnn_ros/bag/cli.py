@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             context.try_shutdown()
             print(f"wrote {summary.path} ({summary.storage}): {summary.messages} messages on "
                   f"{len(summary.per_topic)} topics, {format_bytes(summary.bytes)}")
+            if summary.error:
+                print(f"tnn-bag: error: {summary.error}; recording stopped, bag closed", file=sys.stderr)
+                return 1
             return 0
         if args.command == "play":
             from tnn_ros.bag.player import play

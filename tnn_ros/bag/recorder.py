@@ -45,6 +45,7 @@ class RecordSummary:
     duration_s: float = 0.0
     per_topic: dict[str, int] = field(default_factory=dict)
     skipped_topics: dict[str, str] = field(default_factory=dict)  # topic -> why it was not recorded
+    error: str = ""  # why the recording stopped early (e.g. the disk is full); empty after a clean stop
 
 
 def subscription_qos(offered: list[QoSProfile], depth: int = 100) -> QoSProfile:
@@ -156,9 +157,14 @@ class BagRecorder:
     def _on_message(self, topic: str, data: bytes) -> None:
         stamp_ns = self.node.get_clock().now().nanoseconds
         with self._lock:
-            if self._writer is None:
-                return  # closed while a callback was queued
-            self._writer.write(self._connections[topic], stamp_ns, data)
+            if self._writer is None or self.summary.error:
+                return  # closed while a callback was queued, or writing already failed
+            try:
+                self._writer.write(self._connections[topic], stamp_ns, data)
+            except OSError as exc:  # disk full (ENOSPC), file size limit (EFBIG), I/O error
+                self.summary.error = f"writing {self.path} failed: {exc.strerror or exc}"
+                self.node.get_logger().error(f"{self.summary.error}; stopping the recording")
+                return
         self.summary.messages += 1
         self.summary.bytes += len(data)
         self.summary.per_topic[topic] += 1
@@ -177,9 +183,25 @@ class BagRecorder:
         with self._lock:
             writer, self._writer = self._writer, None
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:  # no room for the index: the chunks written so far stay readable
+                if not self.summary.error:
+                    self.summary.error = f"closing {self.path} failed: {exc.strerror or exc}"
+                self._abort(writer)
         self.summary.duration_s = time.monotonic() - self._start
         return self.summary
+
+
+    @staticmethod
+    def _abort(writer: Writer) -> None:
+        """Release the storage after a failed close (rosbags' ``abort``: nothing more is written)."""
+        storage = getattr(writer, "storage", None)
+        if storage is not None:
+            try:
+                storage.abort()
+            except OSError:
+                pass
 
 
 def record(output: str | Path, topics: list[str] | tuple[str, ...] = (), storage: str = "mcap", *,
@@ -215,7 +237,7 @@ def record(output: str | Path, topics: list[str] | tuple[str, ...] = (), storage
         next_discovery = 0.0
         if ready_event is not None:
             ready_event.set()
-        while context.ok() and not stop_event.is_set():
+        while context.ok() and not stop_event.is_set() and not recorder.summary.error:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break

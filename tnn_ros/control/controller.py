@@ -68,6 +68,10 @@ class Controller:
     def mark_heard(self, name: str, now: float) -> None:
         self.tracker.mark_heard(name, now)
 
+    def mark_unknown(self, name: str, now: float) -> None:
+        """The sender of ``name`` is alive but has no value (NaN = unknown): see InputTracker."""
+        self.tracker.mark_unknown(name, now)
+
     def step(self, now: float) -> Decision:
         """Decide the setpoint for this tick."""
         self.last_decision = self.policy.decide(self.tracker.inputs, now)
@@ -90,6 +94,8 @@ class Controller:
             values[f"received.{name}"] = self.tracker.received[name]
             values[f"dropped.{name}"] = self.tracker.dropped[name]
         values["dropped.total"] = sum(self.tracker.dropped.values())
+        for name in sorted(self.tracker.unknown):
+            values[f"unknown.{name}"] = self.tracker.unknown[name]
         if now is not None:
             for name, heard in sorted(inputs.heard.items()):
                 values[f"age_s.{name}"] = f"{now - heard:.2f}"

@@ -78,6 +78,7 @@ class InputTracker:
         self.inputs = ControlInputs()
         self.dropped: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
+        self.unknown: Counter[str] = Counter()
 
     def update(self, name: str, value: float, now: float) -> str | None:
         """Store ``value`` for input ``name``; return why it was dropped, or None when stored."""
@@ -102,6 +103,18 @@ class InputTracker:
     def mark_heard(self, name: str, now: float) -> None:
         """Record that a message for ``name`` arrived (e.g. a BatteryState saying "no battery")."""
         self.inputs.heard[name] = now
+
+    def mark_unknown(self, name: str, now: float) -> None:
+        """A sender says it does not know the value now (e.g. NaN temperature: no sensor).
+
+        The sender is alive (not stale) and the last value is forgotten, since it no longer describes
+        the present; counted in ``unknown``, not as a dropped (bad) input.
+        """
+        self.mark_heard(name, now)
+        value_field, stamp_field = _FIELDS[name]
+        setattr(self.inputs, value_field, None)
+        setattr(self.inputs, stamp_field, None)
+        self.unknown[name] += 1
 
     def _drop(self, name: str, reason: str) -> str:
         self.dropped[name] += 1

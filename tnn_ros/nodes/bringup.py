@@ -102,9 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rclpy.exceptions import NameValidationException, ParameterException
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.parameter import Parameter
-    from rclpy.task import Future
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=["bringup", *ros_args])  # installs the SIGINT / SIGTERM handlers
+    from tnn_ros.nodes import _signals
+    from tnn_ros.nodes._spin import shutdown_nodes, spin_until_stopped
+
+    # Our handler only requests the stop: the nodes are destroyed while the context is still valid
+    # (see tnn_ros.nodes._spin), so no callback publishes into a shut-down context.
+    installed_here = not _signals.is_installed()  # in-process callers (tests) get theirs back
+    stop = _signals.install()
+    rclpy.init(args=["bringup", *ros_args], signal_handler_options=SignalHandlerOptions.NO)
     executor = MultiThreadedExecutor()
     nodes = []
     code = EXIT_OK
@@ -119,24 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info(f"{', '.join(n.get_fully_qualified_name() for n in nodes)} in one process"
                     + (f" for {args.duration:g} s" if args.duration else ""))
         started = time.monotonic()
-        if args.duration:
-            executor.spin_until_future_complete(Future(), timeout_sec=args.duration)  # never completes
-        else:
-            executor.spin()
-        logger.info(f"stopping after {time.monotonic() - started:.1f} s")
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_stopped(executor, stop, timeout_s=args.duration)
+        logger.info(f"stopping after {time.monotonic() - started:.1f} s"
+                    + (f" ({_signals.signal_name})" if _signals.signal_name else ""))
+    except ExternalShutdownException:
         pass
     except (ValueError, ParameterException, NameValidationException) as error:
         # a node rejected its start-up parameters (range, type, consistency) or the namespace
         print(f"bringup: {type(error).__name__}: {error}", file=sys.stderr)
         code = EXIT_USAGE
     finally:
-        for node in reversed(nodes):
-            executor.remove_node(node)
-            node.destroy_node()
-        executor.shutdown(timeout_sec=2.0)
-        rclpy.try_shutdown()
-    return code
+        shutdown_nodes(executor, reversed(nodes))
+        if installed_here:
+            _signals.restore()
+    return _signals.finish(code)
 
 
 if __name__ == "__main__":

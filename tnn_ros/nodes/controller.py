@@ -166,6 +166,9 @@ class ControllerNode(Node):
         self._on_value(BATTERY, msg.percentage)
 
     def _on_thermal(self, msg: Temperature) -> None:
+        if math.isnan(msg.temperature):  # NaN is "unknown" (no sensor): alive, no cap, no warning
+            self.controller.mark_unknown(THERMAL, time.monotonic())
+            return
         self._on_value(THERMAL, msg.temperature)
 
     # -- outputs ----------------------------------------------------------------------------------

@@ -269,6 +269,8 @@ class PerceptionNode(LifecycleNode):
             try:
                 self.process_frame(msg)
             except Exception as error:  # the worker must outlive any one frame (e.g. a publish failing)
+                if self._stop.is_set():
+                    return  # shutting down: the publishers are going away, not a frame failure
                 self._drop("processing_error", f"frame failed: {type(error).__name__}: {error}")
 
     def process_frame(self, msg: Image) -> None:
@@ -302,7 +304,7 @@ class PerceptionNode(LifecycleNode):
 
     def _publish(self, msg: Image, rgb, result) -> None:
         publishers = self._outputs
-        if not publishers:
+        if not publishers or self._stop.is_set():  # deactivating / shutting down: the frame is dropped
             return
         stamp_ns = stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
         publishers["detections_json"].publish(String(data=detections_to_json(result, stamp_ns,

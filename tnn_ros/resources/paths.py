@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -20,21 +21,39 @@ def package_file_candidates(folder: str, name: str) -> list[pathlib.Path]:
     return candidates
 
 
-def find_package_file(folder: str, name: str) -> pathlib.Path:
-    """``name`` itself if it is an existing path, else the first shipped ``<folder>/<name>``.
+def is_explicit_path(name: str | pathlib.Path) -> bool:
+    """True for a name the user spelled as a path (absolute, ``./x.yaml``, ``dir/x.yaml``, ``~/x``).
+
+    A bare file name (``controller.yaml``) is never looked up in the current directory: a folder that
+    happens to hold a file of that name must not silently replace the installed defaults.
+    """
+    text = str(name)
+    return (pathlib.Path(text).is_absolute() or text.startswith(("~", "."))
+            or "/" in text or (os.sep in text))
+
+
+def find_package_file(folder: str, name: str | pathlib.Path) -> pathlib.Path:
+    """``name`` itself if spelled as a path, else the first shipped ``<folder>/<name>``.
+
+    Shipped means the source tree, the ament share or the ``sys.prefix`` share; never the current
+    directory (see :func:`is_explicit_path`).
 
     Raises FileNotFoundError listing the places tried.
     """
-    given = pathlib.Path(name)
-    if given.is_file():
-        return given
-    tried = package_file_candidates(folder, name)
+    if is_explicit_path(name):
+        given = pathlib.Path(name).expanduser()
+        if given.is_file():
+            return given
+        raise FileNotFoundError(f"{given} does not exist (or is not a file)")
+    tried = package_file_candidates(folder, str(name))
     for path in tried:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{folder}/{name} not found; tried: {', '.join(str(p) for p in tried)}")
+    raise FileNotFoundError(f"{folder}/{name} not found (a bare name is looked up only among the "
+                            f"package's files; give a path like ./{name} for a local file); "
+                            f"tried: {', '.join(str(p) for p in tried)}")
 
 
-def find_config_file(name: str) -> pathlib.Path:
-    """A file from ``config/`` (or a path as given)."""
+def find_config_file(name: str | pathlib.Path) -> pathlib.Path:
+    """A file from the package's ``config/``, or a path as given (never a bare name from the cwd)."""
     return find_package_file("config", name)
