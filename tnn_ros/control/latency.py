@@ -1,9 +1,11 @@
-"""Per-level latency profile from a model card, with an online scale correction.
+"""Per-level latency from a model card, and online quantiles of the latency measured on this device.
 
 Latency rankings of network configurations transfer across devices; only the scale changes (Lu et
-al., 2020). So the profile measured where the model was trained is kept as the *shape*, and one
-scale factor, an EMA of measured / predicted latency at the applied utilization, adapts it to the
-device the controller runs on.
+al., 2020). So the profile measured where the model was trained is kept as the *shape*
+(:class:`LatencyProfile`, with a simple EMA scale for diagnostics), and :class:`LatencyQuantiles`
+tracks what the deadline controller needs: a high quantile of the measured latency per level, the
+card scaled by the observed slowdown for levels not seen lately, and a contention factor that reacts
+within about a second when another process takes the CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+from collections import Counter, deque
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -116,3 +119,166 @@ class LatencyProfile:
         if self.smoothed_levels:
             text += f", {self.smoothed_levels} non-monotone level(s) smoothed"
         return text
+
+
+class LatencyQuantiles:
+    """Online high quantile of measured frame latency per level, with fast contention detection.
+
+    Frame latency at one level spreads wide (p95 at 3-5x the median when anything else runs), so the
+    deadline controller predicts a level's *quantile*, not its mean:
+
+    - per level, the last ``window`` measurements no older than ``horizon_s`` (latency including
+      queueing, as the controller receives it); a level with at least ``min_samples`` of them is
+      predicted by their ``quantile`` (default p95);
+    - a level with fewer (never or long ago observed) gets the card profile times the observed
+      slowdown: the ``quantile`` of measured / card ratios over all levels within the horizon (while
+      fewer than ``min_samples`` are known, shrunk towards 1 by ``prior_samples`` pseudo-observations,
+      so neither the first observation nor one spike sets the scale outright);
+    - contention (another process takes the cores) raises the current level's latency at once; the
+      median of its last ``contention_window_s`` against the median of its older samples gives a
+      factor applied to every level's prediction (both ways, outside a dead band), so the controller
+      reacts within about a second and comes back up when the load goes away, long before the
+      windows have refilled.
+
+    Bad samples (NaN, inf, <= 0, u outside (0, 1]) are counted in ``rejected`` and ignored.
+    """
+
+    def __init__(self, profile: LatencyProfile, quantile: float = 0.95, window: int = 64,
+                 horizon_s: float = 10.0, min_samples: int = 20, prior_samples: int = 20,
+                 contention_window_s: float = 1.0, contention_min_samples: int = 3,
+                 contention_on: float = 1.5) -> None:
+        if not 0.5 <= quantile < 1.0:
+            raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+        if window < 2 or min_samples < 1 or prior_samples < 0 or contention_min_samples < 1:
+            raise ValueError("window >= 2, min_samples >= 1, prior_samples >= 0, contention_min_samples >= 1")
+        if horizon_s <= contention_window_s or contention_window_s <= 0:
+            raise ValueError(f"need 0 < contention_window_s ({contention_window_s}) "
+                             f"< horizon_s ({horizon_s})")
+        if contention_on <= 1.0:
+            raise ValueError(f"contention_on must be > 1, got {contention_on}")
+        self.profile = profile
+        self.quantile = quantile
+        self.window = int(window)
+        self.horizon_s = horizon_s
+        self.min_samples = int(min_samples)
+        self.prior_samples = int(prior_samples)
+        self.contention_window_s = contention_window_s
+        self.contention_min_samples = int(contention_min_samples)
+        self.contention_on = contention_on
+        self._samples: dict[int, deque[tuple[float, float]]] = {
+            i: deque(maxlen=self.window) for i in range(len(profile.utilizations))}
+        self._ratios: deque[tuple[float, float]] = deque(maxlen=4 * self.window)
+        self.last_level: int | None = None
+        self.last_time: float | None = None
+        self.observations = 0
+        self.rejected: Counter[str] = Counter()
+
+    @property
+    def utilizations(self) -> list[float]:
+        return self.profile.utilizations
+
+    def level_of(self, u: float) -> int:
+        """Index of the profile level nearest to utilization ``u``."""
+        return int(np.argmin([abs(u - level) for level in self.profile.utilizations]))
+
+    def observe(self, u: float, latency_ms: float, now: float) -> str | None:
+        """Record one frame's latency (ms, queueing included) at applied ``u``; why rejected, or None."""
+        try:
+            u, latency_ms, now = float(u), float(latency_ms), float(now)
+        except (TypeError, ValueError):
+            self.rejected["not_a_number"] += 1
+            return f"latency sample not a number (u={u!r}, latency_ms={latency_ms!r})"
+        if not (math.isfinite(u) and 0.0 < u <= 1.0):
+            self.rejected["utilization"] += 1
+            return f"latency sample at unusable utilization {u}"
+        if not (math.isfinite(latency_ms) and latency_ms > 0.0):
+            self.rejected["latency"] += 1
+            return f"unusable latency {latency_ms} ms"
+        if not math.isfinite(now):
+            self.rejected["time"] += 1
+            return f"unusable time {now}"
+        level = self.level_of(u)
+        self._samples[level].append((now, latency_ms))
+        self._ratios.append((now, latency_ms / self.profile.latencies_ms[level]))
+        self.last_level, self.last_time = level, now
+        self.observations += 1
+        return None
+
+    # -- estimates ----------------------------------------------------------------------------------
+
+    def _fresh(self, samples, now: float) -> list[float]:
+        return [value for t, value in samples if now - t <= self.horizon_s]
+
+    def slowdown(self, now: float) -> float:
+        """Observed quantile of measured / card latency over all levels.
+
+        While fewer than ``min_samples`` ratios are known it is shrunk towards 1 (the card) by
+        ``prior_samples`` pseudo-observations: one spike must not set the scale.
+        """
+        ratios = self._fresh(self._ratios, now)
+        if not ratios:
+            return 1.0
+        observed = float(np.quantile(ratios, self.quantile))
+        n = len(ratios)
+        if n >= self.min_samples:
+            return observed
+        return (n * observed + self.prior_samples * 1.0) / (n + self.prior_samples)
+
+    def _split(self, samples, now: float) -> tuple[list[float], list[float]]:
+        """(values of the last contention window, older values within the horizon)."""
+        recent, older = [], []
+        for t, value in samples:
+            age = now - t
+            if age <= self.contention_window_s:
+                recent.append(value)
+            elif age <= self.horizon_s:
+                older.append(value)
+        return recent, older
+
+    def contention_factor(self, now: float) -> float:
+        """Recent / older median latency of the last observed level; 1.0 inside the dead band.
+
+        > 1: latency just jumped (another process took the CPU); < 1: a load just went away. Right
+        after a level switch the level has no older samples: the measured / card ratios of all
+        levels stand in for it.
+        """
+        if self.last_level is None:
+            return 1.0
+        enough = self.contention_min_samples
+        recent, older = self._split(self._samples[self.last_level], now)
+        if len(recent) < enough or len(older) < enough:
+            recent, older = self._split(self._ratios, now)
+        if len(recent) < enough or len(older) < enough:
+            return 1.0
+        factor = float(np.median(recent) / np.median(older))
+        if 1.0 / self.contention_on < factor < self.contention_on:
+            return 1.0
+        return min(max(factor, 0.1), 10.0)
+
+    def predict(self, u: float, now: float) -> tuple[float, str]:
+        """Predicted latency quantile (ms) at ``u`` and where it comes from (for the reason text)."""
+        level = self.level_of(u)
+        fresh = self._fresh(self._samples[level], now)
+        factor = self.contention_factor(now)
+        if len(fresh) >= self.min_samples:
+            value = float(np.quantile(fresh, self.quantile))
+            source = f"measured p{self.quantile * 100:.0f} of {len(fresh)}"
+        else:
+            slowdown = self.slowdown(now)
+            value = self.profile.base_ms(self.profile.utilizations[level]) * slowdown
+            source = f"card x{slowdown:.2f}"
+        if factor != 1.0:
+            source += f", contention x{factor:.2f}"
+        return value * factor, source
+
+    def predict_ms(self, u: float, now: float) -> float:
+        return self.predict(u, now)[0]
+
+    def diagnostics(self, now: float) -> dict[str, str]:
+        values = {"latency_observations": str(self.observations),
+                  "latency_rejected": str(sum(self.rejected.values())),
+                  "latency_slowdown": f"{self.slowdown(now):.3f}",
+                  "latency_contention": f"{self.contention_factor(now):.3f}"}
+        for level, u in enumerate(self.profile.utilizations):
+            values[f"latency_p{self.quantile * 100:.0f}_ms.{u:.3f}"] = f"{self.predict_ms(u, now):.1f}"
+        return values
