@@ -4,8 +4,8 @@ Latency rankings of network configurations transfer across devices; only the sca
 al., 2020). So the profile measured where the model was trained is kept as the *shape*
 (:class:`LatencyProfile`, with a simple EMA scale for diagnostics), and :class:`LatencyQuantiles`
 tracks what the deadline controller needs: a high quantile of the measured latency per level, the
-card scaled by the observed slowdown for levels not seen lately, and a contention factor that reacts
-within about a second when another process takes the CPU.
+card scaled by the observed slowdown for levels not seen lately, and a rescaling of all levels within
+about a second when another process takes the CPU (or stops).
 """
 
 from __future__ import annotations
@@ -121,6 +121,12 @@ class LatencyProfile:
         return text
 
 
+# How many standard errors a change of the median log latency must exceed to count as a new regime.
+# Stricter downwards: a false "the load went away" costs deadline misses, a false "load" only accuracy.
+REGIME_Z_UP = 3.0
+REGIME_Z_DOWN = 4.5
+
+
 class LatencyQuantiles:
     """Online high quantile of measured frame latency per level, with fast contention detection.
 
@@ -134,18 +140,21 @@ class LatencyQuantiles:
       slowdown: the ``quantile`` of measured / card ratios over all levels within the horizon (while
       fewer than ``min_samples`` are known, shrunk towards 1 by ``prior_samples`` pseudo-observations,
       so neither the first observation nor one spike sets the scale outright);
-    - contention (another process takes the cores) raises the current level's latency at once; the
-      median of its last ``contention_window_s`` against the median of its older samples gives a
-      factor applied to every level's prediction (both ways, outside a dead band), so the controller
-      reacts within about a second and comes back up when the load goes away, long before the
-      windows have refilled.
+    - contention (another process takes the cores) changes the latency of every level at once. When
+      the median of the last ``contention_window_s`` at the current level differs from the median of
+      its older samples by more than ``contention_on`` (either way) and by more than a few standard
+      errors of that difference (``REGIME_Z_UP`` / ``_DOWN``: a wide spread needs a bigger jump), the
+      regime changed: every older sample of every level is rescaled by that factor (a *shift*), so
+      all levels are predicted for the new regime within about a second, and again when the load
+      goes away, long before the windows have refilled. Right after a level switch (no older
+      samples at the new level) the measured / card ratios of all levels stand in.
 
     Bad samples (NaN, inf, <= 0, u outside (0, 1]) are counted in ``rejected`` and ignored.
     """
 
     def __init__(self, profile: LatencyProfile, quantile: float = 0.95, window: int = 64,
                  horizon_s: float = 10.0, min_samples: int = 20, prior_samples: int = 20,
-                 contention_window_s: float = 1.0, contention_min_samples: int = 3,
+                 contention_window_s: float = 1.0, contention_min_samples: int = 4,
                  contention_on: float = 1.5) -> None:
         if not 0.5 <= quantile < 1.0:
             raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
@@ -165,13 +174,14 @@ class LatencyQuantiles:
         self.contention_window_s = contention_window_s
         self.contention_min_samples = int(contention_min_samples)
         self.contention_on = contention_on
-        self._samples: dict[int, deque[tuple[float, float]]] = {
-            i: deque(maxlen=self.window) for i in range(len(profile.utilizations))}
-        self._ratios: deque[tuple[float, float]] = deque(maxlen=4 * self.window)
+        self._samples: dict[int, deque[list[float]]] = {
+            i: deque(maxlen=self.window) for i in range(len(profile.utilizations))}   # [t, ms]
+        self._ratios: deque[list[float]] = deque(maxlen=4 * self.window)             # [t, ms / card]
         self.last_level: int | None = None
         self.last_time: float | None = None
         self.observations = 0
         self.rejected: Counter[str] = Counter()
+        self.shifts: list[tuple[float, float]] = []   # (time, factor) of every regime change seen
 
     @property
     def utilizations(self) -> list[float]:
@@ -198,10 +208,13 @@ class LatencyQuantiles:
             self.rejected["time"] += 1
             return f"unusable time {now}"
         level = self.level_of(u)
-        self._samples[level].append((now, latency_ms))
-        self._ratios.append((now, latency_ms / self.profile.latencies_ms[level]))
+        self._samples[level].append([now, latency_ms])
+        self._ratios.append([now, latency_ms / self.profile.latencies_ms[level]])
         self.last_level, self.last_time = level, now
         self.observations += 1
+        factor = self.regime_change(now)
+        if factor != 1.0:
+            self._shift(factor, now)
         return None
 
     # -- estimates ----------------------------------------------------------------------------------
@@ -235,12 +248,10 @@ class LatencyQuantiles:
                 older.append(value)
         return recent, older
 
-    def contention_factor(self, now: float) -> float:
-        """Recent / older median latency of the last observed level; 1.0 inside the dead band.
+    def regime_change(self, now: float) -> float:
+        """Recent / older median latency at the last observed level; 1.0 inside the dead band.
 
-        > 1: latency just jumped (another process took the CPU); < 1: a load just went away. Right
-        after a level switch the level has no older samples: the measured / card ratios of all
-        levels stand in for it.
+        > 1: latency just jumped (another process took the CPU); < 1: a load just went away.
         """
         if self.last_level is None:
             return 1.0
@@ -250,16 +261,37 @@ class LatencyQuantiles:
             recent, older = self._split(self._ratios, now)
         if len(recent) < enough or len(older) < enough:
             return 1.0
-        factor = float(np.median(recent) / np.median(older))
-        if 1.0 / self.contention_on < factor < self.contention_on:
+        log_recent, log_older = np.log(recent), np.log(older)
+        change = float(np.median(log_recent) - np.median(log_older))
+        # A wide latency spread makes medians of a second's frames noisy: the jump must also be
+        # several standard errors of the difference of two medians (robust sigma from the MAD).
+        sigma = 1.4826 * float(np.median(np.abs(log_older - np.median(log_older))))
+        standard_error = 1.2533 * sigma * math.sqrt(1.0 / len(recent) + 1.0 / len(older))
+        z = REGIME_Z_UP if change > 0 else REGIME_Z_DOWN
+        if abs(change) < max(math.log(self.contention_on), z * standard_error):
             return 1.0
-        return min(max(factor, 0.1), 10.0)
+        return min(max(math.exp(change), 0.1), 10.0)
+
+    def _shift(self, factor: float, now: float) -> None:
+        """Rescale every sample older than the contention window to the new regime."""
+        for samples in (*self._samples.values(), self._ratios):
+            for sample in samples:
+                if now - sample[0] > self.contention_window_s:
+                    sample[1] *= factor
+        self.shifts.append((now, factor))
+
+    def last_shift(self, now: float) -> float:
+        """Product of the regime shifts within the horizon (1.0: none), for the reason text."""
+        product = 1.0
+        for t, factor in self.shifts:
+            if now - t <= self.horizon_s:
+                product *= factor
+        return product
 
     def predict(self, u: float, now: float) -> tuple[float, str]:
         """Predicted latency quantile (ms) at ``u`` and where it comes from (for the reason text)."""
         level = self.level_of(u)
         fresh = self._fresh(self._samples[level], now)
-        factor = self.contention_factor(now)
         if len(fresh) >= self.min_samples:
             value = float(np.quantile(fresh, self.quantile))
             source = f"measured p{self.quantile * 100:.0f} of {len(fresh)}"
@@ -267,9 +299,10 @@ class LatencyQuantiles:
             slowdown = self.slowdown(now)
             value = self.profile.base_ms(self.profile.utilizations[level]) * slowdown
             source = f"card x{slowdown:.2f}"
-        if factor != 1.0:
-            source += f", contention x{factor:.2f}"
-        return value * factor, source
+        shift = self.last_shift(now)
+        if shift != 1.0:
+            source += f", load change x{shift:.2f}"
+        return value, source
 
     def predict_ms(self, u: float, now: float) -> float:
         return self.predict(u, now)[0]
@@ -278,7 +311,8 @@ class LatencyQuantiles:
         values = {"latency_observations": str(self.observations),
                   "latency_rejected": str(sum(self.rejected.values())),
                   "latency_slowdown": f"{self.slowdown(now):.3f}",
-                  "latency_contention": f"{self.contention_factor(now):.3f}"}
-        for level, u in enumerate(self.profile.utilizations):
+                  "latency_load_changes": str(len(self.shifts)),
+                  "latency_load_change_recent": f"{self.last_shift(now):.3f}"}
+        for u in self.profile.utilizations:
             values[f"latency_p{self.quantile * 100:.0f}_ms.{u:.3f}"] = f"{self.predict_ms(u, now):.1f}"
         return values
