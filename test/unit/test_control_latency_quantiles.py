@@ -116,13 +116,13 @@ def test_contention_onset_is_noticed_within_a_second_and_offset_recovers():
     # ... and during contention the deadline holds again after the reaction
     during = [latency <= 75.0 for t, _, latency in rows if onset + 2.0 <= t < offset]
     assert np.mean(during) >= 0.95
-    # after the load goes away it comes back up within a second or two (the p95 of 1.0 is then near
-    # the 67.5 ms budget, so the last step waits for fresh samples), and stays within the deadline
+    # after the load goes away it comes back up within two seconds and stays within the deadline
     up = [t for t, u, _ in rows if t >= offset and u >= 0.875]
     assert up and up[0] - offset <= 2.0
     assert any(u == 1.0 for t, u, _ in rows if t >= offset)
     assert np.mean([latency <= 75.0 for t, _, latency in rows if t >= offset]) >= 0.95
-    assert [factor > 1.0 for _, factor in controller.latency.shifts][:1] == [True]
+    # the recovery was a detected load change (every level rescaled down), not the windows ageing out
+    assert any(offset <= t <= offset + 1.5 and factor < 1.0 for t, factor in controller.latency.shifts)
     assert controller.latency.observations == len(rows)
 
 

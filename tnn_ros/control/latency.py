@@ -137,17 +137,18 @@ class LatencyQuantiles:
       queueing, as the controller receives it); a level with at least ``min_samples`` of them is
       predicted by their ``quantile`` (default p95);
     - a level with fewer (never or long ago observed) gets the card profile times the observed
-      slowdown: the ``quantile`` of measured / card ratios over all levels within the horizon (while
-      fewer than ``min_samples`` are known, shrunk towards 1 by ``prior_samples`` pseudo-observations,
-      so neither the first observation nor one spike sets the scale outright);
+      slowdown: its nearest observed level's quantile / card latency, or, before any level has
+      ``min_samples``, the ``quantile`` of measured / card ratios over all levels within the horizon,
+      shrunk towards 1 by ``prior_samples`` pseudo-observations, so neither the first observation
+      nor one spike sets the scale outright;
     - contention (another process takes the cores) changes the latency of every level at once. When
       the median of the last ``contention_window_s`` at the current level differs from the median of
       its older samples by more than ``contention_on`` (either way) and by more than a few standard
       errors of that difference (``REGIME_Z_UP`` / ``_DOWN``: a wide spread needs a bigger jump), the
       regime changed: every older sample of every level is rescaled by that factor (a *shift*), so
       all levels are predicted for the new regime within about a second, and again when the load
-      goes away, long before the windows have refilled. Right after a level switch (no older
-      samples at the new level) the measured / card ratios of all levels stand in.
+      goes away, long before the windows have refilled. Right after a level switch the new level
+      has no older samples to compare with: its own quantile (or card x slowdown) stands until it has.
 
     Bad samples (NaN, inf, <= 0, u outside (0, 1]) are counted in ``rejected`` and ignored.
     """
@@ -222,12 +223,21 @@ class LatencyQuantiles:
     def _fresh(self, samples, now: float) -> list[float]:
         return [value for t, value in samples if now - t <= self.horizon_s]
 
-    def slowdown(self, now: float) -> float:
-        """Observed quantile of measured / card latency over all levels.
+    def slowdown(self, now: float, level: int | None = None) -> float:
+        """Observed quantile of measured / card latency, for predicting an unseen ``level``.
 
-        While fewer than ``min_samples`` ratios are known it is shrunk towards 1 (the card) by
-        ``prior_samples`` pseudo-observations: one spike must not set the scale.
+        From the nearest level (to ``level``) with ``min_samples`` fresh frames of its own: the card's
+        shape is trusted over the shortest distance. Otherwise over all levels; while fewer than
+        ``min_samples`` ratios are known it is shrunk towards 1 (the card) by ``prior_samples``
+        pseudo-observations: one spike must not set the scale.
         """
+        if level is not None:
+            observed = [i for i in self._samples
+                        if len(self._fresh(self._samples[i], now)) >= self.min_samples]
+            if observed:
+                nearest = min(observed, key=lambda i: (abs(i - level), -i))
+                fresh = self._fresh(self._samples[nearest], now)
+                return float(np.quantile(fresh, self.quantile)) / self.profile.latencies_ms[nearest]
         ratios = self._fresh(self._ratios, now)
         if not ratios:
             return 1.0
@@ -255,10 +265,10 @@ class LatencyQuantiles:
         """
         if self.last_level is None:
             return 1.0
+        # Only a level against its own past: measured / card ratios of different levels are not
+        # comparable where fixed per-frame costs (decode, queueing) dominate the card's shape.
         enough = self.contention_min_samples
         recent, older = self._split(self._samples[self.last_level], now)
-        if len(recent) < enough or len(older) < enough:
-            recent, older = self._split(self._ratios, now)
         if len(recent) < enough or len(older) < enough:
             return 1.0
         log_recent, log_older = np.log(recent), np.log(older)
@@ -270,7 +280,12 @@ class LatencyQuantiles:
         z = REGIME_Z_UP if change > 0 else REGIME_Z_DOWN
         if abs(change) < max(math.log(self.contention_on), z * standard_error):
             return 1.0
-        return min(max(math.exp(change), 0.1), 10.0)
+        # The window's median crosses once most of it is in the new regime; its newest half is all
+        # new by then, so the size of the change is measured there (the whole window would be partial
+        # and the controller moves to another level before this one could correct it).
+        newest = log_recent[len(log_recent) // 2:]
+        change = float(np.median(newest) - np.median(log_older))
+        return min(max(math.exp(change), 0.25), 4.0)
 
     def _shift(self, factor: float, now: float) -> None:
         """Rescale every sample older than the contention window to the new regime."""
@@ -296,7 +311,7 @@ class LatencyQuantiles:
             value = float(np.quantile(fresh, self.quantile))
             source = f"measured p{self.quantile * 100:.0f} of {len(fresh)}"
         else:
-            slowdown = self.slowdown(now)
+            slowdown = self.slowdown(now, level)
             value = self.profile.base_ms(self.profile.utilizations[level]) * slowdown
             source = f"card x{slowdown:.2f}"
         shift = self.last_shift(now)
