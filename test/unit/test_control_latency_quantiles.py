@@ -152,3 +152,19 @@ def test_queueing_delay_counts_into_the_frame_latency():
     controller.update("latency", 40.0, 2.0)    # no queue sample for this frame: latency alone
     samples = [v for _, v in controller.latency._samples[7]]
     assert samples[:40] == [60.0] * 40 and samples[-1] == 40.0
+
+
+def test_latency_history_survives_strategy_switches_but_not_a_new_tuning():
+    controller = Controller(ControllerConfig(strategy="auto"), profile())
+    for i in range(30):
+        controller.update("applied", 1.0, i / FPS)
+        controller.update("latency", 60.0, i / FPS)
+    model = controller.latency
+    controller.reconfigure(controller.config.replace(manual_override=True, manual_utilization=0.5), 2.0)
+    controller.reconfigure(controller.config.replace(manual_override=False), 3.0)
+    assert controller.latency is model and model.observations == 30
+    assert controller.policy.inner.deadline.latency is model    # the auto policy predicts from it
+    controller.reconfigure(controller.config.replace(latency_quantile=0.99), 4.0)
+    assert controller.latency is not model and controller.latency.quantile == 0.99
+    controller.profile = LatencyProfile([(0.5, 10.0), (1.0, 20.0)])   # a new card: new levels
+    assert controller.latency.utilizations == [0.5, 1.0]
