@@ -507,3 +507,22 @@ def test_lifecycle_deactivate_reactivate_cleanup_and_shutdown_while_frames_flow(
             ros.wait_for(lambda: len(stamps()) > answered, 1.0)   # give a stray answer a chance to show
             assert not answered_after(down_at)
         assert node.drops.get("processing_error", 0) == 0
+
+
+def test_measured_cost_is_published_per_frame(served, frames):
+    """cpu_ms / queue_ms topics and JSON fields: the worker's thread CPU time, not the commanded level."""
+    ros, node, client = served
+    cpu = ros.collect(f"{NS}/cpu_ms", Float32, RELIABLE)
+    queue = ros.collect(f"{NS}/queue_ms", Float32, RELIABLE)
+    time.sleep(0.3)
+    frames_before, cpu_before = node.cost.frames, node.cost.cpu_s
+    payload = client.send(frames[1].rgb)
+    assert payload is not None
+    assert ros.wait_for(lambda: len(cpu) >= 1 and len(queue) >= 1, 5.0)
+    # the payload, the topic and the running total describe the same measured frame
+    assert payload["cpu_ms"] > 0.0 and payload["queue_ms"] >= 0.0
+    assert cpu[-1].data == pytest.approx(payload["cpu_ms"], abs=1e-3)
+    assert node.cost.frames == frames_before + 1
+    assert node.cost.cpu_s - cpu_before == pytest.approx(payload["cpu_ms"] / 1e3, abs=1e-5)
+    values = node.diagnostics_values()
+    assert float(values["cpu_s_total"]) > 0.0 and values["cpu_ms_last"] != "nan"

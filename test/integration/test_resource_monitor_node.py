@@ -131,3 +131,26 @@ def test_failing_backend_is_reported_and_node_keeps_running():
         assert "sensor unplugged" in values["last_error"]
         count = len(deadline)
         assert ros.wait_for(lambda: len(deadline) > count + 3, 3.0), "deadline_ms stopped"
+
+
+def test_sim_is_driven_by_measured_cpu_and_names_the_energy_source():
+    with RosHarness() as ros:
+        node, ns = start_monitor(ros, **{"sim.capacity_wh": 0.05, "sim.idle_power_w": 1.0,
+                                         "sim.max_power_w": 10.0, "energy_meter": "none"})
+        diagnostics = ros.collect("/diagnostics", DiagnosticArray)
+        cpu_pub = ros.publisher(f"{ns}/cpu_ms", Float32)
+        applied_pub = ros.publisher(f"{ns}/utilization_applied", Float32)
+        name = f"{ns}/resource_monitor: resource_monitor"
+        assert ros.wait_for(lambda: status_of(diagnostics, name)[1].get("energy_source")
+                            == "sim-from-utilization", 5.0)
+        assert ros.wait_for(lambda: cpu_pub.get_subscription_count() > 0, 5.0)
+        applied_pub.publish(Float32(data=1.0))   # the commanded level says full; measured work is small
+        for value in (5.0, math.nan, math.inf, -1.0, 5.0):
+            cpu_pub.publish(Float32(data=value))
+        assert ros.wait_for(lambda: node.errors["bad_cpu_ms"] == 3 and node.backend.work.samples == 2, 5.0)
+        assert ros.wait_for(lambda: status_of(diagnostics, name)[1].get("energy_source")
+                            == "sim-from-measured-cpu", 5.0)
+        _, values = status_of(diagnostics, name)
+        assert values["sim.drive"] == "measured-cpu"
+        assert float(values["sim.cpu_s_total"]) == pytest.approx(0.01)
+        assert node.backend.busy_fraction < 0.5   # 10 ms of CPU over the ticks since: not "full"

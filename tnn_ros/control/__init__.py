@@ -2,7 +2,7 @@
 
 from tnn_ros.control.config import STRATEGIES, ControllerConfig
 from tnn_ros.control.controller import Controller
-from tnn_ros.control.latency import LatencyProfile, LatencyProfileError
+from tnn_ros.control.latency import LatencyProfile, LatencyProfileError, LatencyQuantiles
 from tnn_ros.control.policies import (
     AutoPolicy,
     Cap,
@@ -13,12 +13,14 @@ from tnn_ros.control.policies import (
     RulePolicy,
     StaleGuard,
     ThresholdLadder,
+    make_latency_model,
     make_policy,
 )
 from tnn_ros.control.state import INPUT_NAMES, ControlInputs, Decision, InputTracker
 
 __all__ = [
     "STRATEGIES", "INPUT_NAMES", "AutoPolicy", "Cap", "ControlInputs", "Controller", "ControllerConfig",
-    "Decision", "DeadlinePolicy", "InputTracker", "LatencyProfile", "LatencyProfileError", "ManualPolicy",
-    "Policy", "RateLimiter", "RulePolicy", "StaleGuard", "ThresholdLadder", "make_policy",
+    "Decision", "DeadlinePolicy", "InputTracker", "LatencyProfile", "LatencyProfileError", "LatencyQuantiles",
+    "ManualPolicy", "Policy", "RateLimiter", "RulePolicy", "StaleGuard", "ThresholdLadder",
+    "make_latency_model", "make_policy",
 ]

@@ -16,7 +16,9 @@ class ControllerConfig:
     Battery levels are fractions 0..1, temperatures deg C. Each constraint has two thresholds
     (warning, critical) mapping to two utilization caps; the cap is lifted only once the value is
     ``*_hysteresis`` back on the safe side of the threshold. ``cpu_load_high`` = 1.0 disables the
-    CPU cap (our own inference loads the CPU, so it is off by default).
+    CPU cap (our own inference loads the CPU, so it is off by default). ``latency_*`` and
+    ``contention_*`` tune the deadline policy's per-level latency quantiles
+    (:class:`tnn_ros.control.latency.LatencyQuantiles`).
     """
 
     strategy: str = "auto"
@@ -39,6 +41,12 @@ class ControllerConfig:
     cpu_load_hysteresis: float = 0.1
     deadline_margin: float = 0.1
     latency_ema_alpha: float = 0.2
+    latency_quantile: float = 0.95
+    latency_window: int = 64
+    latency_horizon_s: float = 10.0
+    latency_min_samples: int = 20
+    contention_window_s: float = 1.0
+    contention_threshold: float = 1.5
     stale_timeout_s: float = 3.0
     safe_utilization: float = 0.3
     max_step_per_s: float = 0.5
@@ -84,6 +92,16 @@ class ControllerConfig:
             return f"deadline_margin must be in [0, 1), got {self.deadline_margin}"
         if not 0.0 < self.latency_ema_alpha <= 1.0:
             return f"latency_ema_alpha must be in (0, 1], got {self.latency_ema_alpha}"
+        if not 0.5 <= self.latency_quantile < 1.0:
+            return f"latency_quantile must be in [0.5, 1), got {self.latency_quantile}"
+        if self.latency_window < 2 or self.latency_min_samples < 1:
+            return (f"latency_window must be >= 2 and latency_min_samples >= 1, got "
+                    f"{self.latency_window}, {self.latency_min_samples}")
+        if not 0.0 < self.contention_window_s < self.latency_horizon_s:
+            return (f"need 0 < contention_window_s ({self.contention_window_s}) < latency_horizon_s "
+                    f"({self.latency_horizon_s})")
+        if self.contention_threshold <= 1.0:
+            return f"contention_threshold must be > 1, got {self.contention_threshold}"
         for name in ("stale_timeout_s", "max_step_per_s", "max_step_down_per_s"):
             if getattr(self, name) <= 0.0:
                 return f"{name} must be > 0, got {getattr(self, name)}"

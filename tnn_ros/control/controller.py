@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from tnn_ros.control.config import ControllerConfig
-from tnn_ros.control.latency import LatencyProfile
-from tnn_ros.control.policies import AutoPolicy, Policy, RulePolicy, StaleGuard, make_policy
-from tnn_ros.control.state import APPLIED, LATENCY, Decision, InputTracker
+from tnn_ros.control.latency import LatencyProfile, LatencyQuantiles
+from tnn_ros.control.policies import (
+    AutoPolicy,
+    Policy,
+    RulePolicy,
+    StaleGuard,
+    make_latency_model,
+    make_policy,
+)
+from tnn_ros.control.state import APPLIED, LATENCY, QUEUE, Decision, InputTracker
 
 
 class Controller:
@@ -16,13 +23,16 @@ class Controller:
     The node calls :meth:`update` for every message, :meth:`step` on its timer and
     :meth:`reconfigure` when parameters change; nothing here knows about ROS.
     ``manual_override`` forces the manual policy whatever the strategy (the demo's override window).
+    Every measured frame latency (plus its queueing delay, when the ``queue`` input arrived just
+    before it) goes into :attr:`latency` (per-level quantiles), which outlives strategy switches.
     """
 
     def __init__(self, config: ControllerConfig, latency_profile: LatencyProfile | None = None) -> None:
         self.config = config.validate()
+        self.latency: LatencyQuantiles | None = None
+        self._profile: LatencyProfile | None = None
+        self._queue_ms: float | None = None   # queueing delay of the frame whose latency comes next
         self.profile = latency_profile
-        if self.profile is not None:
-            self.profile.ema_alpha = config.latency_ema_alpha
         self.tracker = InputTracker()
         self.policy: Policy = self._build()
         self._last_rule = _rule_policy_of(self.policy)
@@ -30,17 +40,33 @@ class Controller:
         self.ticks = 0
 
     @property
+    def profile(self) -> LatencyProfile | None:
+        """The card profile; setting it starts new latency quantiles over its levels."""
+        return self._profile
+
+    @profile.setter
+    def profile(self, profile: LatencyProfile | None) -> None:
+        self._profile = profile
+        if profile is not None:
+            profile.ema_alpha = self.config.latency_ema_alpha
+        self.latency = make_latency_model(profile, self.config) if profile is not None else None
+        if hasattr(self, "policy"):
+            self.policy = self._build()
+
+    @property
     def active_strategy(self) -> str:
         return "manual" if self.config.manual_override else self.config.strategy
 
     def _build(self) -> Policy:
-        return make_policy(self.active_strategy, self.config, self.profile)
+        return make_policy(self.active_strategy, self.config, self.latency)
 
     def reconfigure(self, config: ControllerConfig, now: float) -> None:
         """Switch to ``config`` (validated); the new policy starts from the last setpoint."""
         self.config = config.validate()
         if self.profile is not None:
             self.profile.ema_alpha = config.latency_ema_alpha
+        if self.latency is not None and self._latency_settings_changed():
+            self.latency = make_latency_model(self.latency.profile, self.config)   # new tuning: start over
         self.policy = self._build()
         if self.last_decision is not None:
             self.policy.reset(self.last_decision.setpoint, now)
@@ -53,16 +79,30 @@ class Controller:
                     getattr(rule, name).stage = getattr(self._last_rule, name).stage
             self._last_rule = rule
 
+    def _latency_settings_changed(self) -> bool:
+        latency, config = self.latency, self.config
+        return (latency.quantile, latency.window, latency.horizon_s, latency.min_samples,
+                latency.contention_window_s, latency.contention_on) != (
+            config.latency_quantile, config.latency_window, config.latency_horizon_s,
+            config.latency_min_samples, config.contention_window_s, config.contention_threshold)
+
     def update(self, name: str, value: float, now: float) -> str | None:
         """Record one input value; returns why it was dropped, or None.
 
-        A latency measurement also corrects the latency profile's scale at the applied utilization.
+        A latency measurement (plus the queueing delay received just before it) goes into the
+        per-level latency quantiles at the applied utilization, and corrects the card profile's
+        EMA scale (diagnostics).
         """
         problem = self.tracker.update(name, value, now)
         inputs = self.tracker.inputs
-        if problem is None and name == LATENCY and self.profile is not None:
-            if inputs.applied_utilization is not None and inputs.applied_utilization > 0.0:
+        if name == QUEUE:
+            self._queue_ms = inputs.queue_ms if problem is None else None
+        if name == LATENCY:
+            queue_ms, self._queue_ms = self._queue_ms, None
+            if problem is None and self.profile is not None and inputs.applied_utilization is not None \
+                    and inputs.applied_utilization > 0.0:
                 self.profile.observe(inputs.applied_utilization, inputs.latency_ms)
+                self.latency.observe(inputs.applied_utilization, inputs.latency_ms + (queue_ms or 0.0), now)
         return problem
 
     def mark_heard(self, name: str, now: float) -> None:
@@ -103,6 +143,8 @@ class Controller:
             values.update({"latency_profile": self.profile.source,
                            "latency_scale": f"{self.profile.scale:.3f}",
                            "latency_observations": self.profile.observations})
+        if self.latency is not None and now is not None:
+            values.update(self.latency.diagnostics(now))
         if inputs.applied_utilization is not None:
             values[APPLIED] = f"{inputs.applied_utilization:.3f}"
         return values

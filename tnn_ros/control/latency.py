@@ -1,9 +1,11 @@
-"""Per-level latency profile from a model card, with an online scale correction.
+"""Per-level latency from a model card, and online quantiles of the latency measured on this device.
 
 Latency rankings of network configurations transfer across devices; only the scale changes (Lu et
-al., 2020). So the profile measured where the model was trained is kept as the *shape*, and one
-scale factor, an EMA of measured / predicted latency at the applied utilization, adapts it to the
-device the controller runs on.
+al., 2020). So the profile measured where the model was trained is kept as the *shape*
+(:class:`LatencyProfile`, with a simple EMA scale for diagnostics), and :class:`LatencyQuantiles`
+tracks what the deadline controller needs: a high quantile of the measured latency per level, the
+card scaled by the observed slowdown for levels not seen lately, and a rescaling of all levels within
+about a second when another process takes the CPU (or stops).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+from collections import Counter, deque
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -116,3 +119,215 @@ class LatencyProfile:
         if self.smoothed_levels:
             text += f", {self.smoothed_levels} non-monotone level(s) smoothed"
         return text
+
+
+# How many standard errors a change of the median log latency must exceed to count as a new regime.
+# Stricter downwards: a false "the load went away" costs deadline misses, a false "load" only accuracy.
+REGIME_Z_UP = 3.0
+REGIME_Z_DOWN = 4.5
+
+
+class LatencyQuantiles:
+    """Online high quantile of measured frame latency per level, with fast contention detection.
+
+    Frame latency at one level spreads wide (p95 at 3-5x the median when anything else runs), so the
+    deadline controller predicts a level's *quantile*, not its mean:
+
+    - per level, the last ``window`` measurements no older than ``horizon_s`` (latency including
+      queueing, as the controller receives it); a level with at least ``min_samples`` of them is
+      predicted by their ``quantile`` (default p95);
+    - a level with fewer (never or long ago observed) gets the card profile times the observed
+      slowdown: its nearest observed level's quantile / card latency, or, before any level has
+      ``min_samples``, the ``quantile`` of measured / card ratios over all levels within the horizon,
+      shrunk towards 1 by ``prior_samples`` pseudo-observations, so neither the first observation
+      nor one spike sets the scale outright;
+    - contention (another process takes the cores) changes the latency of every level at once. When
+      the median of the last ``contention_window_s`` at the current level differs from the median of
+      its older samples by more than ``contention_on`` (either way) and by more than a few standard
+      errors of that difference (``REGIME_Z_UP`` / ``_DOWN``: a wide spread needs a bigger jump), the
+      regime changed: every older sample of every level is rescaled by that factor (a *shift*), so
+      all levels are predicted for the new regime within about a second, and again when the load
+      goes away, long before the windows have refilled. Right after a level switch the new level
+      has no older samples to compare with: its own quantile (or card x slowdown) stands until it has.
+
+    Bad samples (NaN, inf, <= 0, u outside (0, 1]) are counted in ``rejected`` and ignored.
+    """
+
+    def __init__(self, profile: LatencyProfile, quantile: float = 0.95, window: int = 64,
+                 horizon_s: float = 10.0, min_samples: int = 20, prior_samples: int = 20,
+                 contention_window_s: float = 1.0, contention_min_samples: int = 4,
+                 contention_on: float = 1.5) -> None:
+        if not 0.5 <= quantile < 1.0:
+            raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+        if window < 2 or min_samples < 1 or prior_samples < 0 or contention_min_samples < 1:
+            raise ValueError("window >= 2, min_samples >= 1, prior_samples >= 0, contention_min_samples >= 1")
+        if horizon_s <= contention_window_s or contention_window_s <= 0:
+            raise ValueError(f"need 0 < contention_window_s ({contention_window_s}) "
+                             f"< horizon_s ({horizon_s})")
+        if contention_on <= 1.0:
+            raise ValueError(f"contention_on must be > 1, got {contention_on}")
+        self.profile = profile
+        self.quantile = quantile
+        self.window = int(window)
+        self.horizon_s = horizon_s
+        self.min_samples = int(min_samples)
+        self.prior_samples = int(prior_samples)
+        self.contention_window_s = contention_window_s
+        self.contention_min_samples = int(contention_min_samples)
+        self.contention_on = contention_on
+        self._samples: dict[int, deque[list[float]]] = {
+            i: deque(maxlen=self.window) for i in range(len(profile.utilizations))}   # [t, ms]
+        self._ratios: deque[list[float]] = deque(maxlen=4 * self.window)             # [t, ms / card]
+        self.last_level: int | None = None
+        self.last_time: float | None = None
+        self.observations = 0
+        self.rejected: Counter[str] = Counter()
+        self.shifts: list[tuple[float, float]] = []   # (time, factor) of every regime change seen
+
+    @property
+    def utilizations(self) -> list[float]:
+        return self.profile.utilizations
+
+    def level_of(self, u: float) -> int:
+        """Index of the profile level nearest to utilization ``u``."""
+        return int(np.argmin([abs(u - level) for level in self.profile.utilizations]))
+
+    def observe(self, u: float, latency_ms: float, now: float) -> str | None:
+        """Record one frame's latency (ms, queueing included) at applied ``u``; why rejected, or None."""
+        try:
+            u, latency_ms, now = float(u), float(latency_ms), float(now)
+        except (TypeError, ValueError):
+            self.rejected["not_a_number"] += 1
+            return f"latency sample not a number (u={u!r}, latency_ms={latency_ms!r})"
+        if not (math.isfinite(u) and 0.0 < u <= 1.0):
+            self.rejected["utilization"] += 1
+            return f"latency sample at unusable utilization {u}"
+        if not (math.isfinite(latency_ms) and latency_ms > 0.0):
+            self.rejected["latency"] += 1
+            return f"unusable latency {latency_ms} ms"
+        if not math.isfinite(now):
+            self.rejected["time"] += 1
+            return f"unusable time {now}"
+        level = self.level_of(u)
+        self._samples[level].append([now, latency_ms])
+        self._ratios.append([now, latency_ms / self.profile.latencies_ms[level]])
+        self.last_level, self.last_time = level, now
+        self.observations += 1
+        factor = self.regime_change(now)
+        if factor != 1.0:
+            self._shift(factor, now)
+        return None
+
+    # -- estimates ----------------------------------------------------------------------------------
+
+    def _fresh(self, samples, now: float) -> list[float]:
+        return [value for t, value in samples if now - t <= self.horizon_s]
+
+    def slowdown(self, now: float, level: int | None = None) -> float:
+        """Observed quantile of measured / card latency, for predicting an unseen ``level``.
+
+        From the nearest level (to ``level``) with ``min_samples`` fresh frames of its own: the card's
+        shape is trusted over the shortest distance. Otherwise over all levels; while fewer than
+        ``min_samples`` ratios are known it is shrunk towards 1 (the card) by ``prior_samples``
+        pseudo-observations: one spike must not set the scale.
+        """
+        if level is not None:
+            observed = [i for i in self._samples
+                        if len(self._fresh(self._samples[i], now)) >= self.min_samples]
+            if observed:
+                nearest = min(observed, key=lambda i: (abs(i - level), -i))
+                fresh = self._fresh(self._samples[nearest], now)
+                return float(np.quantile(fresh, self.quantile)) / self.profile.latencies_ms[nearest]
+        ratios = self._fresh(self._ratios, now)
+        if not ratios:
+            return 1.0
+        observed = float(np.quantile(ratios, self.quantile))
+        n = len(ratios)
+        if n >= self.min_samples:
+            return observed
+        return (n * observed + self.prior_samples * 1.0) / (n + self.prior_samples)
+
+    def _split(self, samples, now: float) -> tuple[list[float], list[float]]:
+        """(values of the last contention window, older values within the horizon)."""
+        recent, older = [], []
+        for t, value in samples:
+            age = now - t
+            if age <= self.contention_window_s:
+                recent.append(value)
+            elif age <= self.horizon_s:
+                older.append(value)
+        return recent, older
+
+    def regime_change(self, now: float) -> float:
+        """Recent / older median latency at the last observed level; 1.0 inside the dead band.
+
+        > 1: latency just jumped (another process took the CPU); < 1: a load just went away.
+        """
+        if self.last_level is None:
+            return 1.0
+        # Only a level against its own past: measured / card ratios of different levels are not
+        # comparable where fixed per-frame costs (decode, queueing) dominate the card's shape.
+        enough = self.contention_min_samples
+        recent, older = self._split(self._samples[self.last_level], now)
+        if len(recent) < enough or len(older) < enough:
+            return 1.0
+        log_recent, log_older = np.log(recent), np.log(older)
+        change = float(np.median(log_recent) - np.median(log_older))
+        # A wide latency spread makes medians of a second's frames noisy: the jump must also be
+        # several standard errors of the difference of two medians (robust sigma from the MAD).
+        sigma = 1.4826 * float(np.median(np.abs(log_older - np.median(log_older))))
+        standard_error = 1.2533 * sigma * math.sqrt(1.0 / len(recent) + 1.0 / len(older))
+        z = REGIME_Z_UP if change > 0 else REGIME_Z_DOWN
+        if abs(change) < max(math.log(self.contention_on), z * standard_error):
+            return 1.0
+        # The window's median crosses once most of it is in the new regime; its newest half is all
+        # new by then, so the size of the change is measured there (the whole window would be partial
+        # and the controller moves to another level before this one could correct it).
+        newest = log_recent[len(log_recent) // 2:]
+        change = float(np.median(newest) - np.median(log_older))
+        return min(max(math.exp(change), 0.25), 4.0)
+
+    def _shift(self, factor: float, now: float) -> None:
+        """Rescale every sample older than the contention window to the new regime."""
+        for samples in (*self._samples.values(), self._ratios):
+            for sample in samples:
+                if now - sample[0] > self.contention_window_s:
+                    sample[1] *= factor
+        self.shifts.append((now, factor))
+
+    def last_shift(self, now: float) -> float:
+        """Product of the regime shifts within the horizon (1.0: none), for the reason text."""
+        product = 1.0
+        for t, factor in self.shifts:
+            if now - t <= self.horizon_s:
+                product *= factor
+        return product
+
+    def predict(self, u: float, now: float) -> tuple[float, str]:
+        """Predicted latency quantile (ms) at ``u`` and where it comes from (for the reason text)."""
+        level = self.level_of(u)
+        fresh = self._fresh(self._samples[level], now)
+        if len(fresh) >= self.min_samples:
+            value = float(np.quantile(fresh, self.quantile))
+            source = f"measured p{self.quantile * 100:.0f} of {len(fresh)}"
+        else:
+            slowdown = self.slowdown(now, level)
+            value = self.profile.base_ms(self.profile.utilizations[level]) * slowdown
+            source = f"card x{slowdown:.2f}"
+        shift = self.last_shift(now)
+        if shift != 1.0:
+            source += f", load change x{shift:.2f}"
+        return value, source
+
+    def predict_ms(self, u: float, now: float) -> float:
+        return self.predict(u, now)[0]
+
+    def diagnostics(self, now: float) -> dict[str, str]:
+        values = {"latency_observations": str(self.observations),
+                  "latency_rejected": str(sum(self.rejected.values())),
+                  "latency_slowdown": f"{self.slowdown(now):.3f}",
+                  "latency_load_changes": str(len(self.shifts)),
+                  "latency_load_change_recent": f"{self.last_shift(now):.3f}"}
+        for u in self.profile.utilizations:
+            values[f"latency_p{self.quantile * 100:.0f}_ms.{u:.3f}"] = f"{self.predict_ms(u, now):.1f}"
+        return values

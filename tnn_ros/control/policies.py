@@ -4,7 +4,8 @@
 
 - ``manual``: the ``manual_utilization`` slider.
 - ``rule``: battery / thermal (/ CPU) thresholds map to utilization caps, with hysteresis.
-- ``deadline``: the highest level whose predicted latency meets the deadline with a margin.
+- ``deadline``: the highest level whose measured latency quantile (p95 by default, card x observed
+  slowdown for levels not seen lately, times a contention factor) meets the deadline with a margin.
 - ``auto``: the minimum of every active cap, rate limited so it does not oscillate.
 
 Every policy except ``manual`` is wrapped in :class:`StaleGuard`, which commands ``safe_utilization``
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from tnn_ros.control.config import ControllerConfig
-from tnn_ros.control.latency import LatencyProfile
+from tnn_ros.control.latency import LatencyProfile, LatencyQuantiles
 from tnn_ros.control.state import BATTERY, DEADLINE, THERMAL, ControlInputs, Decision
 
 
@@ -156,36 +157,62 @@ def _status(inputs: ControlInputs, config: ControllerConfig) -> str:
     return ", ".join(parts)
 
 
+def make_latency_model(profile: LatencyProfile, config: ControllerConfig) -> LatencyQuantiles:
+    """Per-level latency quantiles over the card ``profile``, tuned by ``config``'s latency_* fields."""
+    return LatencyQuantiles(
+        profile, quantile=config.latency_quantile, window=config.latency_window,
+        horizon_s=config.latency_horizon_s, min_samples=config.latency_min_samples,
+        prior_samples=config.latency_min_samples, contention_window_s=config.contention_window_s,
+        contention_on=config.contention_threshold)
+
+
 class DeadlinePolicy(Policy):
-    """Highest level whose predicted latency (card profile x learned scale) fits the deadline."""
+    """Highest level whose predicted latency quantile plus the margin fits the deadline.
+
+    ``latency`` is the :class:`LatencyQuantiles` the controller feeds with every measured frame (a
+    bare :class:`LatencyProfile` is wrapped in a new one, fed through :meth:`observe`). Every level
+    of the profile inside [min_utilization, max_utilization] is a candidate.
+    """
 
     required_inputs = (DEADLINE,)
 
-    def __init__(self, config: ControllerConfig, profile: LatencyProfile) -> None:
+    def __init__(self, config: ControllerConfig, latency: LatencyQuantiles | LatencyProfile) -> None:
         self.config = config
-        self.profile = profile
+        if not isinstance(latency, LatencyQuantiles):
+            latency = make_latency_model(latency, config)
+        self.latency = latency
 
-    def cap(self, inputs: ControlInputs) -> Cap | None:
+    @property
+    def profile(self) -> LatencyProfile:
+        return self.latency.profile
+
+    def observe(self, u: float, latency_ms: float, now: float) -> str | None:
+        return self.latency.observe(u, latency_ms, now)
+
+    def cap(self, inputs: ControlInputs, now: float | None = None) -> Cap | None:
         if inputs.deadline_ms is None:
             return None
+        if now is None:   # no clock given: as of the newest measurement
+            now = self.latency.last_time if self.latency.last_time is not None else 0.0
         budget_ms = inputs.deadline_ms * (1.0 - self.config.deadline_margin)
-        levels = [u for u in self.profile.utilizations
-                  if self.config.min_utilization <= u <= self.config.max_utilization]
+        utilizations = self.latency.utilizations
+        levels = [u for u in utilizations if self.config.min_utilization <= u <= self.config.max_utilization]
         if not levels:  # [min, max] falls between two levels: the highest level below max
-            levels = [max([u for u in self.profile.utilizations if u <= self.config.max_utilization]
-                          or [self.profile.utilizations[0]])]
-        fitting = [u for u in levels if self.profile.predict_ms(u) <= budget_ms]
-        scale = f"x{self.profile.scale:.2f}"
+            levels = [max([u for u in utilizations if u <= self.config.max_utilization] or [utilizations[0]])]
+        predictions = {u: self.latency.predict(u, now) for u in levels}
+        fitting = [u for u in levels if predictions[u][0] <= budget_ms]
         if fitting:
             u = max(fitting)
+            ms, source = predictions[u]
             return Cap(u, "deadline", f"deadline {inputs.deadline_ms:.1f} ms: u {u:.2f} predicts "
-                       f"{self.profile.predict_ms(u):.1f} ms ({scale})")
+                       f"p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})")
         u = min(levels)
+        ms, source = predictions[u]
         return Cap(u, "deadline", f"deadline {inputs.deadline_ms:.1f} ms unreachable: lowest u {u:.2f} "
-                   f"predicts {self.profile.predict_ms(u):.1f} ms ({scale})")
+                   f"predicts p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})")
 
     def decide(self, inputs: ControlInputs, now: float) -> Decision:
-        cap = self.cap(inputs)
+        cap = self.cap(inputs, now)
         return _finish([cap] if cap else [], self.config, _status(inputs, self.config))
 
 
@@ -216,7 +243,8 @@ class AutoPolicy(Policy):
 
     required_inputs = (BATTERY, THERMAL, DEADLINE)
 
-    def __init__(self, config: ControllerConfig, profile: LatencyProfile | None) -> None:
+    def __init__(self, config: ControllerConfig,
+                 profile: LatencyQuantiles | LatencyProfile | None) -> None:
         self.config = config
         self.rule = RulePolicy(config)
         self.deadline = DeadlinePolicy(config, profile) if profile is not None else None
@@ -225,7 +253,7 @@ class AutoPolicy(Policy):
     def decide(self, inputs: ControlInputs, now: float) -> Decision:
         caps = self.rule.caps(inputs)
         if self.deadline is not None:
-            deadline_cap = self.deadline.cap(inputs)
+            deadline_cap = self.deadline.cap(inputs, now)
             if deadline_cap is not None:
                 caps.append(deadline_cap)
         target = _finish(caps, self.config, _status(inputs, self.config))
@@ -280,10 +308,13 @@ class StaleGuard(Policy):
         self.inner.reset(setpoint, now)
 
 
-def make_policy(strategy: str, config: ControllerConfig, latency_profile: LatencyProfile | None) -> Policy:
+def make_policy(strategy: str, config: ControllerConfig,
+                latency_profile: LatencyQuantiles | LatencyProfile | None) -> Policy:
     """Build the policy for ``strategy`` (manual | rule | deadline | auto) from a validated config.
 
-    ``deadline`` needs a latency profile; ``auto`` without one uses the rule caps only.
+    ``deadline`` needs a latency model: the :class:`LatencyQuantiles` that is fed with the measured
+    frames (:class:`tnn_ros.control.Controller` does that), or a card profile to start a new one from;
+    ``auto`` without one uses the rule caps only.
     """
     config.validate()
     if strategy == "manual":

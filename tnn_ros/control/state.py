@@ -13,7 +13,8 @@ DEADLINE = "deadline"
 CPU_LOAD = "cpu_load"
 LATENCY = "latency"
 APPLIED = "applied"
-INPUT_NAMES = (BATTERY, THERMAL, DEADLINE, CPU_LOAD, LATENCY, APPLIED)
+QUEUE = "queue"   # the frame's queueing delay before processing, ms (sent just before its latency)
+INPUT_NAMES = (BATTERY, THERMAL, DEADLINE, CPU_LOAD, LATENCY, APPLIED, QUEUE)
 
 # Plausible value ranges; anything outside is a broken sender, not a reading to act on.
 _VALID_RANGES = {
@@ -23,6 +24,7 @@ _VALID_RANGES = {
     CPU_LOAD: (0.0, 1.0),
     LATENCY: (1e-6, 60_000.0),
     APPLIED: (0.0, 1.0),
+    QUEUE: (0.0, 60_000.0),
 }
 # Field names of ControlInputs per input: (value, stamp).
 _FIELDS = {
@@ -32,6 +34,7 @@ _FIELDS = {
     CPU_LOAD: ("cpu_load", "cpu_load_stamp"),
     LATENCY: ("latency_ms", "latency_stamp"),
     APPLIED: ("applied_utilization", "applied_stamp"),
+    QUEUE: ("queue_ms", "queue_stamp"),
 }
 
 
@@ -55,6 +58,8 @@ class ControlInputs:
     latency_stamp: float | None = None
     applied_utilization: float | None = None
     applied_stamp: float | None = None
+    queue_ms: float | None = None
+    queue_stamp: float | None = None
     heard: dict[str, float] = field(default_factory=dict)
 
 

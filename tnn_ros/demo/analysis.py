@@ -29,6 +29,9 @@ TOPIC_SUFFIXES = {
     "setpoint": "/utilization_setpoint",
     "applied": "/utilization_applied",
     "latency": "/latency_ms",
+    "cpu_ms": "/cpu_ms",
+    "queue_ms": "/queue_ms",
+    "energy_meter": "/energy_j",
     "detections": "/detections/json",
     "gesture": "/gesture/json",
     "truth": "/ground_truth/json",
@@ -61,6 +64,10 @@ class RunSeries:
     setpoint: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     applied: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     latency: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    cpu_ms: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))        # t, measured CPU ms/frame
+    queue_ms: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    energy_meter: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # t, J since meter start
+    energy_sources: list[tuple[float, str]] = field(default_factory=list)       # resource monitor says
     frames: list[dict] = field(default_factory=list)     # detections/json payloads + "t" (receive time)
     gestures: list[dict] = field(default_factory=list)   # gesture/json payloads + "t"
     truth: dict[int, dict] = field(default_factory=dict)  # stamp_ns -> ground_truth/json payload + "t"
@@ -121,8 +128,11 @@ def load_run(bag: str | Path, namespace: str | None = None) -> RunSeries:
 
     run.battery = series("battery", 4)
     for kind, attr in (("thermal", "temperature"), ("deadline", "deadline"), ("cpu_load", "cpu_load"),
-                       ("setpoint", "setpoint"), ("applied", "applied"), ("latency", "latency")):
+                       ("setpoint", "setpoint"), ("applied", "applied"), ("latency", "latency"),
+                       ("cpu_ms", "cpu_ms"), ("queue_ms", "queue_ms"), ("energy_meter", "energy_meter")):
         setattr(run, attr, series(kind, 2))
+    run.energy_sources = [((stamp_ns - t0_ns) / 1e9, source)
+                          for _ns, (stamp_ns, _mission_s, source) in rows["diagnostics"] if source]
     for ns, payload in rows["detections"]:
         run.frames.append({**payload, "t": (ns - t0_ns) / 1e9})
     for ns, payload in rows["gesture"]:
@@ -140,23 +150,26 @@ def _mission_start_ns(diagnostics: list[tuple[int, object]]) -> int | None:
     the first *recorded* battery message is up to a second late; the diagnostics say the mission
     time at a stamped instant. The median over all of them is robust to the 0.1 s rounding.
     """
-    starts = [stamp_ns - int(mission_s * 1e9) for _ns, (stamp_ns, mission_s) in diagnostics
+    starts = [stamp_ns - int(mission_s * 1e9) for _ns, (stamp_ns, mission_s, _source) in diagnostics
               if mission_s is not None]
     return int(np.median(starts)) if starts else None
 
 
 def _decode(kind: str, msg: object) -> object:
     """The numbers (tuple) or payload (dict / str) a message of ``kind`` contributes."""
-    if kind == "diagnostics":
+    if kind == "diagnostics":   # (stamp_ns, mission time or None, energy_source or None)
         stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        mission_s, source = None, None
         for status in msg.status:
             for item in status.values:
                 if item.key == "mission_time_s":
                     try:
-                        return (stamp_ns, float(item.value))
+                        mission_s = float(item.value)
                     except ValueError:   # "not started"
-                        return (stamp_ns, None)
-        return (stamp_ns, None)
+                        mission_s = None
+                elif item.key == "energy_source":
+                    source = str(item.value)
+        return (stamp_ns, mission_s, source)
     if kind == "battery":
         return (float(msg.percentage), float(msg.voltage), float(msg.current))
     if kind == "thermal":
@@ -252,6 +265,53 @@ def energy_joules(battery: np.ndarray, start_s: float = -math.inf, end_s: float 
     return float(np.trapezoid(power, rows[:, 0]))
 
 
+METER_SOURCES = ("rapl", "jtop", "battery")
+
+
+def cpu_seconds(frames: list[dict]) -> tuple[float | None, int]:
+    """Measured CPU-seconds of perception over ``frames`` (their ``cpu_ms``) and how many had it.
+
+    Frames without a finite ``cpu_ms`` (older bags, unknown) are left out and not guessed.
+    """
+    values = [f.get("cpu_ms") for f in frames]
+    known = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0]
+    return (sum(known) / 1e3 if known else None), len(known)
+
+
+def run_energy(run: RunSeries, start_s: float = -math.inf,
+               end_s: float = math.inf) -> tuple[float | None, str]:
+    """Energy of the run in ``[start_s, end_s)`` and its source.
+
+    A real meter (``energy_j`` topic; the resource monitor's ``energy_source`` rapl / jtop / battery
+    for the whole run) wins; a meter lost mid-run does not count (its total would be partial).
+    Otherwise the sim battery's integral, whose source the resource monitor named
+    (``sim-from-measured-cpu``, or ``sim-from-utilization`` before any cpu_ms arrived).
+    """
+    sources = [source for t, source in run.energy_sources if start_s <= t < end_s] \
+        or [source for _t, source in run.energy_sources]
+    meter = run.energy_meter
+    if sources and all(source in METER_SOURCES for source in sources) and len(set(sources)) == 1:
+        rows = meter[(meter[:, 0] >= start_s) & (meter[:, 0] < end_s)] if len(meter) else meter
+        rows = rows[np.isfinite(rows[:, 1])] if len(rows) else rows
+        if len(rows) >= 2:
+            return float(rows[-1, 1] - rows[0, 1]), sources[0]
+    sim_sources = [source for source in sources if source.startswith("sim")]
+    # a run where cpu_ms arrived after start counts as measured from then on: name the final drive
+    source = sim_sources[-1] if sim_sources else "sim-battery"
+    return energy_joules(run.battery, start_s, end_s), source
+
+
+def _cost_figures(frames: list[dict]) -> dict:
+    cpu_s, counted = cpu_seconds(frames)
+    queues = [float(f["queue_ms"]) for f in frames
+              if isinstance(f.get("queue_ms"), (int, float)) and math.isfinite(f["queue_ms"])]
+    return {
+        "cpu_s": _round(cpu_s),
+        "cpu_ms_per_frame": _round(cpu_s * 1e3 / counted, 3) if cpu_s is not None and counted else None,
+        "mean_queue_ms": _round(float(np.mean(queues)), 2) if queues else None,
+    }
+
+
 def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> dict:
     hits, latencies, e2e = [], [], []
     for frame in frames:
@@ -272,6 +332,7 @@ def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> 
         "mean_end_to_end_ms": _round(float(np.mean(e2e)), 2) if e2e else None,
         "detection_map50": _round(detection_map50(frames, run.truth)),
         "gesture_accuracy": _round(gesture_accuracy(gestures, run.truth)),
+        **_cost_figures(frames),
     }
 
 
@@ -283,15 +344,20 @@ def summarize(run: RunSeries, phases: list[Phase] = ()) -> dict:
     """The ``summary.json`` figures of one run, overall and per phase.
 
     ``deadline_hit_rate``: fraction of processed frames whose inference latency (``latency_ms`` in
-    ``detections/json``) was within the deadline in force when the result arrived. ``energy_j``:
-    battery voltage x current integrated over the run.
+    ``detections/json``) was within the deadline in force when the result arrived. ``cpu_s``: the
+    perception worker's measured CPU-seconds (sum of the frames' ``cpu_ms``). ``energy_j`` with
+    ``energy_source``: see :func:`run_energy`; ``energy_sim_j`` is the sim battery's integral whatever
+    the source.
     """
     figures = _frame_figures(run, run.frames, run.gestures)
     battery = run.battery
+    energy, source = run_energy(run)
     figures.update({
         "duration_s": _round(run.duration_s, 2),
         "frames_published": len(run.truth),
-        "energy_j": _round(energy_joules(battery), 2),
+        "energy_j": _round(energy, 2),
+        "energy_source": source,
+        "energy_sim_j": _round(energy_joules(battery), 2),
         "battery_start": _round(float(battery[0, 1])) if len(battery) else None,
         "battery_end": _round(float(battery[-1, 1])) if len(battery) else None,
         "max_temperature_c": (_round(float(np.nanmax(run.temperature[:, 1])), 2)
@@ -304,7 +370,7 @@ def summarize(run: RunSeries, phases: list[Phase] = ()) -> dict:
         gestures = [g for g in run.gestures if phase.start_s <= g["t"] < phase.end_s]
         entry = {"start_s": _round(phase.start_s, 2), "end_s": _round(phase.end_s, 2)}
         entry.update(_frame_figures(run, frames, gestures))
-        entry["energy_j"] = _round(energy_joules(battery, phase.start_s, phase.end_s), 2)
+        entry["energy_j"] = _round(run_energy(run, phase.start_s, phase.end_s)[0], 2)
         figures["phases"][phase.name] = entry
     return figures
 
@@ -318,8 +384,18 @@ def compare(auto: dict, baseline: dict) -> dict:
     def delta(a: float | None, b: float | None) -> float | None:
         return _round(a - b) if a is not None and b is not None else None
 
+    def factor(full: float | None, throttled: float | None) -> float | None:
+        return _round(full / throttled, 3) if full is not None and throttled else None
+
+    # energies from different sources (a meter lost in one run) are not compared
+    same_source = auto.get("energy_source") == baseline.get("energy_source")
+    energy, energy_base = (auto.get("energy_j"), baseline.get("energy_j")) if same_source else (None, None)
     return {
-        "energy_saved_fraction": ratio(auto.get("energy_j"), baseline.get("energy_j")),
+        # static full CPU-seconds / throttled CPU-seconds (measured in the perception worker)
+        "cpu_saving_factor": factor(baseline.get("cpu_s"), auto.get("cpu_s")),
+        "cpu_ms_per_frame_factor": factor(baseline.get("cpu_ms_per_frame"), auto.get("cpu_ms_per_frame")),
+        "energy_saved_fraction": ratio(energy, energy_base),
+        "energy_saving_factor": factor(energy_base, energy),
         "deadline_hit_rate_delta": delta(auto.get("deadline_hit_rate"), baseline.get("deadline_hit_rate")),
         "detection_map50_delta": delta(auto.get("detection_map50"), baseline.get("detection_map50")),
         "gesture_accuracy_delta": delta(auto.get("gesture_accuracy"), baseline.get("gesture_accuracy")),

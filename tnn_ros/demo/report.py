@@ -40,7 +40,9 @@ def print_summary(summary: dict, out: TextIO) -> None:
     """A short side-by-side table of the headline figures."""
     base = summary.get("baseline_static_full") or {}
     rows = [("frames processed", "frames", "{:d}"), ("deadline hit rate", "deadline_hit_rate", "{:.1%}"),
-            ("mean utilization", "mean_utilization", "{:.2f}"), ("energy (J)", "energy_j", "{:.1f}"),
+            ("mean utilization", "mean_utilization", "{:.2f}"),
+            ("perception CPU (s)", "cpu_s", "{:.2f}"), ("CPU per frame (ms)", "cpu_ms_per_frame", "{:.1f}"),
+            ("energy (J)", "energy_j", "{:.1f}"),
             ("battery at end", "battery_end", "{:.1%}"), ("detection mAP@0.5", "detection_map50", "{:.3f}"),
             ("gesture accuracy", "gesture_accuracy", "{:.1%}"),
             ("mean latency (ms)", "mean_latency_ms", "{:.1f}")]
@@ -54,6 +56,12 @@ def print_summary(summary: dict, out: TextIO) -> None:
         if base:
             line += f"{cell(base.get(key), fmt):>16s}"
         print(line, file=out)
+    sources = {summary.get("energy_source"), base.get("energy_source")} - {None}
+    if sources:
+        print(f"{'energy source':22s}{', '.join(sorted(sources)):>18s}", file=out)
+    factor = (summary.get("comparison") or {}).get("cpu_saving_factor")
+    if factor is not None:
+        print(f"{'CPU saving (full/thr.)':22s}{factor:>17.2f}x", file=out)
     tight = summary.get("phases", {}).get("deadline_tightening")
     tight_base = base.get("phases", {}).get("deadline_tightening") if base else None
     if tight:

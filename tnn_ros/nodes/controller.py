@@ -19,7 +19,7 @@ from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float32, Header, String
 
 from tnn_ros.control import STRATEGIES, Controller, ControllerConfig, LatencyProfile, LatencyProfileError
-from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, THERMAL
+from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, QUEUE, THERMAL
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 
@@ -67,6 +67,22 @@ PARAMETERS = (
     ParamSpec("latency_ema_alpha", _DEFAULTS.latency_ema_alpha,
               "Weight of a new measured/predicted latency ratio in the profile scale",
               min_value=0.01, max_value=1.0),
+    ParamSpec("latency_quantile", _DEFAULTS.latency_quantile,
+              "deadline: latency quantile per level that must fit the deadline (0.95 = p95)",
+              min_value=0.5, max_value=0.999),
+    ParamSpec("latency_window", _DEFAULTS.latency_window, "deadline: frames kept per level for the quantile",
+              min_value=2, max_value=4096),
+    ParamSpec("latency_horizon_s", _DEFAULTS.latency_horizon_s,
+              "deadline: frames older than this no longer count", min_value=0.5, max_value=600.0),
+    ParamSpec("latency_min_samples", _DEFAULTS.latency_min_samples,
+              "deadline: frames a level needs before its own quantile is used (else card x slowdown)",
+              min_value=1, max_value=4096),
+    ParamSpec("contention_window_s", _DEFAULTS.contention_window_s,
+              "deadline: recent window compared with older frames to notice a load change",
+              min_value=0.05, max_value=60.0),
+    ParamSpec("contention_threshold", _DEFAULTS.contention_threshold,
+              "deadline: median latency ratio (either way) that counts as a load change",
+              min_value=1.05, max_value=10.0),
     ParamSpec("model_card", "", "Model card (JSON) with levels[].latency_ms; empty = shipped detector card"),
     ParamSpec("stale_timeout_s", _DEFAULTS.stale_timeout_s,
               "An input silent this long puts the controller in safe mode", min_value=0.1, max_value=600.0),
@@ -141,10 +157,11 @@ class ControllerNode(Node):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(BatteryState, "battery", self._on_battery, 10)
         self.create_subscription(Temperature, "thermal", self._on_thermal, 10)
-        # utilization_applied before latency_ms: when both are waiting, the executor takes them in
-        # creation order, so a latency is paired with the utilization it was measured at.
+        # utilization_applied and queue_ms before latency_ms: when all are waiting, the executor takes
+        # them in creation order, so a latency is paired with the utilization and queueing delay of
+        # its own frame (perception publishes them in that order).
         for topic, name in (("deadline_ms", DEADLINE), ("cpu_load", CPU_LOAD),
-                            ("utilization_applied", APPLIED), ("latency_ms", LATENCY)):
+                            ("utilization_applied", APPLIED), ("queue_ms", QUEUE), ("latency_ms", LATENCY)):
             self.create_subscription(Float32, topic,
                                      lambda msg, name=name: self._on_value(name, msg.data), 10)
         self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)

@@ -27,6 +27,7 @@ from std_msgs.msg import Float32, String
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.perception.codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, encode_image
+from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost
 from tnn_ros.perception.debug import draw_debug
 from tnn_ros.perception.formatting import detections_to_json, gesture_to_json, stamp_to_ns
 from tnn_ros.perception.gating import MODES, UtilizationGate
@@ -97,7 +98,9 @@ class PerceptionNode(LifecycleNode):
         self.last_result = None
         self.last_gesture_label = ""
         self._latency_sum_ms = 0.0
+        self.cost = CostTotals()
         self._pending: Image | None = None
+        self._pending_received_s = 0.0   # time.monotonic() when the pending frame arrived
         self._frame_ready = threading.Condition()
         self._active = threading.Event()
         self._stop = threading.Event()
@@ -202,6 +205,8 @@ class PerceptionNode(LifecycleNode):
             "gesture_json": (String, "gesture/json"),
             "utilization_applied": (Float32, "utilization_applied"),
             "latency_ms": (Float32, "latency_ms"),
+            "cpu_ms": (Float32, "cpu_ms"),
+            "queue_ms": (Float32, "queue_ms"),
             "debug_image": (Image, "debug_image"),
         }
         self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, 10,
@@ -253,6 +258,7 @@ class PerceptionNode(LifecycleNode):
             if self._pending is not None:
                 self.drops["superseded"] += 1
             self._pending = msg
+            self._pending_received_s = time.monotonic()
             self._frame_ready.notify()
 
     def _worker_loop(self) -> None:
@@ -264,17 +270,23 @@ class PerceptionNode(LifecycleNode):
                 if self._pending is None:
                     self._frame_ready.wait(timeout=0.1)
                 msg, self._pending = self._pending, None
+                received_s = self._pending_received_s
             if msg is None or not self._active.is_set():
                 continue
             try:
-                self.process_frame(msg)
+                self.process_frame(msg, received_s)
             except Exception as error:  # the worker must outlive any one frame (e.g. a publish failing)
                 if self._stop.is_set():
                     return  # shutting down: the publishers are going away, not a frame failure
                 self._drop("processing_error", f"frame failed: {type(error).__name__}: {error}")
 
-    def process_frame(self, msg: Image) -> None:
-        """Decode, run at the current utilization and publish one frame; bad frames are counted."""
+    def process_frame(self, msg: Image, received_s: float | None = None) -> None:
+        """Decode, run at the current utilization and publish one frame; bad frames are counted.
+
+        The frame's cost (worker-thread CPU time of decode + inference, and the queueing delay since
+        ``received_s``, a ``time.monotonic()`` stamp) is measured here, in the thread doing the work.
+        """
+        meter = CostMeter(received_s)
         try:
             rgb = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data,
                                max_pixels=self.params["max_image_pixels"])
@@ -291,28 +303,34 @@ class PerceptionNode(LifecycleNode):
             except Exception as error:  # a model failure costs this frame, never the node
                 self._drop("processing_error", f"processing failed: {type(error).__name__}: {error}")
                 return
+        cost = meter.stop()
+        self.cost.add(cost)
         self.counters["frames_processed"] += 1
         self.counters[f"utilization_source_{decision.source}"] += 1
         self._latency_sum_ms += result.latency_ms
         self.last_result = result
-        self._publish(msg, rgb, result)
+        self._publish(msg, rgb, result, cost)
 
     def _drop(self, reason: str, text: str) -> None:
         self.drops[reason] += 1
         self.get_logger().warning(f"{text} ({self.drops[reason]} dropped for {reason})",
                                   throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _publish(self, msg: Image, rgb, result) -> None:
+    def _publish(self, msg: Image, rgb, result, cost: FrameCost | None = None) -> None:
         publishers = self._outputs
         if not publishers or self._stop.is_set():  # deactivating / shutting down: the frame is dropped
             return
         stamp_ns = stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
         publishers["detections_json"].publish(String(data=detections_to_json(result, stamp_ns,
-                                                                             msg.header.frame_id)))
+                                                                             msg.header.frame_id, cost)))
         if result.gesture is not None:
             self.last_gesture_label = f"{result.gesture.label} {result.gesture.confidence:.2f}"
             publishers["gesture_json"].publish(String(data=gesture_to_json(result, stamp_ns)))
         publishers["utilization_applied"].publish(Float32(data=float(result.utilization_applied)))
+        if cost is not None:
+            # Before latency_ms: a controller subscribed in this order pairs them with the same frame.
+            publishers["cpu_ms"].publish(Float32(data=float(cost.cpu_ms)))
+            publishers["queue_ms"].publish(Float32(data=float(cost.queue_ms)))
         publishers["latency_ms"].publish(Float32(data=float(result.latency_ms)))
         if "detections" in publishers:
             publishers["detections"].publish(
@@ -346,6 +364,7 @@ class PerceptionNode(LifecycleNode):
             "configure_failures": self.counters["configure_failures"],
             "torch_threads": self.worker_torch_threads,
         }
+        values.update(self.cost.values())
         values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
         return {key: str(value) for key, value in values.items()}
 

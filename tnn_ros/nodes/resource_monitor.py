@@ -2,8 +2,11 @@
 
 A thin rclpy shell around :mod:`tnn_ros.resources`: the backend (auto | jtop | psutil | sim | trace)
 is chosen by parameter and can be switched live; the sim backend is driven by the perception node's
-``utilization_applied`` and optionally by a mission file. A backend that fails while running is
-reported in /diagnostics (and the log, rate limited) and retried every tick; the node stays up.
+measured per-frame CPU time (``cpu_ms``; ``utilization_applied`` only until the first one arrives)
+and optionally by a mission file. A real energy meter (RAPL, jtop rails, battery) is read where one
+is readable and published as ``energy_j``; ``energy_source`` in /diagnostics names what measures energy.
+A backend that fails while running is reported in /diagnostics (and the log, rate limited) and
+retried every tick; the node stays up.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from typing import Any, Mapping
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
-from std_msgs.msg import Float32, Header
+from std_msgs.msg import Float32, Float64, Header
 
 from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.resources import BACKENDS, Mission, MissionError, ResourceBackend, SimParams, make_backend
+from tnn_ros.resources.meters import METERS, MeterError, MeterReader, make_energy_meter
 from tnn_ros.resources.mission import find_mission_file
 from tnn_ros.resources.sim import SimBackend
 from tnn_ros.resources.trace import TraceFormatError, load_trace
@@ -41,6 +45,8 @@ PARAMETERS = (
               "Per-frame deadline published on deadline_ms (a trace or mission overrides it)",
               min_value=1.0, max_value=2000.0),
     ParamSpec("frame_id", "", "frame_id of the battery / thermal headers"),
+    ParamSpec("energy_meter", "auto", "Energy meter: auto (rapl > jtop > battery, else none) | rapl | jtop | "
+              "battery | none. Applied at start-up", choices=METERS, read_only=True),
     ParamSpec("trace_file", "", "CSV / YAML resource trace for backend=trace (see docs/resources.md)"),
     ParamSpec("trace_loop", True, "Replay the trace in a loop"),
     ParamSpec("mission_file", "",
@@ -121,13 +127,16 @@ class ResourceMonitorNode(Node):
         self.backend: ResourceBackend | None = None
         self.backend_why = ""
         self._start_backend()
+        self.energy = self._start_meter(self.params["energy_meter"])
 
         self.battery_pub = self.create_publisher(BatteryState, "battery", 10)
         self.thermal_pub = self.create_publisher(Temperature, "thermal", 10)
         self.cpu_pub = self.create_publisher(Float32, "cpu_load", 10)
         self.deadline_pub = self.create_publisher(Float32, "deadline_ms", 10)
+        self.energy_pub = self.create_publisher(Float64, "energy_j", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Float32, "utilization_applied", self._on_utilization, 10)
+        self.create_subscription(Float32, "cpu_ms", self._on_cpu_ms, 50)
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._tick)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
@@ -144,6 +153,36 @@ class ResourceMonitorNode(Node):
             self.last_error = f"backend {self.params['backend']} failed to start: {error}"
             self.backend_why = self.last_error
             self.get_logger().error(self.last_error)
+
+    def _start_meter(self, name: str) -> MeterReader:
+        try:
+            meter, why = make_energy_meter(name)
+        except MeterError as error:  # a named meter that cannot start: report, fall back
+            self.errors["meter_start"] += 1
+            meter, why = None, f"{name} failed to start: {error}"
+            self.get_logger().error(f"energy meter {why}")
+        self.energy_why = why
+        self.get_logger().info(f"energy meter: {meter.source if meter else 'none'} ({why})")
+        return MeterReader(meter, fallback_source="none")
+
+    @property
+    def energy_source(self) -> str:
+        """What measures energy now: the meter, else the sim (from measured CPU work or from u)."""
+        if self.energy.meter is not None:
+            return self.energy.meter.source
+        if isinstance(self.backend, SimBackend):
+            return "sim-from-measured-cpu" if self.backend.drive == "measured-cpu" else "sim-from-utilization"
+        return "none"
+
+    def _on_cpu_ms(self, msg: Float32) -> None:
+        if not isinstance(self.backend, SimBackend):
+            return
+        problem = self.backend.add_cpu_time(msg.data)
+        if problem:
+            self.errors["bad_cpu_ms"] += 1
+            self.get_logger().warning(
+                f"dropped cpu_ms: {problem}; {self.errors['bad_cpu_ms']} so far",
+                throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_utilization(self, msg: Float32) -> None:
         u = msg.data
@@ -175,6 +214,13 @@ class ResourceMonitorNode(Node):
                 if sample.deadline_ms is not None:
                     deadline = sample.deadline_ms
         self.deadline_pub.publish(Float32(data=float(deadline)))
+        energy_j, lost = self.energy.read(time.monotonic())
+        if lost:
+            self.errors["meter_lost"] += 1
+            self.last_error = lost
+            self.get_logger().error(lost)   # once: the reader drops the meter for good
+        if math.isfinite(energy_j):
+            self.energy_pub.publish(Float64(data=float(energy_j)))
 
     def _publish_sample(self, sample, header: Header) -> None:
         current = sample.battery_current_a
@@ -204,12 +250,18 @@ class ResourceMonitorNode(Node):
             "samples": self.samples,
             "errors.total": sum(self.errors.values()),
             "last_error": self.last_error or "none",
+            "energy_source": self.energy_source,
+            "energy_meter_why": self.energy.lost_reason or self.energy_why,
         }
         values.update({f"errors.{name}": count for name, count in sorted(self.errors.items())})
         if isinstance(self.backend, SimBackend):
             values["sim.utilization"] = f"{self.backend.utilization:.3f}"
             values["sim.battery_fraction"] = f"{self.backend.battery_fraction:.4f}"
             values["sim.temperature_c"] = f"{self.backend.temperature_c:.2f}"
+            values["sim.drive"] = self.backend.drive
+            values["sim.busy_fraction"] = f"{self.backend.busy_fraction:.3f}"
+            values["sim.cpu_s_total"] = f"{self.backend.work.total_cpu_s:.3f}"
+            values["sim.cpu_samples"] = self.backend.work.samples
             if self.backend.mission is not None:
                 t = self.backend.mission_time(time.monotonic())
                 values["mission"] = self.backend.mission.name
@@ -220,7 +272,8 @@ class ResourceMonitorNode(Node):
         values = self.diagnostics_values()
         if self.backend is None:
             level, message = DiagnosticStatus.ERROR, self.last_error
-        elif self.errors["sample"] or self.errors["bad_utilization"]:
+        elif self.errors["sample"] or self.errors["bad_utilization"] or self.errors["bad_cpu_ms"] \
+                or self.errors["meter_lost"]:
             level = DiagnosticStatus.WARN
             message = f"{values['errors.total']} errors; last: {self.last_error}"
         else:
@@ -248,6 +301,7 @@ class ResourceMonitorNode(Node):
     def destroy_node(self) -> None:
         if self.backend is not None:
             self.backend.close()
+        self.energy.close()
         super().destroy_node()
 
 

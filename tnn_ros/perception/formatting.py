@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -20,9 +21,13 @@ def detection_to_dict(detection: Any) -> dict:
     }
 
 
-def detections_to_json(result: Any, stamp_ns: int, frame_id: str) -> str:
-    """The ``detections/json`` payload for a ``FrameResult``."""
-    return json.dumps({
+def detections_to_json(result: Any, stamp_ns: int, frame_id: str, cost: Any = None) -> str:
+    """The ``detections/json`` payload for a ``FrameResult``.
+
+    With ``cost`` (a :class:`tnn_ros.perception.cost.FrameCost`) the payload also carries the frame's
+    measured ``cpu_ms`` and ``queue_ms`` (null when unknown), so a bag of this topic alone has them.
+    """
+    payload = {
         "stamp_ns": int(stamp_ns),
         "frame_id": str(frame_id),
         "level": int(result.level),
@@ -30,7 +35,15 @@ def detections_to_json(result: Any, stamp_ns: int, frame_id: str) -> str:
         "latency_ms": _round(result.latency_ms, 3),
         "image_size": [int(result.image_size[0]), int(result.image_size[1])],
         "detections": [detection_to_dict(d) for d in result.detections],
-    })
+    }
+    if cost is not None:
+        payload["cpu_ms"] = _finite_or_none(cost.cpu_ms)
+        payload["queue_ms"] = _finite_or_none(cost.queue_ms)
+    return json.dumps(payload)
+
+
+def _finite_or_none(value: float, digits: int = 3) -> float | None:
+    return _round(value, digits) if math.isfinite(value) else None
 
 
 def gesture_to_json(result: Any, stamp_ns: int) -> str:

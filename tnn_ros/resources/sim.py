@@ -1,8 +1,14 @@
 """Closed-loop simulated resources: compute power drains a battery and heats a first-order thermal mass.
 
-Power grows linearly with the perception node's applied utilization u::
+Power grows linearly with the *measured* busy fraction b of the perception worker (its CPU-seconds
+per wall second, from the ``cpu_ms`` it publishes per frame, see :mod:`tnn_ros.resources.work`)::
 
-    P(u) = idle_power_w + (max_power_w - idle_power_w) * u
+    P(b) = idle_power_w + (max_power_w - idle_power_w) * b
+
+so the energy over a run is ``idle_power_w * T + (max_power_w - idle_power_w) * cpu_s``: a level that
+is not really cheaper does not save energy here either. Until the first CPU sample arrives (a
+perception node that does not publish ``cpu_ms``), b falls back to the applied utilization u and
+:attr:`SimBackend.drive` says so.
 
 The battery integrates P (energy in joules, voltage from a linear open-circuit-voltage curve); the
 temperature follows ``tau * dT/dt = ambient + R_th * (P + extra heat) - T``, integrated exactly
@@ -19,7 +25,10 @@ from typing import Any, Mapping
 
 from tnn_ros.resources.base import ResourceBackend, ResourceSample
 from tnn_ros.resources.mission import Mission
+from tnn_ros.resources.work import MeasuredWork
 
+DRIVE_MEASURED = "measured-cpu"
+DRIVE_UTILIZATION = "utilization"
 # A pause longer than this (debugger, suspended process) is not simulated as one huge step.
 MAX_STEP_S = 5.0
 
@@ -69,10 +78,10 @@ class SimParams:
 
 
 class SimBackend(ResourceBackend):
-    """Simulated battery, temperature, CPU load and (with a mission) deadline, driven by utilization.
+    """Simulated battery, temperature, CPU load and (with a mission) deadline, driven by measured work.
 
-    With a mission, its battery section sets the initial charge and sizes the capacity so that running
-    at ``nominal_utilization`` for the whole mission ends at ``final_fraction``; its ``sim`` section
+    With a mission, its battery section sets the initial charge and sizes the capacity so that a busy
+    fraction of ``nominal_utilization`` for the whole mission ends at ``final_fraction``; its ``sim`` section
     overrides parameters. Mission time starts at the first :meth:`sample` call.
     """
 
@@ -96,6 +105,8 @@ class SimBackend(ResourceBackend):
         self.mission = mission
         self.utilization = 0.0
         self.set_utilization(initial_utilization)
+        self.work = MeasuredWork()
+        self.busy_fraction = 0.0
         self.energy_j = params.initial_fraction * params.capacity_wh * 3600.0
         self.temperature_c = params.ambient_c if params.initial_temperature_c is None \
             else params.initial_temperature_c
@@ -120,9 +131,19 @@ class SimBackend(ResourceBackend):
             raise ValueError("utilization is NaN")
         self.utilization = min(max(u, 0.0), 1.0)
 
+    @property
+    def drive(self) -> str:
+        """What drives the power model: ``measured-cpu`` once a CPU sample arrived, else ``utilization``."""
+        return DRIVE_MEASURED if self.work.heard else DRIVE_UTILIZATION
+
+    def add_cpu_time(self, cpu_ms: float) -> str | None:
+        """One frame's measured CPU time (ms); returns why it was rejected (NaN, inf, < 0), or None."""
+        return self.work.add_cpu_ms(cpu_ms)
+
     def advance(self, dt: float, extra_heat_w: float = 0.0) -> float:
-        """Integrate ``dt`` seconds at the current utilization; returns the power drawn (W)."""
-        power = self.params.power_w(self.utilization)
+        """Integrate ``dt`` seconds of measured work (or the utilization, see :attr:`drive`); returns W."""
+        self.busy_fraction = self.work.take(dt) if self.work.heard else self.utilization
+        power = self.params.power_w(self.busy_fraction)
         self.energy_j = max(self.energy_j - power * dt, 0.0)
         steady_c = self.params.ambient_c + self.params.thermal_resistance_c_per_w * (power + extra_heat_w)
         approach = 1.0 - math.exp(-dt / self.params.thermal_time_constant_s)
@@ -140,7 +161,7 @@ class SimBackend(ResourceBackend):
         fraction = self.battery_fraction
         params = self.params
         voltage = params.voltage_empty + (params.voltage_full - params.voltage_empty) * fraction
-        cpu = self.params.base_cpu_load + (1.0 - self.params.base_cpu_load) * self.utilization
+        cpu = self.params.base_cpu_load + (1.0 - self.params.base_cpu_load) * min(self.busy_fraction, 1.0)
         return ResourceSample(
             stamp=now, battery_fraction=fraction, battery_voltage=voltage, power_w=power,
             temperature_c=self.temperature_c, cpu_load=cpu, gpu_load=math.nan,
