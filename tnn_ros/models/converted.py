@@ -89,10 +89,14 @@ def default_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def build_original(arch: str) -> nn.Module:
-    """The randomly initialised torchvision network with the layout of its pretrained weights."""
+def build_original(arch: str, num_classes: int | None = None) -> nn.Module:
+    """The randomly initialised torchvision network with the layout of its pretrained weights.
+
+    ``num_classes`` overrides the pretrained weights' class count (a model fine-tuned on other
+    classes; detection counts include the background class 0).
+    """
     spec = arch_spec(arch)
-    num_classes = len(weights_meta(arch)["categories"])
+    num_classes = num_classes or len(weights_meta(arch)["categories"])
     if spec.task == "detection":
         builder = getattr(torchvision.models.detection, arch)
         return builder(weights=None, weights_backbone=None, num_classes=num_classes).eval()
@@ -174,7 +178,7 @@ def _prepare(architecture: dict, source: nn.Module | None):
     arch = architecture["arch"]
     options = _options(architecture)
     if source is None:
-        net = build_original(arch)
+        net = build_original(arch, architecture.get("num_classes"))
         state, min_levels = convert_blocks(net, options, architecture["block_min_levels"], permute=False)
     else:
         net = source
@@ -335,26 +339,31 @@ class ConvertedVideoNet(ThrottleableModule):
 
 def convert(arch: str, weights: str | os.PathLike | None = None, options: ConvertOptions | None = None,
             seed: int = 0, architecture: dict | None = None, example: Tensor | None = None,
-            ) -> tuple[ThrottleableModule, nn.Module, dict]:
+            classes: Sequence[str] | None = None) -> tuple[ThrottleableModule, nn.Module, dict]:
     """Build the original ``arch`` (``weights``, or a random init with ``seed``) and convert a copy.
 
     A random init gets trained-like BatchNorm layers (:func:`calibrate_random_init`) on batches
-    shaped like ``example`` (default: the architecture's input size).
+    shaped like ``example`` (default: the architecture's input size). ``classes`` replaces the
+    pretrained weights' category names for a model trained on other classes (detection: index 0 is
+    the background).
 
     Returns (converted model, the untouched original in eval mode, the weights metadata).
     Raises ValueError for an unknown name and WeightsError for unusable weights.
     """
     spec = arch_spec(arch)
     meta = weights_meta(arch)
+    if classes is not None:
+        meta = {**meta, "categories": list(classes), "enum": "user-supplied class names"}
     torch.manual_seed(seed)
-    original = build_original(arch)
+    original = build_original(arch, len(meta["categories"]))
     if weights is not None:
         load_original_weights(original, weights)
     else:
         calibrate_random_init(original, example if example is not None else _example(arch, architecture),
                               seed=seed)
     original.eval()
-    architecture = {**default_architecture(arch, options), **(architecture or {})}
+    architecture = {**default_architecture(arch, options), **(architecture or {}),
+                    "num_classes": len(meta["categories"])}
     source = copy.deepcopy(original)
     if spec.task == "detection":
         model = ConvertedDetector(architecture, meta["categories"], source=source)

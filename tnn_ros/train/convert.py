@@ -124,6 +124,9 @@ def _parse(argv):
     parser.add_argument("--clip-length", type=int, default=None, help="video: frames per clip (default 16)")
     parser.add_argument("--frame-size", type=int, nargs=2, default=None, metavar=("W", "H"),
                         help="video: frame size (default 112 112)")
+    parser.add_argument("--classes", default=None,
+                        help="comma-separated class names of a model trained on other classes than the "
+                             "pretrained weights (detection: the first is the background)")
     parser.add_argument("--seed", type=int, default=0)
     add_level_options(parser)
     return parser.parse_args(argv)
@@ -170,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         origin = f"weights {weights}" if weights else "random init"
         print(f"converting {args.arch} ({origin}) ...", flush=True)
-        model, original, meta = convert(args.arch, weights, options, seed=args.seed, architecture=overrides)
+        classes = None if args.classes is None else [c.strip() for c in args.classes.split(",")]
+        model, original, meta = convert(args.arch, weights, options, seed=args.seed, architecture=overrides,
+                                        classes=classes)
         held_out, held_info = held_out_inputs(model, args.eval_frames, args.eval_topic, args.eval_count,
                                               seed=args.seed + 1000)
     except (WeightsError, FrameSourceError, ValueError) as exc:
