@@ -143,7 +143,10 @@ def run_benchmark(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    setup = _detector_setup if args.model == "detector" else _gesture_setup
+    if args.model.endswith(".pt"):
+        from ..train.convert import benchmark_setup as setup  # model files, converted ones included
+    else:
+        setup = _detector_setup if args.model == "detector" else _gesture_setup
     model, example, reference, reference_name, accuracy, metric = setup(args)
     model.eval()
     costs = count_level_costs(model, example)
@@ -216,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="tnn-bench throttle", description=__doc__)
-    parser.add_argument("--model", choices=("detector", "gesture"), default="detector")
+    parser.add_argument("--model", default="detector",
+                        help="detector, gesture, or a model file FILE.pt (e.g. from tnn-train convert)")
     parser.add_argument("--path", default=None, help="model weights (default: the shipped model)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--markdown", default=None, help="also write the markdown table here")
@@ -228,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.model not in ("detector", "gesture") and not args.model.endswith(".pt"):
+        parser.error(f"--model must be detector, gesture or a .pt model file, got {args.model!r}")
     result = run_benchmark(args)
     table = markdown_table(result)
     print(table)

@@ -25,15 +25,17 @@ class LevelCost:
 def _op_cost(module: nn.Module, inputs: tuple, output: Tensor) -> tuple[int, int]:
     """MACs and parameters of one executed conv/linear call, from its input and output tensors."""
     x = inputs[0]
+    # Every output position is real work: the example is one image/clip, so a leading dimension
+    # above 1 is work the network does per item (e.g. Faster R-CNN's box head runs once per proposal).
     if isinstance(module, nn.Linear):
         c_in, c_out = x.shape[-1], output.shape[-1]
-        positions = output.numel() // (c_out * x.shape[0])
+        positions = output.numel() // c_out
         weight_params = c_in * c_out
     else:
         c_in, c_out = x.shape[1], output.shape[1]
         groups = c_in if isinstance(module, _GatedConvNd) and module.depthwise else module.groups
         kernel = math.prod(module.kernel_size)
-        positions = output[0, 0].numel()
+        positions = output.numel() // c_out
         weight_params = c_out * (c_in // groups) * kernel
     has_bias = module.bias is not None or (isinstance(module, GatedOp) and module.norms is not None)
     return positions * weight_params, weight_params + (c_out if has_bias else 0)

@@ -1,4 +1,4 @@
-"""`tnn-train {detector,gesture}`: train a throttleable model (or its non-throttleable baseline)."""
+"""`tnn-train {detector,gesture,convert,adapt}`: train, convert or adapt a throttleable model."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 TRAINERS = {
     "detector": ("tnn_ros.train.detector", "throttleable object detector (synthetic scenes or COCO data)"),
     "gesture": ("tnn_ros.train.gesture", "throttleable C3D gesture recognizer"),
+    "convert": ("tnn_ros.train.convert", "make a torchvision detector / video net throttleable"),
+    "adapt": ("tnn_ros.train.adapt", "label-free adaptation of a converted model on unlabeled frames"),
 }
 
 
@@ -15,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to ``tnn_ros.train.<model>.main(argv)``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in TRAINERS:
-        print("usage: tnn-train {detector,gesture} [options]   (tnn-train MODEL --help for options)")
+        print("usage: tnn-train {detector,gesture,convert,adapt} [options]   (tnn-train COMMAND --help)")
         for name, (_, text) in TRAINERS.items():
             print(f"  {name:9s} {text}")
         if argv and argv[0] not in ("-h", "--help"):

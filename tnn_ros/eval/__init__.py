@@ -1,0 +1,1 @@
+"""Evaluation tooling (metrics beside the runtime; never imported by nodes)."""
