@@ -90,7 +90,8 @@ def test_each_level_graph_holds_only_its_sliced_weights(tmp_path):
     import onnx
 
     model = tiny_detector()
-    engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / "detector.pt", "detector"))
+    path = _save(model, tmp_path / "detector.pt", "detector")
+    engine = create_engine(model, "onnxruntime", model_path=path)
     sizes = []
     for path in engine.engine.graph_paths:
         graph = onnx.load(str(path)).graph
@@ -243,7 +244,8 @@ def test_session_options_follow_the_node_threads():
     options = session_options(3, spinning=False)
     assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert session_options(1, spinning=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    spinning = session_options(1, spinning=True)
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert available_providers()[-1] == "CPUExecutionProvider"
     with pytest.raises(ValueError):
         session_options(0)

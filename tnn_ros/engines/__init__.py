@@ -41,12 +41,14 @@ def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLik
     """Put ``model`` (a throttleable torch model in eval mode) behind ``backend``.
 
     Args:
+        model: a throttleable torch model (put in eval mode here).
         backend: one of :data:`BACKENDS`.
         model_path: the model's weights file (keys and places the ONNX graph cache).
         num_threads: intra-op threads of the onnxruntime sessions (torch: set by the caller, per thread).
         cache_dir: keep exported graphs here instead of beside the model file.
         spinning: onnxruntime worker threads busy-wait between ops (default: off, see docs/engines.md).
         log: receives one line for a fallback, an export, a stale or corrupt graph.
+
     Raises:
         ValueError: unknown backend. EngineError: the onnxruntime graphs cannot be built or loaded.
     """
