@@ -249,3 +249,30 @@ def test_session_options_follow_the_node_threads():
     assert available_providers()[-1] == "CPUExecutionProvider"
     with pytest.raises(ValueError):
         session_options(0)
+
+
+def test_perception_models_load_on_the_backend_parameter(tmp_path):
+    """The node's loader: both models on onnxruntime, same frame results as torch, info for diagnostics."""
+    perception = pytest.importorskip("tnn_ros.nodes.perception")
+    detector_path = _save(tiny_detector(), tmp_path / "detector.pt", "detector")
+    gesture_path = _save(tiny_gesture(), tmp_path / "gesture.pt", "gesture")
+    pipelines = {backend: perception.load_models(str(detector_path), str(gesture_path), stride=1,
+                                                 smoothing=1, backend=backend)
+                 for backend in BACKENDS}
+    info = perception._engine_info(pipelines["onnxruntime"])
+    assert info == {"backend": "onnxruntime", "provider": "CPUExecutionProvider"}
+    assert pipelines["onnxruntime"].gesture_recognizer.net.backend == "onnxruntime"
+    assert perception._engine_info(None) == {"backend": "none", "provider": "none"}
+    rng = np.random.default_rng(1)
+    frames = [render_scene(rng, 120, 90)[0] for _ in range(GESTURE["clip_length"] + 1)]
+    for utilization in (0.25, 1.0):
+        results = {}
+        for backend, pipeline in pipelines.items():
+            pipeline.reset_gesture()
+            results[backend] = [pipeline.process(f, utilization, score_threshold=0.05) for f in frames]
+        for a, b in zip(results["torch"], results["onnxruntime"]):
+            assert a.level == b.level
+            assert [d.class_id for d in a.detections] == [d.class_id for d in b.detections]
+            assert (a.gesture is None) == (b.gesture is None)
+            if a.gesture is not None:
+                assert a.gesture.probabilities == pytest.approx(b.gesture.probabilities, abs=1e-5)

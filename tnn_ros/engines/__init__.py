@@ -37,7 +37,8 @@ def onnxruntime_missing() -> str:
 
 def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLike | None = None,
                   num_threads: int = 1, cache_dir: str | os.PathLike | None = None,
-                  spinning: bool | None = None, log: Callable[[str], None] | None = None) -> EngineModel:
+                  spinning: bool | None = None, log: Callable[[str], None] | None = None,
+                  warmup: bool = True) -> EngineModel:
     """Put ``model`` (a throttleable torch model in eval mode) behind ``backend``.
 
     Args:
@@ -48,6 +49,8 @@ def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLik
         cache_dir: keep exported graphs here instead of beside the model file.
         spinning: onnxruntime worker threads busy-wait between ops (default: off, see docs/engines.md).
         log: receives one line for a fallback, an export, a stale or corrupt graph.
+        warmup: run every onnxruntime level once now (first runs allocate; torch models warm up when
+            they are loaded).
 
     Raises:
         ValueError: unknown backend. EngineError: the onnxruntime graphs cannot be built or loaded.
@@ -66,7 +69,10 @@ def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLik
 
         engine = OrtEngine(model, model_path, num_threads=num_threads, cache_dir=cache_dir,
                            spinning=DEFAULT_SPINNING if spinning is None else spinning, log=log)
-        return EngineModel(model, engine)
+        wrapped = EngineModel(model, engine)
+        if warmup:
+            wrapped.warmup()
+        return wrapped
     return EngineModel(model, TorchEngine(model))
 
 
