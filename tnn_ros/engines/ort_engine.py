@@ -144,7 +144,9 @@ class OrtEngine(Engine):
                              f"got {tuple(inputs.shape)}")
         if inputs.dtype != torch.float32:
             raise ValueError(f"expected float32 inputs, got {inputs.dtype}")
-        outputs = self._sessions[level].run(self._output_names, {INPUT_NAME: inputs.detach().numpy()})
+        # ORT reads C-contiguous buffers; channels-last images (from preprocess) are copied once here.
+        feed = {INPUT_NAME: inputs.detach().contiguous().numpy()}
+        outputs = self._sessions[level].run(self._output_names, feed)
         if self._single_output:
             return torch.from_numpy(outputs[0])
         return tuple(torch.from_numpy(o) for o in outputs)
