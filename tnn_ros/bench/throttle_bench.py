@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 
@@ -17,47 +18,72 @@ def measure_latency(
     levels: Sequence[int] | None = None,
     reference: Callable[[], object] | None = None,
     warmup: int = 3,
+    others: dict | None = None,
 ) -> dict:
     """Median / p90 forward latency (ms) of each level, levels interleaved within every repetition.
 
     Interleaving spreads the machine's noise (other processes, frequency changes) evenly over the
     levels, so their ratios are fair even when absolute times drift. ``reference`` (a callable) is
-    timed in the same rounds.
+    timed in the same rounds, and so is every model in ``others`` (name -> model with the same
+    levels, e.g. the same net on another backend): result ``others[name]`` holds its medians / p90s.
     """
     model.eval()
     levels = list(range(model.num_levels)) if levels is None else list(levels)
-    previous = model.level
-    samples = {level: [] for level in levels}
+    runners = {"": model, **(others or {})}
+    previous = {name: m.level for name, m in runners.items()}
+    samples = {name: {level: [] for level in levels} for name in runners}
     reference_samples = []
     for _ in range(warmup):
         for level in levels:
-            model.set_level(level)
-            model(example)
+            for m in runners.values():
+                m.set_level(level)
+                m(example)
         if reference is not None:
             reference()
     for _ in range(repeats):
         for level in levels:
-            model.set_level(level)
-            start = time.perf_counter()
-            model(example)
-            samples[level].append((time.perf_counter() - start) * 1000)
+            for name, m in runners.items():
+                m.set_level(level)
+                start = time.perf_counter()
+                m(example)
+                samples[name][level].append((time.perf_counter() - start) * 1000)
         if reference is not None:
             start = time.perf_counter()
             reference()
             reference_samples.append((time.perf_counter() - start) * 1000)
-    model.set_level(previous)
+    for name, m in runners.items():
+        m.set_level(previous[name])
 
     def p90(values):
         return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
 
-    result = {
-        "levels": levels,
-        "median_ms": [statistics.median(samples[k]) for k in levels],
-        "p90_ms": [p90(samples[k]) for k in levels],
-    }
+    def summary(per_level):
+        return {"median_ms": [statistics.median(per_level[k]) for k in levels],
+                "p90_ms": [p90(per_level[k]) for k in levels]}
+
+    result = {"levels": levels, **summary(samples[""])}
+    if others:
+        result["others"] = {name: summary(samples[name]) for name in others}
     if reference is not None:
         result["reference_median_ms"] = statistics.median(reference_samples)
     return result
+
+
+def measure_cpu_per_frame(model, example: torch.Tensor, level: int, frames: int = 20,
+                          period_s: float = 1 / 15) -> float:
+    """Process CPU time (ms) per frame when ``model`` runs one frame every ``period_s`` at ``level``.
+
+    Unlike latency this also counts what worker threads burn between frames (onnxruntime's spinning).
+    """
+    model.set_level(level)
+    model(example)
+    start_cpu = time.process_time()
+    next_frame = time.perf_counter()
+    for _ in range(frames):
+        model(example)
+        next_frame += period_s
+        time.sleep(max(0.0, next_frame - time.perf_counter()))
+    return (time.process_time() - start_cpu) * 1000 / frames
 
 
 def measure_switch_us(model, samples: int = 2000) -> float:
@@ -76,13 +102,14 @@ def measure_switch_us(model, samples: int = 2000) -> float:
 def _detector_setup(args):
     import torchvision
 
-    from ..data.scenes import SyntheticDetectionDataset
+    from ..data.scenes import SyntheticDetectionDataset, render_scene
     from ..models import load_detector
     from ..train.detector import VAL_SEED_OFFSET, evaluate_dataset
 
     model = load_detector(args.path)
     width, height = model.input_size
-    example = model.example_input()
+    # A rendered scene (what the camera sends), preprocessed as perception does: not an all-zero input.
+    example = model.preprocess(render_scene(np.random.default_rng(0), width, height)[0])
     reference = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
         weights=None, weights_backbone=None, num_classes=len(model.classes) + 1
     ).eval()
@@ -116,7 +143,9 @@ def _gesture_setup(args):
             f"tnn_ros.train.gesture.evaluate (the gesture net), which are not available: {exc}"
         ) from exc
     model = load_gesture(args.path)
-    example = model.example_input()
+    # Random pixels through the net's own preprocessing (normalised, frame-major), not all zeros.
+    shape = (1, model.clip_length, model.frame_size[1], model.frame_size[0], 3)
+    example = model.preprocess(torch.from_numpy(np.random.default_rng(0).integers(0, 256, shape, np.uint8)))
     reference = torchvision.models.video.r3d_18(weights=None, num_classes=len(model.classes)).eval()
     num_clips = args.eval_images or (32 if args.quick else 200)
 
@@ -137,6 +166,80 @@ def _gesture_setup(args):
     return model, example, lambda: reference(example), name, accuracy, metric
 
 
+def _engines(model, args) -> tuple[dict, str]:
+    """The models to time, by name: torch always (the comparison), onnxruntime when asked for.
+
+    Returns ({name: EngineModel}, fallback reason or ""). ``onnxruntime_spinning`` is the same graphs
+    with busy-waiting worker threads, timed to choose the default (see docs/engines.md).
+    """
+    from ..engines import create_engine
+    from ..models import shipped_model_path
+
+    engines = {"torch": create_engine(model, "torch")}
+    if args.backend == "torch":
+        return engines, ""
+    path = args.path or (args.model if args.model.endswith(".pt") else shipped_model_path(args.model))
+    ort = create_engine(model, "onnxruntime", model_path=path, num_threads=args.threads,
+                        cache_dir=args.cache_dir, spinning=False, log=print)
+    if ort.backend != "onnxruntime":
+        return engines, ort.engine_info().get("fallback_reason", "")
+    engines["onnxruntime"] = ort
+    engines["onnxruntime_spinning"] = create_engine(model, "onnxruntime", model_path=path,
+                                                    num_threads=args.threads, cache_dir=args.cache_dir,
+                                                    spinning=True)
+    return engines, ""
+
+
+def _profiles(engines: dict, model, example, repeats: int) -> dict:
+    """Per-layer time of the lowest and the full level on every backend timed."""
+    from .layer_profile import ort_layer_profile, torch_layer_profile
+
+    lowest, full = 0, model.num_levels - 1
+    profile = {}
+    for name in ("torch", "onnxruntime"):
+        if name not in engines:
+            continue
+        if name == "torch":
+            run = lambda level: torch_layer_profile(model, example, level, repeats)  # noqa: E731
+        else:
+            run = lambda level: ort_layer_profile(engines[name].engine, example, level, repeats)  # noqa: E731
+        profile[name] = {"lowest": run(lowest), "full": run(full)}
+    return profile
+
+
+def _pre_post_ms(model, repeats: int) -> dict:
+    """Detector pre/post-processing per frame (ms): resize + normalise, decode + NMS + box scaling."""
+    from ..data.scenes import render_scene
+    from ..models.detector import decode
+
+    width, height = model.input_size
+    result = {}
+    for camera in ((width, height), (2 * width, 2 * height)):
+        image = render_scene(np.random.default_rng(1), *camera)[0]
+        with torch.no_grad():
+            previous = model.level
+            model.set_level(model.num_levels - 1)
+            heatmap, distances = model(model.preprocess(image))
+            model.set_level(previous)
+        timings = {"preprocess": [], "decode": []}
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.preprocess(image)
+            middle = time.perf_counter()
+            decode(heatmap, distances, 0.3)
+            timings["preprocess"].append((middle - start) * 1000)
+            timings["decode"].append((time.perf_counter() - middle) * 1000)
+        key = f"{camera[0]}x{camera[1]}"
+        result[key] = {name: round(statistics.median(v), 4) for name, v in timings.items()}
+    return result
+
+
+def _cpu_per_frame(engines: dict, example, levels: Sequence[int], frames: int) -> dict:
+    """Process CPU ms per frame at 15 frames/s: what a backend costs the shared robot CPU."""
+    return {name: {str(level): round(measure_cpu_per_frame(m, example, level, frames), 3) for level in levels}
+            for name, m in engines.items()}
+
+
 def run_benchmark(args) -> dict:
     """Measure every level of the model named in ``args`` and return the JSON document."""
     from ..throttle import count_level_costs
@@ -149,11 +252,15 @@ def run_benchmark(args) -> dict:
         setup = _detector_setup if args.model == "detector" else _gesture_setup
     model, example, reference, reference_name, accuracy, metric = setup(args)
     model.eval()
-    costs = count_level_costs(model, example)
+    costs = count_level_costs(model, example[:1] if example.shape[0] > 1 else example)
     repeats = args.repeats or (15 if args.quick else 60)
+    engines, fallback_reason = _engines(model, args)
+    backend = "onnxruntime" if "onnxruntime" in engines else "torch"
+    main_model = engines[backend]
+    others = {name: m for name, m in engines.items() if name != backend}
     with torch.no_grad():
-        timing = measure_latency(model, example, repeats=repeats, reference=reference)
-    switch_us = measure_switch_us(model)
+        timing = measure_latency(main_model, example, repeats=repeats, reference=reference, others=others)
+    switch_us = measure_switch_us(main_model)
     accuracies = accuracy()
     full_macs, full_ms = costs[-1].macs, timing["median_ms"][-1]
     levels = []
@@ -175,22 +282,61 @@ def run_benchmark(args) -> dict:
             }
         )
     card = getattr(model, "card", {}) or {}
-    return {
+    profile_repeats = max(5, repeats // 2)
+    profile = _profiles(engines, model, example, profile_repeats)
+    if args.model == "detector":
+        profile["pre_post_ms"] = _pre_post_ms(model, profile_repeats)
+    comparison = {
+        name: {"latency_ms_median": [round(v, 3) for v in result["median_ms"]],
+               "latency_ms_p90": [round(v, 3) for v in result["p90_ms"]]}
+        for name, result in timing.get("others", {}).items()
+    }
+    own_ms = [row["latency_ms_median"] for row in levels]
+    torch_ms = comparison.get("torch", {}).get("latency_ms_median") or own_ms
+    lowest_over_full = levels[0]["latency_ms_median"] / levels[-1]["latency_ms_median"]
+    summary = {
+        "lowest_over_full": round(lowest_over_full, 3),
+        "min_efficiency": min(row["efficiency"] for row in levels),
+        "full_over_torch_full": round(levels[-1]["latency_ms_median"] / torch_ms[-1], 3),
+        "switch_us_median": round(switch_us, 3),
+    }
+    summary["targets_met"] = {
+        "lowest_over_full<=0.26": summary["lowest_over_full"] <= 0.26,
+        "efficiency>=0.8_every_level": summary["min_efficiency"] >= 0.8,
+        "full_no_slower_than_torch": summary["full_over_torch_full"] <= 1.0,
+        "switch<=40us": summary["switch_us_median"] <= 40.0,
+    }
+    result = {
         "model": args.model,
+        "backend": backend,
+        "engine": main_model.engine_info(),
         "threads": args.threads,
         "repeats": repeats,
         "levels": levels,
         "accuracy_metric": metric,
+        "accuracy_backend": "torch (onnxruntime outputs equal torch's within 1e-4 at every level: "
+                            "test/unit/test_engines.py)",
         "baseline_accuracy": card.get("baseline_accuracy"),
         "switch_us_median": round(switch_us, 3),
         "reference": {"name": reference_name, "latency_ms_median": round(timing["reference_median_ms"], 3)},
+        "comparison": comparison,
+        "profile": profile,
+        "summary": summary,
     }
+    if fallback_reason:
+        result["fallback_reason"] = fallback_reason
+    if not args.quick or args.cpu_frames:
+        frames = args.cpu_frames or 30
+        extremes = (0, model.num_levels - 1)
+        result["cpu_ms_per_frame_at_15hz"] = _cpu_per_frame(engines, example, extremes, frames)
+    return result
 
 
 def markdown_table(result: dict) -> str:
     """The per-level results as a markdown table."""
     lines = [
-        f"### {result['model']}: {result['threads']} threads, accuracy = {result['accuracy_metric']}",
+        f"### {result['model']} on {result.get('backend', 'torch')}: {result['threads']} threads, "
+        f"accuracy = {result['accuracy_metric']}",
         "",
         "| level | u | MMACs | MAC ratio | median ms | p90 ms | speedup | efficiency | accuracy |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -209,11 +355,24 @@ def markdown_table(result: dict) -> str:
         f"switch (set_level) median: {result['switch_us_median']:.2f} us; "
         f"reference {ref['name']}: {ref['latency_ms_median']:.2f} ms",
     ]
+    for name, other in result.get("comparison", {}).items():
+        times = ", ".join(f"{v:.2f}" for v in other["latency_ms_median"])
+        lines.append(f"same rounds, {name}: median ms per level {times}")
+    for name, levels in result.get("profile", {}).items():
+        if name == "pre_post_ms":
+            lines.append(f"pre/post-processing ms: {levels}")
+            continue
+        for which, entry in levels.items():
+            top = ", ".join(f"{layer} {ms:.2f}" for layer, ms in list(entry["layers_ms"].items())[:4])
+            lines.append(f"profile {name} {which} (level {entry['level']}, {entry['forward_ms_median']} ms): "
+                         f"{top}")
+    if "summary" in result:
+        lines.append(f"summary: {result['summary']}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`tnn-bench throttle --model {detector,gesture} --json PATH [--quick]`."""
+    """`tnn-bench throttle --model {detector,gesture} --backend {torch,onnxruntime} --json PATH [--quick]`."""
     import argparse
     import json
     from pathlib import Path
@@ -221,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tnn-bench throttle", description=__doc__)
     parser.add_argument("--model", default="detector",
                         help="detector, gesture, or a model file FILE.pt (e.g. from tnn-train convert)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="backend of the levels table; torch is always timed beside it")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where the onnxruntime graphs are cached (default: beside the model file)")
+    parser.add_argument("--cpu-frames", type=int, default=None,
+                        help="frames for the CPU-per-frame at 15 Hz measurement (default 30; off in --quick)")
     parser.add_argument("--path", default=None, help="model weights (default: the shipped model)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--markdown", default=None, help="also write the markdown table here")

@@ -51,6 +51,9 @@ PARAMETERS = (
               min_value=0.0, max_value=1.0),
     ParamSpec("detector_model", "", "Detector state dict (.pt); empty = shipped model. Applied on configure"),
     ParamSpec("gesture_model", "", "Gesture state dict (.pt); empty = shipped model. Applied on configure"),
+    ParamSpec("backend", "torch", "Inference backend of both models: torch | onnxruntime (per-level ONNX "
+              "graphs; falls back to torch with a logged reason if not installed). Applied on configure",
+              choices=("torch", "onnxruntime")),
     ParamSpec("image_reliability", "best_effort", "QoS reliability of the image subscription. Applied on "
               "configure", choices=("best_effort", "reliable")),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Frames with more pixels are dropped (counted)",
@@ -69,16 +72,21 @@ LOG_THROTTLE_S = 5.0
 
 
 def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True,
-                smoothing: int = 2):
+                smoothing: int = 2, backend: str = "torch", num_threads: int = 1, log=None):
     """Load the shipped or user models and build the pipeline; raises with a reason on failure."""
-    from tnn_ros.models import GestureRecognizer, load_detector, load_gesture
+    from tnn_ros.engines import create_engine
+    from tnn_ros.models import GestureRecognizer, load_detector, load_gesture, shipped_model_path
     from tnn_ros.throttle import LevelSchedule
 
-    detector = load_detector(detector_path or None)
+    def on_backend(model, path: str, name: str):
+        return create_engine(model, backend, model_path=path or shipped_model_path(name),
+                             num_threads=num_threads, log=log)
+
+    detector = on_backend(load_detector(detector_path or None), detector_path, "detector")
     recognizer = None
     if with_gesture:
-        recognizer = GestureRecognizer(load_gesture(gesture_path or None), stride=stride,
-                                       smoothing=smoothing)
+        net = on_backend(load_gesture(gesture_path or None), gesture_path, "gesture")
+        recognizer = GestureRecognizer(net, stride=stride, smoothing=smoothing)
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
     return PerceptionPipeline(detector, recognizer, schedule)
 
@@ -128,7 +136,9 @@ class PerceptionNode(LifecycleNode):
             torch_threads(self.params["num_threads"])
             # load_detector / load_gesture warm up every level before they return.
             pipeline = load_models(self.params["detector_model"], self.params["gesture_model"],
-                                   self.params["gesture.stride"], smoothing=self.params["gesture.smoothing"])
+                                   self.params["gesture.stride"], smoothing=self.params["gesture.smoothing"],
+                                   backend=self.params["backend"], num_threads=self.params["num_threads"],
+                                   log=self.get_logger().warning)
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
             self.counters["configure_failures"] += 1
@@ -137,7 +147,8 @@ class PerceptionNode(LifecycleNode):
             self.pipeline = pipeline
         self._create_interfaces()
         self.get_logger().info(
-            f"configured: detector {pipeline.schedule.num_levels} levels, "
+            f"configured: backend {_engine_info(pipeline)['backend']} "
+            f"({_engine_info(pipeline)['provider']}), detector {pipeline.schedule.num_levels} levels, "
             f"gesture {'on' if pipeline.gesture_recognizer is not None else 'off'}")
         return super().on_configure(state)
 
@@ -238,7 +249,7 @@ class PerceptionNode(LifecycleNode):
                     self.pipeline.set_gesture_stride(self.params["gesture.stride"])
                     self.pipeline.set_gesture_smoothing(self.params["gesture.smoothing"])
                     self.pipeline.reset_gesture()
-        deferred = {"detector_model", "gesture_model", "image_reliability"} & set(changed)
+        deferred = {"detector_model", "gesture_model", "image_reliability", "backend"} & set(changed)
         if deferred and self.state != "unconfigured":
             self.get_logger().info(f"{', '.join(sorted(deferred))} take effect at the next configure")
 
@@ -363,6 +374,7 @@ class PerceptionNode(LifecycleNode):
             "latency_ms_mean": f"{self._latency_sum_ms / processed:.2f}" if processed else "nan",
             "configure_failures": self.counters["configure_failures"],
             "torch_threads": self.worker_torch_threads,
+            **{f"engine_{key}": value for key, value in _engine_info(self.pipeline).items()},
         }
         values.update(self.cost.values())
         values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
@@ -381,6 +393,15 @@ class PerceptionNode(LifecycleNode):
                                   message=message, hardware_id="tnn_ros",
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         self._diagnostics_pub.publish(DiagnosticArray(header=_header(self), status=[status]))
+
+
+def _engine_info(pipeline: PerceptionPipeline | None) -> dict[str, str]:
+    """Backend and execution provider of the detector (and why a fallback happened), for diagnostics."""
+    engine_info = getattr(getattr(pipeline, "detector", None), "engine_info", None)
+    if engine_info is None:
+        return {"backend": "none", "provider": "none"}
+    info = engine_info()
+    return {key: str(info[key]) for key in ("backend", "provider", "fallback_reason") if key in info}
 
 
 def _header(node) -> Any:

@@ -165,9 +165,11 @@ class _GatedConvNd(GatedOp):
         self._check_input(x, level)
         weight, bias = self._weights_for(level)
         layout = _CHANNELS_LAST.get(x.dim())
-        if self.pointwise and not self.training and layout and x.is_contiguous(memory_format=layout):
+        if (self.pointwise and not self.training and layout and not torch.jit.is_tracing()
+                and x.is_contiguous(memory_format=layout)):
             # A 1x1 conv on channels-last data is a GEMM over the pixels: F.linear on a permuted view
-            # (no copy) avoids the slow im2col path PyTorch picks for small 1x1 convs on CPU.
+            # (no copy) avoids the slow im2col path PyTorch picks for small 1x1 convs on CPU. Not
+            # while tracing for an export: graph runtimes want a plain Conv they can fuse.
             order = (0, *range(2, x.dim()), 1)
             out = F.linear(x.permute(order), weight.flatten(1), bias)
             return self._finish(out.permute(0, x.dim() - 1, *range(1, x.dim() - 1)), level)

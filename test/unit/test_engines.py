@@ -1,0 +1,278 @@
+"""Inference engines: onnxruntime per-level graphs == torch per level, graph cache, fallbacks."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tnn_ros.data.scenes import CLASSES, render_scene
+from tnn_ros.engines import BACKENDS, EngineError, create_engine
+from tnn_ros.engines import graph_cache as graph_cache_module
+from tnn_ros.models import save_model
+from tnn_ros.models.detector import ThrottleableDetector
+from tnn_ros.models.gesture import ThrottleableGestureNet
+from tnn_ros.throttle import count_level_costs
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+DETECTOR = {
+    "input_size": [96, 64],
+    "num_levels": 4,
+    "stem_channels": 16,
+    "stage_channels": [16, 32, 64],
+    "channel_multiple": 8,
+    "neck_channels": 32,
+    "block_min_levels": [[1], [0, 2], [0, 1]],
+}
+GESTURE = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],
+           "fc": [16], "min_fraction": 0.5}
+GESTURE_CLASSES = ["no_gesture", "swipe_left", "push"]
+TOLERANCE = 1e-4  # the issue's bound on |onnxruntime - torch| per output element
+
+
+def _random_bn(net):
+    """Non-trivial BN statistics (set before eval() folds them), so folding errors would show."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def tiny_detector(seed=0):
+    torch.manual_seed(seed)
+    return _random_bn(ThrottleableDetector(list(CLASSES), DETECTOR))
+
+
+def tiny_gesture(seed=0):
+    torch.manual_seed(seed)
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, GESTURE))
+
+
+def _save(model, path, name):
+    save_model(model, path, {"name": name, "architecture": model.architecture, "classes": model.classes})
+    return path
+
+
+def _outputs(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _max_difference(model, engine, inputs):
+    worst = 0.0
+    for level in range(model.num_levels):
+        model.set_level(level)
+        engine.set_level(level)
+        with torch.no_grad():
+            expected = _outputs(model(inputs))
+        got = _outputs(engine(inputs))
+        assert [tuple(t.shape) for t in got] == [tuple(t.shape) for t in expected]
+        worst = max(worst, max(float((a - b).abs().max()) for a, b in zip(got, expected)))
+    return worst
+
+
+@pytest.mark.parametrize("make, name", [(tiny_detector, "detector"), (tiny_gesture, "gesture")])
+def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):
+    model = make()
+    engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / f"{name}.pt", name))
+    assert engine.backend == "onnxruntime" and engine.provider.endswith("ExecutionProvider")
+    assert engine.engine_info()["cache_events"] == {"miss": model.num_levels}
+    inputs = torch.randn(model.example_input().shape, generator=torch.Generator().manual_seed(1))
+    assert _max_difference(model, engine, inputs) <= TOLERANCE
+
+
+def test_each_level_graph_holds_only_its_sliced_weights(tmp_path):
+    """Lower levels are smaller graphs: the weights are sliced and skipped blocks are absent."""
+    import onnx
+
+    model = tiny_detector()
+    path = _save(model, tmp_path / "detector.pt", "detector")
+    engine = create_engine(model, "onnxruntime", model_path=path)
+    sizes = []
+    for path in engine.engine.graph_paths:
+        graph = onnx.load(str(path)).graph
+        # Weights are initializers or Constant nodes (the caches are plain tensors, not parameters).
+        tensors = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant"
+                                         for a in n.attribute if a.name == "value")]
+        sizes.append(sum(int(np.prod(t.dims)) for t in tensors))
+        assert not any(node.op_type == "BatchNormalization" for node in graph.node)  # folded
+    assert all(a < b for a, b in zip(sizes, sizes[1:]))
+    # count_level_costs counts the weights + biases each level executes, from the executed shapes;
+    # a graph holds exactly those plus a few shape constants (e.g. for the upsampling).
+    costs = count_level_costs(model, model.example_input())
+    for size, cost in zip(sizes, costs):
+        assert cost.params <= size <= cost.params + 16
+
+
+def test_detector_predict_is_the_same_on_both_backends(tmp_path):
+    model = tiny_detector()
+    torch_engine = create_engine(model, "torch")
+    ort_engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / "d.pt", "detector"))
+    image = render_scene(np.random.default_rng(3), 150, 100)[0]
+    for level in range(model.num_levels):
+        torch_engine.set_level(level)
+        ort_engine.set_level(level)
+        a = torch_engine.predict(image, score_threshold=0.0)
+        b = ort_engine.predict(image, score_threshold=0.0)
+        assert len(a) == len(b) > 0
+        for da, db in zip(a, b):
+            assert da.class_id == db.class_id
+            assert da.score == pytest.approx(db.score, abs=1e-4)
+            assert da.box == pytest.approx(db.box, abs=1e-3)
+
+
+def test_gesture_predict_clip_is_the_same_on_both_backends(tmp_path):
+    net = tiny_gesture()
+    engine = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "g.pt", "gesture"))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (30, 40, 3), dtype=np.uint8) for _ in range(net.clip_length)]
+    for level in range(net.num_levels):
+        net.set_level(level)
+        engine.set_level(level)
+        np.testing.assert_allclose(engine.predict_clip(frames), net.predict_clip(frames), atol=1e-5)
+    # The facade reads the net's own attributes (the recognizer and pipeline need them).
+    assert engine.frame_size == net.frame_size and engine.clip_length == net.clip_length
+
+
+def test_cache_hit_then_stale_model_then_corrupt_graph(tmp_path):
+    path = _save(tiny_detector(0), tmp_path / "detector.pt", "detector")
+    model = tiny_detector(0)
+    first = create_engine(model, "onnxruntime", model_path=path)
+    assert first.engine_info()["cache_events"] == {"miss": 4}
+    assert first.engine.graph_paths[0].parent == tmp_path / ".tnn_engines" / "detector"
+    second = create_engine(model, "onnxruntime", model_path=path)
+    assert second.engine_info()["cache_events"] == {"hit": 4}
+
+    # The model file changes (retrained): every graph is stale by hash and rebuilt from the new weights.
+    retrained = tiny_detector(1)
+    _save(retrained, path, "detector")
+    lines = []
+    third = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
+    assert third.engine_info()["cache_events"] == {"rebuilt": 4}
+    assert len(lines) == 4 and all("stale" in line for line in lines)
+    inputs = torch.rand(retrained.example_input().shape)
+    assert _max_difference(retrained, third, inputs) <= TOLERANCE
+
+    # A graph damaged on disk: its bytes no longer match the manifest, so it is rebuilt.
+    graph = third.engine.graph_paths[2]
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    lines.clear()
+    fourth = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
+    assert fourth.engine_info()["cache_events"] == {"hit": 3, "rebuilt": 1}
+    assert len(lines) == 1 and "corrupt" in lines[0] and "level2" in lines[0]
+    assert _max_difference(retrained, fourth, inputs) <= TOLERANCE
+
+
+def test_graph_that_hashes_fine_but_does_not_load_is_rebuilt(tmp_path):
+    """A manifest rewritten for garbage bytes (hash matches) still cannot fool the engine."""
+    import hashlib
+    import json
+
+    model = tiny_detector()
+    path = _save(model, tmp_path / "detector.pt", "detector")
+    graph = create_engine(model, "onnxruntime", model_path=path).engine.graph_paths[0]
+    graph.write_bytes(b"not an onnx graph")
+    manifest = graph.with_suffix(".json")
+    content = json.loads(manifest.read_text())
+    content["onnx_sha256"] = hashlib.sha256(b"not an onnx graph").hexdigest()
+    manifest.write_text(json.dumps(content))
+    lines = []
+    engine = create_engine(model, "onnxruntime", model_path=path, log=lines.append)
+    assert len(lines) == 1 and "cannot load" in lines[0]
+    assert _max_difference(model, engine, torch.rand(model.example_input().shape)) <= TOLERANCE
+
+
+def test_read_only_model_folder_uses_the_user_cache(tmp_path, monkeypatch):
+    model = tiny_detector()
+    path = _save(model, tmp_path / "models" / "detector.pt", "detector")
+    monkeypatch.setenv("TNN_ROS_CACHE", str(tmp_path / "user"))
+    real = graph_cache_module._writable
+    monkeypatch.setattr(graph_cache_module, "_writable",
+                        lambda folder: "models" not in folder.parts and real(folder))
+    engine = create_engine(model, "onnxruntime", model_path=path)
+    assert all((tmp_path / "user") in p.parents for p in engine.engine.graph_paths)
+    assert not (tmp_path / "models" / ".tnn_engines").exists()
+    assert create_engine(model, "onnxruntime", model_path=path).engine_info()["cache_events"] == {"hit": 4}
+
+
+def test_unwritable_everywhere_is_refused_with_one_line(tmp_path, monkeypatch):
+    model = tiny_detector()
+    path = _save(model, tmp_path / "detector.pt", "detector")
+    monkeypatch.setattr(graph_cache_module, "_writable", lambda folder: False)
+    with pytest.raises(EngineError, match="cannot export level 0") as info:
+        create_engine(model, "onnxruntime", model_path=path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_onnxruntime_falls_back_to_torch(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    model = tiny_detector()
+    lines = []
+    engine = create_engine(model, "onnxruntime", log=lines.append)
+    assert engine.backend == "torch"
+    assert len(lines) == 1 and "onnxruntime is not installed" in lines[0] and "torch backend" in lines[0]
+    assert engine.engine_info()["fallback_reason"] == lines[0]
+    inputs = torch.rand(model.example_input().shape)
+    assert _max_difference(model, engine, inputs) == 0.0
+
+
+def test_level_interface_and_bad_arguments(tmp_path):
+    model = tiny_detector()
+    engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / "d.pt", "detector"))
+    assert engine.num_levels == 4 and engine.set_utilization(0.3) == 0 and engine.level == 0
+    assert engine.utilization_of(3) == 1.0
+    with pytest.raises(ValueError, match="out of range"):
+        engine.set_level(4)
+    with pytest.raises(ValueError, match="int"):
+        engine.set_level(1.5)
+    with pytest.raises(ValueError, match="shape"):
+        engine(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        create_engine(model, "tensorflow")
+    assert BACKENDS == ("torch", "onnxruntime")
+
+
+def test_session_options_follow_the_node_threads():
+    from tnn_ros.engines.ort_engine import available_providers, session_options
+
+    options = session_options(3, spinning=False)
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = session_options(1, spinning=True)
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert available_providers()[-1] == "CPUExecutionProvider"
+    with pytest.raises(ValueError):
+        session_options(0)
+
+
+def test_perception_models_load_on_the_backend_parameter(tmp_path):
+    """The node's loader: both models on onnxruntime, same frame results as torch, info for diagnostics."""
+    perception = pytest.importorskip("tnn_ros.nodes.perception")
+    detector_path = _save(tiny_detector(), tmp_path / "detector.pt", "detector")
+    gesture_path = _save(tiny_gesture(), tmp_path / "gesture.pt", "gesture")
+    pipelines = {backend: perception.load_models(str(detector_path), str(gesture_path), stride=1,
+                                                 smoothing=1, backend=backend)
+                 for backend in BACKENDS}
+    info = perception._engine_info(pipelines["onnxruntime"])
+    assert info == {"backend": "onnxruntime", "provider": "CPUExecutionProvider"}
+    assert pipelines["onnxruntime"].gesture_recognizer.net.backend == "onnxruntime"
+    assert perception._engine_info(None) == {"backend": "none", "provider": "none"}
+    rng = np.random.default_rng(1)
+    frames = [render_scene(rng, 120, 90)[0] for _ in range(GESTURE["clip_length"] + 1)]
+    for utilization in (0.25, 1.0):
+        results = {}
+        for backend, pipeline in pipelines.items():
+            pipeline.reset_gesture()
+            results[backend] = [pipeline.process(f, utilization, score_threshold=0.05) for f in frames]
+        for a, b in zip(results["torch"], results["onnxruntime"]):
+            assert a.level == b.level
+            assert [d.class_id for d in a.detections] == [d.class_id for d in b.detections]
+            assert (a.gesture is None) == (b.gesture is None)
+            if a.gesture is not None:
+                assert a.gesture.probabilities == pytest.approx(b.gesture.probabilities, abs=1e-5)

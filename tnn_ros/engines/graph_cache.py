@@ -1,0 +1,220 @@
+"""Per-level static ONNX graphs of a throttleable model, exported once and cached by hash.
+
+Each level is traced on its own (``torch.onnx.export``, TorchScript exporter): the gated ops run on
+their eval caches, so the graph holds that level's sliced weights with BatchNorm already folded and
+the skipped blocks are simply absent. Graphs are written next to the model file in
+``.tnn_engines/<model stem>/`` (or the user cache dir when that folder is not writable), each with a
+JSON manifest holding its key (model file SHA-256, level, input shape, exporter version) and the
+SHA-256 of the graph bytes. A graph whose key or bytes do not match is stale or corrupt: it is
+rebuilt, and the caller is told so in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+# Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
+EXPORTER_VERSION = 1
+OPSET = 17
+CACHE_FOLDER = ".tnn_engines"
+INPUT_NAME = "input"
+
+
+def exporter_tag() -> str:
+    """Everything besides the weights that decides the exported bytes."""
+    return f"tnn{EXPORTER_VERSION}-torch{torch.__version__}-opset{OPSET}"
+
+
+def user_cache_dir() -> Path:
+    """``$TNN_ROS_CACHE``, else ``$XDG_CACHE_HOME/tnn_ros``, else ``~/.cache/tnn_ros``."""
+    if os.environ.get("TNN_ROS_CACHE"):
+        return Path(os.environ["TNN_ROS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tnn_ros"
+
+
+def file_digest(paths: Sequence[str | os.PathLike]) -> str:
+    """SHA-256 over the bytes of the existing files among ``paths`` (weights + card)."""
+    sha = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        if path.is_file():
+            sha.update(path.name.encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    sha.update(block)
+    return sha.hexdigest()
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 over a model's state dict (for models that did not come from a file)."""
+    sha = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        sha.update(name.encode())
+        sha.update(str(tuple(tensor.shape)).encode())
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` exists writable or can be created under a writable parent."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            return False
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+
+
+def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        # mkstemp makes the file private (0600); cached graphs are shared like the model files.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)  # readers see the old or the new file, never half of one
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class _LevelGraph(nn.Module):
+    """The model pinned to one level, for tracing (the level is a Python constant in the trace)."""
+
+    def __init__(self, model: nn.Module, level: int) -> None:
+        super().__init__()
+        self.net = model
+        self.level = level
+
+    def forward(self, inputs: Tensor):
+        previous = self.net._level
+        self.net._level = self.level
+        try:
+            return self.net(inputs)
+        finally:
+            self.net._level = previous
+
+
+@torch.no_grad()
+def export_level(model: nn.Module, level: int, example: Tensor, path: str | os.PathLike) -> None:
+    """Trace ``model`` at ``level`` on ``example`` and write the ONNX graph to ``path``."""
+    if model.training:
+        raise ValueError("export a model in eval mode (its per-level caches hold the folded weights)")
+    outputs = model(example)
+    count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
+    graph = _LevelGraph(model, level)
+    graph.training = False  # not .eval(): that would rebuild every cache of the model again
+    with warnings.catch_warnings():
+        # The shape checks in forward are constant for a static graph: exactly what we want traced.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=[f"output{i}" for i in range(count)],
+                          do_constant_folding=True)
+
+
+class GraphCache:
+    """Where the per-level graphs of one model live and whether they are still valid.
+
+    Args:
+        model_digest: SHA-256 of the model file (or state dict) the graphs must come from.
+        stem: model name used for the cache sub-folder (``detector`` for ``detector.pt``).
+        input_shape: the static input shape the graphs are traced for.
+        directories: folders to look in, preferred first; graphs are written to the first writable one.
+    """
+
+    def __init__(self, model_digest: str, stem: str, input_shape: Sequence[int],
+                 directories: Sequence[str | os.PathLike]) -> None:
+        if not directories:
+            raise ValueError("GraphCache needs at least one directory")
+        self.model_digest = model_digest
+        self.stem = stem
+        self.input_shape = [int(v) for v in input_shape]
+        self.directories = [Path(d) / stem for d in directories]
+
+    @classmethod
+    def for_model_file(cls, model_path: str | os.PathLike, input_shape: Sequence[int],
+                       cache_dir: str | os.PathLike | None = None) -> GraphCache:
+        """Cache of the model in ``model_path``: beside it, else in the user cache dir."""
+        from ..models.io import card_path
+
+        model_path = Path(model_path)
+        digest = file_digest([model_path, card_path(model_path)])
+        stem = model_path.name[:-3] if model_path.name.endswith(".pt") else model_path.name
+        if cache_dir is not None:
+            directories = [Path(cache_dir)]
+        else:
+            # The user cache is keyed by the digest too, so two models named detector.pt never mix.
+            directories = [model_path.parent / CACHE_FOLDER, user_cache_dir() / "engines" / digest[:16]]
+        return cls(digest, stem, input_shape, directories)
+
+    def key(self, level: int) -> dict:
+        """What a graph of ``level`` must have been made from."""
+        return {"model_sha256": self.model_digest, "level": int(level), "input_shape": self.input_shape,
+                "exporter": exporter_tag()}
+
+    def _name(self, level: int) -> str:
+        shape = "x".join(str(v) for v in self.input_shape)
+        return f"level{level}_{shape}.onnx"
+
+    def check(self, level: int) -> tuple[Path | None, str]:
+        """Find a valid graph of ``level``: (path, "hit"), or (None, "miss" | reason it is unusable)."""
+        reason = "miss"
+        for folder in self.directories:
+            path = folder / self._name(level)
+            if not path.is_file():
+                continue
+            problem = self._problem(path, level)
+            if problem is None:
+                return path, "hit"
+            reason = problem
+        return None, reason
+
+    def _problem(self, path: Path, level: int) -> str | None:
+        manifest_path = path.with_suffix(".json")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return f"{path}: no readable manifest"
+        if not isinstance(manifest, dict) or manifest.get("key") != self.key(level):
+            return f"{path}: stale (made from another model file or exporter)"
+        if manifest.get("onnx_sha256") != _sha256_file(path):
+            return f"{path}: corrupt (bytes do not match the manifest's SHA-256)"
+        return None
+
+    def write_folder(self) -> Path:
+        """The folder new graphs go to (the first writable one)."""
+        for folder in self.directories:
+            if _writable(folder):
+                return folder
+        raise PermissionError(f"no writable folder for exported graphs among "
+                              f"{', '.join(str(d) for d in self.directories)}")
+
+    def store(self, level: int, export: Callable[[str], None]) -> Path:
+        """Export ``level`` with ``export(tmp_path)`` into the write folder; returns the graph path."""
+        path = self.write_folder() / self._name(level)
+        _atomic_write_bytes(path, export)
+        manifest = {"key": self.key(level), "onnx_sha256": _sha256_file(path)}
+
+        def write_manifest(tmp: str) -> None:
+            Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+        _atomic_write_bytes(path.with_suffix(".json"), write_manifest)
+        return path

@@ -1,0 +1,162 @@
+"""The onnxruntime backend: one InferenceSession per level, built at configure time."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .base import Engine, EngineError
+from .graph_cache import INPUT_NAME, GraphCache, export_level, state_digest, user_cache_dir
+
+# Execution providers in order of preference; only the installed ones are asked for.
+PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+# Idle ORT worker threads spin (busy-wait) for work by default. On a robot CPU shared with other
+# nodes that burns a core between frames for no gain at our frame rates (measured in docs/engines.md).
+DEFAULT_SPINNING = False
+
+
+def available_providers(preference: Sequence[str] = PROVIDER_PREFERENCE) -> list[str]:
+    """The installed execution providers, in ``preference`` order (CPU always last)."""
+    import onnxruntime as ort
+
+    installed = set(ort.get_available_providers())
+    chosen = [p for p in preference if p in installed]
+    return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
+
+
+def session_options(num_threads: int, spinning: bool = DEFAULT_SPINNING, profile_prefix: str | None = None):
+    """Options for a shared robot CPU: ``num_threads`` intra-op threads, one inter-op, all graph fusions."""
+    import onnxruntime as ort
+
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(num_threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return options
+
+
+class OrtEngine(Engine):
+    """Per-level ONNX graphs (cached by model hash) run by onnxruntime sessions.
+
+    Args:
+        model: the throttleable torch model in eval mode (exported level by level on a cache miss).
+        model_path: its weights file; the graph cache lives beside it (or in the user cache dir).
+            ``None``: graphs are keyed by a hash of the state dict and kept in the user cache dir.
+        num_threads: intra-op threads of every session.
+        cache_dir: put the graph cache here instead.
+        spinning: let idle worker threads busy-wait (faster hand-off, burns CPU between frames).
+        providers: execution providers in preference order (default: the installed ones of
+            :data:`PROVIDER_PREFERENCE`).
+        log: called with one line per notable event (exports, stale or corrupt graphs rebuilt).
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, model, model_path: str | os.PathLike | None = None, num_threads: int = 1,
+                 cache_dir: str | os.PathLike | None = None, spinning: bool = DEFAULT_SPINNING,
+                 providers: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> None:
+        import onnxruntime as ort
+
+        if model.training:
+            raise EngineError("the model must be in eval mode")
+        self._ort = ort
+        self._log = log or (lambda line: None)
+        self.num_levels = model.num_levels
+        self.num_threads = int(num_threads)
+        self.spinning = bool(spinning)
+        example = model.example_input()
+        self.input_shape = tuple(example.shape)
+        if model_path is not None:
+            self.cache = GraphCache.for_model_file(model_path, self.input_shape, cache_dir)
+        else:
+            stem = type(model).__name__.lower()
+            folder = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "engines"
+            self.cache = GraphCache(state_digest(model), stem, self.input_shape, [folder / "unsaved"])
+        self.providers = list(providers) if providers is not None else available_providers()
+        self.cache_events: Counter = Counter()
+        self.graph_paths: list[Path] = []
+        self._sessions = []
+        for level in range(self.num_levels):
+            path = self._graph(model, level, example)
+            self.graph_paths.append(path)
+            self._sessions.append(self._session(model, level, example, path))
+        self.provider = self._sessions[0].get_providers()[0]
+        self._output_names = [o.name for o in self._sessions[0].get_outputs()]
+        self._single_output = len(self._output_names) == 1
+
+    # --- building -----------------------------------------------------------------------------------
+    def _graph(self, model, level: int, example: Tensor) -> Path:
+        path, status = self.cache.check(level)
+        if path is not None:
+            self.cache_events["hit"] += 1
+            return path
+        if status == "miss":
+            self.cache_events["miss"] += 1
+        else:
+            self.cache_events["rebuilt"] += 1
+            self._log(f"{status}; rebuilding it")
+        return self._export(model, level, example)
+
+    def _export(self, model, level: int, example: Tensor) -> Path:
+        try:
+            return self.cache.store(level, lambda tmp: export_level(model, level, example, tmp))
+        except Exception as exc:
+            raise EngineError(f"cannot export level {level} of {self.cache.stem} to ONNX: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+    def _session(self, model, level: int, example: Tensor, path: Path):
+        options = session_options(self.num_threads, self.spinning)
+        try:
+            return self._ort.InferenceSession(str(path), options, providers=self.providers)
+        except Exception as first:  # a graph that passed its hash but does not load: rebuild once
+            self._log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
+            self.cache_events["rebuilt"] += 1
+            path = self._export(model, level, example)
+            self.graph_paths[level:level + 1] = [path]
+            try:
+                return self._ort.InferenceSession(str(path), options, providers=self.providers)
+            except Exception as exc:
+                raise EngineError(f"{path}: onnxruntime cannot load the rebuilt graph: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+
+    # --- running ------------------------------------------------------------------------------------
+    def run(self, level: int, inputs: Tensor):
+        if tuple(inputs.shape) != self.input_shape:
+            raise ValueError(f"the exported graphs take inputs of shape {self.input_shape}, "
+                             f"got {tuple(inputs.shape)}")
+        if inputs.dtype != torch.float32:
+            raise ValueError(f"expected float32 inputs, got {inputs.dtype}")
+        # ORT reads C-contiguous buffers; channels-last images (from preprocess) are copied once here.
+        feed = {INPUT_NAME: inputs.detach().contiguous().numpy()}
+        outputs = self._sessions[level].run(self._output_names, feed)
+        if self._single_output:
+            return torch.from_numpy(outputs[0])
+        return tuple(torch.from_numpy(o) for o in outputs)
+
+    def session(self, level: int):
+        """The onnxruntime session of ``level`` (for profiling and inspection)."""
+        return self._sessions[level]
+
+    def info(self) -> dict:
+        return {"backend": self.backend, "provider": self.provider, "threads": self.num_threads,
+                "spinning": self.spinning, "onnxruntime": self._ort.__version__,
+                "graph_cache": str(self.graph_paths[0].parent) if self.graph_paths else "",
+                "cache_events": dict(self.cache_events)}
