@@ -9,6 +9,7 @@ import sys
 SUBCOMMANDS = {
     "throttle": ("tnn_ros.bench.throttle_bench", "latency, MACs and accuracy of every level of a model"),
     "ros": ("tnn_ros.bench.ros_bench", "ROS overhead and setpoint reaction, end to end over DDS"),
+    "control": ("tnn_ros.bench.control_bench", "controller suite: missions x policies from measured traces"),
 }
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-STRATEGIES = ("manual", "rule", "deadline", "auto")
+STRATEGIES = ("manual", "rule", "deadline", "auto", "learned")
 
 
 @dataclass
@@ -16,7 +16,9 @@ class ControllerConfig:
     Battery levels are fractions 0..1, temperatures deg C. Each constraint has two thresholds
     (warning, critical) mapping to two utilization caps; the cap is lifted only once the value is
     ``*_hysteresis`` back on the safe side of the threshold. ``cpu_load_high`` = 1.0 disables the
-    CPU cap (our own inference loads the CPU, so it is off by default).
+    CPU cap (our own inference loads the CPU, so it is off by default). ``learned_*`` configure the
+    contextual-bandit strategy (``tnn_ros.control.learned``): its model file, the exploration weight
+    of the upper confidence bound, and whether it keeps learning from measured latency.
     """
 
     strategy: str = "auto"
@@ -43,6 +45,9 @@ class ControllerConfig:
     safe_utilization: float = 0.3
     max_step_per_s: float = 0.5
     max_step_down_per_s: float = 2.0
+    learned_model: str = ""
+    learned_alpha: float = 0.1
+    learned_online: bool = True
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ControllerConfig":
@@ -84,6 +89,8 @@ class ControllerConfig:
             return f"deadline_margin must be in [0, 1), got {self.deadline_margin}"
         if not 0.0 < self.latency_ema_alpha <= 1.0:
             return f"latency_ema_alpha must be in (0, 1], got {self.latency_ema_alpha}"
+        if not 0.0 <= self.learned_alpha <= 10.0:
+            return f"learned_alpha must be in [0, 10], got {self.learned_alpha}"
         for name in ("stale_timeout_s", "max_step_per_s", "max_step_down_per_s"):
             if getattr(self, name) <= 0.0:
                 return f"{name} must be > 0, got {getattr(self, name)}"

@@ -36,6 +36,12 @@ class Controller:
     def _build(self) -> Policy:
         return make_policy(self.active_strategy, self.config, self.profile)
 
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the configured strategy could not be built and ``auto`` runs instead (learned), or None."""
+        policy = self.policy.inner if isinstance(self.policy, StaleGuard) else self.policy
+        return getattr(policy, "fallback_reason", None)
+
     def reconfigure(self, config: ControllerConfig, now: float) -> None:
         """Switch to ``config`` (validated); the new policy starts from the last setpoint."""
         self.config = config.validate()
@@ -85,6 +91,8 @@ class Controller:
         if self.last_decision is not None:
             values.update(setpoint=f"{self.last_decision.setpoint:.3f}", binding=self.last_decision.binding,
                           reason=self.last_decision.reason)
+        if self.fallback_reason:
+            values["fallback"] = self.fallback_reason
         values["stale_inputs"] = ",".join(getattr(self.policy, "stale_inputs", [])) or "none"
         for name in sorted(set(self.tracker.received) | set(self.tracker.dropped)):
             values[f"received.{name}"] = self.tracker.received[name]
