@@ -37,7 +37,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-# --- traces ---------------------------------------------------------------------------------------------------
+# --- traces ---------------------------------------------------------------------------------------
 
 @dataclass
 class Trace:
@@ -130,8 +130,10 @@ class Trace:
 
 def match_detections(boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
                      iou: float = 0.5) -> np.ndarray:
-    """True-positive flag per detection (best score first), matched as COCO does at one IoU threshold:
-    each detection takes the unmatched ground-truth box of its class with the highest IoU >= ``iou``."""
+    """True-positive flag per detection (best score first), matched as COCO does at one IoU threshold.
+
+    Each detection takes the unmatched ground-truth box of its class with the highest IoU >= ``iou``.
+    """
     import torch
     from torchvision.ops import box_iou
 
@@ -165,7 +167,7 @@ def _cpu_hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def record_traces(num_frames: int, seed: int = 0, threads: int = 2, contention: bool = False,
+def record_traces(num_frames: int, seed: int = 0, threads: int = 1, contention: bool = False,
                   width: int = 320, height: int = 240, progress: Callable[[str], None] = _say) -> Trace:
     """Run the shipped detector and gesture net on ``num_frames`` sim-camera frames at every level.
 
@@ -256,11 +258,12 @@ def record_traces(num_frames: int, seed: int = 0, threads: int = 2, contention: 
         gesture_truth=np.array(gesture_truth, np.int64), f1=f1,
         meta={"seed": seed, "fps": FPS, "threads": threads, "contention": contention,
               "size": [width, height], "classes": classes, "cores": os.cpu_count(),
-              "loadavg_after": list(os.getloadavg()), "utilizations": [(k + 1) / levels for k in range(levels)],
+              "loadavg_after": list(os.getloadavg()),
+              "utilizations": [(k + 1) / levels for k in range(levels)],
               "recorded_s": round(time.monotonic() - started, 1)})
 
 
-# --- missions -------------------------------------------------------------------------------------------------
+# --- missions -------------------------------------------------------------------------------------
 
 @dataclass
 class BenchMission:
@@ -287,7 +290,8 @@ def _steps(points: list[tuple[float, float]]) -> list[dict]:
     return frames
 
 
-def build_missions(idle: Trace, quick: bool = False, demo_file: str | Path | None = None) -> list[BenchMission]:
+def build_missions(idle: Trace, quick: bool = False,
+                   demo_file: str | Path | None = None) -> list[BenchMission]:
     """The five missions; deadlines of the synthetic ones are multiples of the measured latencies.
 
     ``ref`` is the p90 of the full level's frame latency in the idle trace, so the suite means the
@@ -329,7 +333,8 @@ def build_missions(idle: Trace, quick: bool = False, demo_file: str | Path | Non
     steps = Mission.from_dict({"mission": {
         "name": "deadline_steps", "duration_s": d,
         "deadline_ms": _steps([(f * d, round(m * ref, 2)) for f, m in factors])}})
-    missions.append(BenchMission("deadline_steps", steps, notes=f"deadline x {[m for _, m in factors]} of ref"))
+    missions.append(BenchMission("deadline_steps", steps,
+                                 notes=f"deadline x {[m for _, m in factors]} of ref"))
 
     c = 90.0 * scale
     contention = Mission.from_dict({"mission": {
@@ -342,7 +347,7 @@ def build_missions(idle: Trace, quick: bool = False, demo_file: str | Path | Non
     return missions
 
 
-# --- replay simulation ----------------------------------------------------------------------------------------
+# --- replay simulation ----------------------------------------------------------------------------
 
 @dataclass
 class FrameLog:
@@ -472,14 +477,18 @@ class ReplaySim:
         return math.inf if value is None else value
 
     def _tick(self) -> None:
-        """Advance the sim battery/thermal by one tick at the measured busy fraction; run the controller."""
+        """Advance the sim over the tick that ends now; then run the controller on the new readings.
+
+        The sim battery/thermal run at the measured busy fraction (CPU time of the frames started in
+        the tick).
+        """
         t = self.t_tick
         self._deliver(t)
         busy = min(self.cpu_in_tick / 1e3 / TICK_S / self.cores, 1.0)
         self.cpu_in_tick = 0.0
         self.sim.set_utilization(busy)
-        if not self.dead:
-            power = self.sim.advance(TICK_S, self.bench.mission.extra_heat_w(t))
+        if not self.dead and t > 0.0:
+            power = self.sim.advance(TICK_S, self.bench.mission.extra_heat_w(t - TICK_S))
             self.energy_j += power * TICK_S
             self.dead = self.sim.energy_j <= 0.0
         contention = 1.0 / self.cores if self.bench.contended(t) else 0.0
@@ -549,9 +558,13 @@ class ReplaySim:
         return self.frames
 
 
-def run_oracle(bench: BenchMission, idle: Trace, loaded: Trace | None, window_s: float = 1.0) -> list[FrameLog]:
-    """Best level per window in hindsight: try every level on the window, keep the highest
-    sum of per-frame F1 x in-deadline (fewer CPU seconds breaks ties), continue from there."""
+def run_oracle(bench: BenchMission, idle: Trace, loaded: Trace | None,
+               window_s: float = 1.0) -> list[FrameLog]:
+    """Best level per window in hindsight, window by window (greedy).
+
+    Every level is tried on the window from the same state; the one with the highest sum of
+    per-frame F1 x in-deadline is kept (fewer CPU seconds breaks ties) and the run continues from it.
+    """
     source = StaticLevel(0)
     source.name = "oracle"
     sim = ReplaySim(bench, idle, loaded, source)
@@ -584,11 +597,13 @@ def _frame_value(idle: Trace, loaded: Trace | None, bench: BenchMission, frame: 
     return float(trace.f1[frame.seq % trace.num_frames, frame.level])
 
 
-# --- metrics --------------------------------------------------------------------------------------------------
+# --- metrics --------------------------------------------------------------------------------------
 
 def fast_map50(selection: list[tuple[Trace, int, int]]) -> float | None:
-    """COCO mAP@0.5 (101-point interpolated precision, mean over classes with ground truth) of the
-    detections of ``(trace, frame, level)`` triples, from the traces' cached per-detection matches.
+    """COCO mAP@0.5 of the detections of ``(trace, frame, level)`` triples.
+
+    101-point interpolated precision, mean over classes with ground truth, from the traces' cached
+    per-detection matches.
 
     Matching is per image, so a frame's true positives do not depend on which other frames are
     selected; only the accumulation (sort by score, precision/recall) runs per call. Equal to
@@ -652,7 +667,8 @@ def torchmetrics_map50(frames: list[FrameLog], trace_of: Callable[[FrameLog], Tr
         gt_boxes, gt_labels = trace.truth(index)
         predictions.append({"boxes": torch.as_tensor(boxes).reshape(-1, 4), "scores": torch.as_tensor(scores),
                             "labels": torch.as_tensor(labels)})
-        targets.append({"boxes": torch.as_tensor(gt_boxes).reshape(-1, 4), "labels": torch.as_tensor(gt_labels)})
+        targets.append({"boxes": torch.as_tensor(gt_boxes).reshape(-1, 4),
+                        "labels": torch.as_tensor(gt_labels)})
     if not targets or not any(len(t["labels"]) for t in targets):
         return None
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5])
@@ -662,8 +678,10 @@ def torchmetrics_map50(frames: list[FrameLog], trace_of: Callable[[FrameLog], Tr
 
 
 def gesture_accuracy(frames: list[FrameLog], trace_of: Callable[[FrameLog], Trace]) -> float | None:
-    """Replayed gesture recognizer: on every processed frame where the recorded recognizer ran, take
-    that level's recorded class probabilities, smooth over the last ``GESTURE_SMOOTHING`` runs,
+    """Accuracy of the replayed gesture recognizer.
+
+    On every processed frame where the recorded recognizer ran, take that level's recorded class
+    probabilities, smooth over the last ``GESTURE_SMOOTHING`` runs,
     announce (``no_gesture`` below ``GESTURE_MIN_CONFIDENCE``) and compare with the frame's truth.
 
     Exact for the net (the clip is the same raw frames at any level); the run points are the recorded
@@ -700,7 +718,8 @@ def run_metrics(frames: list[FrameLog], energy_j: float, duration_s: float,
     hit_rate = hits / len(frames) if frames else 0.0
     map50 = detection_map50(frames, trace_of)
     switches = sum(a.level != b.level for a, b in zip(processed, processed[1:]))
-    levels = np.bincount([f.level for f in processed], minlength=NUM_LEVELS) if processed else np.zeros(NUM_LEVELS)
+    levels = np.bincount([f.level for f in processed], minlength=NUM_LEVELS) if processed \
+        else np.zeros(NUM_LEVELS)
     return {
         "cpu_s": round(sum(f.cpu_ms for f in processed) / 1e3, 3),
         "energy_j": round(energy_j, 2),
@@ -719,10 +738,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-# --- the suite ------------------------------------------------------------------------------------------------
+# --- the suite ------------------------------------------------------------------------------------
 
 def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str,
-             profile: LatencyProfile, learned_model: str = "", frame_drop_keep: float = 0.5) -> tuple[dict, list]:
+             profile: LatencyProfile, learned_model: str = "",
+             frame_drop_keep: float = 0.5) -> tuple[dict, list]:
     """Run one policy on one mission; returns (metrics, frame log)."""
     def trace_of(frame: FrameLog) -> Trace:
         return (loaded or idle) if bench.contended(frame.arrival) else idle
@@ -736,7 +756,7 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
         if policy.startswith("static_L"):
             source: LevelSource = StaticLevel(int(policy[len("static_L"):]))
         elif policy == "frame_drop":
-            source = FrameDrop(frame_drop_keep)
+            source = FrameDrop(frame_drop_keep, level=idle.num_levels - 1)
             notes = f"full level on {frame_drop_keep:.3f} of the frames"
         else:
             source = ControllerSource(policy, profile, learned_model)
@@ -747,7 +767,8 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
         energy = sim.energy_j
     # frame_drop changes which frames the gesture recognizer sees (a throttled camera topic), which
     # the recorded consecutive-frame clips cannot replay: not reported in replay mode.
-    metrics = run_metrics(frames, energy, bench.mission.duration_s, trace_of, with_gesture=policy != "frame_drop")
+    metrics = run_metrics(frames, energy, bench.mission.duration_s, trace_of,
+                          with_gesture=policy != "frame_drop")
     if notes:
         metrics["notes"] = notes
     return {"policy": policy, **metrics}, frames
@@ -863,7 +884,8 @@ def markdown_table(result: dict) -> str:
             def f(key, fmt):
                 return "n/a" if row.get(key) is None else format(row[key], fmt)
             lines.append(f"| {row['policy']} | {f('cpu_s', '.2f')} | {f('energy_j', '.1f')} | "
-                         f"{f('deadline_hit_rate', '.3f')} | {f('map50', '.3f')} | {f('gesture_accuracy', '.3f')} | "
+                         f"{f('deadline_hit_rate', '.3f')} | {f('map50', '.3f')} | "
+                         f"{f('gesture_accuracy', '.3f')} | "
                          f"{f('utility', '.3f')} | {f('switches_per_min', '.1f')} |")
         lines.append("")
     summary = result["summary"]
@@ -909,9 +931,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="trace directory (default: next to --json); existing traces are reused")
     parser.add_argument("--rerecord", action="store_true", help="record the traces again")
     parser.add_argument("--frames", type=int, default=None, help="frames per trace (default 300, quick 120)")
-    X
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads while recording (1: two threads thrash on a loaded "
+                             "2-core machine)")
     parser.add_argument("--seed", type=int, default=0, help="scene sequence seed of the evaluation traces")
-    parser.add_argument("--learned-model", default=None, help="controller file (default: shipped models/controller.pt)")
+    parser.add_argument("--learned-model", default=None,
+                        help="controller file (default: shipped models/controller.pt)")
     parser.add_argument("--policies", default=None, help="comma-separated subset of " + ",".join(POLICIES))
     args = parser.parse_args(argv)
     if args.mode == "live":

@@ -48,6 +48,7 @@ class ControllerConfig:
     learned_model: str = ""
     learned_alpha: float = 0.1
     learned_online: bool = True
+    learned_switch_margin: float = 0.02
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ControllerConfig":
@@ -91,6 +92,8 @@ class ControllerConfig:
             return f"latency_ema_alpha must be in (0, 1], got {self.latency_ema_alpha}"
         if not 0.0 <= self.learned_alpha <= 10.0:
             return f"learned_alpha must be in [0, 10], got {self.learned_alpha}"
+        if not 0.0 <= self.learned_switch_margin <= 1.0:
+            return f"learned_switch_margin must be in [0, 1], got {self.learned_switch_margin}"
         for name in ("stale_timeout_s", "max_step_per_s", "max_step_down_per_s"):
             if getattr(self, name) <= 0.0:
                 return f"{name} must be > 0, got {getattr(self, name)}"

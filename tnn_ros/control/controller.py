@@ -71,6 +71,21 @@ class Controller:
                 self.profile.observe(inputs.applied_utilization, inputs.latency_ms)
         return problem
 
+    def observe_confidence(self, confidence: float) -> str | None:
+        """Detection confidence (mean score of the newest frame) for policies that use it (learned).
+
+        Returns why it was dropped (NaN / outside [0, 1]), or None.
+        """
+        policy = self.policy.inner if isinstance(self.policy, StaleGuard) else self.policy
+        observe = getattr(policy, "observe_confidence", None)
+        if observe is None:
+            return None
+        if not observe(confidence):
+            self.tracker.dropped["confidence"] += 1
+            return f"confidence: unusable value {confidence}"
+        self.tracker.received["confidence"] += 1
+        return None
+
     def mark_heard(self, name: str, now: float) -> None:
         self.tracker.mark_heard(name, now)
 

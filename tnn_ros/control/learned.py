@@ -41,7 +41,7 @@ class LearnedModelError(ValueError):
     """A controller model file that cannot be used (names the file and the problem)."""
 
 
-# --- context and reward (shared by the policy, the trainer and the benchmark) ------------------------------
+# --- context and reward (shared by the policy, the trainer and the benchmark) ---------------------
 
 @dataclass
 class Context:
@@ -109,7 +109,7 @@ def reward(accuracy: float, hit: bool, busy: float, context: Context,
     return float(gain - energy_weight * clamp(busy, 0.0, 4.0))
 
 
-# --- the bandit ---------------------------------------------------------------------------------------------
+# --- the bandit -----------------------------------------------------------------------------------
 
 class LinUCB:
     """Disjoint LinUCB: per arm ``A = ridge * I + sum x x^T`` and ``b = sum r x``.
@@ -118,7 +118,8 @@ class LinUCB:
     operation and the file is just these arrays.
     """
 
-    def __init__(self, num_arms: int, dim: int = len(FEATURES), alpha: float = 0.1, ridge: float = 1.0) -> None:
+    def __init__(self, num_arms: int, dim: int = len(FEATURES), alpha: float = 0.1,
+                 ridge: float = 1.0) -> None:
         if num_arms < 1 or dim < 1:
             raise ValueError(f"need num_arms >= 1 and dim >= 1, got {num_arms}, {dim}")
         if alpha < 0 or ridge <= 0:
@@ -147,7 +148,8 @@ class LinUCB:
         """Ridge estimates, one row per arm."""
         return np.einsum("aij,aj->ai", self._inverses(), self.b)
 
-    def scores(self, contexts: np.ndarray, arms: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, contexts: np.ndarray,
+               arms: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mean, ucb) per arm for per-arm contexts ``contexts`` (num_arms x dim, or len(arms) x dim)."""
         arms = list(range(self.num_arms)) if arms is None else list(arms)
         contexts = np.asarray(contexts, dtype=np.float64).reshape(len(arms), self.dim)
@@ -200,14 +202,15 @@ class LinUCB:
         return model
 
 
-# --- files ----------------------------------------------------------------------------------------------------
+# --- files ----------------------------------------------------------------------------------------
 
 def card_path_of(path: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(path)
     return path.with_name(path.stem + CARD_SUFFIX)
 
 
-def save_bandit(model: LinUCB, path: str | pathlib.Path, card: Mapping[str, Any]) -> tuple[pathlib.Path, pathlib.Path]:
+def save_bandit(model: LinUCB, path: str | pathlib.Path,
+                card: Mapping[str, Any]) -> tuple[pathlib.Path, pathlib.Path]:
     """Write the state dict (``.npz`` by numpy, anything else by ``torch.save``) and its JSON card."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,11 +256,12 @@ def load_bandit(path: str | pathlib.Path) -> tuple[LinUCB, dict]:
         raise LearnedModelError(f"{card_file}: format/features do not match {FORMAT} {list(FEATURES)}")
     utilizations = card.get("utilizations")
     if not isinstance(utilizations, list) or len(utilizations) != model.num_arms:
-        raise LearnedModelError(f"{card_file}: needs 'utilizations' with one entry per arm ({model.num_arms})")
+        raise LearnedModelError(
+            f"{card_file}: needs 'utilizations' with one entry per arm ({model.num_arms})")
     return model, card
 
 
-# --- online latency quantiles -------------------------------------------------------------------------------
+# --- online latency quantiles ---------------------------------------------------------------------
 
 class RecentLatency:
     """Recent latency quantile per level: a quantile of measured / card latency over the last frames.
@@ -273,7 +277,8 @@ class RecentLatency:
         self.rejected = 0
 
     def observe(self, utilization: float, latency_ms: float) -> bool:
-        if not (math.isfinite(utilization) and math.isfinite(latency_ms) and latency_ms > 0 and utilization > 0):
+        usable = math.isfinite(utilization) and math.isfinite(latency_ms) and latency_ms > 0
+        if not (usable and utilization > 0):
             self.rejected += 1
             return False
         self.ratios.append(latency_ms / self.profile.base_ms(utilization))
@@ -288,7 +293,7 @@ class RecentLatency:
         return self.ratio() * self.profile.base_ms(utilization)
 
 
-# --- the policy ---------------------------------------------------------------------------------------------
+# --- the policy -----------------------------------------------------------------------------------
 
 class LearnedPolicy(Policy):
     """Pick the level with the highest UCB of the learned reward; learn online from measured latency.
@@ -319,6 +324,14 @@ class LearnedPolicy(Policy):
         self.confidence: float | None = None
         self._last_latency_stamp: float | None = None
         self._pending: tuple[int, np.ndarray, Context] | None = None   # (arm, x, context) of the last pick
+        self._current: int | None = None
+
+    def observe_confidence(self, confidence: float) -> bool:
+        """Mean detection score of the newest frame (0..1); NaN / out of range is ignored (False)."""
+        if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+            return False
+        self.confidence = float(confidence)
+        return True
 
     def context_of(self, inputs: ControlInputs) -> Context:
         return Context(inputs.battery_fraction, inputs.temperature_c, inputs.deadline_ms, inputs.cpu_load,
@@ -347,7 +360,8 @@ class LearnedPolicy(Policy):
         if abs(self.utilizations[arm] - applied) > 1e-3:   # the frame did not run the level we picked
             return
         hit = inputs.latency_ms <= inputs.deadline_ms
-        value = reward(self.accuracies[arm], hit, inputs.latency_ms / self.frame_period_ms, context, self.weights)
+        busy = inputs.latency_ms / self.frame_period_ms
+        value = reward(self.accuracies[arm], hit, busy, context, self.weights)
         self.bandit.update(arm, x, value)
         self.updates += 1
 
@@ -359,7 +373,12 @@ class LearnedPolicy(Policy):
                                          self.config.deadline_margin) for a in arms])
         mean, ucb = self.bandit.scores(contexts, arms)
         best = int(np.argmax(ucb))
+        if self._current in arms:   # switch only for a clear gain: noise must not make the level chatter
+            current = arms.index(self._current)
+            if ucb[best] - ucb[current] < self.config.learned_switch_margin:
+                best = current
         arm = arms[best]
+        self._current = arm
         self._pending = (arm, contexts[best], context)
         u = self.utilizations[arm]
         predicted = self.latency.predict_ms(u)
@@ -367,6 +386,11 @@ class LearnedPolicy(Policy):
         reason = (f"learned: u {u:.2f} (reward {mean[best]:+.2f}, ucb {ucb[best]:+.2f}), "
                   f"p95 {predicted:.1f} ms / deadline {deadline} ms")
         return Decision(u, reason, "learned")
+
+    def reset(self, setpoint: float, now: float) -> None:
+        """After safe mode or a strategy switch: continue from the level nearest ``setpoint``."""
+        self._current = int(np.argmin([abs(u - setpoint) for u in self.utilizations]))
+        self._pending = None
 
 
 def make_learned_policy(config: ControllerConfig, profile: LatencyProfile | None,

@@ -1,4 +1,4 @@
-"""`tnn-train {detector,gesture,controller}`: train a throttleable model (or its non-throttleable baseline)."""
+"""`tnn-train {detector,gesture,controller}`: train a throttleable model, its baseline, or the controller."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to ``tnn_ros.train.<model>.main(argv)``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in TRAINERS:
-        print("usage: tnn-train {detector,gesture,controller} [options]   (tnn-train MODEL --help for options)")
+        print("usage: tnn-train {detector,gesture,controller} [options]   "
+              "(tnn-train MODEL --help for options)")
         for name, (_, text) in TRAINERS.items():
             print(f"  {name:9s} {text}")
         if argv and argv[0] not in ("-h", "--help"):
