@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "throttle": ("tnn_ros.bench.throttle_bench", "latency, MACs and accuracy of every level of a model"),
     "ros": ("tnn_ros.bench.ros_bench", "ROS overhead and setpoint reaction, end to end over DDS"),
     "soak": ("tnn_ros.bench.soak", "whole stack for N minutes: RSS, fds, threads, latency drift, backlog"),
+    "control": ("tnn_ros.bench.control_bench", "controller suite: missions x policies from measured traces"),
 }
 
 

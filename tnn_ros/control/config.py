@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-STRATEGIES = ("manual", "rule", "deadline", "auto")
+STRATEGIES = ("manual", "rule", "deadline", "auto", "learned")
 
 
 @dataclass
@@ -18,7 +18,9 @@ class ControllerConfig:
     ``*_hysteresis`` back on the safe side of the threshold. ``cpu_load_high`` = 1.0 disables the
     CPU cap (our own inference loads the CPU, so it is off by default). ``latency_*`` and
     ``contention_*`` tune the deadline policy's per-level latency quantiles
-    (:class:`tnn_ros.control.latency.LatencyQuantiles`).
+    (:class:`tnn_ros.control.latency.LatencyQuantiles`). ``learned_*`` configure the
+    contextual-bandit strategy (``tnn_ros.control.learned``): its model file, the exploration weight
+    of the upper confidence bound, and whether it keeps learning from measured latency.
     """
 
     strategy: str = "auto"
@@ -51,6 +53,10 @@ class ControllerConfig:
     safe_utilization: float = 0.3
     max_step_per_s: float = 0.5
     max_step_down_per_s: float = 2.0
+    learned_model: str = ""
+    learned_alpha: float = 0.1
+    learned_online: bool = True
+    learned_switch_margin: float = 0.02
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ControllerConfig":
@@ -102,6 +108,10 @@ class ControllerConfig:
                     f"({self.latency_horizon_s})")
         if self.contention_threshold <= 1.0:
             return f"contention_threshold must be > 1, got {self.contention_threshold}"
+        if not 0.0 <= self.learned_alpha <= 10.0:
+            return f"learned_alpha must be in [0, 10], got {self.learned_alpha}"
+        if not 0.0 <= self.learned_switch_margin <= 1.0:
+            return f"learned_switch_margin must be in [0, 1], got {self.learned_switch_margin}"
         for name in ("stale_timeout_s", "max_step_per_s", "max_step_down_per_s"):
             if getattr(self, name) <= 0.0:
                 return f"{name} must be > 0, got {getattr(self, name)}"

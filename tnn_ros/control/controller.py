@@ -60,6 +60,12 @@ class Controller:
     def _build(self) -> Policy:
         return make_policy(self.active_strategy, self.config, self.latency)
 
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the configured strategy could not be built and ``auto`` runs instead (learned), or None."""
+        policy = self.policy.inner if isinstance(self.policy, StaleGuard) else self.policy
+        return getattr(policy, "fallback_reason", None)
+
     def reconfigure(self, config: ControllerConfig, now: float) -> None:
         """Switch to ``config`` (validated); the new policy starts from the last setpoint."""
         self.config = config.validate()
@@ -105,6 +111,21 @@ class Controller:
                 self.latency.observe(inputs.applied_utilization, inputs.latency_ms + (queue_ms or 0.0), now)
         return problem
 
+    def observe_confidence(self, confidence: float) -> str | None:
+        """Detection confidence (mean score of the newest frame) for policies that use it (learned).
+
+        Returns why it was dropped (NaN / outside [0, 1]), or None.
+        """
+        policy = self.policy.inner if isinstance(self.policy, StaleGuard) else self.policy
+        observe = getattr(policy, "observe_confidence", None)
+        if observe is None:
+            return None
+        if not observe(confidence):
+            self.tracker.dropped["confidence"] += 1
+            return f"confidence: unusable value {confidence}"
+        self.tracker.received["confidence"] += 1
+        return None
+
     def mark_heard(self, name: str, now: float) -> None:
         self.tracker.mark_heard(name, now)
 
@@ -129,6 +150,8 @@ class Controller:
         if self.last_decision is not None:
             values.update(setpoint=f"{self.last_decision.setpoint:.3f}", binding=self.last_decision.binding,
                           reason=self.last_decision.reason)
+        if self.fallback_reason:
+            values["fallback"] = self.fallback_reason
         values["stale_inputs"] = ",".join(getattr(self.policy, "stale_inputs", [])) or "none"
         for name in sorted(set(self.tracker.received) | set(self.tracker.dropped)):
             values[f"received.{name}"] = self.tracker.received[name]

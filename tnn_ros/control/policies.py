@@ -327,6 +327,9 @@ def make_policy(strategy: str, config: ControllerConfig,
         policy = DeadlinePolicy(config, latency_profile)
     elif strategy == "auto":
         policy = AutoPolicy(config, latency_profile)
+    elif strategy == "learned":   # a contextual bandit; falls back to auto (fallback_reason) without a model
+        from tnn_ros.control.learned import make_learned_policy
+        policy = make_learned_policy(config, latency_profile, config.learned_model)
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     return StaleGuard(policy, config)

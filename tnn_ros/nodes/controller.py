@@ -8,6 +8,7 @@ share the node's default mutually exclusive callback group, so the core is never
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -27,6 +28,7 @@ DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
 DEFAULT_CARD = "detector.card.json"
 DEFAULT_NUM_LEVELS = 8
+DEFAULT_LEARNED_MODEL = "controller.pt"
 
 _DEFAULTS = ControllerConfig()
 
@@ -37,7 +39,9 @@ def _unit(name: str, description: str) -> ParamSpec:
 
 PARAMETERS = (
     ParamSpec("strategy", _DEFAULTS.strategy,
-              "Control policy: manual | rule | deadline | auto (min of all caps)", choices=STRATEGIES),
+              "Control policy: manual | rule | deadline | auto (min of all caps) | "
+              "learned (contextual bandit)",
+              choices=STRATEGIES),
     _unit("manual_utilization", "Utilization commanded by the manual strategy / manual_override"),
     ParamSpec("manual_override", False, "Force manual_utilization whatever the strategy"),
     _unit("min_utilization", "Lowest utilization ever commanded (except safe_utilization)"),
@@ -92,6 +96,15 @@ PARAMETERS = (
     ParamSpec("max_step_down_per_s", _DEFAULTS.max_step_down_per_s,
               "auto: fastest fall of the setpoint (1/s)", min_value=0.01, max_value=10.0),
     ParamSpec("rate_hz", 10.0, "Setpoint publish rate", min_value=0.5, max_value=100.0),
+    ParamSpec("learned_model", "", "learned: controller file (tnn-train controller); empty = shipped "
+              "models/controller.pt; missing or corrupt -> auto, with the reason logged once"),
+    ParamSpec("learned_alpha", _DEFAULTS.learned_alpha,
+              "learned: exploration weight of the upper confidence bound",
+              min_value=0.0, max_value=10.0),
+    ParamSpec("learned_online", _DEFAULTS.learned_online, "learned: keep learning from measured latency"),
+    ParamSpec("learned_switch_margin", _DEFAULTS.learned_switch_margin,
+              "learned: change level only when the bound improves by this much",
+              min_value=0.0, max_value=1.0),
 )
 
 _CONFIG_FIELDS = {field.name for field in dataclasses.fields(ControllerConfig)}
@@ -121,7 +134,21 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
 
 
 def _config_from(values: Mapping[str, Any]) -> ControllerConfig:
-    return ControllerConfig.from_mapping({k: v for k, v in values.items() if k in _CONFIG_FIELDS})
+    config = ControllerConfig.from_mapping({k: v for k, v in values.items() if k in _CONFIG_FIELDS})
+    if config.strategy == "learned" and not config.learned_model:
+        from tnn_ros.resources.paths import find_package_file
+        try:
+            config = config.replace(learned_model=str(find_package_file("models", DEFAULT_LEARNED_MODEL)))
+        except FileNotFoundError:
+            pass   # the learned policy falls back to auto and says so
+    return config
+
+
+def mean_detection_score(payload: str) -> float:
+    """Mean score of a ``detections/json`` payload's detections; NaN when none; raises on bad JSON."""
+    detections = json.loads(payload).get("detections", [])
+    scores = [float(d["score"]) for d in detections]
+    return sum(scores) / len(scores) if scores else math.nan
 
 
 def validate_parameters(values: Mapping[str, Any]) -> str | None:
@@ -151,6 +178,7 @@ class ControllerNode(Node):
             values["model_card"], values["latency_ema_alpha"])
         self.get_logger().info(f"latency profile: {self.profile_source}")
         self.controller = Controller(_config_from(values), profile)
+        self._report_fallback()
 
         self.setpoint_pub = self.create_publisher(Float32, "utilization_setpoint", 10)
         self.reason_pub = self.create_publisher(String, "controller/reason", 10)
@@ -164,6 +192,8 @@ class ControllerNode(Node):
                             ("utilization_applied", APPLIED), ("queue_ms", QUEUE), ("latency_ms", LATENCY)):
             self.create_subscription(Float32, topic,
                                      lambda msg, name=name: self._on_value(name, msg.data), 10)
+        # detection confidence is context for the learned strategy (ignored by the others)
+        self.create_subscription(String, "detections/json", self._on_detections, 10)
         self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.get_logger().info(f"controller up: strategy {values['strategy']}, {values['rate_hz']:.1f} Hz")
@@ -175,6 +205,27 @@ class ControllerNode(Node):
             dropped = self.controller.tracker.dropped[name]
             self.get_logger().warning(f"dropped input {problem} ({dropped} dropped so far)",
                                       throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_detections(self, msg: String) -> None:
+        try:
+            confidence = mean_detection_score(msg.data)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            self.controller.tracker.dropped["confidence"] += 1
+            self.get_logger().warning(f"dropped detections/json: {error!r}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        if math.isnan(confidence):
+            return   # no detections: confidence unknown, nothing to learn from
+        problem = self.controller.observe_confidence(confidence)
+        if problem:
+            self.get_logger().warning(f"dropped input {problem}", throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _report_fallback(self) -> None:
+        """Log once per (re)configuration why the learned strategy runs as auto."""
+        reason = self.controller.fallback_reason
+        if reason and reason != getattr(self, "_fallback_logged", None):
+            self.get_logger().warning(reason)
+        self._fallback_logged = reason
 
     def _on_battery(self, msg: BatteryState) -> None:
         if not msg.present and math.isnan(msg.percentage):
@@ -222,6 +273,7 @@ class ControllerNode(Node):
             self.destroy_timer(self.timer)
             self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
         self.controller.reconfigure(_config_from(values), time.monotonic())
+        self._report_fallback()
         self.get_logger().info("parameters applied: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
 
 

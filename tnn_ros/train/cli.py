@@ -1,4 +1,4 @@
-"""`tnn-train {detector,gesture,convert,adapt}`: train, convert or adapt a throttleable model."""
+"""`tnn-train {detector,gesture,convert,adapt,controller}`: train, convert or adapt a model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ TRAINERS = {
     "gesture": ("tnn_ros.train.gesture", "throttleable C3D gesture recognizer"),
     "convert": ("tnn_ros.train.convert", "make a torchvision detector / video net throttleable"),
     "adapt": ("tnn_ros.train.adapt", "label-free adaptation of a converted model on unlabeled frames"),
+    "controller": ("tnn_ros.train.controller", "learned (contextual-bandit) controller from bags or traces"),
 }
 
 
@@ -17,11 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to ``tnn_ros.train.<model>.main(argv)``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in TRAINERS:
-        print("usage: tnn-train {detector,gesture,convert,adapt} [options]   (tnn-train COMMAND --help)")
+        print("usage: tnn-train {detector,gesture,convert,adapt,controller} [options]   "
+              "(tnn-train COMMAND --help)")
         for name, (_, text) in TRAINERS.items():
             print(f"  {name:9s} {text}")
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"tnn-train: unknown model {argv[0]!r}", file=sys.stderr)
+            print(f"tnn-train: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0 if argv else 2
     module_name = TRAINERS[argv[0]][0]

@@ -1,0 +1,226 @@
+"""`tnn-bench control` replay simulation on tiny hand-made traces with hand-computed metrics (no ROS)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tnn_ros.bench.control_bench import (
+    BenchMission,
+    FrameLog,
+    Trace,
+    detection_map50,
+    fast_map50,
+    frame_f1,
+    gesture_accuracy,
+    main,
+    simulate,
+    torchmetrics_map50,
+)
+from tnn_ros.control import LatencyProfile
+from tnn_ros.resources.mission import Mission
+
+GT_BOX = [10.0, 10.0, 50.0, 50.0]
+MISS_BOX = [40.0, 40.0, 90.0, 90.0]   # IoU with GT_BOX far below 0.5
+
+
+def make_trace(latency_ms, cpu_ms, boxes_per_level, frames=4, cores=1):
+    """``frames`` frames with one class-0 object at GT_BOX; level k detects ``boxes_per_level[k]``."""
+    levels = len(latency_ms)
+    offsets, boxes, scores, labels, f1 = [0], [], [], [], np.zeros((frames, levels))
+    for i in range(frames):
+        for k in range(levels):
+            boxes.append(boxes_per_level[k])
+            scores.append(0.9)
+            labels.append(0)
+            offsets.append(offsets[-1] + 1)
+            f1[i, k] = 1.0 if boxes_per_level[k] == GT_BOX else 0.0
+    return Trace(
+        latency_ms=np.tile(np.asarray(latency_ms, float), (frames, 1)),
+        cpu_ms=np.tile(np.asarray(cpu_ms, float), (frames, 1)),
+        det_offsets=np.array(offsets), det_boxes=np.array(boxes, np.float32),
+        det_scores=np.array(scores, np.float32),
+        det_labels=np.array(labels, np.int64), gt_offsets=np.arange(frames + 1),
+        gt_boxes=np.tile(np.array([GT_BOX], np.float32), (frames, 1)), gt_labels=np.zeros(frames, np.int64),
+        gesture_frames=np.zeros(0, np.int64), gesture_probs=np.zeros((0, levels, 2)),
+        gesture_truth=np.zeros(frames, np.int64), f1=f1, meta={"cores": cores})
+
+
+def mission(duration_s=0.2, deadline_ms=120.0, contention=()):
+    m = Mission.from_dict({"mission": {"name": "t", "duration_s": duration_s,
+                                       "sim": {"idle_power_w": 1.0, "max_power_w": 11.0},
+                                       "deadline_ms": [{"t_s": 0.0, "value": deadline_ms}]}})
+    return BenchMission("t", m, contention=list(contention))
+
+
+PROFILE = LatencyProfile([(0.125, 1.0), (0.25, 2.0)])
+
+
+def test_static_fast_level_meets_every_deadline_and_energy_is_measured_busy_fraction():
+    # 15 fps for 0.2 s: frames at 0, 66.7, 133.3 ms. Level 0 takes 10 ms (10 ms CPU) on 1 core.
+    trace = make_trace([10.0, 100.0], [10.0, 100.0], [MISS_BOX, GT_BOX])
+    row, frames = simulate(mission(), trace, None, "static_L0", PROFILE)
+    assert [f.level for f in frames] == [0, 0, 0]
+    assert row["deadline_hit_rate"] == 1.0
+    assert row["cpu_s"] == pytest.approx(0.030)
+    # tick (0, 0.1]: frames at 0 and 66.7 ms -> 20 ms CPU -> busy 0.2 -> 1 + 10 * 0.2 = 3 W
+    # tick (0.1, 0.2]: frame at 133.3 ms -> busy 0.1 -> 2 W; energy 0.1 s * (3 + 2) W
+    assert row["energy_j"] == pytest.approx(0.5)
+    assert row["map50"] == pytest.approx(0.0)     # level 0 never overlaps the object
+    assert row["utility"] == pytest.approx(0.0)
+    assert row["switches_per_min"] == 0.0
+
+
+def test_slow_level_queues_newest_frame_and_misses_the_deadline():
+    # Level 1 takes 100 ms > the 66.7 ms frame period: frame 1 waits until 100 ms (done 200 ms,
+    # 133.3 ms after it arrived), frame 2 waits until 200 ms (done 300 ms, 166.7 ms late).
+    trace = make_trace([10.0, 100.0], [10.0, 100.0], [MISS_BOX, GT_BOX])
+    row, frames = simulate(mission(deadline_ms=120.0), trace, None, "static_L1", PROFILE)
+    assert [round(f.latency_ms, 1) for f in frames] == [100.0, 133.3, 166.7]
+    assert [f.hit for f in frames] == [True, False, False]
+    assert row["deadline_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert row["map50"] == pytest.approx(1.0)
+    assert row["utility"] == pytest.approx(1 / 3, abs=1e-4)
+    assert row["processed"] == 3
+
+
+def test_newest_frame_wins_when_the_worker_is_busy():
+    # 250 ms per frame: frames 1..3 arrive while frame 0 runs; only frame 3 (the newest) runs next.
+    trace = make_trace([10.0, 250.0], [1.0, 1.0], [MISS_BOX, GT_BOX])
+    _, frames = simulate(mission(duration_s=0.27, deadline_ms=1000.0), trace, None, "static_L1", PROFILE)
+    assert [f.seq for f in frames if f.level >= 0] == [0, 3]
+    assert frames[3].latency_ms == pytest.approx(250.0 + 250.0 - 200.0)
+
+
+def test_frame_drop_runs_full_level_on_the_kept_fraction():
+    trace = make_trace([10.0, 20.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=15)
+    row, frames = simulate(mission(duration_s=1.0), trace, None, "frame_drop", PROFILE, frame_drop_keep=1 / 3)
+    kept = [f.seq for f in frames if f.level >= 0]
+    assert kept == [2, 5, 8, 11, 14] and all(frames[s].level == 1 for s in kept)
+    assert row["deadline_hit_rate"] == pytest.approx(5 / 15, abs=1e-4)   # skipped frames have no result
+    assert row["gesture_accuracy"] is None                               # not replayable, see simulate()
+
+
+def test_oracle_picks_the_accurate_level_while_it_fits_and_the_fast_one_when_not():
+    # level 1 is accurate but takes 50 ms; the deadline is 60 ms for 1 s, then 20 ms.
+    trace = make_trace([10.0, 50.0], [10.0, 50.0], [MISS_BOX, GT_BOX], frames=30)
+    m = Mission.from_dict({"mission": {"name": "t", "duration_s": 2.0, "deadline_ms": [
+        {"t_s": 0.0, "value": 60.0}, {"t_s": 0.999, "value": 60.0}, {"t_s": 1.0, "value": 20.0}]}})
+    row, frames = simulate(BenchMission("t", m), trace, None, "oracle", PROFILE)
+    assert {f.level for f in frames if f.arrival < 1.0} == {1}
+    assert {f.level for f in frames if f.arrival >= 1.0} == {0}
+    assert row["deadline_hit_rate"] == 1.0
+    static, _ = simulate(BenchMission("t", m), trace, None, "static_L1", PROFILE)
+    assert row["utility"] > static["utility"]
+
+
+def test_contention_window_uses_the_loaded_trace():
+    idle = make_trace([10.0, 20.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=15)
+    loaded = make_trace([30.0, 60.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=15)
+    _, frames = simulate(mission(duration_s=1.0, deadline_ms=100.0, contention=[(0.5, 1.0)]), idle, loaded,
+                         "static_L1", PROFILE)
+    assert {round(f.latency_ms) for f in frames if f.arrival < 0.5} == {20}
+    assert {round(f.latency_ms) for f in frames if f.arrival >= 0.5} == {60}
+
+
+def test_controller_policies_run_through_the_real_controller():
+    trace = make_trace([10.0, 200.0], [10.0, 200.0], [MISS_BOX, GT_BOX], frames=30)
+    profile = LatencyProfile([(0.125, 10.0), (0.25, 200.0)])
+    row, frames = simulate(mission(duration_s=2.0, deadline_ms=50.0), trace, None, "deadline", profile)
+    # LevelSchedule(8) maps u 0.125 to level 0; the deadline policy keeps the 200 ms level off
+    assert row["processed"] > 0 and all(f.level == 0 for f in frames if f.level >= 0)
+    row, _ = simulate(mission(duration_s=0.5), trace, None, "learned", profile,
+                      learned_model="/nonexistent.pt")
+    assert "using auto" in row["notes"]
+
+
+def test_fast_map50_equals_torchmetrics_on_random_detections():
+    rng = np.random.default_rng(3)
+    frames, levels = 12, 3
+    offsets, boxes, scores, labels = [0], [], [], []
+    gt_boxes, gt_labels, gt_offsets = [], [], [0]
+    for i in range(frames):
+        truth = rng.uniform(0, 200, size=(int(rng.integers(0, 4)), 2))
+        for x, y in truth:
+            gt_boxes.append([x, y, x + 40, y + 30])
+            gt_labels.append(int(rng.integers(0, 3)))
+        gt_offsets.append(len(gt_boxes))
+        for _ in range(levels):
+            n = int(rng.integers(0, 5))
+            for _ in range(n):
+                if gt_boxes[gt_offsets[-2]:] and rng.random() < 0.6:
+                    base = np.array(gt_boxes[gt_offsets[-2] + int(rng.integers(0, len(truth)))])
+                    boxes.append(list(base + rng.normal(0, 6, 4)))
+                else:
+                    x, y = rng.uniform(0, 200, 2)
+                    boxes.append([x, y, x + 30, y + 30])
+                labels.append(int(rng.integers(0, 3)))
+                scores.append(float(rng.uniform(0.3, 1.0)))
+            order = np.argsort(-np.array(scores[offsets[-1]:]), kind="stable")
+            for name, values in (("b", boxes), ("s", scores), ("l", labels)):
+                values[offsets[-1]:] = [values[offsets[-1] + j] for j in order]
+            offsets.append(len(scores))
+    trace = Trace(
+        latency_ms=np.ones((frames, levels)), cpu_ms=np.ones((frames, levels)), det_offsets=np.array(offsets),
+        det_boxes=np.array(boxes, np.float32).reshape(-1, 4), det_scores=np.array(scores, np.float32),
+        det_labels=np.array(labels, np.int64), gt_offsets=np.array(gt_offsets),
+        gt_boxes=np.array(gt_boxes, np.float32).reshape(-1, 4), gt_labels=np.array(gt_labels, np.int64),
+        gesture_frames=np.zeros(0, np.int64), gesture_probs=np.zeros((0, levels, 2)),
+        gesture_truth=np.zeros(frames, np.int64), f1=np.zeros((frames, levels)), meta={})
+    for pick in range(4):
+        log = [FrameLog(i, i / 15.0, level=int((i * 7 + pick) % levels)) for i in range(frames)]
+        reference = torchmetrics_map50(log, lambda f: trace)
+        assert detection_map50(log, lambda f: trace) == pytest.approx(reference, abs=1e-6)
+    assert fast_map50([]) is None
+
+
+def test_frame_f1_hand_cases():
+    gt = np.array([GT_BOX], np.float32)
+    one = np.zeros(1, np.int64)
+    assert frame_f1(np.array([GT_BOX], np.float32), one, gt, one) == 1.0
+    assert frame_f1(np.array([MISS_BOX], np.float32), one, gt, one) == 0.0
+    assert frame_f1(np.array([GT_BOX], np.float32), np.ones(1, np.int64), gt, one) == 0.0   # wrong class
+    # one hit and one false positive of two detections vs one object: 2 * 1 / (2 + 1)
+    two = np.array([GT_BOX, MISS_BOX], np.float32)
+    assert frame_f1(two, np.zeros(2, np.int64), gt, one) == pytest.approx(2 / 3)
+    assert frame_f1(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)) == 1.0
+
+
+def test_gesture_accuracy_smooths_the_chosen_levels_probabilities():
+    trace = make_trace([1.0, 1.0], [1.0, 1.0], [GT_BOX, GT_BOX], frames=4)
+    trace.gesture_frames = np.array([0, 1, 2, 3])
+    # class 1 is the truth; level 1 is sure of it, level 0 says class 0 (no_gesture)
+    trace.gesture_probs = np.array([[[0.9, 0.1], [0.0, 1.0]]] * 4)
+    trace.gesture_truth = np.ones(4, np.int64)
+    at = [FrameLog(i, i / 15.0, level=lv) for i, lv in enumerate([1, 1, 0, 0])]
+    # smoothing 2: runs 0+1 -> [0, 1] right; 1+2 -> [0.45, 0.55] right; 2+3 -> [0.9, 0.1] wrong
+    assert gesture_accuracy(at, lambda f: trace) == pytest.approx(2 / 3)
+
+
+def test_cli_writes_the_interface_json_and_plot(tmp_path, monkeypatch):
+    from tnn_ros.bench import control_bench
+
+    trace = make_trace([5.0] * 8, [5.0] * 8, [MISS_BOX] * 4 + [GT_BOX] * 4, frames=20)
+    trace.meta.update(seed=0, contention=False, recorded_s=0.0)
+    loaded = make_trace([15.0] * 8, [5.0] * 8, [MISS_BOX] * 4 + [GT_BOX] * 4, frames=20)
+    loaded.meta.update(seed=0, contention=True, recorded_s=0.0)
+    traces = tmp_path / "traces"
+    trace.save(traces / "idle_seed0.npz")
+    loaded.save(traces / "contention_seed0.npz")
+    monkeypatch.setattr(control_bench, "build_missions", lambda idle, quick: [
+        mission(duration_s=1.0, deadline_ms=40.0), BenchMission("contention", mission(1.0).mission,
+                                                                 contention=[(0.3, 0.6)])])
+    out = tmp_path / "control.json"
+    assert main(["--json", str(out), "--traces", str(traces), "--quick", "--frames", "20",
+                 "--learned-model", ""]) == 0
+    result = json.loads(out.read_text())
+    assert [m["name"] for m in result["missions"]] == ["t", "contention"]
+    keys = {"policy", "cpu_s", "energy_j", "deadline_hit_rate", "map50", "gesture_accuracy", "utility",
+            "switches_per_min"}
+    for m in result["missions"]:
+        assert [row["policy"] for row in m["policies"]] == list(control_bench.POLICIES)
+        assert all(keys <= set(row) for row in m["policies"])
+        assert all(math.isfinite(row["utility"]) for row in m["policies"])
+    assert (tmp_path / "control.png").stat().st_size > 1000
+    assert main(["--json", str(out), "--mode", "live"]) == 2

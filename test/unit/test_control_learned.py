@@ -1,0 +1,239 @@
+"""Learned (LinUCB) controller: learning, files, fallback, bad input, offline training (no ROS)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tnn_ros.control import Controller, ControllerConfig, LatencyProfile
+from tnn_ros.control.learned import (
+    FEATURES,
+    Context,
+    LearnedModelError,
+    LearnedPolicy,
+    LinUCB,
+    RewardWeights,
+    arm_context,
+    load_bandit,
+    make_learned_policy,
+    reward,
+    save_bandit,
+)
+from tnn_ros.control.policies import AutoPolicy
+
+UTILIZATIONS = [0.25, 0.5, 0.75, 1.0]
+PROFILE_POINTS = list(zip(UTILIZATIONS, [10.0, 20.0, 35.0, 50.0]))
+
+
+def test_linucb_learns_the_best_arm_of_a_synthetic_contextual_problem():
+    """Rewards known by construction: arm 0 pays 0.5, arm 1 pays c, arm 2 pays 1 - c (c in [0, 1])."""
+    rng = np.random.default_rng(0)
+    bandit = LinUCB(3, dim=2, alpha=0.5)
+    best_picks = []
+    for step in range(1500):
+        c = rng.uniform()
+        x = np.array([1.0, c])
+        arm = bandit.select(np.stack([x] * 3))
+        means = [0.5, c, 1.0 - c]
+        bandit.update(arm, x, means[arm] + rng.normal(0, 0.1))
+        if step >= 1000:
+            best_picks.append(means[arm] >= max(means) - 0.1)
+    assert np.mean(best_picks) > 0.9
+    for c, expected in ((0.95, 1), (0.05, 2), (0.5, 0)):
+        mean, _ = bandit.scores(np.stack([np.array([1.0, c])] * 3))
+        assert np.isclose(mean[expected], [0.5, c, 1 - c][expected], atol=0.1)
+    # the ridge estimate of arm 1 recovers its slope
+    assert bandit.theta()[1] == pytest.approx([0.0, 1.0], abs=0.15)
+
+
+def test_linucb_rejects_non_finite_updates():
+    bandit = LinUCB(2, dim=2)
+    with pytest.raises(ValueError):
+        bandit.update(0, np.array([1.0, np.nan]), 0.5)
+    with pytest.raises(ValueError):
+        bandit.update(0, np.array([1.0, 0.0]), float("inf"))
+    assert bandit.counts.tolist() == [0, 0]
+
+
+def test_reward_hand_cases():
+    weights = RewardWeights(miss_penalty=0.5, energy=0.1, battery_energy=1.0, thermal_energy=1.0)
+    full = Context(battery=0.9, temperature_c=40.0)
+    assert reward(0.8, True, 0.5, full, weights) == pytest.approx(0.8 - 0.1 * 0.5)
+    assert reward(0.8, False, 0.5, full, weights) == pytest.approx(-0.5 - 0.05)
+    # empty battery (battery_low 1) and 85 C (hot 1): energy weight 0.1 + 1 + 1
+    hot_empty = Context(battery=0.0, temperature_c=85.0)
+    assert reward(0.8, True, 0.5, hot_empty, weights) == pytest.approx(0.8 - 2.1 * 0.5)
+
+
+def test_arm_context_features():
+    x = arm_context(Context(battery=0.25, temperature_c=72.5, deadline_ms=40.0, cpu_load=0.3), 20.0, 0.1)
+    named = dict(zip(FEATURES, x))
+    assert named["battery_low"] == pytest.approx(0.5) and named["hot"] == pytest.approx(0.5)
+    assert named["latency_ratio"] == pytest.approx(0.5) and named["fits"] == 1.0
+    assert arm_context(Context(deadline_ms=40.0), 37.0, 0.1)[FEATURES.index("fits")] == 0.0   # 37 > 36
+    unknown = dict(zip(FEATURES, arm_context(Context(), 10.0, 0.1)))
+    assert unknown["fits"] == 1.0 and unknown["confidence"] == 0.5 and unknown["battery"] == 1.0
+
+
+def _trained(path, alpha=0.0):
+    """A bandit that learned 'level u pays u while it fits the deadline, -1 otherwise'."""
+    bandit = LinUCB(len(UTILIZATIONS), alpha=alpha)
+    rng = np.random.default_rng(1)
+    for _ in range(400):
+        context = Context(battery=rng.uniform(), temperature_c=40.0, deadline_ms=rng.uniform(5, 80))
+        for arm, (u, ms) in enumerate(PROFILE_POINTS):
+            fits = ms <= context.deadline_ms * 0.9
+            bandit.update(arm, arm_context(context, ms, 0.1), u if fits else -1.0)
+    save_bandit(bandit, path, {"utilizations": UTILIZATIONS, "accuracies": UTILIZATIONS})
+    return path
+
+
+@pytest.mark.parametrize("name", ["controller.pt", "controller.npz"])
+def test_save_load_round_trip(tmp_path, name):
+    path = _trained(tmp_path / name)
+    bandit, card = load_bandit(path)
+    assert card["utilizations"] == UTILIZATIONS and card["features"] == list(FEATURES)
+    assert bandit.counts.tolist() == [400] * 4
+    assert (tmp_path / name).with_name(path.stem + ".card.json").is_file()
+
+
+def test_learned_controller_picks_the_highest_level_that_fits(tmp_path):
+    path = _trained(tmp_path / "controller.pt")
+    config = ControllerConfig(strategy="learned", learned_model=str(path), learned_online=False)
+    controller = Controller(config, LatencyProfile(PROFILE_POINTS))
+    assert controller.fallback_reason is None
+    for deadline, expected in ((80.0, 1.0), (30.0, 0.5), (15.0, 0.25)):
+        controller.update("deadline", deadline, 0.0)
+        # the recent quantile is 1.0 x the card: a measured latency at the card's value
+        controller.update("applied", 0.5, 0.0)
+        controller.update("latency", 20.0, 0.0)
+        decision = controller.step(0.0)
+        assert decision.setpoint == pytest.approx(expected), decision.reason
+        assert decision.binding == "learned" and decision.reason.startswith("learned: u ")
+
+
+def test_learned_controller_notices_contention_from_measured_latency(tmp_path):
+    path = _trained(tmp_path / "controller.pt")
+    config = ControllerConfig(strategy="learned", learned_model=str(path), learned_online=False)
+    controller = Controller(config, LatencyProfile(PROFILE_POINTS))
+    controller.update("deadline", 60.0, 0.0)
+    assert controller.step(0.0).setpoint == pytest.approx(1.0)
+    for k in range(20):   # everything runs 3x slower: 1.0 predicts 150 ms, 0.25 predicts 30 ms
+        controller.update("applied", 1.0, 0.1 * k)
+        controller.update("latency", 150.0, 0.1 * k)
+        decision = controller.step(0.1 * k)
+    assert decision.setpoint == pytest.approx(0.25)
+
+
+def test_online_updates_count_and_ignore_frames_of_other_levels(tmp_path):
+    path = _trained(tmp_path / "controller.pt")
+    controller = Controller(ControllerConfig(strategy="learned", learned_model=str(path)),
+                            LatencyProfile(PROFILE_POINTS))
+    policy = controller.policy.inner
+    assert isinstance(policy, LearnedPolicy)
+    controller.update("deadline", 80.0, 0.0)
+    chosen = controller.step(0.0).setpoint
+    before = policy.bandit.counts.copy()
+    controller.update("applied", chosen, 0.05)
+    controller.update("latency", 40.0, 0.05)
+    controller.step(0.1)
+    assert policy.updates == 1 and (policy.bandit.counts - before).sum() == 1
+    other = 0.25 if chosen != 0.25 else 0.5
+    controller.update("applied", other, 0.15)
+    controller.update("latency", 12.0, 0.15)
+    controller.step(0.2)
+    assert policy.updates == 1, "a frame that ran another level than the one picked teaches nothing"
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "card", "shape"])
+def test_unusable_model_file_falls_back_to_auto_with_a_reason(tmp_path, damage):
+    path = tmp_path / "controller.pt"
+    if damage != "missing":
+        _trained(path)
+    if damage == "garbage":
+        path.write_bytes(b"not a torch file at all")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "card":
+        path.with_name("controller.card.json").write_text("{")
+    elif damage == "shape":
+        import torch
+        torch.save({"A": torch.eye(3)[None], "b": torch.zeros(1, 3), "alpha": torch.tensor(0.1),
+                    "ridge": torch.tensor(1.0)}, path)
+    config = ControllerConfig(strategy="learned", learned_model=str(path))
+    profile = LatencyProfile(PROFILE_POINTS)
+    policy = make_learned_policy(config, profile, str(path))
+    assert isinstance(policy, AutoPolicy)
+    assert policy.fallback_reason.startswith("learned controller unavailable, using auto: ")
+    assert str(path) in policy.fallback_reason
+    controller = Controller(config, profile)
+    controller.update("battery", 0.9, 0.0)
+    controller.update("thermal", 40.0, 0.0)
+    controller.update("deadline", 80.0, 0.0)
+    decision = controller.step(0.0)
+    assert 0.0 < decision.setpoint <= 1.0 and decision.binding != "learned"
+    assert controller.diagnostics()["fallback"] == controller.fallback_reason
+
+
+def test_load_rejects_non_finite_state(tmp_path):
+    path = _trained(tmp_path / "controller.npz")
+    with np.load(path) as data:
+        state = {k: data[k] for k in data.files}
+    state["b"][0, 0] = np.nan
+    with open(path, "wb") as handle:
+        np.savez(handle, **state)
+    with pytest.raises(LearnedModelError, match="non-finite"):
+        load_bandit(path)
+
+
+def test_bad_inputs_are_dropped_and_the_output_stays_a_level(tmp_path):
+    path = _trained(tmp_path / "controller.pt")
+    controller = Controller(ControllerConfig(strategy="learned", learned_model=str(path)),
+                            LatencyProfile(PROFILE_POINTS))
+    controller.update("deadline", 80.0, 0.0)
+    assert controller.update("latency", float("nan"), 0.0) is not None
+    assert controller.update("deadline", float("inf"), 0.0) is not None
+    assert controller.observe_confidence(float("nan")) is not None
+    assert controller.observe_confidence(0.7) is None
+    decision = controller.step(0.0)
+    assert decision.setpoint in UTILIZATIONS
+    assert controller.tracker.dropped["latency"] == 1 and controller.tracker.dropped["confidence"] == 1
+    # the deadline going silent puts the learned controller in safe mode like the others
+    assert controller.step(10.0).binding == "stale"
+
+
+def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from tnn_ros.bag.common import typestore_with
+    from tnn_ros.bench.control_bench import Trace
+    from tnn_ros.train.controller import main
+
+    levels, frames = 8, 6
+    trace = Trace(
+        latency_ms=np.tile(np.linspace(5, 40, levels), (frames, 1)),
+        cpu_ms=np.tile(np.linspace(5, 40, levels), (frames, 1)),
+        det_offsets=np.zeros(frames * levels + 1, np.int64), det_boxes=np.zeros((0, 4), np.float32),
+        det_scores=np.zeros(0, np.float32), det_labels=np.zeros(0, np.int64),
+        gt_offsets=np.zeros(frames + 1, np.int64), gt_boxes=np.zeros((0, 4), np.float32),
+        gt_labels=np.zeros(0, np.int64), gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)), gesture_truth=np.zeros(frames, np.int64),
+        f1=np.tile(np.linspace(0.5, 0.9, levels), (frames, 1)), meta={"cores": 2})
+    trace.save(tmp_path / "trace.npz")
+    # a bag with a battery topic only: no detections/json, no ground truth
+    store = typestore_with(["std_msgs/msg/String"])
+    with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/tnn/controller/reason", "std_msgs/msg/String", typestore=store)
+        writer.write(connection, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"),
+                                                        "std_msgs/msg/String"))
+    out = tmp_path / "c.pt"
+    assert main(["--bags", str(tmp_path / "bag"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "skipped" in err and "no usable data" in err
+    assert main(["--traces", str(tmp_path / "trace.npz"), "--bags", str(tmp_path / "bag"),
+                 "-o", str(out)]) == 0
+    bandit, card = load_bandit(out)
+    assert card["samples_per_arm"] == [frames * 4] * levels
+    assert card["accuracies"] == pytest.approx(list(np.linspace(0.5, 0.9, levels)), abs=1e-4)
+    assert any("bag" in reason for reason in card["training"]["skipped"])
+    json.dumps(card)

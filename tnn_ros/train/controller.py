@@ -1,0 +1,257 @@
+"""`tnn-train controller`: fit the learned (LinUCB) controller offline from recorded runs.
+
+Two kinds of data, usable together:
+
+* ``--bags``: rosbag2 runs of the system (``make demo`` / ``tnn-demo`` record them). Each processed
+  frame with ground truth gives one sample for the level that ran: context (battery, temperature,
+  deadline, CPU load, recent latency quantile, detection confidence) from the topics at that time,
+  reward from the frame's detection F1 vs ground truth, its latency vs the deadline and its cost.
+  Only the levels the run used learn from a bag (bandit feedback).
+* ``--traces``: per-level traces recorded by ``tnn-bench control`` (every level measured on every
+  frame). Each frame is paired with random contexts (battery, temperature, deadline, CPU load), and
+  every level's reward is known (full information), so all arms learn. Above 85 C the bench's
+  throttling model applies (latency and CPU x2), the same as in the suite.
+
+Writes the state dict (``-o controller.pt``: torch tensors; ``.npz``: numpy) and a card next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from tnn_ros.control.learned import (
+    Context,
+    LinUCB,
+    RewardWeights,
+    arm_context,
+    reward,
+    save_bandit,
+)
+
+FPS = 15.0
+THROTTLE_C, THROTTLE_FACTOR = 85.0, 2.0   # the bench's thermal throttling model
+RECENT = 15                               # frames in the recent latency quantile (learned.RecentLatency)
+
+
+def _e2e_hit(service_ms: float, deadline_ms: float | None, period_ms: float) -> bool:
+    """Whether a frame meets its deadline.
+
+    A worker slower than the camera queues frames about half a service time on average before they
+    start (newest frame wins).
+    """
+    if deadline_ms is None:
+        return True
+    latency = service_ms if service_ms <= period_ms else 1.5 * service_ms
+    return latency <= deadline_ms
+
+
+def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int, margin: float,
+                       weights: RewardWeights) -> list[tuple[int, np.ndarray, float]]:
+    """(arm, context vector, reward) for every level of every frame under random contexts."""
+    period = 1000.0 / FPS
+    ref = float(np.percentile(trace.latency_ms[:, -1], 90))
+    out = []
+    for i in range(trace.num_frames):
+        window = slice(max(0, i - RECENT + 1), i + 1)
+        recent = np.percentile(trace.latency_ms[window], 95, axis=0)
+        for _ in range(contexts_per_frame):
+            temperature = float(rng.uniform(30.0, 95.0))
+            factor = THROTTLE_FACTOR if temperature > THROTTLE_C else 1.0
+            context = Context(battery=float(rng.uniform(0.0, 1.0)), temperature_c=temperature,
+                              deadline_ms=float(ref * rng.uniform(0.3, 3.0)),
+                              cpu_load=float(rng.uniform(0.0, 1.0)),
+                              confidence=None)
+            for arm in range(trace.num_levels):
+                service = float(trace.latency_ms[i, arm]) * factor
+                x = arm_context(context, float(recent[arm]) * factor, margin)
+                hit = _e2e_hit(service, context.deadline_ms, period)
+                busy = float(trace.cpu_ms[i, arm]) * factor / period / max(trace.meta.get("cores") or 1, 1)
+                out.append((arm, x, reward(float(trace.f1[i, arm]), hit, busy, context, weights)))
+    return out
+
+
+def samples_from_bag(bag: str, utilizations: list[float], base_ms: list[float], margin: float,
+                     weights: RewardWeights, problems: dict[str, int]) -> tuple[list, list]:
+    """(arm, context, reward) for every processed frame with ground truth; ([], []) when unusable.
+
+    Also returns (arm, f1) pairs for the per-level accuracy proxy in the card.
+    """
+    from tnn_ros.bag.common import BagError
+    from tnn_ros.bench.control_bench import frame_f1
+    from tnn_ros.demo.analysis import _value_at, load_run
+
+    try:
+        run = load_run(bag)
+    except (BagError, OSError, ValueError) as error:
+        problems[f"{bag}: unreadable ({error})"] = 1
+        return [], []
+    if not run.frames or not run.truth:
+        needed = (("*/detections/json", run.frames), ("*/ground_truth/json", run.truth))
+        missing = [name for name, ok in needed if not ok]
+        problems[f"{bag}: no {' or '.join(missing)} messages"] = 1
+        return [], []
+    period = 1000.0 / FPS
+    recent: deque[float] = deque(maxlen=RECENT)
+    out, accuracy = [], []
+    skipped = 0
+    for frame in run.frames:
+        truth = run.truth.get(int(frame.get("stamp_ns", -1)))
+        u = frame.get("utilization")
+        latency = frame.get("latency_ms")
+        try:
+            u, latency = float(u), float(latency)
+        except (TypeError, ValueError):
+            skipped += 1
+            continue
+        if truth is None or not (math.isfinite(u) and math.isfinite(latency) and latency > 0 and u > 0):
+            skipped += 1
+            continue
+        arm = int(np.argmin([abs(u - v) for v in utilizations]))
+        ratio_now = latency / float(np.interp(u, utilizations, base_ms))
+        recent.append(ratio_now)
+        t = frame["t"]
+        deadline = _value_at(run.deadline, t)
+        battery = _value_at(run.battery[:, :2], t) if len(run.battery) else math.nan
+        context = Context(
+            battery=battery if math.isfinite(battery) else None,
+            temperature_c=_finite(_value_at(run.temperature, t)),
+            deadline_ms=_finite(deadline),
+            cpu_load=_finite(_value_at(run.cpu_load, t)),
+            confidence=_confidence(frame.get("detections", [])))
+        dets = frame.get("detections", [])
+        objects = truth.get("objects", [])
+        f1 = frame_f1(np.array([d["box"] for d in dets], np.float32).reshape(-1, 4),
+                      np.array([d["class_id"] for d in dets], np.int64),
+                      np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
+                      np.array([o["class_id"] for o in objects], np.int64))
+        predicted = float(np.quantile(recent, 0.95)) * base_ms[arm]
+        x = arm_context(context, predicted, margin)
+        hit = context.deadline_ms is None or latency <= context.deadline_ms
+        cpu = frame.get("cpu_ms", latency)   # measured CPU time where the bag records it
+        busy = float(cpu) / period if cpu is not None and math.isfinite(float(cpu)) else latency / period
+        out.append((arm, x, reward(f1, hit, busy, context, weights)))
+        accuracy.append((arm, f1))
+    if skipped:
+        problems[f"{bag}: {skipped} frame(s) without ground truth or with NaN/inf "
+                 f"latency/utilization"] = skipped
+    return out, accuracy
+
+
+def _finite(value: float) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _confidence(detections: list) -> float | None:
+    scores = [float(d.get("score", math.nan)) for d in detections]
+    scores = [s for s in scores if math.isfinite(s)]
+    return float(np.mean(scores)) if scores else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tnn-train controller", description=__doc__.split("\n")[0])
+    parser.add_argument("--bags", nargs="*", default=[],
+                        help="rosbag2 runs with ground truth (tnn-demo bags)")
+    parser.add_argument("--traces", nargs="*", default=[],
+                        help="per-level traces (.npz) from tnn-bench control")
+    parser.add_argument("-o", "--output", default="controller.pt", help="state dict (.pt torch, .npz numpy)")
+    parser.add_argument("--contexts-per-frame", type=int, default=4, help="random contexts per trace frame")
+    parser.add_argument("--alpha", type=float, default=0.1, help="exploration weight stored in the file")
+    parser.add_argument("--ridge", type=float, default=1.0, help="ridge prior of every arm")
+    parser.add_argument("--margin", type=float, default=0.1, help="deadline_margin the 'fits' feature uses")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-card", default=None,
+                        help="detector card for utilizations/latency shape (default: shipped)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.bags and not args.traces:
+        print("tnn-train controller: give --bags and/or --traces", file=sys.stderr)
+        return 2
+    from tnn_ros.control.latency import LatencyProfile
+    from tnn_ros.resources.paths import find_package_file
+
+    card_file = args.model_card or find_package_file("models", "detector.card.json")
+    profile = LatencyProfile.from_card(card_file)
+    utilizations = list(profile.utilizations)
+    weights = RewardWeights()
+    rng = np.random.default_rng(args.seed)
+    bandit = LinUCB(len(utilizations), alpha=args.alpha, ridge=args.ridge)
+    accuracy_sums = np.zeros(len(utilizations))
+    accuracy_counts = np.zeros(len(utilizations))
+    problems: dict[str, int] = {}
+    started = time.monotonic()
+    sources = []
+    for path in args.traces:
+        from tnn_ros.bench.control_bench import Trace
+        try:
+            trace = Trace.load(path)
+        except (OSError, ValueError, KeyError) as error:
+            problems[f"{path}: unreadable trace ({error})"] = 1
+            continue
+        if trace.num_levels != len(utilizations):
+            problems[f"{path}: {trace.num_levels} levels, the card has {len(utilizations)}"] = 1
+            continue
+        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, weights)
+        for arm, x, value in samples:
+            bandit.update(arm, x, value)
+        accuracy_sums += trace.f1.sum(axis=0)
+        accuracy_counts += trace.num_frames
+        sources.append({"traces": str(path), "samples": len(samples)})
+        print(f"  {path}: {len(samples)} samples ({trace.num_frames} frames x {trace.num_levels} levels x "
+              f"{args.contexts_per_frame} contexts), {time.monotonic() - started:.0f} s", flush=True)
+    for bag in args.bags:
+        samples, accuracy = samples_from_bag(bag, utilizations, profile.latencies_ms, args.margin, weights,
+                                             problems)
+        for arm, x, value in samples:
+            bandit.update(arm, x, value)
+        for arm, f1 in accuracy:
+            accuracy_sums[arm] += f1
+            accuracy_counts[arm] += 1
+        if samples:
+            sources.append({"bag": str(bag), "samples": len(samples)})
+            print(f"  {bag}: {len(samples)} frames, {time.monotonic() - started:.0f} s", flush=True)
+    for problem in problems:   # each reason once
+        print(f"tnn-train controller: skipped: {problem}", file=sys.stderr)
+    if not sources:
+        print("tnn-train controller: no usable data (see the reasons above)", file=sys.stderr)
+        return 2
+    card_accuracy = [level.get("accuracy") for level in json.loads(Path(card_file).read_text())["levels"]]
+    accuracies = [float(accuracy_sums[a] / accuracy_counts[a]) if accuracy_counts[a]
+                  else float(card_accuracy[a] or 0) for a in range(len(utilizations))]
+    card = {
+        "name": "controller", "task": "control", "algorithm": "disjoint LinUCB (Li et al. 2010)",
+        "utilizations": utilizations, "accuracies": [round(a, 4) for a in accuracies],
+        "accuracy_proxy": "mean per-frame detection F1 at IoU 0.5 vs ground truth in the training data",
+        "frame_period_ms": 1000.0 / FPS, "reward_weights": dataclasses.asdict(weights),
+        "samples_per_arm": [int(c) for c in bandit.counts],
+        "training": {"command": "tnn-train controller " + " ".join(sys.argv[1:] if argv is None else argv),
+                     "sources": sources, "seed": args.seed, "skipped": list(problems),
+                     "wall_time_s": round(time.monotonic() - started, 1)},
+    }
+    weights_path, card_path = save_bandit(bandit, args.output, card)
+    theta = bandit.theta()
+    print(f"wrote {weights_path} and {card_path}: samples per level {card['samples_per_arm']}")
+    print("per-level reward weights (" + ", ".join(card_features()) + "):")
+    for arm, row in enumerate(theta):
+        print(f"  u {utilizations[arm]:.3f}: " + " ".join(f"{v:+.3f}" for v in row))
+    return 0
+
+
+def card_features() -> tuple[str, ...]:
+    from tnn_ros.control.learned import FEATURES
+    return FEATURES
+
+
+if __name__ == "__main__":
+    sys.exit(main())
