@@ -1,0 +1,1 @@
+"""Evaluation tooling (beside the runtime, never imported by it): metrics and scoring of recorded runs."""
