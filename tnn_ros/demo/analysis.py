@@ -2,7 +2,8 @@
 
 ``load_run`` reads the topics of one perception/controller/resource run out of a rosbag2 bag with
 rosbags; ``summarize`` turns it into the figures of ``summary.json`` (deadline hit rate, mean
-utilization, energy, detection mAP@0.5 against the simulated ground truth, gesture accuracy), over
+utilization, energy, detection mAP@0.5 against the simulated ground truth, gesture accuracy per
+frame and per gesture event), over
 the whole run and per mission phase. Topics are found by name suffix, so any namespace works.
 
 Times in a :class:`RunSeries` are seconds since the first resource (battery) message, which is when
@@ -251,6 +252,25 @@ def gesture_accuracy(gestures: list[dict], truth: dict[int, dict]) -> float | No
     return sum(label == expected for label, expected in matched) / len(matched)
 
 
+def gesture_event_accuracy(gestures: list[dict], truth: dict[int, dict]) -> float | None:
+    """Levenshtein accuracy of the announced gesture events against the scripted gesture sequence.
+
+    Frames are ordered by their camera stamp; the ground truth of every published frame gives the
+    scripted gestures, the announcements (``gesture/json`` payloads) the recognized ones. Only the
+    stretch between the first and the last announcement is scored (see
+    :func:`tnn_ros.eval.gesture_events.score_stream`). None when no scripted gesture falls in it.
+    """
+    from tnn_ros.eval.gesture_events import score_stream
+
+    frames = sorted((int(stamp), payload.get("gesture")) for stamp, payload in truth.items())
+    announced = sorted((int(g["stamp_ns"]), g["label"]) for g in gestures if "label" in g)
+    if not frames or not announced:
+        return None
+    scores = score_stream([s / 1e9 for s, _ in frames], [label or "no_gesture" for _, label in frames],
+                          [s / 1e9 for s, _ in announced], [label for _, label in announced])
+    return scores.levenshtein_accuracy
+
+
 def energy_joules(battery: np.ndarray, start_s: float = -math.inf, end_s: float = math.inf) -> float | None:
     """Integral of voltage x |current| over the battery samples in ``[start_s, end_s)``."""
     rows = battery[(battery[:, 0] >= start_s) & (battery[:, 0] < end_s)] if len(battery) else battery
@@ -333,6 +353,7 @@ def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> 
         "detection_map50": _round(detection_map50(frames, run.truth)),
         "gesture_accuracy": _round(gesture_accuracy(gestures, run.truth)),
         **_cost_figures(frames),
+        "gesture_event_accuracy": _round(gesture_event_accuracy(gestures, run.truth)),
     }
 
 
@@ -399,5 +420,7 @@ def compare(auto: dict, baseline: dict) -> dict:
         "deadline_hit_rate_delta": delta(auto.get("deadline_hit_rate"), baseline.get("deadline_hit_rate")),
         "detection_map50_delta": delta(auto.get("detection_map50"), baseline.get("detection_map50")),
         "gesture_accuracy_delta": delta(auto.get("gesture_accuracy"), baseline.get("gesture_accuracy")),
+        "gesture_event_accuracy_delta": delta(auto.get("gesture_event_accuracy"),
+                                              baseline.get("gesture_event_accuracy")),
         "battery_left_delta": delta(auto.get("battery_end"), baseline.get("battery_end")),
     }

@@ -45,6 +45,7 @@ def print_summary(summary: dict, out: TextIO) -> None:
             ("energy (J)", "energy_j", "{:.1f}"),
             ("battery at end", "battery_end", "{:.1%}"), ("detection mAP@0.5", "detection_map50", "{:.3f}"),
             ("gesture accuracy", "gesture_accuracy", "{:.1%}"),
+            ("gesture events (Lev.)", "gesture_event_accuracy", "{:.1%}"),
             ("mean latency (ms)", "mean_latency_ms", "{:.1f}")]
 
     def cell(value, fmt: str) -> str:

@@ -1,1 +1,1 @@
-"""Evaluation tooling (metrics beside the runtime; never imported by nodes)."""
+"""Evaluation tooling (beside the runtime, never imported by it): metrics and scoring of recorded runs."""

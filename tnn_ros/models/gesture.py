@@ -42,7 +42,53 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
     "fc": [256, 256],
     "min_fraction": 0.375,           # width fraction of the gated layers at the lowest level
+    "temporal": "same",              # "same": zero-padded 3x3x3 convs (C3D); "valid": see temporal_plan
 }
+TEMPORAL_MODES = ("same", "valid")
+
+
+@dataclass(frozen=True)
+class TemporalPlan:
+    """Temporal kernel / padding of every conv (conv1 first), temporal pool of every stage, final length."""
+
+    kernels: tuple[int, ...]
+    paddings: tuple[int, ...]
+    pools: tuple[int, ...]
+    final_length: int
+
+
+def temporal_plan(arch: dict[str, Any]) -> TemporalPlan:
+    """How the time axis flows through the net of ``arch``.
+
+    ``"same"`` (C3D): every conv is 3x3x3 with one zero frame of padding on each side and every stage
+    ends with a 2x temporal pool, so 16 frames become 1. ``"valid"``: no temporal padding at all:
+    a conv has a temporal kernel of 3 while at least 3 positions are left (else 1, a per-frame 3x3
+    conv) and a stage pools time by 2 while an even number >= 2 of positions is left. Every output
+    then depends on real frames only, which is what lets :mod:`tnn_ros.models.gesture_streaming`
+    compute each frame's part once and reuse it (16 frames: 14, 12, pool 6, 4, 2, pool 1, then 1).
+    """
+    mode = arch.get("temporal", "same")
+    if mode not in TEMPORAL_MODES:
+        raise ValueError(f"temporal must be one of {TEMPORAL_MODES}, got {mode!r}")
+    t = int(arch["clip_length"])
+    kernels, paddings, pools = [], [], []
+
+    def conv() -> None:
+        nonlocal t
+        kt = 3 if mode == "same" or t >= 3 else 1
+        pt = 1 if mode == "same" else 0
+        kernels.append(kt)
+        paddings.append(pt)
+        t = t + 2 * pt - kt + 1
+
+    conv()  # conv1
+    for stage in arch["stages"]:
+        for _ in stage:
+            conv()
+        pool = 2 if mode == "same" or (t >= 2 and t % 2 == 0) else 1
+        pools.append(pool)
+        t //= pool
+    return TemporalPlan(tuple(kernels), tuple(paddings), tuple(pools), t)
 
 
 def fold_temporal_weight(weight: Tensor) -> Tensor:
@@ -56,25 +102,35 @@ def fold_temporal_weight(weight: Tensor) -> Tensor:
 
 def conv3d_by_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=1, dilation=1,
                      groups: int = 1) -> Tensor:
-    """``F.conv3d(x, weight, bias, padding=1)`` for a 3x3x3 kernel, computed with one ``conv2d``.
+    """``F.conv3d(x, weight, bias, padding=(pt, 1, 1))`` for a kt x 3 x 3 kernel, by one ``conv2d``.
 
-    ``x`` is (N, C, T, H, W); ``weight`` is the 5-D conv3d weight or its :func:`fold_temporal_weight`.
-    The result has the logical shape (N, C_out, T, H, W) and a frame-major memory layout.
-    The keyword arguments exist to match ``F.conv3d``; only stride 1, padding 1, dilation 1 and
+    ``x`` is (N, C, T, H, W); ``weight`` is the 5-D conv3d weight or its :func:`fold_temporal_weight`
+    (kt is read from it); ``padding`` is the conv's padding, an int or ``(pt, ph, pw)`` (``ph = pw = 1``).
+    The result has the logical shape (N, C_out, T + 2 pt - kt + 1, H, W) and a frame-major memory
+    layout. The other keyword arguments exist to match ``F.conv3d``; only stride 1, dilation 1 and
     groups 1 are valid (checked when the layer is built).
     """
     n, c, t, h, w = x.shape
-    frames = x.permute(0, 2, 1, 3, 4).contiguous()                      # (N, T, C, H, W); free if frame-major
-    padded = F.pad(frames, (0, 0, 0, 0, 0, 0, 1, 1))                    # zero frame before and after
-    stacked = torch.cat([padded[:, 0:t], padded[:, 1:t + 1], padded[:, 2:t + 2]], dim=2)
     if weight.dim() == 5:
         weight = fold_temporal_weight(weight)
-    out = F.conv2d(stacked.view(n * t, 3 * c, h, w), weight, bias, padding=1)
-    return out.view(n, t, out.shape[1], h, w).permute(0, 2, 1, 3, 4)
+    kt = weight.shape[1] // c
+    pt = int(padding[0] if isinstance(padding, (tuple, list)) else padding)
+    frames = x.permute(0, 2, 1, 3, 4).contiguous()                      # (N, T, C, H, W); free if frame-major
+    if pt:
+        frames = F.pad(frames, (0, 0, 0, 0, 0, 0, pt, pt))              # zero frames before and after
+    t_out = frames.shape[1] - kt + 1
+    if t_out < 1:
+        raise ValueError(f"{t} frames are too few for a temporal kernel of {kt} with padding {pt}")
+    stacked = frames if kt == 1 else torch.cat([frames[:, d:d + t_out] for d in range(kt)], dim=2)
+    out = F.conv2d(stacked.reshape(n * t_out, kt * c, h, w), weight, bias, padding=1)
+    return out.view(n, t_out, out.shape[1], h, w).permute(0, 2, 1, 3, 4)
 
 
 class TemporalFoldConv3d(GatedConv3d):
-    """A gated 3x3x3 / stride 1 / padding 1 ``Conv3d`` computed by :func:`conv3d_by_conv2d`.
+    """A gated kt x 3 x 3 / stride 1 / padding (pt, 1, 1) ``Conv3d`` computed by :func:`conv3d_by_conv2d`.
+
+    ``temporal_kernel`` is 3 or 1, ``temporal_padding`` 1 ("same" length) or 0 ("valid": no zero
+    frames, so an output depends only on real frames and a stream can compute it once and reuse it).
 
     Parameters, state dict, gating, switchable BN and MAC counting are those of
     :class:`~tnn_ros.throttle.GatedConv3d`; only the kernel call differs, and the eval-mode caches
@@ -83,8 +139,14 @@ class TemporalFoldConv3d(GatedConv3d):
 
     _conv_fn = staticmethod(conv3d_by_conv2d)
 
-    def __init__(self, in_channels: int, out_channels: int, **gating) -> None:
-        super().__init__(in_channels, out_channels, 3, stride=1, padding=1, **gating)
+    def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int = 3,
+                 temporal_padding: int = 1, **gating) -> None:
+        if temporal_kernel not in (1, 3) or temporal_padding not in (0, 1) \
+                or temporal_padding > temporal_kernel // 2:
+            raise ValueError(f"temporal kernel 3 or 1 with padding <= kernel // 2 needed, got "
+                             f"{temporal_kernel} / {temporal_padding}")
+        super().__init__(in_channels, out_channels, (temporal_kernel, 3, 3), stride=1,
+                         padding=(temporal_padding, 1, 1), **gating)
 
     @torch.no_grad()
     def rebuild_cache(self) -> None:
@@ -127,13 +189,16 @@ def _check_architecture(arch: dict[str, Any]) -> None:
     if arch["type"] != DEFAULT_ARCHITECTURE["type"]:
         raise ValueError(f"architecture type must be {DEFAULT_ARCHITECTURE['type']!r}, got {arch['type']!r}")
     width, height = arch["frame_size"]
-    if arch["clip_length"] < 2 or width < 8 or height < 8:
-        raise ValueError(f"clip_length >= 2 and frames >= 8x8 needed, got {arch['clip_length']} frames of "
-                         f"{width}x{height}")
+    if width < 8 or height < 8:
+        raise ValueError(f"frames >= 8x8 needed, got {width}x{height}")
+    if arch.get("temporal", "same") not in TEMPORAL_MODES:
+        raise ValueError(f"temporal must be one of {TEMPORAL_MODES}, got {arch.get('temporal')!r}")
     pools = 2 ** len(arch["stages"])
-    if arch["clip_length"] % pools:
+    if arch.get("temporal", "same") == "same" and arch["clip_length"] % pools:
         raise ValueError(f"clip_length {arch['clip_length']} must be divisible by {pools} "
                          f"(one 2x temporal pool per stage)")
+    if arch["clip_length"] < 3:
+        raise ValueError(f"clip_length must be >= 3, got {arch['clip_length']}")
     widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
     if any(c <= 0 or c % 8 for c in widths):
         raise ValueError(f"channel widths must be positive multiples of 8, got {widths}")
@@ -171,22 +236,28 @@ class ThrottleableGestureNet(ThrottleableModule):
         def widths(channels: int) -> list[int]:
             return level_widths(channels, levels, arch["min_fraction"])
 
-        self.conv1 = TemporalFoldConv3d(3, arch["conv1"], num_levels=levels, norm=True, activation="relu")
+        plan = temporal_plan(arch)
+        self.temporal_plan = plan
+        kernels = iter(zip(plan.kernels, plan.paddings))
+        kt, pt = next(kernels)
+        self.conv1 = TemporalFoldConv3d(3, arch["conv1"], kt, pt, num_levels=levels, norm=True,
+                                        activation="relu")
         self.convs = nn.ModuleList()   # flat list of gated convs; self._pool_after marks stage ends
-        self._pool_after: list[bool] = []
+        self._pool_after: list[int] = []   # temporal pool after each conv (0: none, 1 or 2: stage end)
         in_widths = [arch["conv1"]] * levels
-        for stage in arch["stages"]:
+        for stage, stage_pool in zip(arch["stages"], plan.pools):
             for i, channels in enumerate(stage):
                 out_widths = widths(channels)
-                self.convs.append(TemporalFoldConv3d(in_widths[-1], channels, in_widths=in_widths,
+                kt, pt = next(kernels)
+                self.convs.append(TemporalFoldConv3d(in_widths[-1], channels, kt, pt, in_widths=in_widths,
                                                      out_widths=out_widths, norm=True, activation="relu"))
-                self._pool_after.append(i == len(stage) - 1)
+                self._pool_after.append(stage_pool if i == len(stage) - 1 else 0)
                 in_widths = out_widths
         # Flattened size after the last pool (C3D flattens; keeps where in the frame things happened).
-        t, w, h = self.clip_length, self.frame_size[0], self.frame_size[1]
+        t, w, h = plan.final_length, self.frame_size[0], self.frame_size[1]
         w, h = math.ceil(w / 2), math.ceil(h / 2)
         for _ in arch["stages"]:
-            t, w, h = t // 2, math.ceil(w / 2), math.ceil(h / 2)
+            w, h = math.ceil(w / 2), math.ceil(h / 2)
         positions = t * w * h
         self.feature_shape = (in_widths[-1], t, h, w)
         fc_layers = []
@@ -229,7 +300,7 @@ class ThrottleableGestureNet(ThrottleableModule):
         for conv, pool in zip(self.convs, self._pool_after):
             x = conv(x, level)
             if pool:
-                x = max_pool_clip(x, temporal=2)
+                x = max_pool_clip(x, temporal=pool)
         x = x.reshape(x.shape[0], -1)  # channel-major, so a narrower level is a prefix of the features
         for fc in self.fcs:
             x = fc(x, level)

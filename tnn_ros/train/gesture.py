@@ -53,15 +53,38 @@ def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor) -> Tenso
 
 # --- data ---------------------------------------------------------------------------------------------
 
+class Interleaved(Dataset):
+    """Items of two datasets in turn: even indices from ``first``, odd ones from ``second``."""
+
+    def __init__(self, first: Dataset, second: Dataset) -> None:
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return 2 * min(len(self.first), len(self.second))
+
+    def __getitem__(self, index: int):
+        return (self.second if index % 2 else self.first)[index // 2]
+
+
 def synthetic_batches(arch: dict, classes: list[str], batch_size: int, seed: int, start_step: int = 0,
-                      workers: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+                      workers: int = 1, stream_mix: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless fresh synthetic batches, preprocessed for the net.
+
+    ``stream_mix``: every other clip is a window of the simulated camera stream
+    (:class:`~tnn_ros.data.stream.StreamGestureDataset`: scene backgrounds, gesture onsets and the
+    hand's jumps between gestures as no_gesture) instead of an isolated gesture clip.
 
     Batch ``s`` depends only on (seed, s), so a resumed run goes on with new clips instead of
     replaying the ones it already saw.
     """
     dataset = SyntheticGestureDataset(10**9, seed=seed, clip_length=arch["clip_length"],
                                       frame_size=tuple(arch["frame_size"]), classes=classes)
+    if stream_mix:
+        from ..data.stream import StreamGestureDataset
+
+        dataset = Interleaved(dataset, StreamGestureDataset(10**9, seed=seed, clip_length=arch["clip_length"],
+                                                            frame_size=tuple(arch["frame_size"]),
+                                                            classes=classes))
     indices = range(start_step * batch_size, 10**9)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
                         persistent_workers=workers > 0)
@@ -80,6 +103,29 @@ def dataset_batches(dataset: Dataset, batch_size: int, seed: int, workers: int =
         for clips, labels in loader:
             yield ThrottleableGestureNet.preprocess(clips), labels
         epoch += 1
+
+
+def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
+    """Start ``model`` from the weights of another gesture model file of the same widths.
+
+    Tensors of equal shape are copied. A temporal-kernel-1 conv of a ``temporal="valid"`` net taken
+    from a kernel-3 conv gets the kernel summed over time (the same response to a still input), so
+    a valid net can start from a trained "same" one.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    if set(state) != set(own):
+        raise ValueError(f"{path}: its layers differ from the net's (not the same widths/levels)")
+    for key, value in state.items():
+        target = own[key]
+        if value.shape != target.shape:
+            if value.dim() == 5 and target.shape[2] == 1 and value.shape[:2] == target.shape[:2]:
+                value = value.float().sum(dim=2, keepdim=True)
+            else:
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, "
+                                 f"the net {tuple(target.shape)}")
+        own[key] = value.to(target.dtype)
+    model.load_state_dict(own)
 
 
 # --- evaluation ---------------------------------------------------------------------------------------
@@ -161,7 +207,10 @@ def save_half(model: ThrottleableGestureNet, path: str | Path, card: dict) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tnn-train gesture", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=("synthetic", "jester"), default="synthetic")
+    parser.add_argument("--data", choices=("synthetic", "stream-mix", "jester"), default="synthetic",
+                        help="stream-mix: half isolated synthetic clips, half simulated-stream windows")
+    parser.add_argument("--init", default=None,
+                        help="start from this model file's weights (same architecture) instead of random")
     parser.add_argument("--data-dir", help="Jester-style root (with --data jester; see docs/gesture.md)")
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -174,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default=DEFAULT_ARCHITECTURE["frame_size"])
     parser.add_argument("--clip-length", type=int, default=DEFAULT_ARCHITECTURE["clip_length"])
     parser.add_argument("--levels", type=int, default=DEFAULT_ARCHITECTURE["num_levels"])
+    parser.add_argument("--temporal", choices=("same", "valid"), default=DEFAULT_ARCHITECTURE["temporal"],
+                        help="valid: no temporal padding, so the net can run frame by frame (streaming)")
     parser.add_argument("--random-levels", type=int, default=1,
                         help="random middle levels per step besides the full and lowest (sandwich rule)")
     parser.add_argument("--baseline", action="store_true",
@@ -217,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     arch = {**DEFAULT_ARCHITECTURE, "num_levels": 1 if args.baseline else args.levels,
-            "frame_size": list(args.frame_size), "clip_length": args.clip_length}
+            "frame_size": list(args.frame_size), "clip_length": args.clip_length, "temporal": args.temporal}
     train_set = None
     classes = list(GESTURE_CLASSES)
     if args.data == "jester":
@@ -241,9 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         start = 0
         if args.resume and Path(checkpoint).is_file():
             start = int(torch.load(checkpoint, map_location="cpu", weights_only=True)["step"])
+        if args.init and not (args.resume and Path(checkpoint).is_file()):
+            init_from(model, args.init)
+            print(f"starting from the weights of {args.init}", flush=True)
         if train_set is None:
             batches = synthetic_batches(arch, classes, args.batch_size, TRAIN_SEED_BASE + args.seed, start,
-                                        args.workers)
+                                        args.workers, stream_mix=args.data == "stream-mix")
         else:
             batches = dataset_batches(train_set, args.batch_size, args.seed, args.workers)
         config = TrainConfig(steps=args.steps, lr=args.lr, sandwich=not args.baseline, seed=args.seed,
@@ -255,12 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         result = train(model, batches, classification_loss, config, distill_fn=distillation_loss, desc=name)
         if train_set is None:
             calibration = synthetic_batches(arch, classes, args.batch_size,
-                                            CALIBRATION_SEED_BASE + args.seed, workers=0)
+                                            CALIBRATION_SEED_BASE + args.seed, workers=0,
+                                            stream_mix=args.data == "stream-mix")
         else:
             calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
         calibrate_bn(model, calibration, args.calibrate_batches)
-        data = (f"synthetic gesture clips (tnn_ros.data.gestures), fresh every step, seed {args.seed}"
-                if args.data == "synthetic" else f"jester: {args.data_dir}")
+        fresh = f"fresh every step, seed {args.seed}"
+        data = {"synthetic": f"synthetic gesture clips (tnn_ros.data.gestures), {fresh}",
+                "stream-mix": "every other clip synthetic (tnn_ros.data.gestures), every other a "
+                              f"simulated-stream window (tnn_ros.data.stream.StreamGestureDataset), {fresh}",
+                }.get(args.data, f"jester: {args.data_dir}")
+        if args.init:
+            data += f"; fine-tuned from {args.init}"
         training = {"command": command, "data": data, "seed": args.seed,
                     "epochs": round(args.steps * args.batch_size / len(train_set), 3) if train_set else 1,
                     "steps": args.steps, "batch_size": args.batch_size,

@@ -1,0 +1,95 @@
+"""Event-level gesture scoring (tnn_ros.eval.gesture_events) on hand-computed cases."""
+
+import pytest
+
+from tnn_ros.eval.gesture_events import (
+    GestureEvent,
+    announced_events,
+    frame_accuracy,
+    levenshtein,
+    levenshtein_accuracy,
+    match_events,
+    score_stream,
+    truth_events,
+)
+
+N = "no_gesture"
+
+
+@pytest.mark.parametrize("a, b, distance", [
+    ("", "", 0), ("abc", "", 3), ("", "ab", 2), ("kitten", "sitting", 3), ("flaw", "lawn", 2),
+    ("abc", "abc", 0), ("ab", "ba", 2),
+])
+def test_levenshtein_matches_hand_computed_distances(a, b, distance):
+    assert levenshtein(list(a), list(b)) == distance
+    assert levenshtein(list(b), list(a)) == distance
+
+
+def test_levenshtein_accuracy():
+    truth = ["L", "R", "U", "D"]
+    assert levenshtein_accuracy(truth, truth) == 1.0
+    assert levenshtein_accuracy(["L", "R", "U"], truth) == 0.75           # one deletion
+    assert levenshtein_accuracy(["L", "X", "R", "U", "D"], truth) == 0.75  # one insertion (false alarm)
+    assert levenshtein_accuracy(["L", "R", "D", "D"], truth) == 0.75       # one substitution
+    assert levenshtein_accuracy(list("XXXXXXXXXX"), truth) == 0.0          # clipped at 0
+    assert levenshtein_accuracy([], []) is None
+
+
+def test_truth_events_are_runs_of_one_gesture():
+    times = [0, 1, 2, 3, 4, 5, 6, 7]
+    labels = [N, "L", "L", N, N, "R", "U", "U"]
+    assert truth_events(times, labels) == [GestureEvent("L", 1, 2), GestureEvent("R", 5, 5),
+                                           GestureEvent("U", 6, 7)]
+    assert announced_events([], []) == []
+    with pytest.raises(ValueError):
+        truth_events([0, 1], [N])
+    with pytest.raises(ValueError):
+        truth_events([1, 0], [N, N])
+
+
+def test_match_events_counts_detections_misclassifications_misses_and_false_alarms():
+    truth = [GestureEvent("L", 10, 11), GestureEvent("R", 20, 21), GestureEvent("U", 30, 31),
+             GestureEvent("D", 40, 41)]
+    announced = [
+        GestureEvent("L", 11.5, 12),    # detects L (delay 1.5, inside [10, 11 + 0.8])
+        GestureEvent("L", 12.5, 13),    # outside every window (11.8 < 12.5 < 20): false alarm
+        GestureEvent("U", 20.5, 21),    # wrong class in R's window: R misclassified, false alarm
+        GestureEvent("U", 30.2, 30.5),  # detects U
+        GestureEvent("U", 31.0, 31.2),  # second announcement in U's window: false alarm
+        # D: nothing -> missed
+    ]
+    scores = match_events(truth, announced, allowance_s=0.8)
+    assert (scores.gestures, scores.announced) == (4, 5)
+    assert (scores.detected, scores.misclassified, scores.missed, scores.false_alarms) == (2, 1, 1, 3)
+    assert scores.detection_rate == 0.5
+    assert scores.mean_delay_s == pytest.approx((1.5 + 0.2) / 2)
+    # announced L L U U U vs truth L R U D: L=L, L->R, U=U, U->D, one U inserted: distance 3
+    assert scores.levenshtein_accuracy == pytest.approx(1 - 3 / 4)
+
+
+def test_windows_stop_at_the_next_gesture():
+    truth = [GestureEvent("L", 0, 1), GestureEvent("R", 1.5, 2)]
+    scores = match_events(truth, [GestureEvent("L", 1.6, 1.7)], allowance_s=5.0)
+    assert scores.detected == 0 and scores.misclassified == 1 and scores.false_alarms == 1
+
+
+def test_score_stream_only_scores_what_the_recognizer_watched():
+    # 10 Hz truth: gesture L at 0.0-0.2 (before the recognizer's first result), R at 1.0-1.2,
+    # U at 2.0-2.2, and D at 2.9-3.0 which is cut off by the end of the announcements.
+    times = [i / 10 for i in range(31)]
+    labels = [N] * 31
+    for lo, hi, g in ((0, 2, "L"), (10, 12, "R"), (20, 22, "U"), (29, 30, "D")):
+        for i in range(lo, hi + 1):
+            labels[i] = g
+    announce_t = [0.5, 0.6, 1.1, 1.2, 1.3, 2.3, 2.4, 3.0]
+    announce = [N, "L", "R", "R", N, "U", N, "D"]   # L: late echo of an unscored gesture; D: cut off
+    scores = score_stream(times, labels, announce_t, announce, allowance_s=0.8)
+    assert scores.gestures == 2 and scores.detected == 2 and scores.false_alarms == 0
+    assert scores.levenshtein_accuracy == 1.0
+
+
+def test_frame_accuracy():
+    assert frame_accuracy(["a", "b", "c", "d"], ["a", "b", "x", "y"]) == 0.5
+    assert frame_accuracy([], []) is None
+    with pytest.raises(ValueError):
+        frame_accuracy(["a"], [])

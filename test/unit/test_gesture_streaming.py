@@ -1,0 +1,112 @@
+"""Streaming (continual) gesture inference against the clip model as the reference."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tnn_ros.models.gesture import (
+    DEFAULT_ARCHITECTURE,
+    ThrottleableGestureNet,
+    conv3d_by_conv2d,
+    temporal_plan,
+)
+from tnn_ros.models.gesture_streaming import StreamingGestureNet
+
+SMALL = {"temporal": "valid", "frame_size": [24, 24], "num_levels": 3, "stages": [[16], [16, 16], [24], [24]],
+         "fc": [32, 32]}
+
+
+def _net(arch: dict, seed: int = 0) -> ThrottleableGestureNet:
+    torch.manual_seed(seed)
+    net = ThrottleableGestureNet(architecture=arch)
+    for module in net.modules():   # non-trivial BatchNorm so that folding it matters
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.2)
+    return net.eval()
+
+
+def _frames(count: int, size=(24, 24), seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, size[1], size[0], 3), dtype=np.uint8)
+
+
+def _clip_logits(net, frames: np.ndarray) -> torch.Tensor:
+    with torch.no_grad():
+        return net(net.preprocess(torch.from_numpy(frames)[None]))[0]
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_folded_conv_matches_conv3d(kernel, padding):
+    if padding > kernel // 2:
+        pytest.skip("padding larger than the kernel's half is not a layer we build")
+    x = torch.randn(2, 5, 7, 9, 8)
+    weight, bias = torch.randn(6, 5, kernel, 3, 3), torch.randn(6)
+    expected = F.conv3d(x, weight, bias, padding=(padding, 1, 1))
+    torch.testing.assert_close(conv3d_by_conv2d(x, weight, bias, padding=(padding, 1, 1)), expected,
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_valid_plan_of_the_default_clip():
+    plan = temporal_plan({**DEFAULT_ARCHITECTURE, "temporal": "valid"})
+    # 16 frames: conv1 14, conv2 12, pool 6, conv3a 4, conv3b 2, pool 1, then per-frame 3x3 convs.
+    assert plan.kernels == (3, 3, 3, 3, 1, 1, 1) and set(plan.paddings) == {0}
+    assert plan.pools == (2, 2, 1, 1) and plan.final_length == 1
+    same = temporal_plan(DEFAULT_ARCHITECTURE)
+    assert same.kernels == (3,) * 7 and same.paddings == (1,) * 7 and same.pools == (2,) * 4
+
+
+@pytest.mark.parametrize("clip_length", [16, 24])
+def test_every_frame_equals_the_clip_model_at_every_level(clip_length):
+    net = _net({**SMALL, "clip_length": clip_length})
+    stream = StreamingGestureNet(net)
+    frames = _frames(clip_length + 12)
+    for level in range(net.num_levels):
+        net.set_level(level)
+        stream.reset()
+        for i, frame in enumerate(frames):
+            out = stream.push(frame)
+            if i < clip_length - 1:
+                assert out is None
+                continue
+            expected = _clip_logits(net, frames[i - clip_length + 1:i + 1])
+            torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_level_changes_replay_the_clip_at_the_new_level():
+    net = _net({**SMALL, "clip_length": 16})
+    stream = StreamingGestureNet(net)
+    frames = _frames(40, seed=1)
+    levels = [2, 2, 0, 1, 1, 1, 2, 0]
+    for i, frame in enumerate(frames):
+        net.set_level(levels[i % len(levels)])
+        out = stream.push(frame)
+        if i >= 15:
+            torch.testing.assert_close(out, _clip_logits(net, frames[i - 15:i + 1]), atol=1e-4, rtol=1e-4)
+    assert stream.replays > 0
+
+
+def test_full_size_default_architecture_matches_too():
+    net = _net({"temporal": "valid"})
+    stream = StreamingGestureNet(net)
+    frames = _frames(18, size=(48, 48), seed=2)
+    outputs = [stream.push(f) for f in frames]
+    for i in (15, 17):
+        torch.testing.assert_close(outputs[i], _clip_logits(net, frames[i - 15:i + 1]), atol=1e-4, rtol=1e-4)
+
+
+def test_padded_nets_and_bad_frames_are_refused():
+    with pytest.raises(ValueError, match="temporal='valid'"):
+        StreamingGestureNet(ThrottleableGestureNet().eval())
+    net = _net({**SMALL, "clip_length": 16})
+    stream = StreamingGestureNet(net)
+    with pytest.raises(ValueError):
+        stream.push(np.zeros((24, 24), np.uint8))
+    with pytest.raises(ValueError):
+        stream.push_tensor(torch.zeros(1, 3, 10, 10))
+    net.train()
+    with pytest.raises(RuntimeError):
+        stream.push(_frames(1)[0])

@@ -1,0 +1,141 @@
+"""Live gesture accuracy without ROS: the simulated camera stream straight into the recognizer.
+
+``tnn-bench gesture-stream`` renders the frames the ``sim_camera`` node would publish
+(:class:`tnn_ros.data.stream.SimFrameSource`, same seed / size / fps), fits them to the net's frame
+size as the perception pipeline does, pushes every frame into a recognizer at a fixed level and
+scores the announcements two ways: frame-level (label vs the ground truth of its own frame, the
+demo's ``gesture_accuracy``) and event-level (:mod:`tnn_ros.eval.gesture_events`, the demo's
+``gesture_event_accuracy``). Every frame is processed (no drops), so this is the recognizer's own
+accuracy, not the node's under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .gesture_events import DEFAULT_ALLOWANCE_S, frame_accuracy, score_stream
+
+
+@dataclass
+class StreamRecording:
+    """Frames of one simulated stream, already fitted to the net's frame size, with their truth."""
+
+    frames: list[np.ndarray]
+    times: list[float]
+    labels: list[str]
+
+
+def record_stream(frame_size: tuple[int, int], seconds: float = 90.0, seed: int = 11, fps: float = 15.0,
+                  width: int = 320, height: int = 240, progress: bool = False) -> StreamRecording:
+    """Render ``seconds`` of the simulated camera and fit each frame to ``frame_size`` (width, height)."""
+    from ..data.stream import SimFrameSource
+    from ..models.gesture import resize_frame
+
+    source = SimFrameSource(width, height, seed=seed, fps=fps)
+    count = int(round(seconds * fps))
+    recording = StreamRecording([], [], [])
+    for i in range(count):
+        frame = source.frame_at(i)
+        recording.frames.append(resize_frame(frame.rgb, frame_size))
+        recording.times.append(frame.time_s)
+        recording.labels.append(frame.gesture)
+        if progress and (i + 1) % 300 == 0:
+            print(f"  rendered {i + 1}/{count} frames", file=sys.stderr, flush=True)
+    return recording
+
+
+def run_recognizer(recognizer, recording: StreamRecording) -> tuple[list[float], list[str], list[str]]:
+    """Push every frame; return (times, announced labels, truth labels of those frames)."""
+    times, announced, truth = [], [], []
+    for frame, t, label in zip(recording.frames, recording.times, recording.labels):
+        result = recognizer.push(frame)
+        if result is not None:
+            times.append(t)
+            announced.append(result.label)
+            truth.append(label)
+    return times, announced, truth
+
+
+def score_recognizer(make_recognizer: Callable[[], object], recording: StreamRecording,
+                     allowance_s: float = DEFAULT_ALLOWANCE_S) -> dict:
+    """Frame- and event-level figures of a fresh recognizer over ``recording``."""
+    recognizer = make_recognizer()
+    start = time.perf_counter()
+    times, announced, truth = run_recognizer(recognizer, recording)
+    elapsed = time.perf_counter() - start
+    events = score_stream(recording.times, recording.labels, times, announced, allowance_s)
+    return {
+        "frame_accuracy": frame_accuracy(announced, truth),
+        "event_accuracy": events.levenshtein_accuracy,
+        "events": events.as_dict(),
+        "announcements": len(announced),
+        "ms_per_frame": 1000.0 * elapsed / max(len(recording.frames), 1),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tnn-bench gesture-stream", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None,
+                        help="gesture model file (default: shipped models/gesture.pt)")
+    parser.add_argument("--seconds", type=float, default=90.0, help="stream length (scene time)")
+    parser.add_argument("--seed", type=int, default=11, help="sim_camera seed (scene + gesture script)")
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    parser.add_argument("--levels", type=int, nargs="*", default=None,
+                        help="levels to score (default: lowest and full)")
+    parser.add_argument("--stride", type=int, default=None, help="recognizer stride (default: its own)")
+    parser.add_argument("--smoothing", type=int, default=None, help="recognizer smoothing (default: its own)")
+    parser.add_argument("--allowance", type=float, default=DEFAULT_ALLOWANCE_S,
+                        help="seconds after a gesture's end its announcement may still come")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from ..models import GestureRecognizer, load_gesture
+
+    torch.set_num_threads(args.threads)
+    net = load_gesture(args.model)
+    levels = args.levels if args.levels else sorted({0, net.num_levels - 1})
+    if any(not 0 <= k < net.num_levels for k in levels):
+        print(f"levels must be in [0, {net.num_levels - 1}], got {levels}", file=sys.stderr)
+        return 2
+    settings = {k: v for k, v in (("stride", args.stride), ("smoothing", args.smoothing)) if v is not None}
+    print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
+    recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
+    results = {"model": args.model or "shipped", "seconds": args.seconds, "seed": args.seed, "fps": args.fps,
+               "size": list(args.size), "allowance_s": args.allowance, "recognizer": {}, "levels": {}}
+    for level in levels:
+        net.set_level(level)
+
+        def make():
+            return GestureRecognizer(net, **settings)
+
+        figures = score_recognizer(make, recording, args.allowance)
+        results["recognizer"] = {k: getattr(make(), k) for k in ("stride", "smoothing", "min_confidence")
+                                 if hasattr(make(), k)}
+        results["levels"][str(level)] = figures
+        e = figures["events"]
+        print(f"level {level}: frame-level {figures['frame_accuracy']:.3f}  event-level (Levenshtein) "
+              f"{figures['event_accuracy']:.3f}  detected {e['detected']}/{e['gestures']}  "
+              f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
+              f"{figures['ms_per_frame']:.2f} ms/frame", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
