@@ -757,7 +757,7 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
             source: LevelSource = StaticLevel(int(policy[len("static_L"):]))
         elif policy == "frame_drop":
             source = FrameDrop(frame_drop_keep, level=idle.num_levels - 1)
-            notes = f"full level on {frame_drop_keep:.3f} of the frames"
+            notes = f"full level on {source.keep:.3f} of the frames (asked {frame_drop_keep:.3f})"
         else:
             source = ControllerSource(policy, profile, learned_model)
             if source.fallback_reason:
