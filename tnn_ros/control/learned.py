@@ -422,9 +422,9 @@ class LearnedPolicy(Policy):
         self._pending = (arm, contexts[best], context)
         u = self.utilizations[arm]
         predicted = self.latency.predict_ms(u)
-        deadline = f"{context.deadline_ms:.1f}" if context.deadline_ms is not None else "none"
+        deadline = f"{context.deadline_ms:.1f} ms" if context.deadline_ms is not None else "none"
         reason = (f"learned: u {u:.2f} (reward {mean[best]:+.2f}, ucb {ucb[best]:+.2f}), "
-                  f"p95 {predicted:.1f} ms / deadline {deadline} ms")
+                  f"p95 {predicted:.1f} ms / deadline {deadline}")
         return Decision(u, reason, "learned")
 
     def reset(self, setpoint: float, now: float) -> None:
