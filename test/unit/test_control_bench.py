@@ -246,3 +246,14 @@ def test_live_metrics_from_a_recorded_run_bag(tmp_path):
     assert row["energy_j"] == pytest.approx(12.0, rel=1e-3)   # 6 W for 2 s of battery samples
     assert row["gesture_accuracy"] == pytest.approx(0.5)
     assert row["switches_per_min"] == 0.0 and row["cpu_s"] is None   # this bag has no cpu_ms
+
+
+def test_nan_and_missing_trace_samples_count_as_missed_frames():
+    trace = make_trace([10.0, 20.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=3)
+    trace.latency_ms[1, 0] = np.nan     # a lost measurement
+    trace.cpu_ms[2, 0] = np.inf         # a broken one
+    row, frames = simulate(mission(), trace, None, "static_L0", PROFILE)
+    assert [f.level for f in frames] == [0, -1, -1]
+    assert row["deadline_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert row["cpu_s"] == pytest.approx(0.010)
+    assert "2 unusable trace sample(s)" in row["notes"]

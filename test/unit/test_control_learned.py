@@ -252,3 +252,23 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     assert card["accuracies"] == pytest.approx(list(np.linspace(0.5, 0.9, levels)), abs=1e-4)
     assert any("bag" in reason for reason in card["training"]["skipped"])
     json.dumps(card)
+
+
+def test_trainer_leaves_out_nan_trace_samples():
+    from tnn_ros.bench.control_bench import Trace
+    from tnn_ros.train.controller import samples_from_trace
+
+    levels, frames = 2, 3
+    trace = Trace(
+        latency_ms=np.array([[5.0, 10.0], [np.nan, 10.0], [5.0, np.inf]]),
+        cpu_ms=np.full((frames, levels), 5.0),
+        det_offsets=np.zeros(frames * levels + 1, np.int64), det_boxes=np.zeros((0, 4), np.float32),
+        det_scores=np.zeros(0, np.float32), det_labels=np.zeros(0, np.int64),
+        gt_offsets=np.zeros(frames + 1, np.int64), gt_boxes=np.zeros((0, 4), np.float32),
+        gt_labels=np.zeros(0, np.int64), gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)), gesture_truth=np.zeros(frames, np.int64),
+        f1=np.full((frames, levels), 0.8), meta={"cores": 1})
+    bad = [0]
+    samples = samples_from_trace(trace, np.random.default_rng(0), 1, 0.1, RewardWeights(), bad)
+    assert bad[0] == 2 and len(samples) == 4
+    assert all(np.all(np.isfinite(x)) and np.isfinite(r) for _, x, r in samples)

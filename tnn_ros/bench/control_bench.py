@@ -449,6 +449,7 @@ class ReplaySim:
         self.num_frames = int(math.floor(bench.mission.duration_s * FPS))
         self.next_seq = 0
         self.inflight: tuple[float, int, float, float] | None = None   # (done_t, level, service_ms, cpu_ms)
+        self.bad_samples = 0       # NaN / inf / missing trace samples met (the frame is lost)
 
     # -- state copies for the oracle ------------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -516,6 +517,13 @@ class ReplaySim:
         factor = self.bench.throttle_factor if self.sim.temperature_c > self.bench.throttle_c else 1.0
         service = float(trace.latency_ms[index, level]) * factor
         cpu = float(trace.cpu_ms[index, level]) * factor
+        if not (math.isfinite(service) and service > 0.0 and math.isfinite(cpu) and cpu >= 0.0):
+            # a missing or broken measurement: the frame is lost (a miss), the worker stays free
+            if self.bad_samples == 0:
+                _say(f"  warning: unusable trace sample (frame {index}, level {level}: latency {service}, "
+                     f"cpu {cpu}); such frames count as missed")
+            self.bad_samples += 1
+            return
         done = t + service / 1e3
         frame.level, frame.cpu_ms = level, cpu
         frame.latency_ms = (done - frame.arrival) * 1e3
@@ -766,6 +774,9 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
         sim = ReplaySim(bench, idle, loaded, source)
         frames = sim.run()
         energy = sim.energy_j
+        if sim.bad_samples:
+            lost = f"{sim.bad_samples} unusable trace sample(s) counted as missed"
+            notes = f"{notes}; {lost}" if notes else lost
     # frame_drop changes which frames the gesture recognizer sees (a throttled camera topic), which
     # the recorded consecutive-frame clips cannot replay: not reported in replay mode.
     metrics = run_metrics(frames, energy, bench.mission.duration_s, trace_of,

@@ -44,15 +44,22 @@ RECENT = 15                               # frames in the recent latency quantil
 
 
 def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int, margin: float,
-                       weights: RewardWeights) -> list[tuple[int, np.ndarray, float]]:
-    """(arm, context vector, reward) for every level of every frame under random contexts."""
+                       weights: RewardWeights,
+                       bad: list[int] | None = None) -> list[tuple[int, np.ndarray, float]]:
+    """(arm, context vector, reward) for every level of every frame under random contexts.
+
+    Samples with NaN / inf / missing values are left out and counted in ``bad[0]``.
+    """
+    bad = [0] if bad is None else bad
     period = 1000.0 / FPS
-    ref = float(np.percentile(trace.latency_ms[:, -1], 90))
+    latency = np.where(np.isfinite(trace.latency_ms), trace.latency_ms, np.nan)
+    ref = float(np.nanpercentile(latency[:, -1], 90))
     out = []
     for i in range(trace.num_frames):
         window = slice(max(0, i - RECENT + 1), i + 1)
-        recent = np.percentile(trace.latency_ms[window], 95, axis=0)
-        typical = np.median(trace.latency_ms[window], axis=0)
+        with np.errstate(all="ignore"):
+            recent = np.nanpercentile(latency[window], 95, axis=0)
+            typical = np.nanmedian(latency[window], axis=0)
         for _ in range(contexts_per_frame):
             temperature = float(rng.uniform(30.0, 95.0))
             factor = THROTTLE_FACTOR if temperature > THROTTLE_C else 1.0
@@ -61,6 +68,11 @@ def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int,
                               cpu_load=float(rng.uniform(0.0, 1.0)),
                               confidence=None)
             for arm in range(trace.num_levels):
+                values = (trace.latency_ms[i, arm], trace.cpu_ms[i, arm], trace.f1[i, arm], recent[arm],
+                          typical[arm])
+                if not all(math.isfinite(float(v)) for v in values) or trace.latency_ms[i, arm] <= 0:
+                    bad[0] += 1   # NaN / inf / missing sample: counted, left out
+                    continue
                 service = float(trace.latency_ms[i, arm]) * factor
                 x = arm_context(context, float(recent[arm]) * factor, margin, float(typical[arm]) * factor,
                                 period)
@@ -194,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         if trace.num_levels != len(utilizations):
             problems[f"{path}: {trace.num_levels} levels, the card has {len(utilizations)}"] = 1
             continue
-        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, weights)
+        bad = [0]
+        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, weights, bad)
+        if bad[0]:
+            problems[f"{path}: {bad[0]} sample(s) with NaN/inf/missing values left out"] = bad[0]
         for arm, x, value in samples:
             bandit.update(arm, x, value)
         accuracy_sums += trace.f1.sum(axis=0)
