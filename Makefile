@@ -54,6 +54,7 @@ bench: setup
 	$(VENV)/bin/tnn-bench throttle --model detector --json bench_output/throttle_detector.json
 	$(VENV)/bin/tnn-bench throttle --model gesture --json bench_output/throttle_gesture.json
 	$(VENV)/bin/tnn-bench ros --json bench_output/ros.json
+	$(VENV)/bin/tnn-bench control --json bench_output/control.json
 
 colcon-build: setup
 	$(VENV)/bin/colcon build --base-paths . --build-base build --install-base install

@@ -223,4 +223,37 @@ def test_cli_writes_the_interface_json_and_plot(tmp_path, monkeypatch):
         assert all(keys <= set(row) for row in m["policies"])
         assert all(math.isfinite(row["utility"]) for row in m["policies"])
     assert (tmp_path / "control.png").stat().st_size > 1000
-    assert main(["--json", str(out), "--mode", "live"]) == 2
+    with pytest.raises(SystemExit):   # the oracle needs hindsight: replay only
+        main(["--json", str(out), "--mode", "live", "--policies", "oracle"])
+
+
+def test_live_metrics_from_a_recorded_run_bag(tmp_path):
+    """The live mode's figures from a hand-made run bag (test_bag_analysis's known run)."""
+    import importlib.util
+    from pathlib import Path
+
+    from tnn_ros.bench.control_bench import live_metrics
+
+    spec = importlib.util.spec_from_file_location("bag_run", Path(__file__).with_name("test_bag_analysis.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bag = module._run_bag(tmp_path / "run")   # 20 frames: 10 in deadline with the object found, 10 late
+    row = live_metrics(bag, duration_s=5.0)
+    assert row["frames"] == 20 and row["processed"] == 20
+    assert row["deadline_hit_rate"] == pytest.approx(0.5)
+    assert row["map50"] == pytest.approx(0.5, abs=0.02)
+    assert row["utility"] == pytest.approx(row["map50"] * 0.5, abs=1e-3)
+    assert row["energy_j"] == pytest.approx(12.0, rel=1e-3)   # 6 W for 2 s of battery samples
+    assert row["gesture_accuracy"] == pytest.approx(0.5)
+    assert row["switches_per_min"] == 0.0 and row["cpu_s"] is None   # this bag has no cpu_ms
+
+
+def test_nan_and_missing_trace_samples_count_as_missed_frames():
+    trace = make_trace([10.0, 20.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=3)
+    trace.latency_ms[1, 0] = np.nan     # a lost measurement
+    trace.cpu_ms[2, 0] = np.inf         # a broken one
+    row, frames = simulate(mission(), trace, None, "static_L0", PROFILE)
+    assert [f.level for f in frames] == [0, -1, -1]
+    assert row["deadline_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert row["cpu_s"] == pytest.approx(0.010)
+    assert "2 unusable trace sample(s)" in row["notes"]

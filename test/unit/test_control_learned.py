@@ -14,6 +14,7 @@ from tnn_ros.control.learned import (
     LinUCB,
     RewardWeights,
     arm_context,
+    expected_hit,
     load_bandit,
     make_learned_policy,
     reward,
@@ -55,6 +56,14 @@ def test_linucb_rejects_non_finite_updates():
     assert bandit.counts.tolist() == [0, 0]
 
 
+def test_expected_hit_counts_dropped_and_late_frames():
+    assert expected_hit(40.0, 100.0, 50.0) == 1.0            # keeps up, on time
+    assert expected_hit(40.0, 30.0, 50.0) == 0.0             # keeps up, late
+    assert expected_hit(100.0, 200.0, 50.0) == pytest.approx(0.5)   # half dropped, 150 ms queued+run
+    assert expected_hit(100.0, 140.0, 50.0) == 0.0           # 1.5 x 100 ms > 140 ms
+    assert expected_hit(100.0, None, None) == 1.0
+
+
 def test_reward_hand_cases():
     weights = RewardWeights(miss_penalty=0.5, energy=0.1, battery_energy=1.0, thermal_energy=1.0)
     full = Context(battery=0.9, temperature_c=40.0)
@@ -63,6 +72,8 @@ def test_reward_hand_cases():
     # empty battery (battery_low 1) and 85 C (hot 1): energy weight 0.1 + 1 + 1
     hot_empty = Context(battery=0.0, temperature_c=85.0)
     assert reward(0.8, True, 0.5, hot_empty, weights) == pytest.approx(0.8 - 2.1 * 0.5)
+    # an expected hit fraction mixes the two outcomes
+    assert reward(0.8, 0.25, 0.0, full, weights) == pytest.approx(0.25 * 0.8 - 0.75 * 0.5)
 
 
 def test_arm_context_features():
@@ -70,6 +81,10 @@ def test_arm_context_features():
     named = dict(zip(FEATURES, x))
     assert named["battery_low"] == pytest.approx(0.5) and named["hot"] == pytest.approx(0.5)
     assert named["latency_ratio"] == pytest.approx(0.5) and named["fits"] == 1.0
+    assert named["kept"] == 1.0 and named["kept_fits"] == 1.0   # no frame period given: keeps up
+    # a median of 100 ms at a 50 ms camera period keeps half the frames
+    slow = dict(zip(FEATURES, arm_context(Context(deadline_ms=400.0), 150.0, 0.1, 100.0, 50.0)))
+    assert slow["kept"] == pytest.approx(0.5) and slow["kept_fits"] == pytest.approx(0.5)
     assert arm_context(Context(deadline_ms=40.0), 37.0, 0.1)[FEATURES.index("fits")] == 0.0   # 37 > 36
     unknown = dict(zip(FEATURES, arm_context(Context(), 10.0, 0.1)))
     assert unknown["fits"] == 1.0 and unknown["confidence"] == 0.5 and unknown["battery"] == 1.0
@@ -127,8 +142,8 @@ def test_learned_controller_notices_contention_from_measured_latency(tmp_path):
 
 def test_online_updates_count_and_ignore_frames_of_other_levels(tmp_path):
     path = _trained(tmp_path / "controller.pt")
-    controller = Controller(ControllerConfig(strategy="learned", learned_model=str(path)),
-                            LatencyProfile(PROFILE_POINTS))
+    config = ControllerConfig(strategy="learned", learned_model=str(path), learned_online=True)
+    controller = Controller(config, LatencyProfile(PROFILE_POINTS))
     policy = controller.policy.inner
     assert isinstance(policy, LearnedPolicy)
     controller.update("deadline", 80.0, 0.0)
@@ -165,7 +180,7 @@ def test_unusable_model_file_falls_back_to_auto_with_a_reason(tmp_path, damage):
     policy = make_learned_policy(config, profile, str(path))
     assert isinstance(policy, AutoPolicy)
     assert policy.fallback_reason.startswith("learned controller unavailable, using auto: ")
-    assert str(path) in policy.fallback_reason
+    assert str(tmp_path / "controller.") in policy.fallback_reason   # names the file or its card
     controller = Controller(config, profile)
     controller.update("battery", 0.9, 0.0)
     controller.update("thermal", 40.0, 0.0)
@@ -237,3 +252,23 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     assert card["accuracies"] == pytest.approx(list(np.linspace(0.5, 0.9, levels)), abs=1e-4)
     assert any("bag" in reason for reason in card["training"]["skipped"])
     json.dumps(card)
+
+
+def test_trainer_leaves_out_nan_trace_samples():
+    from tnn_ros.bench.control_bench import Trace
+    from tnn_ros.train.controller import samples_from_trace
+
+    levels, frames = 2, 3
+    trace = Trace(
+        latency_ms=np.array([[5.0, 10.0], [np.nan, 10.0], [5.0, np.inf]]),
+        cpu_ms=np.full((frames, levels), 5.0),
+        det_offsets=np.zeros(frames * levels + 1, np.int64), det_boxes=np.zeros((0, 4), np.float32),
+        det_scores=np.zeros(0, np.float32), det_labels=np.zeros(0, np.int64),
+        gt_offsets=np.zeros(frames + 1, np.int64), gt_boxes=np.zeros((0, 4), np.float32),
+        gt_labels=np.zeros(0, np.int64), gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)), gesture_truth=np.zeros(frames, np.int64),
+        f1=np.full((frames, levels), 0.8), meta={"cores": 1})
+    bad = [0]
+    samples = samples_from_trace(trace, np.random.default_rng(0), 1, 0.1, RewardWeights(), bad)
+    assert bad[0] == 2 and len(samples) == 4
+    assert all(np.all(np.isfinite(x)) and np.isfinite(r) for _, x, r in samples)

@@ -33,6 +33,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -448,6 +449,7 @@ class ReplaySim:
         self.num_frames = int(math.floor(bench.mission.duration_s * FPS))
         self.next_seq = 0
         self.inflight: tuple[float, int, float, float] | None = None   # (done_t, level, service_ms, cpu_ms)
+        self.bad_samples = 0       # NaN / inf / missing trace samples met (the frame is lost)
 
     # -- state copies for the oracle ------------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -515,6 +517,13 @@ class ReplaySim:
         factor = self.bench.throttle_factor if self.sim.temperature_c > self.bench.throttle_c else 1.0
         service = float(trace.latency_ms[index, level]) * factor
         cpu = float(trace.cpu_ms[index, level]) * factor
+        if not (math.isfinite(service) and service > 0.0 and math.isfinite(cpu) and cpu >= 0.0):
+            # a missing or broken measurement: the frame is lost (a miss), the worker stays free
+            if self.bad_samples == 0:
+                _say(f"  warning: unusable trace sample (frame {index}, level {level}: latency {service}, "
+                     f"cpu {cpu}); such frames count as missed")
+            self.bad_samples += 1
+            return
         done = t + service / 1e3
         frame.level, frame.cpu_ms = level, cpu
         frame.latency_ms = (done - frame.arrival) * 1e3
@@ -757,7 +766,7 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
             source: LevelSource = StaticLevel(int(policy[len("static_L"):]))
         elif policy == "frame_drop":
             source = FrameDrop(frame_drop_keep, level=idle.num_levels - 1)
-            notes = f"full level on {frame_drop_keep:.3f} of the frames"
+            notes = f"full level on {source.keep:.3f} of the frames (asked {frame_drop_keep:.3f})"
         else:
             source = ControllerSource(policy, profile, learned_model)
             if source.fallback_reason:
@@ -765,6 +774,9 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
         sim = ReplaySim(bench, idle, loaded, source)
         frames = sim.run()
         energy = sim.energy_j
+        if sim.bad_samples:
+            lost = f"{sim.bad_samples} unusable trace sample(s) counted as missed"
+            notes = f"{notes}; {lost}" if notes else lost
     # frame_drop changes which frames the gesture recognizer sees (a throttled camera topic), which
     # the recorded consecutive-frame clips cannot replay: not reported in replay mode.
     metrics = run_metrics(frames, energy, bench.mission.duration_s, trace_of,
@@ -826,8 +838,10 @@ def summarize(result: dict) -> dict:
             entry = per_policy.setdefault(row["policy"], {"utility": [], "energy_j": [], "cpu_s": [],
                                                           "deadline_hit_rate": []})
             for key in entry:
-                entry[key].append(row[key])
-    means = {p: {k: round(float(np.mean(v)), 4) for k, v in d.items()} for p, d in per_policy.items()}
+                if row.get(key) is not None:   # live runs may lack a figure (failed run, no cpu_ms)
+                    entry[key].append(row[key])
+    means = {p: {k: (round(float(np.mean(v)), 4) if v else None) for k, v in d.items()}
+             for p, d in per_policy.items() if d["utility"]}
     statics = {p: m for p, m in means.items() if p.startswith("static_L")}
     best_static = max(statics, key=lambda p: statics[p]["utility"]) if statics else None
     non_oracle = {p: m for p, m in means.items() if p != "oracle"}
@@ -857,6 +871,8 @@ def pareto_plot(result: dict, path: str | Path) -> None:
     datasets += [(m["name"], m["policies"]) for m in missions]
     for ax, (title, rows_) in zip(axes.flat, datasets):
         for row in rows_:
+            if row.get("energy_j") is None or row.get("utility") is None:
+                continue
             name = row["policy"]
             marker = "o" if name.startswith("static") else ("*" if name in ("learned", "oracle") else "s")
             ax.scatter(row["energy_j"], row["utility"], marker=marker, s=60 if marker == "*" else 30)
@@ -893,6 +909,145 @@ def markdown_table(result: dict) -> str:
         f"{p} {m['utility']:.3f}" for p, m in summary["mean_over_missions"].items()))
     return "\n".join(lines)
 
+
+# --- live mode ------------------------------------------------------------------------------------
+
+LIVE_POLICIES = ("static_L0", "static_L7", "auto", "learned")
+
+
+def live_metrics(bag: Path, duration_s: float) -> dict:
+    """The suite's metrics from one recorded live run (the demo's bag analysis).
+
+    ``deadline_hit_rate`` counts, over every frame the camera published, the frames whose result
+    reported a latency within the deadline in force; ``energy_j`` is the resource monitor's battery
+    (voltage x current); ``cpu_s`` is the sum of per-frame ``cpu_ms`` where perception publishes it.
+    """
+    from tnn_ros.demo.analysis import (
+        _value_at,
+        energy_joules,
+        load_run,
+    )
+    from tnn_ros.demo.analysis import (
+        detection_map50 as bag_map50,
+    )
+    from tnn_ros.demo.analysis import (
+        gesture_accuracy as bag_gesture_accuracy,
+    )
+
+    run = load_run(bag)
+    frames = [f for f in run.frames if 0.0 <= f["t"] <= duration_s]
+    published = max(len([t for t in run.truth.values() if 0.0 <= t.get("t", -1.0) <= duration_s]), 1)
+    hits = 0
+    for frame in frames:
+        deadline = _value_at(run.deadline, frame["t"])
+        latency = float(frame.get("latency_ms", math.nan))
+        hits += int(math.isfinite(latency) and (not math.isfinite(deadline) or latency <= deadline))
+    map50 = bag_map50(frames, run.truth)
+    cpu = [float(f["cpu_ms"]) for f in frames if isinstance(f.get("cpu_ms"), (int, float))]
+    levels = [int(f.get("level", -1)) for f in frames]
+    hit_rate = hits / published
+    energy = energy_joules(run.battery, 0.0, duration_s)
+    return {
+        "cpu_s": round(sum(cpu) / 1e3, 3) if cpu else None,
+        "energy_j": None if energy is None else round(energy, 2),
+        "deadline_hit_rate": round(hit_rate, 4),
+        "map50": None if map50 is None else round(map50, 4),
+        "gesture_accuracy": _round(bag_gesture_accuracy(run.gestures, run.truth)),
+        "utility": round((map50 or 0.0) * hit_rate, 4),
+        "switches_per_min": round(sum(a != b for a, b in zip(levels, levels[1:])) / (duration_s / 60.0), 2),
+        "frames": published,
+        "processed": len(frames),
+    }
+
+
+def run_live(args, policies: tuple[str, ...], out: Path) -> dict:
+    """Each policy live over DDS with the real nodes (tnn-demo's runner), bounded.
+
+    Missions: the demo mission, and ``contention`` (the demo mission with a second process loading
+    one core for the middle third).
+    """
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.signals import SignalHandlerOptions
+
+    from tnn_ros.demo.runner import DemoOptions, DemoRunner, RunSpec
+
+    duration = 20.0 if args.quick else 60.0
+
+    class LiveRunner(DemoRunner):
+        contention: tuple[float, float] | None = None
+
+        def _recorder_command(self, spec, bag):
+            # the suite reads detections/json; the vision_msgs copy is left out (the recorder's type
+            # store did not know vision_msgs/Detection2D here and exited)
+            command = super()._recorder_command(spec, bag)
+            at = command.index("--exclude") + 1
+            command[at] += r"|/detections$"
+            return command
+
+        def _mission_loop(self, spec, bag, monitor, processes, status):
+            if self.contention is None:
+                return super()._mission_loop(spec, bag, monitor, processes, status)
+            stop = threading.Event()
+
+            def load_core() -> None:   # the hog runs while the mission time is inside the window
+                hog = None
+                try:
+                    while not stop.is_set():
+                        t = monitor.mission_time() or 0.0
+                        inside = self.contention[0] <= t < self.contention[1]
+                        if inside and hog is None:
+                            hog = _cpu_hog()
+                        elif not inside and hog is not None:
+                            hog.kill()
+                            hog.wait()
+                            hog = None
+                        stop.wait(0.05)
+                finally:
+                    if hog is not None:
+                        hog.kill()
+                        hog.wait()
+
+            watcher = threading.Thread(target=load_core, daemon=True)
+            watcher.start()
+            try:
+                return super()._mission_loop(spec, bag, monitor, processes, status)
+            finally:
+                stop.set()
+                watcher.join(timeout=5.0)
+
+    options = DemoOptions(duration_s=duration, output=out.parent / "control_live", baseline=False)
+    runner = LiveRunner(options)
+    os.environ.update({k: runner.env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    result = {"missions": []}
+    try:
+        for name, window in (("demo", None), ("contention", (duration / 3, 2 * duration / 3))):
+            runner.contention = window
+            rows = []
+            for policy in policies:
+                strategy, fixed = policy, None
+                if policy.startswith("static_L"):
+                    strategy, fixed = "manual", (int(policy[len("static_L"):]) + 1) / NUM_LEVELS
+                spec = RunSpec(f"{name}_{policy}", strategy, manual_windows=False, record_images=False,
+                               fixed_utilization=fixed)
+                started = time.monotonic()
+                outcome = runner.run_once(spec, context)
+                if not outcome.completed:
+                    rows.append({"policy": policy, "error": outcome.reason.splitlines()[0]})
+                    _say(f"live {name} {policy}: failed: {outcome.reason}")
+                    continue
+                rows.append({"policy": policy, **live_metrics(outcome.bag, duration)})
+                _say(f"live {name} {policy}: utility {rows[-1]['utility']:.3f} "
+                     f"({time.monotonic() - started:.0f} s)")
+            result["missions"].append({"name": name, "duration_s": duration,
+                                       "contention_windows_s": [list(window)] if window else [],
+                                       "policies": rows})
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
+    return result
 
 def default_learned_model() -> str:
     try:
@@ -939,15 +1094,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="controller file (default: shipped models/controller.pt)")
     parser.add_argument("--policies", default=None, help="comma-separated subset of " + ",".join(POLICIES))
     args = parser.parse_args(argv)
-    if args.mode == "live":
-        print("tnn-bench control: --mode live is not implemented yet; run --mode replay "
-              "(traces measured from the real models)", file=sys.stderr)
-        return 2
-    policies = POLICIES if not args.policies else tuple(p.strip() for p in args.policies.split(","))
-    unknown = [p for p in policies if p not in POLICIES]
+    known = POLICIES if args.mode == "replay" else \
+        LIVE_POLICIES + tuple(f"static_L{k}" for k in range(NUM_LEVELS))
+    default = POLICIES if args.mode == "replay" else LIVE_POLICIES
+    policies = default if not args.policies else tuple(p.strip() for p in args.policies.split(","))
+    unknown = [p for p in policies if p not in known]
     if unknown:
-        parser.error(f"unknown policies {unknown}; known: {', '.join(POLICIES)}")
+        parser.error(f"unknown policies {unknown} for --mode {args.mode}; "
+                     f"known: {', '.join(dict.fromkeys(known))}")
     out = Path(args.json)
+    if args.mode == "live":
+        result = run_live(args, policies, out)
+        result["mode"] = "live"
+        result["summary"] = summarize(result)
+        return _write(result, out, args)
     traces_dir = Path(args.traces) if args.traces else out.parent / "control_traces"
     frames = args.frames or (120 if args.quick else 300)
     idle = load_or_record(traces_dir / f"idle_seed{args.seed}.npz", frames, args.seed, args.threads, False,
@@ -970,6 +1130,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "contention": round(float(np.median(loaded.latency_ms[:, 0])), 2)},
         "learned_model": learned, "simulate_s": round(time.monotonic() - started, 1),
     }
+    return _write(result, out, args)
+
+
+def _write(result: dict, out: Path, args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     plot = Path(args.plot) if args.plot else out.with_suffix(".png")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 from collections import deque
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from tnn_ros.control.latency import LatencyProfile
 from tnn_ros.control.policies import AutoPolicy, Policy, clamp
 from tnn_ros.control.state import DEADLINE, ControlInputs, Decision
 
-FEATURES = ("bias", "battery", "battery_low", "hot", "cpu_load", "latency_ratio", "fits", "confidence")
+FEATURES = ("bias", "battery", "battery_low", "hot", "cpu_load", "latency_ratio", "fits", "kept", "kept_fits",
+            "confidence")
 CARD_SUFFIX = ".card.json"
 FORMAT = "tnn_ros.linucb.v1"
 
@@ -80,14 +82,42 @@ def hotness(temperature_c: float | None) -> float:
     return 0.0 if temperature_c is None else clamp((temperature_c - 60.0) / 25.0, 0.0, 1.5)
 
 
-def arm_context(context: Context, predicted_ms: float, margin: float) -> np.ndarray:
-    """Feature vector (``FEATURES`` order) for one arm whose recent latency quantile is ``predicted_ms``."""
+def kept_fraction(typical_ms: float | None, period_ms: float | None) -> float:
+    """Fraction of camera frames a worker taking ``typical_ms`` per frame can process.
+
+    The newest frame wins, the others are dropped; 1 when either value is unknown.
+    """
+    if typical_ms is None or period_ms is None or not (typical_ms > 0 and math.isfinite(typical_ms)):
+        return 1.0
+    return clamp(period_ms / typical_ms, 0.0, 1.0)
+
+
+def expected_hit(service_ms: float, deadline_ms: float | None, period_ms: float | None) -> float:
+    """Expected fraction of camera frames answered within the deadline when frames take ``service_ms``.
+
+    A worker slower than the camera keeps ``period / service`` of the frames, and a kept frame waits
+    about half a service time in the queue before it starts.
+    """
+    kept = kept_fraction(service_ms, period_ms)
+    latency = service_ms if kept >= 1.0 else 1.5 * service_ms
+    on_time = deadline_ms is None or latency <= deadline_ms
+    return kept if on_time else 0.0
+
+
+def arm_context(context: Context, predicted_ms: float, margin: float, typical_ms: float | None = None,
+                period_ms: float | None = None) -> np.ndarray:
+    """Feature vector (``FEATURES`` order) of one arm.
+
+    ``predicted_ms`` is the arm's recent high latency quantile (deadline fit), ``typical_ms`` its
+    recent median (throughput: which fraction of the camera's frames it can keep up with).
+    """
     deadline = context.deadline_ms
     if deadline is None or not math.isfinite(predicted_ms):
         ratio, fits = 0.0, 1.0   # no deadline: everything "fits"
     else:
         ratio = clamp(predicted_ms / deadline, 0.0, 3.0)
         fits = 1.0 if predicted_ms <= deadline * (1.0 - margin) else 0.0
+    kept = kept_fraction(typical_ms, period_ms)
     return np.array([
         1.0,
         1.0 if context.battery is None else context.battery,
@@ -96,16 +126,19 @@ def arm_context(context: Context, predicted_ms: float, margin: float) -> np.ndar
         0.0 if context.cpu_load is None else context.cpu_load,
         ratio,
         fits,
+        kept,
+        kept * fits,
         0.5 if context.confidence is None else context.confidence,
     ], dtype=np.float64)
 
 
-def reward(accuracy: float, hit: bool, busy: float, context: Context,
+def reward(accuracy: float, hit: float, busy: float, context: Context,
            weights: RewardWeights = RewardWeights()) -> float:
-    """Reward of one frame: see :class:`RewardWeights`."""
+    """Reward of one frame (see :class:`RewardWeights`); ``hit`` may be an expected fraction (0..1)."""
     energy_weight = (weights.energy + weights.battery_energy * battery_low(context.battery)
                      + weights.thermal_energy * hotness(context.temperature_c))
-    gain = accuracy if hit else -weights.miss_penalty
+    hit = float(hit)
+    gain = accuracy * hit - weights.miss_penalty * (1.0 - hit)
     return float(gain - energy_weight * clamp(busy, 0.0, 4.0))
 
 
@@ -284,13 +317,15 @@ class RecentLatency:
         self.ratios.append(latency_ms / self.profile.base_ms(utilization))
         return True
 
-    def ratio(self) -> float:
+    def ratio(self, quantile: float | None = None) -> float:
         if not self.ratios:
             return self.profile.scale
-        return float(np.quantile(np.fromiter(self.ratios, float), self.quantile))
+        quantile = self.quantile if quantile is None else quantile
+        return float(np.quantile(np.fromiter(self.ratios, float), quantile))
 
-    def predict_ms(self, utilization: float) -> float:
-        return self.ratio() * self.profile.base_ms(utilization)
+    def predict_ms(self, utilization: float, quantile: float | None = None) -> float:
+        """Recent latency quantile (default: the high one; 0.5 = median) predicted for ``utilization``."""
+        return self.ratio(quantile) * self.profile.base_ms(utilization)
 
 
 # --- the policy -----------------------------------------------------------------------------------
@@ -318,6 +353,7 @@ class LearnedPolicy(Policy):
         self.latency = RecentLatency(profile)
         self.online = online
         self.frame_period_ms = frame_period_ms
+        self.cores = max(os.cpu_count() or 1, 1)
         self.weights = weights
         self.source = source
         self.updates = 0
@@ -359,8 +395,10 @@ class LearnedPolicy(Policy):
         arm, x, context = self._pending
         if abs(self.utilizations[arm] - applied) > 1e-3:   # the frame did not run the level we picked
             return
-        hit = inputs.latency_ms <= inputs.deadline_ms
-        busy = inputs.latency_ms / self.frame_period_ms
+        hit = expected_hit(inputs.latency_ms, inputs.deadline_ms, self.frame_period_ms)
+        # busy fraction of the machine, as offline (CPU time / period / cores); wall latency stands in
+        # for the frame's CPU time, which the controller does not receive (an upper bound under load)
+        busy = inputs.latency_ms / self.frame_period_ms / self.cores
         value = reward(self.accuracies[arm], hit, busy, context, self.weights)
         self.bandit.update(arm, x, value)
         self.updates += 1
@@ -370,7 +408,9 @@ class LearnedPolicy(Policy):
         context = self.context_of(inputs)
         arms = self.allowed_arms()
         contexts = np.stack([arm_context(context, self.latency.predict_ms(self.utilizations[a]),
-                                         self.config.deadline_margin) for a in arms])
+                                         self.config.deadline_margin,
+                                         self.latency.predict_ms(self.utilizations[a], 0.5),
+                                         self.frame_period_ms) for a in arms])
         mean, ucb = self.bandit.scores(contexts, arms)
         best = int(np.argmax(ucb))
         if self._current in arms:   # switch only for a clear gain: noise must not make the level chatter
@@ -382,9 +422,9 @@ class LearnedPolicy(Policy):
         self._pending = (arm, contexts[best], context)
         u = self.utilizations[arm]
         predicted = self.latency.predict_ms(u)
-        deadline = f"{context.deadline_ms:.1f}" if context.deadline_ms is not None else "none"
+        deadline = f"{context.deadline_ms:.1f} ms" if context.deadline_ms is not None else "none"
         reason = (f"learned: u {u:.2f} (reward {mean[best]:+.2f}, ucb {ucb[best]:+.2f}), "
-                  f"p95 {predicted:.1f} ms / deadline {deadline} ms")
+                  f"p95 {predicted:.1f} ms / deadline {deadline}")
         return Decision(u, reason, "learned")
 
     def reset(self, setpoint: float, now: float) -> None:

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any, Sequence
 
+from tnn_ros.control.config import STRATEGIES
+
 NODE_NAMES = ("sim_camera", "perception", "resource_monitor", "controller")
 EXIT_OK, EXIT_USAGE, EXIT_MISSING_NODE = 0, 2, 3
 
@@ -58,7 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--namespace", default="tnn", help="namespace of every node (default: tnn)")
     parser.add_argument("--backend", default=None, choices=("auto", "jtop", "psutil", "sim", "trace"),
                         help="resource_monitor backend (default: from the parameter files)")
-    parser.add_argument("--strategy", default=None, choices=("manual", "rule", "deadline", "auto"),
+    parser.add_argument("--strategy", default=None, choices=STRATEGIES,
                         help="controller strategy (default: from the parameter files)")
     parser.add_argument("--image", default="", help="image topic for perception (default: the sim camera's)")
     parser.add_argument("--no-sim-camera", action="store_true", help="do not start the simulated camera")

@@ -33,6 +33,7 @@ from tnn_ros.control.learned import (
     LinUCB,
     RewardWeights,
     arm_context,
+    expected_hit,
     reward,
     save_bandit,
 )
@@ -42,27 +43,23 @@ THROTTLE_C, THROTTLE_FACTOR = 85.0, 2.0   # the bench's thermal throttling model
 RECENT = 15                               # frames in the recent latency quantile (learned.RecentLatency)
 
 
-def _e2e_hit(service_ms: float, deadline_ms: float | None, period_ms: float) -> bool:
-    """Whether a frame meets its deadline.
-
-    A worker slower than the camera queues frames about half a service time on average before they
-    start (newest frame wins).
-    """
-    if deadline_ms is None:
-        return True
-    latency = service_ms if service_ms <= period_ms else 1.5 * service_ms
-    return latency <= deadline_ms
-
-
 def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int, margin: float,
-                       weights: RewardWeights) -> list[tuple[int, np.ndarray, float]]:
-    """(arm, context vector, reward) for every level of every frame under random contexts."""
+                       weights: RewardWeights,
+                       bad: list[int] | None = None) -> list[tuple[int, np.ndarray, float]]:
+    """(arm, context vector, reward) for every level of every frame under random contexts.
+
+    Samples with NaN / inf / missing values are left out and counted in ``bad[0]``.
+    """
+    bad = [0] if bad is None else bad
     period = 1000.0 / FPS
-    ref = float(np.percentile(trace.latency_ms[:, -1], 90))
+    latency = np.where(np.isfinite(trace.latency_ms), trace.latency_ms, np.nan)
+    ref = float(np.nanpercentile(latency[:, -1], 90))
     out = []
     for i in range(trace.num_frames):
         window = slice(max(0, i - RECENT + 1), i + 1)
-        recent = np.percentile(trace.latency_ms[window], 95, axis=0)
+        with np.errstate(all="ignore"):
+            recent = np.nanpercentile(latency[window], 95, axis=0)
+            typical = np.nanmedian(latency[window], axis=0)
         for _ in range(contexts_per_frame):
             temperature = float(rng.uniform(30.0, 95.0))
             factor = THROTTLE_FACTOR if temperature > THROTTLE_C else 1.0
@@ -71,9 +68,15 @@ def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int,
                               cpu_load=float(rng.uniform(0.0, 1.0)),
                               confidence=None)
             for arm in range(trace.num_levels):
+                values = (trace.latency_ms[i, arm], trace.cpu_ms[i, arm], trace.f1[i, arm], recent[arm],
+                          typical[arm])
+                if not all(math.isfinite(float(v)) for v in values) or trace.latency_ms[i, arm] <= 0:
+                    bad[0] += 1   # NaN / inf / missing sample: counted, left out
+                    continue
                 service = float(trace.latency_ms[i, arm]) * factor
-                x = arm_context(context, float(recent[arm]) * factor, margin)
-                hit = _e2e_hit(service, context.deadline_ms, period)
+                x = arm_context(context, float(recent[arm]) * factor, margin, float(typical[arm]) * factor,
+                                period)
+                hit = expected_hit(service, context.deadline_ms, period)
                 busy = float(trace.cpu_ms[i, arm]) * factor / period / max(trace.meta.get("cores") or 1, 1)
                 out.append((arm, x, reward(float(trace.f1[i, arm]), hit, busy, context, weights)))
     return out
@@ -134,8 +137,9 @@ def samples_from_bag(bag: str, utilizations: list[float], base_ms: list[float], 
                       np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
                       np.array([o["class_id"] for o in objects], np.int64))
         predicted = float(np.quantile(recent, 0.95)) * base_ms[arm]
-        x = arm_context(context, predicted, margin)
-        hit = context.deadline_ms is None or latency <= context.deadline_ms
+        typical = float(np.quantile(recent, 0.5)) * base_ms[arm]
+        x = arm_context(context, predicted, margin, typical, period)
+        hit = expected_hit(latency, context.deadline_ms, period)
         cpu = frame.get("cpu_ms", latency)   # measured CPU time where the bag records it
         busy = float(cpu) / period if cpu is not None and math.isfinite(float(cpu)) else latency / period
         out.append((arm, x, reward(f1, hit, busy, context, weights)))
@@ -202,12 +206,18 @@ def main(argv: list[str] | None = None) -> int:
         if trace.num_levels != len(utilizations):
             problems[f"{path}: {trace.num_levels} levels, the card has {len(utilizations)}"] = 1
             continue
-        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, weights)
+        bad = [0]
+        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, weights, bad)
+        if bad[0]:
+            problems[f"{path}: {bad[0]} sample(s) with NaN/inf/missing values left out"] = bad[0]
         for arm, x, value in samples:
             bandit.update(arm, x, value)
         accuracy_sums += trace.f1.sum(axis=0)
         accuracy_counts += trace.num_frames
-        sources.append({"traces": str(path), "samples": len(samples)})
+        sources.append({"traces": str(path), "samples": len(samples),
+                        "recorded": {key: trace.meta.get(key) for key in
+                                     ("seed", "contention", "threads", "cores", "loadavg_after")},
+                        "frames": trace.num_frames})
         print(f"  {path}: {len(samples)} samples ({trace.num_frames} frames x {trace.num_levels} levels x "
               f"{args.contexts_per_frame} contexts), {time.monotonic() - started:.0f} s", flush=True)
     for bag in args.bags:
