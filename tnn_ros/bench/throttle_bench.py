@@ -195,6 +195,7 @@ def _profiles(engines: dict, model, example, repeats: int) -> dict:
     from .layer_profile import ort_layer_profile, torch_layer_profile
 
     lowest, full = 0, model.num_levels - 1
+    module_names = frozenset(name for name, _ in model.named_modules())
     profile = {}
     for name in ("torch", "onnxruntime"):
         if name not in engines:
@@ -202,7 +203,8 @@ def _profiles(engines: dict, model, example, repeats: int) -> dict:
         if name == "torch":
             run = lambda level: torch_layer_profile(model, example, level, repeats)  # noqa: E731
         else:
-            run = lambda level: ort_layer_profile(engines[name].engine, example, level, repeats)  # noqa: E731
+            run = lambda level: ort_layer_profile(engines[name].engine, example, level, repeats,  # noqa: E731
+                                                  module_names)
         profile[name] = {"lowest": run(lowest), "full": run(full)}
     return profile
 
