@@ -76,6 +76,7 @@ def _layer_of_node(node_name: str, module_names: frozenset[str] | None = None) -
     prefixes its scope; nodes outside every module (e.g. ``/net/Slice_2/GatherSliceToSplitFusion``
     made by a fusion) are ``(other) <op>``.
     """
+    node_name = node_name.removeprefix("fused ")  # nodes onnxruntime made by fusing others
     if node_name.startswith(GRAPH_SCOPE):
         parts = node_name[len(GRAPH_SCOPE):].split("/")
         scopes = parts[:-1]
