@@ -280,3 +280,15 @@ def test_perception_models_load_on_the_backend_parameter(tmp_path):
             assert (a.gesture is None) == (b.gesture is None)
             if a.gesture is not None:
                 assert a.gesture.probabilities == pytest.approx(b.gesture.probabilities, abs=1e-5)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", ["detector", "gesture"])
+def test_shipped_models_match_torch_on_onnxruntime(tmp_path, name):
+    """The shipped models, every level, exported fresh (minutes on a 2-core machine)."""
+    from tnn_ros.models import load_detector, load_gesture, shipped_model_path
+
+    model = load_detector() if name == "detector" else load_gesture()
+    engine = create_engine(model, "onnxruntime", model_path=shipped_model_path(name), cache_dir=tmp_path)
+    inputs = torch.rand(model.example_input().shape, generator=torch.Generator().manual_seed(2))
+    assert _max_difference(model, engine, inputs) <= TOLERANCE
