@@ -58,6 +58,14 @@ def _save(model, path, name):
     return path
 
 
+@pytest.fixture(scope="module")
+def detector_on_ort(tmp_path_factory):
+    """(torch model, onnxruntime EngineModel) of one tiny detector, exported once for this module."""
+    model = tiny_detector()
+    path = _save(model, tmp_path_factory.mktemp("shared") / "detector.pt", "detector")
+    return model, create_engine(model, "onnxruntime", model_path=path)
+
+
 def _outputs(result):
     return result if isinstance(result, tuple) else (result,)
 
@@ -85,13 +93,11 @@ def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):
     assert _max_difference(model, engine, inputs) <= TOLERANCE
 
 
-def test_each_level_graph_holds_only_its_sliced_weights(tmp_path):
+def test_each_level_graph_holds_only_its_sliced_weights(detector_on_ort):
     """Lower levels are smaller graphs: the weights are sliced and skipped blocks are absent."""
     import onnx
 
-    model = tiny_detector()
-    path = _save(model, tmp_path / "detector.pt", "detector")
-    engine = create_engine(model, "onnxruntime", model_path=path)
+    model, engine = detector_on_ort
     sizes = []
     for path in engine.engine.graph_paths:
         graph = onnx.load(str(path)).graph
@@ -108,10 +114,9 @@ def test_each_level_graph_holds_only_its_sliced_weights(tmp_path):
         assert cost.params <= size <= cost.params + 16
 
 
-def test_detector_predict_is_the_same_on_both_backends(tmp_path):
-    model = tiny_detector()
+def test_detector_predict_is_the_same_on_both_backends(detector_on_ort):
+    model, ort_engine = detector_on_ort
     torch_engine = create_engine(model, "torch")
-    ort_engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / "d.pt", "detector"))
     image = render_scene(np.random.default_rng(3), 150, 100)[0]
     for level in range(model.num_levels):
         torch_engine.set_level(level)
@@ -222,9 +227,8 @@ def test_missing_onnxruntime_falls_back_to_torch(monkeypatch):
     assert _max_difference(model, engine, inputs) == 0.0
 
 
-def test_level_interface_and_bad_arguments(tmp_path):
-    model = tiny_detector()
-    engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / "d.pt", "detector"))
+def test_level_interface_and_bad_arguments(detector_on_ort):
+    model, engine = detector_on_ort
     assert engine.num_levels == 4 and engine.set_utilization(0.3) == 0 and engine.level == 0
     assert engine.utilization_of(3) == 1.0
     with pytest.raises(ValueError, match="out of range"):
@@ -276,3 +280,15 @@ def test_perception_models_load_on_the_backend_parameter(tmp_path):
             assert (a.gesture is None) == (b.gesture is None)
             if a.gesture is not None:
                 assert a.gesture.probabilities == pytest.approx(b.gesture.probabilities, abs=1e-5)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", ["detector", "gesture"])
+def test_shipped_models_match_torch_on_onnxruntime(tmp_path, name):
+    """The shipped models, every level, exported fresh (minutes on a 2-core machine)."""
+    from tnn_ros.models import load_detector, load_gesture, shipped_model_path
+
+    model = load_detector() if name == "detector" else load_gesture()
+    engine = create_engine(model, "onnxruntime", model_path=shipped_model_path(name), cache_dir=tmp_path)
+    inputs = torch.rand(model.example_input().shape, generator=torch.Generator().manual_seed(2))
+    assert _max_difference(model, engine, inputs) <= TOLERANCE

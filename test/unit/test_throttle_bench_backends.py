@@ -64,5 +64,9 @@ def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path):
 def test_onnx_node_names_map_to_module_paths():
     assert _layer_of_node("/net/stages.1.0/conv1/Relu_output_0_nchwc") == "stages.1.0.conv1"
     assert _layer_of_node("/net/stem/Conv") == "stem"
+    assert _layer_of_node("fused /net/fcs.0/Gemm") == "fcs.0"
     assert _layer_of_node("/net/Resize_output_0_nchwc") == "(other) Resize"
     assert _layer_of_node("ReorderOutput_token_3") == "(layout reorders)"
+    names = frozenset({"stem", "stages", "stages.1", "stages.1.0", "stages.1.0.conv1"})
+    assert _layer_of_node("/net/stages.1.0/conv1/Conv", names) == "stages.1.0.conv1"
+    assert _layer_of_node("/net/Slice_2/GatherSliceToSplitFusion", names) == "(other) Slice"

@@ -69,18 +69,30 @@ def torch_layer_profile(model, example: Tensor, level: int, repeats: int = 20) -
             "layers_ms": _rounded(totals, repeats)}
 
 
-def _layer_of_node(node_name: str) -> str:
+def _layer_of_node(node_name: str, module_names: frozenset[str] | None = None) -> str:
+    """Module path of an ONNX node (``/net/stages.1.0/conv1/Conv`` -> ``stages.1.0.conv1``).
+
+    With ``module_names`` (the torch model's), a node is credited to the longest module path that
+    prefixes its scope; nodes outside every module (e.g. ``/net/Slice_2/GatherSliceToSplitFusion``
+    made by a fusion) are ``(other) <op>``.
+    """
+    node_name = node_name.removeprefix("fused ")  # nodes onnxruntime made by fusing others
     if node_name.startswith(GRAPH_SCOPE):
-        path, _, op = node_name[len(GRAPH_SCOPE):].rpartition("/")
-        if path:
-            return path.replace("/", ".")
-        return f"(other) {op.split('_')[0]}"
+        parts = node_name[len(GRAPH_SCOPE):].split("/")
+        scopes = parts[:-1]
+        if module_names is not None:
+            while scopes and ".".join(scopes) not in module_names:
+                scopes = scopes[:-1]
+        if scopes:
+            return ".".join(scopes)
+        return f"(other) {parts[0].split('_')[0]}"
     if node_name.startswith(("Reorder", "reorder")):
         return "(layout reorders)"
     return f"(other) {node_name}"
 
 
-def ort_layer_profile(engine, example: Tensor, level: int, repeats: int = 20) -> dict:
+def ort_layer_profile(engine, example: Tensor, level: int, repeats: int = 20,
+                      module_names: frozenset[str] | None = None) -> dict:
     """Mean ms per layer from onnxruntime's own profiler (a profiling copy of ``level``'s session).
 
     ``engine`` is the :class:`~tnn_ros.engines.ort_engine.OrtEngine`; the copy uses the same graph,
@@ -107,7 +119,8 @@ def ort_layer_profile(engine, example: Tensor, level: int, repeats: int = 20) ->
     for event in events:
         if (event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time")
                 and event["ts"] >= warm_end):
-            totals[_layer_of_node(event["name"][: -len("_kernel_time")])] += event["dur"] / 1000
+            layer = _layer_of_node(event["name"][: -len("_kernel_time")], module_names)
+            totals[layer] += event["dur"] / 1000
     measured = [e["dur"] / 1000 for e in runs[1:]]
     return {"level": level, "forward_ms_median": round(statistics.median(measured), 4) if measured else None,
             "layers_ms": _rounded(totals, max(1, len(measured)))}

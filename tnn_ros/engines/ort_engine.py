@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -144,8 +145,9 @@ class OrtEngine(Engine):
                              f"got {tuple(inputs.shape)}")
         if inputs.dtype != torch.float32:
             raise ValueError(f"expected float32 inputs, got {inputs.dtype}")
-        # ORT reads C-contiguous buffers; channels-last images (from preprocess) are copied once here.
-        feed = {INPUT_NAME: inputs.detach().contiguous().numpy()}
+        # ORT reads C-contiguous buffers; channels-last images (from preprocess) are copied once here,
+        # by numpy on this thread rather than by torch's intra-op pool.
+        feed = {INPUT_NAME: np.ascontiguousarray(inputs.detach().numpy())}
         outputs = self._sessions[level].run(self._output_names, feed)
         if self._single_output:
             return torch.from_numpy(outputs[0])
