@@ -21,9 +21,9 @@ from std_msgs.msg import Float32, String
 from tnn_ros import topics
 from tnn_ros.control import STRATEGIES, Controller, ControllerConfig, LatencyProfile, LatencyProfileError
 from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, QUEUE, THERMAL
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher, replace_timer
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 
 DEFAULT_CARD = "detector.card.json"
 DEFAULT_NUM_LEVELS = 8

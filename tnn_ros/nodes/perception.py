@@ -24,9 +24,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
 from tnn_ros import topics
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.perception.codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, encode_image
 from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost
 from tnn_ros.perception.debug import draw_debug

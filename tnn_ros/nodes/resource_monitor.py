@@ -23,9 +23,9 @@ from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float32, Float64, Header
 
 from tnn_ros import topics
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import ERROR, LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher, replace_timer
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.resources import BACKENDS, Mission, MissionError, ResourceBackend, SimParams, make_backend
 from tnn_ros.resources.meters import METERS, MeterError, MeterReader, make_energy_meter
 from tnn_ros.resources.mission import find_mission_file

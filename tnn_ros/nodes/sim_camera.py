@@ -17,9 +17,9 @@ from std_msgs.msg import String
 
 from tnn_ros import topics
 from tnn_ros.data.stream import MIN_SIZE, SimFrameSource
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import replace_timer
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.perception.codec import SUPPORTED_ENCODINGS, encode_image
 from tnn_ros.perception.formatting import stamp_to_ns
 
