@@ -117,7 +117,7 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
     if model_card:
         profile = LatencyProfile.from_card(model_card, ema_alpha=ema_alpha)
         return profile, profile.description
-    from tnn_ros.resources.paths import find_package_file
+    from tnn_ros.paths import find_package_file
     try:
         path = find_package_file("models", DEFAULT_CARD)
         profile = LatencyProfile.from_card(path, ema_alpha=ema_alpha)
@@ -135,7 +135,7 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
 def _config_from(values: Mapping[str, Any]) -> ControllerConfig:
     config = ControllerConfig.from_mapping({k: v for k, v in values.items() if k in _CONFIG_FIELDS})
     if config.strategy == "learned" and not config.learned_model:
-        from tnn_ros.resources.paths import find_package_file
+        from tnn_ros.paths import find_package_file
         try:
             config = config.replace(learned_model=str(find_package_file("models", DEFAULT_LEARNED_MODEL)))
         except FileNotFoundError:
