@@ -123,11 +123,8 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
         profile = LatencyProfile.from_card(path, ema_alpha=ema_alpha)
         return profile, profile.description
     except (FileNotFoundError, LatencyProfileError) as error:
-        try:
-            from tnn_ros.throttle import LevelSchedule
-            levels = LevelSchedule(DEFAULT_NUM_LEVELS).utilizations()
-        except ImportError:
-            levels = [(k + 1) / DEFAULT_NUM_LEVELS for k in range(DEFAULT_NUM_LEVELS)]
+        from tnn_ros.throttle.levels import LevelSchedule
+        levels = LevelSchedule(DEFAULT_NUM_LEVELS).utilizations()
         profile = LatencyProfile.synthetic(levels, ema_alpha=ema_alpha)
         return profile, f"synthetic profile ({error}); the online scale correction sets its scale"
 
