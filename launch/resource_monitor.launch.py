@@ -17,7 +17,7 @@ OVERRIDES = (("backend", "auto | jtop | psutil | sim | trace"),
 def launch_nodes(context, *args, **kwargs):
     """The resource_monitor node with its merged parameters."""
     from tnn_ros.nodes._launch import passed_overrides, performed, respawn_options
-    from tnn_ros.nodes._params import resolve_node_parameters
+    from tnn_ros.nodes.params import resolve_node_parameters
 
     arg = performed(context, ("namespace", "params_file"))
     overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))

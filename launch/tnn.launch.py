@@ -5,7 +5,7 @@
 
 Each node reads its shipped defaults (config/<node>.yaml), then ``params_file`` if given, then the
 ``backend`` / ``strategy`` / ``mode`` / ``fps`` arguments if passed: the same merge as the one-process
-``bringup`` (tnn_ros.nodes._params.resolve_node_parameters); the order is documented in docs/launch.md.
+``bringup`` (tnn_ros.nodes.params.resolve_node_parameters); the order is documented in docs/launch.md.
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -25,7 +25,7 @@ OVERRIDES = (
 def launch_nodes(context, *args, **kwargs):
     """Resolve the arguments and build the node actions (an OpaqueFunction: parameters are merged here)."""
     from tnn_ros.nodes._launch import is_true, passed_overrides, performed, respawn_options
-    from tnn_ros.nodes._params import resolve_node_parameters
+    from tnn_ros.nodes.params import resolve_node_parameters
 
     arg = performed(context, ("namespace", "params_file", "image", "use_sim_camera"))
     passed = passed_overrides(performed(context, [name for name, *_ in OVERRIDES]))

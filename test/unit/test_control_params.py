@@ -1,4 +1,4 @@
-"""tnn_ros.nodes._params: declare-with-range, validate-on-set, live apply (one rclpy node, no traffic)."""
+"""tnn_ros.nodes.params: declare-with-range, validate-on-set, live apply (one rclpy node, no traffic)."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
 
-from tnn_ros.nodes._params import LiveParameters, ParamSpec  # noqa: E402
+from tnn_ros.nodes.params import LiveParameters, ParamSpec  # noqa: E402
 
 SPECS = (
     ParamSpec("low", 0.2, "lower bound", min_value=0.0, max_value=1.0),

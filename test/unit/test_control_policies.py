@@ -265,7 +265,7 @@ def test_node_loads_a_training_card_or_falls_back_to_synthetic(tmp_path, monkeyp
 
     def not_shipped(folder, name):
         raise FileNotFoundError(f"{folder}/{name} not found")
-    monkeypatch.setattr("tnn_ros.resources.paths.find_package_file", not_shipped)
+    monkeypatch.setattr("tnn_ros.paths.find_package_file", not_shipped)
     profile, why = controller_node.load_latency_profile("", 0.2)
     assert profile.source == "synthetic" and "synthetic" in why and len(profile.utilizations) == 8
 

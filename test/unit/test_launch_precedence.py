@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tnn_ros.nodes._launch import parse_argument_value, passed_overrides
-from tnn_ros.nodes._params import resolve_node_parameters
-from tnn_ros.resources.paths import find_config_file, is_explicit_path
+from tnn_ros.nodes.params import resolve_node_parameters
+from tnn_ros.paths import find_config_file, is_explicit_path
 
 
 @pytest.mark.parametrize("text, value", [("5.0", 5.0), ("320", 320), ("true", True), ("False", False),

@@ -10,7 +10,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 
-from tnn_ros.nodes._params import node_parameters_from_yaml, resolve_node_parameters  # noqa: E402
+from tnn_ros.nodes.params import node_parameters_from_yaml, resolve_node_parameters  # noqa: E402
 
 # Parameters every rclpy node has or that rcl adds itself; not from the file.
 _BUILTIN = {"use_sim_time", "start_type_description_service"}

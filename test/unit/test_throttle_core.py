@@ -217,6 +217,22 @@ def test_caches_follow_load_state_dict_and_training():
     assert all(op._cache is not None for op in gated_ops(net))
 
 
+def test_rebuild_caches_picks_up_weights_edited_in_place():
+    net = _eval_net()
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        stale = net(x)
+        for op in gated_ops(net):
+            op.weight.mul_(0.5)          # in place: eval caches still hold the old weights
+        assert torch.equal(net(x), stale)
+        net.rebuild_caches()
+        for level in range(LEVELS):
+            net.set_level(level)
+            torch.testing.assert_close(net(x), _reference_forward(net, x, level))
+        net.set_level(LEVELS - 1)
+        assert not torch.allclose(net(x), stale)
+
+
 def test_wrong_input_width_raises_clear_error():
     conv = GatedConv2d(16, 8, 1, in_widths=[8, 16], out_widths=[8, 8])
     with pytest.raises(ValueError, match="expects 8 input channels"):

@@ -28,6 +28,8 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from tnn_ros.paths import share_dirs
+
 STORAGES = ("mcap", "sqlite3")
 
 # rosbag2 writes an infinite QoS duration as this (sec, nsec) pair.
@@ -89,16 +91,7 @@ def _jazzy_typestore() -> Typestore:
 def _installed_msg_file(type_name: str) -> Path | None:
     """Find ``share/<pkg>/msg/<Name>.msg`` for a type, via the ament index or the Python prefix."""
     package, _, name = type_name.split("/")
-    candidates = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            candidates.append(Path(get_package_share_directory(package)))
-        except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH (pip-only machine)
-            pass
-    except ImportError:
-        pass
-    candidates.append(Path(sys.prefix) / "share" / package)
+    candidates = share_dirs(package)
     for share in candidates:
         path = share / "msg" / f"{name}.msg"
         if path.is_file():

@@ -803,7 +803,7 @@ def _energy_of(bench: BenchMission, idle: Trace, loaded: Trace | None, frames: l
 def run_suite(idle: Trace, loaded: Trace | None, missions: list[BenchMission], learned_model: str = "",
               policies: tuple[str, ...] = POLICIES, progress: Callable[[str], None] = _say) -> dict:
     """Every policy on every mission; frame_drop's kept fraction matches auto's CPU seconds."""
-    from tnn_ros.resources.paths import find_package_file
+    from tnn_ros.paths import find_package_file
 
     profile = LatencyProfile.from_card(find_package_file("models", "detector.card.json"))
     result = {"missions": []}
@@ -1051,7 +1051,7 @@ def run_live(args, policies: tuple[str, ...], out: Path) -> dict:
 
 def default_learned_model() -> str:
     try:
-        from tnn_ros.resources.paths import find_package_file
+        from tnn_ros.paths import find_package_file
         return str(find_package_file("models", "controller.pt"))
     except FileNotFoundError:
         return ""

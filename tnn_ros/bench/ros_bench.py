@@ -55,12 +55,9 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 
 def _test_image(width: int, height: int, seed: int) -> np.ndarray:
-    """A synthetic scene when the scene renderer is available, else textured noise."""
-    try:
-        from tnn_ros.data.stream import SimFrameSource
-        return SimFrameSource(width, height, seed=seed).next_frame().rgb
-    except ImportError:
-        return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    """A synthetic scene of the simulated camera (objects the detector knows)."""
+    from tnn_ros.data.stream import SimFrameSource
+    return SimFrameSource(width, height, seed=seed).next_frame().rgb
 
 
 class _BenchClient:

@@ -104,10 +104,6 @@ class LatencyProfile:
             self.scale += self.ema_alpha * (ratio - self.scale)
         self.observations += 1
 
-    def reset_scale(self) -> None:
-        self.scale = 1.0
-        self.observations = 0
-
     def __repr__(self) -> str:
         return f"LatencyProfile({self.source}, levels={len(self.utilizations)}, scale={self.scale:.3f})"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-PACKAGE = "tnn_ros"
+from ..paths import package_dir
+
 CARD_SUFFIX = ".card.json"
 
 
@@ -31,24 +31,8 @@ class ModelFileError(Exception):
 
 
 def models_dir() -> Path:
-    """The folder that holds the shipped models.
-
-    The source tree's ``models/`` (next to the ``tnn_ros`` package) wins; otherwise the installed
-    ``share/tnn_ros/models`` found through ament_index (if installed) or under ``sys.prefix``.
-    """
-    source = Path(__file__).resolve().parents[2] / "models"
-    if source.is_dir():
-        return source
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    except ImportError:
-        pass
-    else:
-        try:
-            return Path(get_package_share_directory(PACKAGE)) / "models"
-        except PackageNotFoundError:
-            pass
-    return Path(sys.prefix) / "share" / PACKAGE / "models"
+    """The folder that holds the shipped models (source tree, else the installed share; see tnn_ros.paths)."""
+    return package_dir("models")
 
 
 def shipped_model_path(name: str) -> Path:

@@ -73,7 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 def build_node_specs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], list[str]]]:
     """(node name, start-up parameters, extra ROS CLI args) per node to start, in start order."""
-    from tnn_ros.nodes._params import resolve_node_parameters
+    from tnn_ros.nodes.params import resolve_node_parameters
 
     overrides = {"resource_monitor": {"backend": args.backend}, "controller": {"strategy": args.strategy}}
     specs = []

@@ -14,18 +14,17 @@ import sys
 import time
 from typing import Any, Mapping
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
-from std_msgs.msg import Float32, Header, String
+from std_msgs.msg import Float32, String
 
+from tnn_ros import topics
 from tnn_ros.control import STRATEGIES, Controller, ControllerConfig, LatencyProfile, LatencyProfileError
 from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, QUEUE, THERMAL
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
+from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher, replace_timer
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 
-DIAGNOSTICS_PERIOD_S = 1.0
-LOG_THROTTLE_S = 5.0
 DEFAULT_CARD = "detector.card.json"
 DEFAULT_NUM_LEVELS = 8
 DEFAULT_LEARNED_MODEL = "controller.pt"
@@ -119,17 +118,14 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
     if model_card:
         profile = LatencyProfile.from_card(model_card, ema_alpha=ema_alpha)
         return profile, profile.description
-    from tnn_ros.resources.paths import find_package_file
+    from tnn_ros.paths import find_package_file
     try:
         path = find_package_file("models", DEFAULT_CARD)
         profile = LatencyProfile.from_card(path, ema_alpha=ema_alpha)
         return profile, profile.description
     except (FileNotFoundError, LatencyProfileError) as error:
-        try:
-            from tnn_ros.throttle import LevelSchedule
-            levels = LevelSchedule(DEFAULT_NUM_LEVELS).utilizations()
-        except ImportError:
-            levels = [(k + 1) / DEFAULT_NUM_LEVELS for k in range(DEFAULT_NUM_LEVELS)]
+        from tnn_ros.throttle.levels import LevelSchedule
+        levels = LevelSchedule(DEFAULT_NUM_LEVELS).utilizations()
         profile = LatencyProfile.synthetic(levels, ema_alpha=ema_alpha)
         return profile, f"synthetic profile ({error}); the online scale correction sets its scale"
 
@@ -137,7 +133,7 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
 def _config_from(values: Mapping[str, Any]) -> ControllerConfig:
     config = ControllerConfig.from_mapping({k: v for k, v in values.items() if k in _CONFIG_FIELDS})
     if config.strategy == "learned" and not config.learned_model:
-        from tnn_ros.resources.paths import find_package_file
+        from tnn_ros.paths import find_package_file
         try:
             config = config.replace(learned_model=str(find_package_file("models", DEFAULT_LEARNED_MODEL)))
         except FileNotFoundError:
@@ -181,22 +177,22 @@ class ControllerNode(Node):
         self.controller = Controller(_config_from(values), profile)
         self._report_fallback()
 
-        self.setpoint_pub = self.create_publisher(Float32, "utilization_setpoint", 10)
-        self.reason_pub = self.create_publisher(String, "controller/reason", 10)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(BatteryState, "battery", self._on_battery, 10)
-        self.create_subscription(Temperature, "thermal", self._on_thermal, 10)
+        self.setpoint_pub = self.create_publisher(Float32, topics.UTILIZATION_SETPOINT, 10)
+        self.reason_pub = self.create_publisher(String, topics.CONTROLLER_REASON, 10)
+        self.diagnostics = DiagnosticsPublisher(self, "controller", self._diagnostic_status)
+        self.create_subscription(BatteryState, topics.BATTERY, self._on_battery, 10)
+        self.create_subscription(Temperature, topics.THERMAL, self._on_thermal, 10)
         # utilization_applied and queue_ms before latency_ms: when all are waiting, the executor takes
         # them in creation order, so a latency is paired with the utilization and queueing delay of
         # its own frame (perception publishes them in that order).
-        for topic, name in (("deadline_ms", DEADLINE), ("cpu_load", CPU_LOAD),
-                            ("utilization_applied", APPLIED), ("queue_ms", QUEUE), ("latency_ms", LATENCY)):
+        for topic, name in ((topics.DEADLINE_MS, DEADLINE), (topics.CPU_LOAD, CPU_LOAD),
+                            (topics.UTILIZATION_APPLIED, APPLIED), (topics.QUEUE_MS, QUEUE),
+                            (topics.LATENCY_MS, LATENCY)):
             self.create_subscription(Float32, topic,
                                      lambda msg, name=name: self._on_value(name, msg.data), 10)
         # detection confidence is context for the learned strategy (ignored by the others)
-        self.create_subscription(String, "detections/json", self._on_detections, 10)
-        self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.create_subscription(String, topics.DETECTIONS_JSON, self._on_detections, 10)
+        self.timer = replace_timer(self, None, values["rate_hz"], self._tick)
         self.get_logger().info(f"controller up: strategy {values['strategy']}, {values['rate_hz']:.1f} Hz")
 
     # -- inputs -----------------------------------------------------------------------------------
@@ -246,21 +242,17 @@ class ControllerNode(Node):
         self.setpoint_pub.publish(Float32(data=float(decision.setpoint)))
         self.reason_pub.publish(String(data=decision.reason))
 
-    def _publish_diagnostics(self) -> None:
+    def _diagnostic_status(self) -> tuple[int, str, dict]:
         values = self.controller.diagnostics(time.monotonic())
         values["latency_profile"] = self.profile_source
         decision = self.controller.last_decision
         if decision is not None and decision.binding == "stale":
-            level, message = DiagnosticStatus.WARN, f"safe mode: {decision.reason}"
+            level, message = WARN, f"safe mode: {decision.reason}"
         elif values["dropped.total"]:
-            level, message = DiagnosticStatus.WARN, f"bad inputs dropped: {values['dropped.total']}"
+            level, message = WARN, f"bad inputs dropped: {values['dropped.total']}"
         else:
-            level, message = DiagnosticStatus.OK, decision.reason if decision else "starting"
-        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: controller",
-                                  message=message, hardware_id="tnn_ros",
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        header = Header(stamp=self.get_clock().now().to_msg())
-        self.diagnostics_pub.publish(DiagnosticArray(header=header, status=[status]))
+            level, message = OK, decision.reason if decision else "starting"
+        return level, message, values
 
     # -- parameters -------------------------------------------------------------------------------
     def _on_parameters(self, changed: Mapping[str, Any]) -> None:
@@ -270,9 +262,7 @@ class ControllerNode(Node):
                 values["model_card"], values["latency_ema_alpha"])
             self.get_logger().info(f"latency profile: {self.profile_source}")
         if "rate_hz" in changed:
-            self.timer.cancel()
-            self.destroy_timer(self.timer)
-            self.timer = self.create_timer(1.0 / values["rate_hz"], self._tick)
+            self.timer = replace_timer(self, self.timer, values["rate_hz"], self._tick)
         self.controller.reconfigure(_config_from(values), time.monotonic())
         self._report_fallback()
         self.get_logger().info("parameters applied: " + ", ".join(f"{k}={v}" for k, v in changed.items()))

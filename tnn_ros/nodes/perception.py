@@ -17,15 +17,16 @@ import time
 from collections import Counter
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros import topics
 from tnn_ros.nodes._spin import run_node
+from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.perception.codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, encode_image
 from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost
 from tnn_ros.perception.debug import draw_debug
@@ -62,13 +63,11 @@ PARAMETERS = (
               read_only=True),
 )
 
-DIAGNOSTICS_PERIOD_S = 1.0
 # The model runs in a worker thread. torch releases the GIL inside every op and must take it back
 # before the next one; with Python's default 5 ms switch interval, any busy thread of the same process
 # (the executor, other nodes in `bringup`) delays every op by up to 5 ms. Measured in bringup on 2
 # cores: 22 frames in 15 s with p90 1.8 s at 5 ms, 225 frames with p90 42 ms at 0.2 ms.
 GIL_SWITCH_INTERVAL_S = 0.0002
-LOG_THROTTLE_S = 5.0
 
 
 def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True,
@@ -117,8 +116,7 @@ class PerceptionNode(LifecycleNode):
         self.worker_torch_threads = 0   # what torch reports in the worker thread (diagnostics)
         self._inputs: list = []
         self._outputs: dict[str, Any] = {}
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.diagnostics = DiagnosticsPublisher(self, "perception", self._diagnostic_status)
         if self.params["auto_activate"]:
             self.trigger_configure()
             if self.state == "inactive":
@@ -207,25 +205,26 @@ class PerceptionNode(LifecycleNode):
         sub_events = SubscriptionEventCallbacks(use_default_callbacks=False)
         pub_events = PublisherEventCallbacks(use_default_callbacks=False)
         self._inputs = [
-            self.create_subscription(Image, "image", self._on_image, image_qos, event_callbacks=sub_events),
-            self.create_subscription(Float32, "utilization_setpoint", self._on_setpoint, 10,
+            self.create_subscription(Image, topics.IMAGE, self._on_image, image_qos,
+                                     event_callbacks=sub_events),
+            self.create_subscription(Float32, topics.UTILIZATION_SETPOINT, self._on_setpoint, 10,
                                      event_callbacks=sub_events),
         ]
         publishers = {
-            "detections_json": (String, "detections/json"),
-            "gesture_json": (String, "gesture/json"),
-            "utilization_applied": (Float32, "utilization_applied"),
-            "latency_ms": (Float32, "latency_ms"),
-            "cpu_ms": (Float32, "cpu_ms"),
-            "queue_ms": (Float32, "queue_ms"),
-            "debug_image": (Image, "debug_image"),
+            "detections_json": (String, topics.DETECTIONS_JSON),
+            "gesture_json": (String, topics.GESTURE_JSON),
+            "utilization_applied": (Float32, topics.UTILIZATION_APPLIED),
+            "latency_ms": (Float32, topics.LATENCY_MS),
+            "cpu_ms": (Float32, topics.CPU_MS),
+            "queue_ms": (Float32, topics.QUEUE_MS),
+            "debug_image": (Image, topics.DEBUG_IMAGE),
         }
         self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, 10,
                                                               event_callbacks=pub_events)
                          for key, (msg_type, topic) in publishers.items()}
         if self.vision_msgs is not None:
             self._outputs["detections"] = self.create_lifecycle_publisher(
-                self.vision_msgs.Detection2DArray, "detections", 10, event_callbacks=pub_events)
+                self.vision_msgs.Detection2DArray, topics.DETECTIONS, 10, event_callbacks=pub_events)
 
     def _destroy_interfaces(self) -> None:
         for subscription in self._inputs:
@@ -380,19 +379,16 @@ class PerceptionNode(LifecycleNode):
         values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
         return {key: str(value) for key, value in values.items()}
 
-    def _publish_diagnostics(self) -> None:
+    def _diagnostic_status(self) -> tuple[int, str, dict]:
         values = self.diagnostics_values()
         dropped_bad = sum(c for r, c in self.drops.items() if r not in ("superseded", "inactive"))
         if self.state != "active":
-            level, message = DiagnosticStatus.WARN, f"not processing ({self.state})"
+            level, message = WARN, f"not processing ({self.state})"
         elif dropped_bad or self.gate.rejected:
-            level, message = DiagnosticStatus.WARN, "running; bad input dropped"
+            level, message = WARN, "running; bad input dropped"
         else:
-            level, message = DiagnosticStatus.OK, "running"
-        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: perception",
-                                  message=message, hardware_id="tnn_ros",
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        self._diagnostics_pub.publish(DiagnosticArray(header=_header(self), status=[status]))
+            level, message = OK, "running"
+        return level, message, values
 
 
 def _engine_info(pipeline: PerceptionPipeline | None) -> dict[str, str]:
@@ -402,11 +398,6 @@ def _engine_info(pipeline: PerceptionPipeline | None) -> dict[str, str]:
         return {"backend": "none", "provider": "none"}
     info = engine_info()
     return {key: str(info[key]) for key in ("backend", "provider", "fallback_reason") if key in info}
-
-
-def _header(node) -> Any:
-    from std_msgs.msg import Header
-    return Header(stamp=node.get_clock().now().to_msg())
 
 
 def torch_threads(count: int) -> int:

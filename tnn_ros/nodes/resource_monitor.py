@@ -18,21 +18,20 @@ import time
 from collections import Counter
 from typing import Any, Mapping
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState, Temperature
 from std_msgs.msg import Float32, Float64, Header
 
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
+from tnn_ros import topics
 from tnn_ros.nodes._spin import run_node
+from tnn_ros.nodes.common import ERROR, LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher, replace_timer
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.resources import BACKENDS, Mission, MissionError, ResourceBackend, SimParams, make_backend
 from tnn_ros.resources.meters import METERS, MeterError, MeterReader, make_energy_meter
 from tnn_ros.resources.mission import find_mission_file
 from tnn_ros.resources.sim import SimBackend
 from tnn_ros.resources.trace import TraceFormatError, load_trace
 
-DIAGNOSTICS_PERIOD_S = 1.0
-LOG_THROTTLE_S = 5.0
 SIM_PREFIX = "sim."
 
 _SIM = SimParams()
@@ -129,16 +128,15 @@ class ResourceMonitorNode(Node):
         self._start_backend()
         self.energy = self._start_meter(self.params["energy_meter"])
 
-        self.battery_pub = self.create_publisher(BatteryState, "battery", 10)
-        self.thermal_pub = self.create_publisher(Temperature, "thermal", 10)
-        self.cpu_pub = self.create_publisher(Float32, "cpu_load", 10)
-        self.deadline_pub = self.create_publisher(Float32, "deadline_ms", 10)
-        self.energy_pub = self.create_publisher(Float64, "energy_j", 10)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Float32, "utilization_applied", self._on_utilization, 10)
-        self.create_subscription(Float32, "cpu_ms", self._on_cpu_ms, 50)
-        self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._tick)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.battery_pub = self.create_publisher(BatteryState, topics.BATTERY, 10)
+        self.thermal_pub = self.create_publisher(Temperature, topics.THERMAL, 10)
+        self.cpu_pub = self.create_publisher(Float32, topics.CPU_LOAD, 10)
+        self.deadline_pub = self.create_publisher(Float32, topics.DEADLINE_MS, 10)
+        self.energy_pub = self.create_publisher(Float64, topics.ENERGY_J, 10)
+        self.diagnostics = DiagnosticsPublisher(self, "resource_monitor", self._diagnostic_status)
+        self.create_subscription(Float32, topics.UTILIZATION_APPLIED, self._on_utilization, 10)
+        self.create_subscription(Float32, topics.CPU_MS, self._on_cpu_ms, 50)
+        self.timer = replace_timer(self, None, self.params["rate_hz"], self._tick)
 
     # -- backend ----------------------------------------------------------------------------------
     def _start_backend(self) -> None:
@@ -268,28 +266,22 @@ class ResourceMonitorNode(Node):
                 values["mission_time_s"] = "not started" if t is None else f"{t:.1f}"
         return {key: str(value) for key, value in values.items()}
 
-    def _publish_diagnostics(self) -> None:
+    def _diagnostic_status(self) -> tuple[int, str, dict]:
         values = self.diagnostics_values()
         if self.backend is None:
-            level, message = DiagnosticStatus.ERROR, self.last_error
+            level, message = ERROR, self.last_error
         elif self.errors["sample"] or self.errors["bad_utilization"] or self.errors["bad_cpu_ms"] \
                 or self.errors["meter_lost"]:
-            level = DiagnosticStatus.WARN
+            level = WARN
             message = f"{values['errors.total']} errors; last: {self.last_error}"
         else:
-            level, message = DiagnosticStatus.OK, f"{self.backend.name}: {self.backend_why}"
-        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: resource_monitor",
-                                  message=message, hardware_id="tnn_ros",
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        header = Header(stamp=self.get_clock().now().to_msg())
-        self.diagnostics_pub.publish(DiagnosticArray(header=header, status=[status]))
+            level, message = OK, f"{self.backend.name}: {self.backend_why}"
+        return level, message, values
 
     # -- parameters -------------------------------------------------------------------------------
     def _on_parameters(self, changed: Mapping[str, Any]) -> None:
         if "rate_hz" in changed:
-            self.timer.cancel()
-            self.destroy_timer(self.timer)
-            self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._tick)
+            self.timer = replace_timer(self, self.timer, self.params["rate_hz"], self._tick)
         if _RESTART_KEYS & set(changed):
             self._start_backend()
         elif isinstance(self.backend, SimBackend) and any(k.startswith(SIM_PREFIX) for k in changed):

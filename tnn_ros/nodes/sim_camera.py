@@ -15,9 +15,11 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from tnn_ros import topics
 from tnn_ros.data.stream import MIN_SIZE, SimFrameSource
-from tnn_ros.nodes._params import LiveParameters, ParamSpec
 from tnn_ros.nodes._spin import run_node
+from tnn_ros.nodes.common import replace_timer
+from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.perception.codec import SUPPORTED_ENCODINGS, encode_image
 from tnn_ros.perception.formatting import stamp_to_ns
 
@@ -45,11 +47,11 @@ class SimCameraNode(Node):
         # Reliable publisher: matches both best-effort and reliable image subscribers.
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
                                reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.create_publisher(Image, "image", image_qos)
-        self.truth_pub = self.create_publisher(String, "ground_truth/json", 10)
+        self.image_pub = self.create_publisher(Image, topics.IMAGE, image_qos)
+        self.truth_pub = self.create_publisher(String, topics.GROUND_TRUTH_JSON, 10)
         self.frames_published = 0
         self.source = self._make_source()
-        self.timer = self.create_timer(1.0 / self.params["fps"], self._tick)
+        self.timer = replace_timer(self, None, self.params["fps"], self._tick)
         self.get_logger().info(
             f"publishing {self.params['width']}x{self.params['height']} {self.params['encoding']} "
             f"at {self.params['fps']} fps")
@@ -63,8 +65,7 @@ class SimCameraNode(Node):
         if _SOURCE_PARAMETERS & set(changed):
             self.source = self._make_source()
         if "fps" in changed:
-            self.destroy_timer(self.timer)
-            self.timer = self.create_timer(1.0 / self.params["fps"], self._tick)
+            self.timer = replace_timer(self, self.timer, self.params["fps"], self._tick)
 
     def _tick(self) -> None:
         frame = self.source.next_frame()

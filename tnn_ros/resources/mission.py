@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-from tnn_ros.resources.paths import find_config_file
+from tnn_ros.paths import find_config_file
 
 DEFAULT_MISSION_FILE = "mission_demo.yaml"
 

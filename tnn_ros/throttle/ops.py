@@ -264,10 +264,6 @@ class DepthGatedResidual(nn.Module):
             raise ValueError(f"min_level must be >= 0, got {min_level}")
         self.min_level = min_level
 
-    def is_active(self, level: int) -> bool:
-        """Whether the block runs at ``level``."""
-        return level >= self.min_level
-
     def residual(self, x: Tensor, level: int) -> Tensor:
         """The residual branch (same shape as ``x``)."""
         raise NotImplementedError

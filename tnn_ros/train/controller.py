@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print("tnn-train controller: give --bags and/or --traces", file=sys.stderr)
         return 2
     from tnn_ros.control.latency import LatencyProfile
-    from tnn_ros.resources.paths import find_package_file
+    from tnn_ros.paths import find_package_file
 
     card_file = args.model_card or find_package_file("models", "detector.card.json")
     profile = LatencyProfile.from_card(card_file)

@@ -1,4 +1,9 @@
-"""Finding files the package ships (config/, models/) in the source tree or an installed share."""
+"""The one place that finds files on disk: shipped config/ and models/, and ROS packages' shares.
+
+What the package ships is found in the source tree or an installed share; any ROS package's share
+directory is found for the message definitions that bags need. Plain module (no torch, no rclpy),
+so every layer can use it.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,30 @@ import sys
 PACKAGE = "tnn_ros"
 
 
-def package_file_candidates(folder: str, name: str) -> list[pathlib.Path]:
-    """Where ``<folder>/<name>`` may live: source tree, ament share (colcon), ``sys.prefix`` share (pip)."""
-    candidates = [pathlib.Path(__file__).resolve().parents[2] / folder / name]
+SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def share_dirs(package: str) -> list[pathlib.Path]:
+    """Where ``share/<package>`` may be: the ament index (colcon / ROS install), then ``sys.prefix`` (pip)."""
+    dirs = []
     try:
         from ament_index_python.packages import get_package_share_directory
-        candidates.append(pathlib.Path(get_package_share_directory(PACKAGE)) / folder / name)
-    except (ImportError, LookupError, OSError):  # not installed / AMENT_PREFIX_PATH unset
+        dirs.append(pathlib.Path(get_package_share_directory(package)))
+    except (ImportError, LookupError, OSError):  # no ament_index / not installed / AMENT_PREFIX_PATH unset
         pass
-    candidates.append(pathlib.Path(sys.prefix) / "share" / PACKAGE / folder / name)
-    return candidates
+    dirs.append(pathlib.Path(sys.prefix) / "share" / package)
+    return dirs
+
+
+def package_file_candidates(folder: str, name: str) -> list[pathlib.Path]:
+    """Where ``<folder>/<name>`` may live: source tree, ament share (colcon), ``sys.prefix`` share (pip)."""
+    return [SOURCE_ROOT / folder / name] + [share / folder / name for share in share_dirs(PACKAGE)]
+
+
+def package_dir(folder: str) -> pathlib.Path:
+    """The first existing ``<folder>`` the package ships (source tree first), else the last candidate."""
+    candidates = [path.parent for path in package_file_candidates(folder, "_")]
+    return next((path for path in candidates if path.is_dir()), candidates[-1])
 
 
 def is_explicit_path(name: str | pathlib.Path) -> bool:

@@ -291,7 +291,7 @@ def resolve_node_parameters(node_name: str, namespace: str = "", params_file: st
 
     The one-process bringup and the launch files both use this, so they read the same files.
     """
-    from tnn_ros.resources.paths import find_config_file
+    from tnn_ros.paths import find_config_file
 
     values: dict[str, Any] = {}
     try:
