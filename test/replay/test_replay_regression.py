@@ -71,7 +71,7 @@ def _pipeline_latencies_ms() -> tuple[float, float]:
     (``TORCH_THREADS``): the shared CI machine has two cores.
     """
     from tnn_ros.data.stream import SimFrameSource
-    from tnn_ros.nodes.perception import load_models
+    from tnn_ros.perception.loading import load_models
 
     pipeline = load_models("", "", 4)
     source = SimFrameSource(320, 240, seed=0, fps=FPS)

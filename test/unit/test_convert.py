@@ -199,7 +199,7 @@ def test_save_load_round_trip(arch, tmp_path):
 
 def test_perception_pipeline_runs_converted_models(tmp_path):
     """The node's own loader builds the pipeline from converted files; labels are COCO names."""
-    from tnn_ros.nodes.perception import load_models
+    from tnn_ros.perception.loading import load_models
 
     detector, _ = _converted("ssdlite320_mobilenet_v3_large")
     video, _ = _converted("r3d_18")
@@ -209,8 +209,8 @@ def test_perception_pipeline_runs_converted_models(tmp_path):
         save_model(model, paths[name], {"name": name, "architecture": model.architecture,
                                         "classes": model.classes})
     pipeline = load_models(str(paths["det"]), str(paths["vid"]), stride=1, smoothing=1)
-    assert isinstance(pipeline.detector, ConvertedDetector)
-    assert isinstance(pipeline.gesture_recognizer.net, ConvertedVideoNet)
+    assert isinstance(pipeline.detector.model, ConvertedDetector)      # behind the torch engine
+    assert isinstance(pipeline.gesture_recognizer.net.model, ConvertedVideoNet)
     rng = np.random.default_rng(0)
     results = [pipeline.process(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), 0.3, 0.0)
                for _ in range(4)]

@@ -257,16 +257,16 @@ def test_session_options_follow_the_node_threads():
 
 def test_perception_models_load_on_the_backend_parameter(tmp_path):
     """The node's loader: both models on onnxruntime, same frame results as torch, info for diagnostics."""
-    perception = pytest.importorskip("tnn_ros.nodes.perception")
+    from tnn_ros.perception import loading as perception
     detector_path = _save(tiny_detector(), tmp_path / "detector.pt", "detector")
     gesture_path = _save(tiny_gesture(), tmp_path / "gesture.pt", "gesture")
     pipelines = {backend: perception.load_models(str(detector_path), str(gesture_path), stride=1,
                                                  smoothing=1, backend=backend)
                  for backend in BACKENDS}
-    info = perception._engine_info(pipelines["onnxruntime"])
+    info = perception.engine_info(pipelines["onnxruntime"])
     assert info == {"backend": "onnxruntime", "provider": "CPUExecutionProvider"}
     assert pipelines["onnxruntime"].gesture_recognizer.net.backend == "onnxruntime"
-    assert perception._engine_info(None) == {"backend": "none", "provider": "none"}
+    assert perception.engine_info(None) == {"backend": "none", "provider": "none"}
     rng = np.random.default_rng(1)
     frames = [render_scene(rng, 120, 90)[0] for _ in range(GESTURE["clip_length"] + 1)]
     for utilization in (0.25, 1.0):

@@ -245,7 +245,7 @@ def test_debug_drawing_marks_the_boxes_without_touching_the_input():
 
 def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():
     from tnn_ros.data.stream import SimFrameSource
-    from tnn_ros.nodes.perception import load_models
+    from tnn_ros.perception.loading import load_models
 
     pipeline = load_models("", "", stride=2)
     schedule = pipeline.schedule

@@ -155,7 +155,7 @@ def _start_node(namespace: str, env: dict, args: argparse.Namespace) -> subproce
 
 def _model_only_ms(args: argparse.Namespace, rgb: np.ndarray, frames: int) -> dict[str, dict]:
     """In-process model latency per level, run before the node starts (no CPU contention)."""
-    from tnn_ros.nodes.perception import load_models, torch_threads
+    from tnn_ros.perception.loading import load_models, torch_threads
 
     torch_threads(args.num_threads)
     pipeline = load_models(args.detector_model, args.gesture_model, stride=4,

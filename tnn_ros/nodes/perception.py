@@ -32,6 +32,7 @@ from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost
 from tnn_ros.perception.debug import draw_debug
 from tnn_ros.perception.formatting import detections_to_json, gesture_to_json, stamp_to_ns
 from tnn_ros.perception.gating import MODES, UtilizationGate
+from tnn_ros.perception.loading import engine_info, load_models, torch_threads
 from tnn_ros.perception.pipeline import PerceptionPipeline
 from tnn_ros.perception.vision_msgs_converter import import_vision_msgs, to_detection2d_array
 
@@ -68,26 +69,6 @@ PARAMETERS = (
 # (the executor, other nodes in `bringup`) delays every op by up to 5 ms. Measured in bringup on 2
 # cores: 22 frames in 15 s with p90 1.8 s at 5 ms, 225 frames with p90 42 ms at 0.2 ms.
 GIL_SWITCH_INTERVAL_S = 0.0002
-
-
-def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True,
-                smoothing: int = 2, backend: str = "torch", num_threads: int = 1, log=None):
-    """Load the shipped or user models and build the pipeline; raises with a reason on failure."""
-    from tnn_ros.engines import create_engine
-    from tnn_ros.models import GestureRecognizer, load_detector, load_gesture, shipped_model_path
-    from tnn_ros.throttle import LevelSchedule
-
-    def on_backend(model, path: str, name: str):
-        return create_engine(model, backend, model_path=path or shipped_model_path(name),
-                             num_threads=num_threads, log=log)
-
-    detector = on_backend(load_detector(detector_path or None), detector_path, "detector")
-    recognizer = None
-    if with_gesture:
-        net = on_backend(load_gesture(gesture_path or None), gesture_path, "gesture")
-        recognizer = GestureRecognizer(net, stride=stride, smoothing=smoothing)
-    schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
-    return PerceptionPipeline(detector, recognizer, schedule)
 
 
 class PerceptionNode(LifecycleNode):
@@ -144,9 +125,10 @@ class PerceptionNode(LifecycleNode):
         with self._pipeline_lock:
             self.pipeline = pipeline
         self._create_interfaces()
+        info = engine_info(pipeline)
         self.get_logger().info(
-            f"configured: backend {_engine_info(pipeline)['backend']} "
-            f"({_engine_info(pipeline)['provider']}), detector {pipeline.schedule.num_levels} levels, "
+            f"configured: backend {info['backend']} ({info['provider']}), "
+            f"detector {pipeline.schedule.num_levels} levels, "
             f"gesture {'on' if pipeline.gesture_recognizer is not None else 'off'}")
         return super().on_configure(state)
 
@@ -373,7 +355,7 @@ class PerceptionNode(LifecycleNode):
             "latency_ms_mean": f"{self._latency_sum_ms / processed:.2f}" if processed else "nan",
             "configure_failures": self.counters["configure_failures"],
             "torch_threads": self.worker_torch_threads,
-            **{f"engine_{key}": value for key, value in _engine_info(self.pipeline).items()},
+            **{f"engine_{key}": value for key, value in engine_info(self.pipeline).items()},
         }
         values.update(self.cost.values())
         values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
@@ -389,26 +371,6 @@ class PerceptionNode(LifecycleNode):
         else:
             level, message = OK, "running"
         return level, message, values
-
-
-def _engine_info(pipeline: PerceptionPipeline | None) -> dict[str, str]:
-    """Backend and execution provider of the detector (and why a fallback happened), for diagnostics."""
-    engine_info = getattr(getattr(pipeline, "detector", None), "engine_info", None)
-    if engine_info is None:
-        return {"backend": "none", "provider": "none"}
-    info = engine_info()
-    return {key: str(info[key]) for key in ("backend", "provider", "fallback_reason") if key in info}
-
-
-def torch_threads(count: int) -> int:
-    """Set torch's intra-op thread count for the calling thread (and threads started later).
-
-    Threads that already ran torch keep their own count, so call this in the thread that runs the
-    model. Returns the count torch reports afterwards.
-    """
-    import torch
-    torch.set_num_threads(int(count))
-    return torch.get_num_threads()
 
 
 def main(args: list[str] | None = None) -> int:
