@@ -228,13 +228,13 @@ def test_cli_writes_the_interface_json_and_plot(tmp_path, monkeypatch):
 
 
 def test_live_metrics_from_a_recorded_run_bag(tmp_path):
-    """The live mode's figures from a hand-made run bag (test_bag_analysis's known run)."""
+    """The live mode's figures from a hand-made run bag (test_demo_analysis.s known run)."""
     import importlib.util
     from pathlib import Path
 
     from tnn_ros.bench.control_bench import live_metrics
 
-    spec = importlib.util.spec_from_file_location("bag_run", Path(__file__).with_name("test_bag_analysis.py"))
+    spec = importlib.util.spec_from_file_location("bag_run", Path(__file__).with_name("test_demo_analysis.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     bag = module._run_bag(tmp_path / "run")   # 20 frames: 10 in deadline with the object found, 10 late

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tnn_ros.control.config import ControllerConfig
-from tnn_ros.control.latency import LatencyProfile
+from tnn_ros.control.latency import LatencyProfile, LatencyQuantiles
 from tnn_ros.control.policies import AutoPolicy, Policy, clamp
 from tnn_ros.control.state import DEADLINE, ControlInputs, Decision
 
@@ -433,9 +433,15 @@ class LearnedPolicy(Policy):
         self._pending = None
 
 
-def make_learned_policy(config: ControllerConfig, profile: LatencyProfile | None,
+def make_learned_policy(config: ControllerConfig, latency: LatencyQuantiles | LatencyProfile | None,
                         model_path: str | pathlib.Path | None) -> Policy:
-    """The learned policy from ``model_path``, or ``auto`` with ``fallback_reason`` set when unusable."""
+    """The learned policy from ``model_path``, or ``auto`` with ``fallback_reason`` set when unusable.
+
+    ``latency`` is what the controller feeds with measured frames (quantiles over a card profile) or a
+    bare card profile; the bandit keeps its own recent-latency ratios over the card profile, the
+    ``auto`` fallback uses ``latency`` as it is.
+    """
+    profile = latency.profile if isinstance(latency, LatencyQuantiles) else latency
     try:
         if not model_path:
             raise LearnedModelError("no learned_model file given")
@@ -451,6 +457,6 @@ def make_learned_policy(config: ControllerConfig, profile: LatencyProfile | None
                                        source=str(model_path))
         policy.fallback_reason = None
     except (LearnedModelError, ValueError, TypeError) as error:
-        policy = AutoPolicy(config, profile)
+        policy = AutoPolicy(config, latency)
         policy.fallback_reason = f"learned controller unavailable, using auto: {error}"
     return policy
