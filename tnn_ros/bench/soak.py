@@ -12,9 +12,9 @@ camera periods the newest answer lags behind the newest frame).
 Summary (``--json PATH``): ``rss_growth_fraction`` (stack RSS, end vs. the end of ``--warmup-s``),
 ``p99_latency_drift_fraction`` (p99 of the last quarter vs. the first quarter after warm-up),
 ``dropped_frames`` (camera frames never answered; perception keeps only the newest frame, so a slower
-model drops rather than queues), ``backlog_max`` (the largest lag, in camera periods, of the newest
-answer behind the newest frame at a sample instant: about latency x fps while nothing queues, growing
-without bound when something does), per-process growth of RSS / fds / threads,
+model drops rather than queues), ``backlog_max`` (the largest lag of the newest answer behind the
+newest frame at a sample instant, in periods of the camera's measured rate: about latency x fps while
+nothing queues, growing without bound when something does), per-process growth of RSS / fds / threads,
 perception's own drop counters from /diagnostics, plus a PNG of every series over time.
 Targets for a 30-minute soak: RSS growth < 5 % after warm-up, no backlog, p99 within 20 %.
 """
@@ -342,6 +342,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    + "\n".join(processes[n].log_tail() for n in dead))
             window = observer.take_window()
             lag_ns = max(0, window["newest_frame_ns"] - window["newest_answer_ns"])
+            # the camera's real rate in this window (a loaded machine renders fewer than --fps frames)
+            previous = samples[-1]["published"] if samples else 0
+            frames = window["published"] - baseline["published"] - previous
+            window_s = (now - started) - (samples[-1]["t_s"] if samples else 0.0)
+            camera_fps = frames / window_s if window_s > 0 and frames > 0 else args.fps
             sample = {
                 "t_s": now - started,
                 "published": window["published"] - baseline["published"],
@@ -349,7 +354,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "latencies_ms": window["latencies_ms"],
                 "latency_ms_p50": percentile(window["latencies_ms"], 50),
                 "latency_ms_p99": percentile(window["latencies_ms"], 99),
-                "backlog_frames": lag_ns / 1e9 * args.fps,
+                "backlog_frames": lag_ns / 1e9 * camera_fps,
+                "camera_fps": camera_fps,
                 "utilization": window["utilization"],
                 "processes": {name: process_stats(p.pid) for name, p in processes.items()},
             }
