@@ -14,7 +14,7 @@ OVERRIDES = (("strategy", "manual | rule | deadline | auto"), ("rate_hz", "setpo
 
 def launch_nodes(context, *args, **kwargs):
     """The controller node with its merged parameters."""
-    from tnn_ros.nodes._launch import passed_overrides, performed, respawn_options
+    from tnn_ros.nodes.launch_args import passed_overrides, performed, respawn_options
     from tnn_ros.nodes.params import resolve_node_parameters
 
     arg = performed(context, ("namespace", "params_file"))
@@ -26,7 +26,7 @@ def launch_nodes(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: namespace, params_file, respawn, respawn_delay, strategy, rate_hz."""
-    from tnn_ros.nodes._launch import common_arguments, override_argument
+    from tnn_ros.nodes.launch_args import common_arguments, override_argument
 
     return LaunchDescription(
         common_arguments("namespace of the node")

@@ -16,7 +16,7 @@ OVERRIDES = (("mode", "auto | manual"),
 
 def launch_nodes(context, *args, **kwargs):
     """The perception lifecycle node with its merged parameters."""
-    from tnn_ros.nodes._launch import passed_overrides, performed, respawn_options
+    from tnn_ros.nodes.launch_args import passed_overrides, performed, respawn_options
     from tnn_ros.nodes.params import resolve_node_parameters
 
     arg = performed(context, ("namespace", "params_file", "image"))
@@ -29,7 +29,7 @@ def launch_nodes(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: namespace, params_file, respawn, respawn_delay, image, mode, auto_activate."""
-    from tnn_ros.nodes._launch import common_arguments, override_argument
+    from tnn_ros.nodes.launch_args import common_arguments, override_argument
 
     return LaunchDescription(
         common_arguments("namespace of the node")

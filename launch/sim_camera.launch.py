@@ -15,7 +15,7 @@ OVERRIDES = (("fps", "frames per second"), ("width", "frame width in pixels"),
 
 def launch_nodes(context, *args, **kwargs):
     """The sim_camera node with its merged parameters."""
-    from tnn_ros.nodes._launch import passed_overrides, performed, respawn_options
+    from tnn_ros.nodes.launch_args import passed_overrides, performed, respawn_options
     from tnn_ros.nodes.params import resolve_node_parameters
 
     arg = performed(context, ("namespace", "params_file"))
@@ -27,7 +27,7 @@ def launch_nodes(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: namespace, params_file, respawn, respawn_delay, fps, width, height, encoding."""
-    from tnn_ros.nodes._launch import common_arguments, override_argument
+    from tnn_ros.nodes.launch_args import common_arguments, override_argument
 
     return LaunchDescription(
         common_arguments("namespace of the node")

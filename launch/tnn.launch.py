@@ -24,7 +24,7 @@ OVERRIDES = (
 
 def launch_nodes(context, *args, **kwargs):
     """Resolve the arguments and build the node actions (an OpaqueFunction: parameters are merged here)."""
-    from tnn_ros.nodes._launch import is_true, passed_overrides, performed, respawn_options
+    from tnn_ros.nodes.launch_args import is_true, passed_overrides, performed, respawn_options
     from tnn_ros.nodes.params import resolve_node_parameters
 
     arg = performed(context, ("namespace", "params_file", "image", "use_sim_camera"))
@@ -54,7 +54,7 @@ def launch_nodes(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     """Arguments: namespace, params_file, respawn, respawn_delay, image, use_sim_camera + OVERRIDES."""
-    from tnn_ros.nodes._launch import common_arguments, override_argument
+    from tnn_ros.nodes.launch_args import common_arguments, override_argument
 
     return LaunchDescription(
         common_arguments("namespace of every node")

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from tnn_ros.nodes._launch import parse_argument_value, passed_overrides
+from tnn_ros.nodes.launch_args import parse_argument_value, passed_overrides
 from tnn_ros.nodes.params import resolve_node_parameters
 from tnn_ros.paths import find_config_file, is_explicit_path
 
