@@ -234,7 +234,8 @@ def test_live_metrics_from_a_recorded_run_bag(tmp_path):
 
     from tnn_ros.bench.control_bench import live_metrics
 
-    spec = importlib.util.spec_from_file_location("bag_run", Path(__file__).with_name("test_demo_analysis.py"))
+    known_run = Path(__file__).with_name("test_demo_analysis.py")
+    spec = importlib.util.spec_from_file_location("bag_run", known_run)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     bag = module._run_bag(tmp_path / "run")   # 20 frames: 10 in deadline with the object found, 10 late
