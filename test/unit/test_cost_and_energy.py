@@ -2,13 +2,14 @@
 
 import json
 import math
+import os
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost
+from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost, WorkerClock, thread_ids
 from tnn_ros.perception.formatting import detections_to_json
 from tnn_ros.perception.pipeline import FrameResult
 from tnn_ros.resources.meters import (
@@ -73,6 +74,42 @@ def test_cost_meter_counts_this_threads_cpu_not_sleep_or_other_threads():
         pass
     busy = meter.stop()
     assert busy.cpu_ms >= 20.0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc/self/task")
+def test_worker_clock_adds_the_cpu_of_helper_threads_the_work_started():
+    go, finish = threading.Event(), threading.Event()
+    helper_cpu = {}
+
+    def helper():                       # stands in for a torch intra-op pool thread
+        go.wait()
+        start = time.thread_time_ns()
+        while time.thread_time_ns() - start < 30_000_000:   # 30 ms of its own CPU
+            pass
+        helper_cpu["ns"] = time.thread_time_ns() - start
+        finish.wait()
+
+    clock = WorkerClock()
+    before = thread_ids()
+    thread = threading.Thread(target=helper, daemon=True)
+    thread.start()
+    assert clock.discover(before) == 1 and clock.helpers == {thread.native_id}
+    own0, total0 = time.thread_time_ns(), clock()
+    go.set()
+    while "ns" not in helper_cpu:
+        time.sleep(0.005)
+    own1, total1 = time.thread_time_ns(), clock()
+    # the helper's CPU (as it measured itself) is in the clock beside this thread's own
+    helper_part = (total1 - total0) - (own1 - own0)
+    assert helper_part >= helper_cpu["ns"] - 2_000_000
+    assert helper_part <= helper_cpu["ns"] + 10_000_000
+    finish.set()
+    thread.join()
+    for _ in range(200):   # Python's join returns a moment before the OS thread is gone
+        if thread.native_id not in thread_ids():
+            break
+        time.sleep(0.01)
+    assert clock() >= total1 and not clock.helpers    # an exited helper's time is kept
 
 
 def test_cost_totals_and_diagnostics_values():

@@ -28,7 +28,7 @@ from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher
 from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.perception.codec import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image, encode_image
-from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost
+from tnn_ros.perception.cost import CostMeter, CostTotals, FrameCost, WorkerClock, thread_ids
 from tnn_ros.perception.debug import draw_debug
 from tnn_ros.perception.formatting import detections_to_json, gesture_to_json, stamp_to_ns
 from tnn_ros.perception.gating import MODES, UtilizationGate
@@ -69,6 +69,9 @@ PARAMETERS = (
 # (the executor, other nodes in `bringup`) delays every op by up to 5 ms. Measured in bringup on 2
 # cores: 22 frames in 15 s with p90 1.8 s at 5 ms, 225 frames with p90 42 ms at 0.2 ms.
 GIL_SWITCH_INTERVAL_S = 0.0002
+# Frames after the worker starts (or num_threads changes) during which new threads are adopted as
+# the helpers of the worker's torch pool, whose CPU time counts into cpu_ms.
+HELPER_DISCOVERY_FRAMES = 3
 
 
 class PerceptionNode(LifecycleNode):
@@ -95,6 +98,7 @@ class PerceptionNode(LifecycleNode):
         self._pipeline_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self.worker_torch_threads = 0   # what torch reports in the worker thread (diagnostics)
+        self.worker_clock: WorkerClock | None = None   # worker + torch helper threads' CPU clock
         self._inputs: list = []
         self._outputs: dict[str, Any] = {}
         self.diagnostics = DiagnosticsPublisher(self, "perception", self._diagnostic_status)
@@ -254,10 +258,14 @@ class PerceptionNode(LifecycleNode):
             self._frame_ready.notify()
 
     def _worker_loop(self) -> None:
+        clock = WorkerClock()
+        self.worker_clock = clock
+        discovering = HELPER_DISCOVERY_FRAMES
         while not self._stop.is_set():
             # torch's thread count is per OS thread once set: it has to be set where the model runs.
             if self.worker_torch_threads != self.params["num_threads"]:
                 self.worker_torch_threads = torch_threads(self.params["num_threads"])
+                discovering = HELPER_DISCOVERY_FRAMES
             with self._frame_ready:
                 if self._pending is None:
                     self._frame_ready.wait(timeout=0.1)
@@ -265,20 +273,26 @@ class PerceptionNode(LifecycleNode):
                 received_s = self._pending_received_s
             if msg is None or not self._active.is_set():
                 continue
+            before = thread_ids() if discovering else None
             try:
-                self.process_frame(msg, received_s)
+                self.process_frame(msg, received_s, clock)
             except Exception as error:  # the worker must outlive any one frame (e.g. a publish failing)
                 if self._stop.is_set():
                     return  # shutting down: the publishers are going away, not a frame failure
                 self._drop("processing_error", f"frame failed: {type(error).__name__}: {error}")
+            if before is not None:
+                clock.discover(before)
+                discovering -= 1
 
-    def process_frame(self, msg: Image, received_s: float | None = None) -> None:
+    def process_frame(self, msg: Image, received_s: float | None = None,
+                      clock: WorkerClock | None = None) -> None:
         """Decode, run at the current utilization and publish one frame; bad frames are counted.
 
-        The frame's cost (worker-thread CPU time of decode + inference, and the queueing delay since
-        ``received_s``, a ``time.monotonic()`` stamp) is measured here, in the thread doing the work.
+        The frame's cost (CPU time of decode + inference on ``clock``, the worker thread and its torch
+        helpers, default the calling thread alone; and the queueing delay since ``received_s``, a
+        ``time.monotonic()`` stamp) is measured here, in the thread doing the work.
         """
-        meter = CostMeter(received_s)
+        meter = CostMeter(received_s, thread_clock_ns=clock or time.thread_time_ns)
         try:
             rgb = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data,
                                max_pixels=self.params["max_image_pixels"])
@@ -358,6 +372,7 @@ class PerceptionNode(LifecycleNode):
             **{f"engine_{key}": value for key, value in engine_info(self.pipeline).items()},
         }
         values.update(self.cost.values())
+        values["cpu_helper_threads"] = len(self.worker_clock.helpers) if self.worker_clock else 0
         values.update({f"dropped_{reason}": count for reason, count in sorted(self.drops.items())})
         return {key: str(value) for key, value in values.items()}
 

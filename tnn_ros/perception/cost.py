@@ -1,21 +1,24 @@
-"""Measured cost of one frame: CPU time of the thread that did the work, wall time and queueing delay.
+"""Measured cost of one frame: CPU time of the threads that did the work, wall time and queueing delay.
 
 Energy and the controller's latency model are derived from these numbers, never from the commanded
 utilization, so a level that is not really cheaper shows up as not cheaper. CPU time comes from
-``time.thread_time_ns`` (the calling thread's user + system time): other threads of the process
-(the ROS executor, other nodes in ``bringup``) do not count, and time spent waiting for a core while
-other processes run does not count either, unlike wall time.
-
-Limitation: with ``num_threads`` > 1, torch's intra-op helper threads do part of a frame's work and
-their CPU time is not in ``cpu_ms`` (it counts the perception worker thread only).
+``time.thread_time_ns`` (the calling thread's user + system time) plus, with :class:`WorkerClock`,
+the CPU time of the helper threads torch's intra-op pool started for that thread (with
+``num_threads`` = 2 they use as much CPU as the worker itself, much of it spin-waiting between ops).
+Other threads of the process (the ROS executor, other nodes in ``bringup``) do not count, and time
+spent waiting for a core while other processes run does not count either, unlike wall time.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+_TASKS = "/proc/self/task"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,59 @@ class FrameCost:
         """Queueing delay + work: how late the result is relative to the frame's arrival."""
         queue = self.queue_ms if math.isfinite(self.queue_ms) else 0.0
         return queue + self.wall_ms
+
+
+def thread_ids() -> set[int]:
+    """Native ids of this process's threads (Linux); empty where /proc is not available."""
+    try:
+        return {int(name) for name in os.listdir(_TASKS)}
+    except (OSError, ValueError):
+        return set()
+
+
+def thread_cpu_ns(tid: int) -> int | None:
+    """On-CPU nanoseconds of thread ``tid`` of this process (schedstat), None once it is gone."""
+    try:
+        with open(f"{_TASKS}/{tid}/schedstat") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class WorkerClock:
+    """CPU clock of the calling (worker) thread plus the helper threads its work started.
+
+    torch's intra-op pool (OpenMP) starts its threads the first time the worker runs a parallel op,
+    so threads that appear while the worker does its first frames are its helpers: call
+    :meth:`discover` around a frame (the node does it for the first frames and after a
+    ``num_threads`` change). Threads started at the same moment by someone else would be counted too;
+    on platforms without ``/proc/self/task`` the clock is the worker thread's alone.
+    """
+
+    def __init__(self) -> None:
+        self.helpers: set[int] = set()
+        self._last_ns: dict[int, int] = {}   # last reading per helper
+        self._retired_ns = 0                 # CPU time of helpers that have exited
+
+    def discover(self, before: set[int]) -> int:
+        """Adopt threads that exist now but not in ``before`` (a :func:`thread_ids` snapshot)."""
+        new = thread_ids() - before - {threading.get_native_id()} - self.helpers
+        self.helpers |= new
+        return len(new)
+
+    def __call__(self) -> int:
+        """Nanoseconds: the calling thread's CPU time + every helper's (monotone)."""
+        own = time.thread_time_ns()
+        helpers = 0
+        for tid in sorted(self.helpers):
+            value = thread_cpu_ns(tid)
+            if value is None:   # the helper exited: keep what it had used
+                self.helpers.discard(tid)
+                self._retired_ns += self._last_ns.pop(tid, 0)
+                continue
+            self._last_ns[tid] = value
+            helpers += value
+        return own + helpers + self._retired_ns
 
 
 class CostMeter:

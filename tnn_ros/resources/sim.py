@@ -6,9 +6,10 @@ per wall second, from the ``cpu_ms`` it publishes per frame, see :mod:`tnn_ros.r
     P(b) = idle_power_w + (max_power_w - idle_power_w) * b
 
 so the energy over a run is ``idle_power_w * T + (max_power_w - idle_power_w) * cpu_s``: a level that
-is not really cheaper does not save energy here either. Until the first CPU sample arrives (a
-perception node that does not publish ``cpu_ms``), b falls back to the applied utilization u and
-:attr:`SimBackend.drive` says so.
+is not really cheaper does not save energy here either. b counts busy cores (the worker and its torch
+helper threads may exceed 1), so ``max_power_w`` is the power with one core fully busy. Until the
+first CPU sample arrives (a perception node that does not publish ``cpu_ms``), b falls back to the
+applied utilization u and :attr:`SimBackend.drive` says so.
 
 The battery integrates P (energy in joules, voltage from a linear open-circuit-voltage curve); the
 temperature follows ``tau * dT/dt = ambient + R_th * (P + extra heat) - T``, integrated exactly
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -105,7 +107,8 @@ class SimBackend(ResourceBackend):
         self.mission = mission
         self.utilization = 0.0
         self.set_utilization(initial_utilization)
-        self.work = MeasuredWork()
+        # Worker + torch helper threads can keep more than one core busy: up to every core per second.
+        self.work = MeasuredWork(max_busy=float(os.cpu_count() or 1))
         self.busy_fraction = 0.0
         self.energy_j = params.initial_fraction * params.capacity_wh * 3600.0
         self.temperature_c = params.ambient_c if params.initial_temperature_c is None \
