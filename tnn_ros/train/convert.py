@@ -85,8 +85,8 @@ def held_out_inputs(model, source: str | None, topic: str | None, count: int, se
 
 def measure_levels(model, original, held_out: list, repeats: int, threads: int) -> tuple[list[dict], str]:
     """Per-level MACs, params, latency (median ms, this machine) and agreement with ``original``."""
-    from ..bench.throttle_bench import measure_latency
     from ..eval.agreement import agreement_per_level
+    from ..eval.latency import measure_latency
     from ..throttle import count_level_costs
 
     model.eval()

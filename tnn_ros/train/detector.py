@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         write_card(output, card)
         print(json.dumps({"baseline_accuracy": accuracies[0]}), flush=True)
         return 0
-    from ..bench.throttle_bench import measure_latency
+    from ..eval.latency import measure_latency
 
     torch.set_num_threads(args.latency_threads)
     torch.set_flush_denormal(True)

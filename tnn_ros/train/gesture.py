@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     val_set = _validation_set(args, arch, classes)
     accuracies = accuracy_on(model, val_set)
     print(f"top-1 per level: {[round(a, 3) for a in accuracies]}", flush=True)
-    from ..bench.throttle_bench import measure_latency
+    from ..eval.latency import measure_latency
 
     torch.set_num_threads(2)
     model.eval()
