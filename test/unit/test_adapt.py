@@ -139,12 +139,12 @@ def test_adapt_resumes_from_its_checkpoint(small_model, tmp_path, capsys, monkey
     _write_images(tmp_path / "frames", 24, size=(48, 40))
     out = tmp_path / "adapted.pt"
     argv = [str(small_model), "--frames", str(tmp_path / "frames"), "-o", str(out), "--steps", "4",
-            "--batch-size", "2", "--checkpoint-every", "2", "--latency-repeats", "1"]
+            "--batch-size", "2", "--checkpoint-every", "2", "--latency-repeats", "1", "--trainable", "all"]
     real_loss, calls = adapt.distill_loss, {"n": 0}
 
     def failing_loss(*a):
         calls["n"] += 1
-        if calls["n"] > 7:   # 3 levels per step: dies during step 3, after the step-2 checkpoint
+        if calls["n"] > 7:   # 3 levels (lowest, random, full) per step: dies in step 3, after checkpoint 2
             raise KeyboardInterrupt
         return real_loss(*a)
 

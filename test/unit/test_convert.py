@@ -92,6 +92,14 @@ def test_lower_levels_differ_and_macs_fall_strictly(arch):
     reference_macs = _torchvision_macs(original, x)
     assert macs[-1] == reference_macs          # the full level executes exactly the original's work
     assert macs[0] < 0.8 * macs[-1]
+    if arch == "fasterrcnn_mobilenet_v3_large_320_fpn":
+        # the card counts the box head at each level's proposal cap: 38, 75, ... 150 proposals of
+        # 256*7*7*1024 + 1024*1024 + 1024*91*5 MACs each on top of the backbone
+        with model.proposals_at_cap():
+            capped = count_macs(model, model.example_input())
+        assert all(a < b for a, b in zip(capped, capped[1:])), capped
+        per_proposal = 256 * 7 * 7 * 1024 + 1024 * 1024 + 1024 * 91 * 5
+        assert capped[-1] - capped[0] >= (150 - model.proposals[0]) * per_proposal
     if arch in VIDEO:
         model.set_level(0)
         with torch.no_grad():

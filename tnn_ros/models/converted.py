@@ -13,6 +13,7 @@ torchvision name and the conversion options, from which :func:`build_converted` 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Sequence
@@ -238,6 +239,35 @@ class ConvertedDetector(ThrottleableModule):
     def example_input(self, batch_size: int = 1) -> Tensor:
         width, height = self.input_size
         return torch.zeros(batch_size, 3, height, width)
+
+    @contextlib.contextmanager
+    def proposals_at_cap(self):
+        """Faster R-CNN: the box head always gets each level's full proposal budget.
+
+        How many proposals survive the RPN's score threshold and NMS depends on the frame, and the
+        box head's cost with it; inside this context the RPN's output is padded to the cap with
+        whole-image boxes, so MACs counted here are each level's worst case, comparable across levels.
+        """
+        rpn = getattr(self.net, "rpn", None)
+        if rpn is None:
+            yield
+            return
+        rpn_forward = rpn.forward
+
+        def padded(images, features, targets=None):
+            boxes, losses = rpn_forward(images, features, targets)
+            cap = rpn.post_nms_top_n()
+            height, width = images.tensors.shape[-2:]
+            filler = torch.tensor([[0.0, 0.0, float(width), float(height)]])
+            boxes = [torch.cat([b, filler.to(b).expand(cap - len(b), 4)]) if len(b) < cap else b
+                     for b in boxes]
+            return boxes, losses
+
+        rpn.forward = padded
+        try:
+            yield
+        finally:
+            del rpn.forward
 
     def forward(self, images: Tensor) -> list[dict[str, Tensor]]:
         """Detections (torchvision's format) of a float batch (N, 3, H, W) in [0, 1] at ``self.level``."""

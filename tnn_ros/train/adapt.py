@@ -6,12 +6,15 @@ r"""`tnn-train adapt`: label-free adaptation of a converted model on the robot's
 Three phases, all without labels; the teacher is a frozen copy of the model's full level, which is
 the unthrottled original (``tnn-train convert`` checks that to float32 rounding):
 
-1. per-level BatchNorm recalibration: every level below the top gets exact BN statistics of the
-   frames as that level sees them (a narrower level sees other activations than the original);
+1. per-level BatchNorm recalibration, matched to the teacher: every level below the top gets BN
+   statistics under which its channels, on these frames, have the mean and variance the full
+   level's have (a narrower level sees other activations than the original, and the full level
+   keeps the statistics of the original's training data);
 2. in-place distillation: each step trains the lowest level, a random level and the full level to
    match the teacher's outputs (detectors: backbone features and head outputs, normalised MSE;
-   video nets: KL divergence of the class distributions). ``--trainable norms`` trains only the
-   lower levels' own BN scales/shifts, so the full level stays bit-identical to the original;
+   video nets: KL divergence of the class distributions). ``--trainable norms`` (default) trains
+   only the lower levels' own BN scales/shifts, so the full level stays bit-identical to the
+   original; ``--trainable all`` also trains the shared gated convs (the full level is distilled too);
 3. a final BN recalibration of the lower levels for the updated weights.
 
 The card records agreement with the teacher per level before, after phase 1 and after adaptation,
@@ -54,9 +57,11 @@ def _parse(argv):
                         help="share of the frames kept out of training to measure agreement (default 0.25)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--trainable", choices=("all", "norms"), default="all",
-                        help="all: gated conv weights and per-level BN; norms: lower levels' BN only")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="AdamW learning rate (default 1e-3 with --trainable norms, 1e-5 with all)")
+    parser.add_argument("--trainable", choices=("norms", "all"), default="norms",
+                        help="norms (default): only the lower levels' own BN scales/shifts, the full level "
+                             "stays the original; all: also the shared gated conv weights")
     parser.add_argument("--calibration-batches", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default=None, help="checkpoint path (default OUTPUT.ckpt)")
@@ -128,24 +133,52 @@ def set_gated_mode(model, train: bool, norm_stats: bool = False) -> None:
 
 
 @torch.no_grad()
-def recalibrate_bn(model, batches: list[Tensor], levels: list[int]) -> None:
-    """Exact (cumulative-average) BN statistics of ``batches`` for each of ``levels``."""
-    previous = model.level
+def _frame_statistics(model, batches: list[Tensor], level: int) -> list[tuple[Tensor, Tensor]]:
+    """Per gated op, the exact mean / variance its ``level`` BN input has on ``batches``."""
+    model = copy.deepcopy(model)
+    model.set_level(level)
+    norms = [op.norms[level] for op in _gated_ops(model) if op.norms is not None]
     set_gated_mode(model, True, norm_stats=True)
-    try:
-        for level in levels:
-            model.set_level(level)
-            norms = [op.norms[level] for op in _gated_ops(model) if op.norms is not None]
-            for norm in norms:
-                norm.reset_running_stats()
-                norm.momentum = None
-            for batch in batches:
-                distill_outputs(model, batch)
-            for norm in norms:
-                norm.momentum = 0.1
-    finally:
-        model.set_level(previous)
-        set_gated_mode(model, False)
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    for batch in batches:
+        distill_outputs(model, batch)
+    return [(norm.running_mean.clone(), norm.running_var.clone()) for norm in norms]
+
+
+@torch.no_grad()
+def recalibrate_bn(model, batches: list[Tensor], levels: list[int], match_teacher: bool = True) -> None:
+    """New BN statistics for each of ``levels`` from ``batches`` (the top level is never changed).
+
+    ``match_teacher`` (default): each lower level's statistics are set so that, on these frames,
+    its normalised channels have the mean and variance the full level's (the teacher's) have:
+    the full level keeps the statistics of the original's training data, and a lower level simply
+    recalibrated to the robot's frames would normalise them differently from its teacher. Without
+    it, each level gets the plain statistics of the frames.
+    """
+    top = model.num_levels - 1
+    teacher = _frame_statistics(model, batches, top) if match_teacher else None
+    ops = [op for op in _gated_ops(model) if op.norms is not None]
+    for level in levels:
+        if level == top:
+            continue
+        stats = _frame_statistics(model, batches, level)
+        for i, (op, (mean, var)) in enumerate(zip(ops, stats)):
+            norm = op.norms[level]
+            if teacher is None:
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(var)
+                continue
+            width = mean.numel()
+            teacher_mean, teacher_var = teacher[i][0][:width], teacher[i][1][:width]
+            full = op.norms[top]
+            eps = norm.eps
+            ratio = torch.sqrt((var + eps) / (teacher_var + eps))
+            norm.running_mean.copy_(mean - (teacher_mean - full.running_mean[:width]) * ratio)
+            scaled = (var + eps) * (full.running_var[:width] + eps) / (teacher_var + eps) - eps
+            norm.running_var.copy_(scaled.clamp_min(0.0))
+    set_gated_mode(model, False)
 
 
 def _trainable_parameters(model, which: str) -> list[torch.nn.Parameter]:
@@ -211,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     torch.set_flush_denormal(True)
     seed_everything(args.seed)
+    if args.lr is None:
+        # Adam moves every weight by ~lr per step whatever its scale; shared conv weights need far
+        # smaller steps than BN scales (1e-4 moved a random-init SSDlite's full level by 3.9 in 2 steps).
+        args.lr = 1e-3 if args.trainable == "norms" else 1e-5
     split = max(1, int(round(len(inputs) * args.holdout)))
     held_out, train_inputs = inputs[:split], inputs[split:]  # first frames held out: no shuffling leak
     top = model.num_levels - 1
@@ -299,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                        "sha256": frames_digest([x.numpy() for x in inputs])},
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "trainable": args.trainable,
             "seed": args.seed, "final_loss": _round(loss_value),
+            "bn_recalibration": "teacher-matched (lower levels normalise the frames like the full level)",
             "full_level_max_abs_diff_vs_teacher": drift,
             "seconds": round(time.perf_counter() - started, 1),
         },

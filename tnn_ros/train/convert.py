@@ -12,6 +12,7 @@ one line on stderr and nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import shlex
@@ -91,7 +92,8 @@ def measure_levels(model, original, held_out: list, repeats: int, threads: int) 
 
     model.eval()
     example = model.example_input()
-    costs = count_level_costs(model, example)
+    with model.proposals_at_cap() if hasattr(model, "proposals_at_cap") else contextlib.nullcontext():
+        costs = count_level_costs(model, example)
     with torch.no_grad():
         timing = measure_latency(model, example, repeats=max(1, repeats), warmup=1)
     agreement, metric = agreement_per_level(model, original, held_out)
