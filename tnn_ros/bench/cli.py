@@ -9,6 +9,8 @@ import sys
 SUBCOMMANDS = {
     "throttle": ("tnn_ros.bench.throttle_bench", "latency, MACs and accuracy of every level of a model"),
     "ros": ("tnn_ros.bench.ros_bench", "ROS overhead and setpoint reaction, end to end over DDS"),
+    "gesture-stream": ("tnn_ros.eval.gesture_stream",
+                       "live gesture accuracy on the simulated stream, frame and event level (no ROS)"),
 }
 
 

@@ -172,7 +172,12 @@ def run_benchmark(args) -> dict:
             }
         )
     card = getattr(model, "card", {}) or {}
-    return {
+    extra = {}
+    if args.model == "gesture":   # per-frame (continual) vs clip cost, full and lowest level
+        from ..models.gesture_streaming import measure_streaming
+
+        extra["streaming"] = measure_streaming(model, repeats=repeats)
+    return {**extra,
         "model": args.model,
         "threads": args.threads,
         "repeats": repeats,

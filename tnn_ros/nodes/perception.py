@@ -76,8 +76,9 @@ def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture
     detector = load_detector(detector_path or None)
     recognizer = None
     if with_gesture:
+        # event_gate: one announcement per gesture (docs/gesture.md, "Online recognition")
         recognizer = GestureRecognizer(load_gesture(gesture_path or None), stride=stride,
-                                       smoothing=smoothing)
+                                       smoothing=smoothing, event_gate=True)
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
     return PerceptionPipeline(detector, recognizer, schedule)
 
