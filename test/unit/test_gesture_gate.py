@@ -25,8 +25,10 @@ class _ScriptedNet:
 REST, LEFT, PUSHISH = [0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.1, 0.3, 0.6]
 
 
-def _labels(outputs, **gate):
-    recognizer = GestureRecognizer(_ScriptedNet(outputs), stride=1, smoothing=1, event_gate=True, **gate)
+def _labels(outputs, commit_mass=1.5, commit_margin=1.0, release_runs=2):
+    recognizer = GestureRecognizer(_ScriptedNet(outputs), stride=1, smoothing=1, event_gate=True,
+                                   commit_mass=commit_mass, commit_margin=commit_margin,
+                                   release_runs=release_runs)
     frame = np.zeros((8, 8, 3), np.uint8)
     results = [recognizer.push(frame) for _ in range(len(outputs) + 1)]
     return [r.label for r in results if r is not None]

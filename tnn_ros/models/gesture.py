@@ -374,8 +374,8 @@ class GestureRecognizer:
     """
 
     def __init__(self, net: ThrottleableGestureNet, stride: int = 4, smoothing: int = 3,
-                 min_confidence: float = 0.5, event_gate: bool = False, commit_mass: float = 1.5,
-                 commit_margin: float = 1.0, release_runs: int = 2) -> None:
+                 min_confidence: float = 0.5, event_gate: bool = False, commit_mass: float = 0.8,
+                 commit_margin: float = 0.4, release_runs: int = 2) -> None:
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an int >= 1, got {stride!r}")
         if not isinstance(smoothing, int) or smoothing < 1:
