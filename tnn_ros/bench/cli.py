@@ -11,6 +11,8 @@ SUBCOMMANDS = {
     "ros": ("tnn_ros.bench.ros_bench", "ROS overhead and setpoint reaction, end to end over DDS"),
     "soak": ("tnn_ros.bench.soak", "whole stack for N minutes: RSS, fds, threads, latency drift, backlog"),
     "control": ("tnn_ros.bench.control_bench", "controller suite: missions x policies from measured traces"),
+    "gesture-stream": ("tnn_ros.eval.gesture_stream",
+                       "live gesture accuracy on the simulated stream, frame and event level (no ROS)"),
 }
 
 

@@ -249,6 +249,10 @@ def run_benchmark(args) -> dict:
     }
     if fallback_reason:
         result["fallback_reason"] = fallback_reason
+    if args.model == "gesture":   # per-frame (continual) vs clip cost, full and lowest level
+        from ..models.gesture_streaming import measure_streaming
+
+        result["streaming"] = measure_streaming(model, repeats=repeats)
     if not args.quick or args.cpu_frames:
         frames = args.cpu_frames or 30
         extremes = (0, model.num_levels - 1)

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="levels to score (default: lowest and full)")
     parser.add_argument("--stride", type=int, default=None, help="recognizer stride (default: its own)")
     parser.add_argument("--smoothing", type=int, default=None, help="recognizer smoothing (default: its own)")
+    parser.add_argument("--event-gate", action=argparse.BooleanOptionalAction, default=True,
+                        help="one announcement per gesture (GestureRecognizer event_gate), as the node does")
     parser.add_argument("--allowance", type=float, default=DEFAULT_ALLOWANCE_S,
                         help="seconds after a gesture's end its announcement may still come")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"levels must be in [0, {net.num_levels - 1}], got {levels}", file=sys.stderr)
         return 2
     settings = {k: v for k, v in (("stride", args.stride), ("smoothing", args.smoothing)) if v is not None}
+    settings["event_gate"] = args.event_gate
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
     recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
     results = {"model": args.model or "shipped", "seconds": args.seconds, "seed": args.seed, "fps": args.fps,
@@ -123,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return GestureRecognizer(net, **settings)
 
         figures = score_recognizer(make, recording, args.allowance)
-        results["recognizer"] = {k: getattr(make(), k) for k in ("stride", "smoothing", "min_confidence")
-                                 if hasattr(make(), k)}
+        names = ("stride", "smoothing", "min_confidence", "event_gate")
+        results["recognizer"] = {k: getattr(make(), k) for k in names if hasattr(make(), k)}
         results["levels"][str(level)] = figures
         e = figures["events"]
         print(f"level {level}: frame-level {figures['frame_accuracy']:.3f}  event-level (Levenshtein) "

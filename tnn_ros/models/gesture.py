@@ -374,7 +374,8 @@ class GestureRecognizer:
     """
 
     def __init__(self, net: ThrottleableGestureNet, stride: int = 4, smoothing: int = 3,
-                 min_confidence: float = 0.5) -> None:
+                 min_confidence: float = 0.5, event_gate: bool = False, commit_mass: float = 0.8,
+                 commit_margin: float = 0.4, release_runs: int = 2) -> None:
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an int >= 1, got {stride!r}")
         if not isinstance(smoothing, int) or smoothing < 1:
@@ -389,12 +390,22 @@ class GestureRecognizer:
         self._history: collections.deque[np.ndarray] = collections.deque(maxlen=smoothing)
         self._since_run = stride  # the first run happens as soon as the buffer is full
         self.runs = 0  # number of network evaluations so far (for diagnostics)
+        if commit_mass < 0 or commit_margin < 0 or not isinstance(release_runs, int) or release_runs < 1:
+            raise ValueError("commit_mass and commit_margin must be >= 0 and release_runs an int >= 1")
+        self.event_gate = bool(event_gate)
+        self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
+        self.release_runs = release_runs
+        self._evidence = np.zeros(len(net.classes))
+        self._committed: int | None = None
+        self._quiet = 0
 
     def reset(self) -> None:
         """Forget buffered frames and smoothing history (e.g. after a gap in the stream)."""
         self._frames.clear()
         self._history.clear()
         self._since_run = self.stride
+        self._evidence[:] = 0.0
+        self._committed, self._quiet = None, 0
 
     def push(self, frame_rgb: np.ndarray) -> GestureResult | None:
         """Add one HxWx3 uint8 RGB frame; return a result when the net ran and smoothing is full.
@@ -417,8 +428,39 @@ class GestureRecognizer:
         top = int(np.argmax(probabilities))
         if probabilities[top] < self.min_confidence:
             top = classes.index(NO_GESTURE)
+        if self.event_gate:
+            top = self._gate(top, probabilities)
         return GestureResult(label=classes[top], class_id=top, confidence=float(probabilities[top]),
                              probabilities={name: float(p) for name, p in zip(classes, probabilities)})
+
+
+    def _gate(self, top: int, probabilities: np.ndarray) -> int:
+        """One announcement per gesture: commit to a class once its evidence is clear, hold it.
+
+        While the smoothed top class is a gesture, its probabilities are summed over the runs; a class
+        is committed once its sum reaches ``commit_mass`` and leads the runner-up by
+        ``commit_margin``, and then announced until ``release_runs`` runs in a row say
+        ``no_gesture``. The first runs of a gesture (which often look like another one) and the
+        runs while the hand jumps to its next pose (contiguous with the gesture) thus add up to one
+        event instead of several.
+        """
+        no_gesture = self.net.classes.index(NO_GESTURE)
+        if top != no_gesture:
+            self._quiet = 0
+            self._evidence += probabilities
+            if self._committed is None:
+                evidence = self._evidence.copy()
+                evidence[no_gesture] = -np.inf
+                first, second = np.argsort(evidence)[::-1][:2]
+                if evidence[first] >= self.commit_mass \
+                        and evidence[first] - evidence[second] >= self.commit_margin:
+                    self._committed = int(first)
+        else:
+            self._quiet += 1
+            if self._quiet >= self.release_runs:
+                self._evidence[:] = 0.0
+                self._committed = None
+        return no_gesture if self._committed is None else self._committed
 
 
 # --- model files -----------------------------------------------------------------------------------------

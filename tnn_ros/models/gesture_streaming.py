@@ -156,14 +156,22 @@ class StreamingGestureNet:
         ``history`` holds the layer's last ``span - 1`` input positions, each (1, C, H, W).
         """
         span = layer.span
-        seq = torch.cat([*history, new]) if history else new
-        if span > 1:
-            history.clear()
-            history.extend(seq[-(span - 1):].split(1))
-        count = len(seq) - span + 1
-        if count < 1:
-            return None
-        taps = [seq[d * layer.dilation: d * layer.dilation + count] for d in range(layer.taps)]
+        if len(new) == 1 and len(history) == span - 1:
+            # The per-frame case: pick the taps from the remembered positions, no concatenation.
+            positions = [*history, new]
+            taps = [positions[d * layer.dilation] for d in range(layer.taps)]
+            if span > 1:
+                history.append(new)   # maxlen span - 1 drops the oldest
+        else:
+            seq = torch.cat([*history, new]) if history else new
+            if span > 1:
+                history.clear()
+                history.extend(seq[-(span - 1):].split(1))
+            count = len(seq) - span + 1
+            if count < 1:
+                return None
+            taps = [seq[d * layer.dilation: d * layer.dilation + count] for d in range(layer.taps)]
+        count = len(taps[0])
         if layer.kind == "conv":
             conv = layer.conv
             conv._check_input(taps[0], level)
@@ -175,3 +183,90 @@ class StreamingGestureNet:
             return pooled[0] if len(pooled) == 1 else torch.maximum(pooled[0], pooled[1])
         # flatten: (count, C, T, h, w) flattened channel-major, exactly as the clip model reshapes
         return torch.stack(taps, dim=2).reshape(count, -1)
+
+
+# --- cost ---------------------------------------------------------------------------------------------------
+
+def streamable_twin(net: ThrottleableGestureNet) -> ThrottleableGestureNet:
+    """``net`` itself if it is ``temporal="valid"``, else an untrained valid net of the same widths.
+
+    The twin has the same channel widths and levels, so its per-frame vs clip timing stands for what
+    a trained valid model of that size costs (timing does not depend on the weight values).
+    """
+    if net.architecture.get("temporal", "same") == "valid":
+        return net
+    twin = ThrottleableGestureNet(net.classes, {**net.architecture, "temporal": "valid"})
+    return twin.eval()
+
+
+@torch.no_grad()
+def measure_streaming(net: ThrottleableGestureNet, levels: list[int] | None = None,
+                      repeats: int = 30) -> dict:
+    """Median per-frame (streaming) vs clip (forward of the whole clip) latency, per level, in ms.
+
+    Both are timed in the same rounds, interleaved, on the same frames, so their ratio is fair on a
+    busy machine. A net with temporal padding is measured through :func:`streamable_twin`
+    (``"measured_on"`` says which). Returns ``{"measured_on", "levels": {level: {"per_frame_ms_median",
+    "clip_ms_median", "ratio", "per_frame_macs", "clip_macs"}}}``.
+    """
+    import statistics
+    import time
+
+    from ..throttle import count_level_costs
+
+    model = streamable_twin(net)
+    model.eval()
+    levels = [0, model.num_levels - 1] if levels is None else list(levels)
+    stream = StreamingGestureNet(model)
+    generator = torch.Generator().manual_seed(0)
+    frames = [torch.randn(1, 3, model.frame_size[1], model.frame_size[0], generator=generator)
+              for _ in range(model.clip_length)]
+    clip = torch.cat(frames).permute(1, 0, 2, 3)[None]       # (1, 3, T, H, W)
+    costs = {c.level: c.macs for c in count_level_costs(model, model.example_input())}
+    previous = model.level
+    result = {}
+    for level in levels:
+        model.set_level(level)
+        stream.reset()
+        for frame in frames:                                  # fill the caches at this level
+            stream.push_tensor(frame)
+        model(clip)
+        per_frame, whole, per_frame_cpu, whole_cpu = [], [], [], []
+        for i in range(repeats):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            stream.push_tensor(frames[i % len(frames)])
+            per_frame.append(time.perf_counter() - start)
+            per_frame_cpu.append(time.thread_time() - start_cpu)
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            model(clip)
+            whole.append(time.perf_counter() - start)
+            whole_cpu.append(time.thread_time() - start_cpu)
+        frame_ms, clip_ms = statistics.median(per_frame) * 1e3, statistics.median(whole) * 1e3
+        frame_cpu, clip_cpu = statistics.median(per_frame_cpu) * 1e3, statistics.median(whole_cpu) * 1e3
+        result[str(level)] = {"per_frame_ms_median": round(frame_ms, 3), "clip_ms_median": round(clip_ms, 3),
+                              "ratio": round(frame_ms / clip_ms, 3),
+                              # CPU time of this thread: what the work costs when other processes
+                              # preempt it (exact only with 1 torch thread)
+                              "per_frame_cpu_ms_median": round(frame_cpu, 3),
+                              "clip_cpu_ms_median": round(clip_cpu, 3),
+                              "cpu_ratio": round(frame_cpu / clip_cpu, 3) if clip_cpu > 0 else None,
+                              "clip_macs": costs[level], "per_frame_macs": streaming_macs(model, level),
+                              "mac_ratio": round(streaming_macs(model, level) / costs[level], 3)}
+    model.set_level(previous)
+    measured_on = "this model" if model is net else "an untrained temporal='valid' twin of the same widths"
+    return {"measured_on": measured_on, "threads": torch.get_num_threads(), "levels": result}
+
+
+def streaming_macs(net: ThrottleableGestureNet, level: int) -> int:
+    """Multiply-accumulates of one streaming step (one new position per conv, the FC head) at ``level``."""
+    macs = 0
+    width, height = net.frame_size
+    for layer in _build_chain(net):
+        if layer.kind == "conv":
+            conv = layer.conv
+            macs += conv.out_widths[level] * conv.in_widths[level] * layer.taps * 9 * width * height
+        elif layer.kind == "pool":
+            width, height = -(-width // 2), -(-height // 2)
+    for fc in [*net.fcs, net.classifier]:
+        macs += fc.out_widths[level] * fc.in_widths[level]
+    return int(macs)

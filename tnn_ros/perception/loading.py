@@ -23,7 +23,8 @@ def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture
     recognizer = None
     if with_gesture:
         net = on_backend(load_gesture(gesture_path or None), gesture_path, "gesture")
-        recognizer = GestureRecognizer(net, stride=stride, smoothing=smoothing)
+        # event_gate: one announcement per gesture (docs/gesture.md, "Online recognition")
+        recognizer = GestureRecognizer(net, stride=stride, smoothing=smoothing, event_gate=True)
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
     return PerceptionPipeline(detector, recognizer, schedule)
 

@@ -103,8 +103,8 @@ class PerceptionPipeline:
         recognizer = self.gesture_recognizer
         if recognizer is None or all(getattr(recognizer, k, None) == v for k, v in changes.items()):
             return
-        settings = {name: getattr(recognizer, name) for name in ("stride", "smoothing", "min_confidence")
-                    if hasattr(recognizer, name)}
+        names = ("stride", "smoothing", "min_confidence", "event_gate")
+        settings = {name: getattr(recognizer, name) for name in names if hasattr(recognizer, name)}
         settings.update(changes)
         self.gesture_recognizer = type(recognizer)(recognizer.net, **settings)
 

@@ -1,0 +1,44 @@
+"""Stream-window training clips (tnn_ros.data.stream) and warm-starting a valid net (train.gesture)."""
+
+import numpy as np
+import pytest
+import torch
+
+from tnn_ros.data.stream import StreamGestureDataset, _coverage
+
+
+def test_coverage_by_hand():
+    # gesture on frames 10..19 (10 frames); a 16-frame clip ending at 19 holds all of it,
+    # one ending at 14 holds 10..14 (5 of 10), one ending at 9 none, one ending at 30 holds 15..19 (5).
+    assert _coverage(10, 19, 19, 16) == 1.0
+    assert _coverage(10, 19, 14, 16) == 0.5
+    assert _coverage(10, 19, 9, 16) == 0.0
+    assert _coverage(10, 19, 30, 16) == 0.5
+
+
+def test_stream_clips_are_seeded_and_cycle_through_the_classes():
+    data = StreamGestureDataset(16, seed=3, clip_length=16, frame_size=(32, 32))
+    clip, label = data[9]
+    again, same_label = StreamGestureDataset(16, seed=3, clip_length=16, frame_size=(32, 32))[9]
+    assert clip.shape == (16, 32, 32, 3) and clip.dtype == torch.uint8
+    assert torch.equal(clip, again) and label == same_label == 9 % 8
+    assert not torch.equal(clip, StreamGestureDataset(16, seed=4, frame_size=(32, 32))[9][0])
+    with pytest.raises(IndexError):
+        data[16]
+
+
+def test_a_valid_net_can_start_from_a_padded_one(tmp_path):
+    from tnn_ros.models.gesture import ThrottleableGestureNet
+    from tnn_ros.train.gesture import init_from
+
+    arch = {"frame_size": [16, 16], "num_levels": 2, "stages": [[8], [8, 8], [16], [16]], "fc": [16, 16]}
+    same = ThrottleableGestureNet(architecture=arch)
+    torch.save(same.state_dict(), tmp_path / "same.pt")
+    valid = ThrottleableGestureNet(architecture={**arch, "temporal": "valid"})
+    init_from(valid, tmp_path / "same.pt")
+    source, target = same.state_dict(), valid.state_dict()
+    for key, value in source.items():
+        if value.shape == target[key].shape:
+            assert torch.equal(value, target[key]), key
+        else:   # a temporal-kernel-1 conv: the kernel-3 weights summed over time
+            np.testing.assert_allclose(target[key].numpy(), value.sum(dim=2, keepdim=True).numpy(), rtol=1e-6)
