@@ -12,10 +12,10 @@ from tnn_ros.models.gesture import (
     ThrottleableGestureNet,
     conv3d_by_conv2d,
     fit_frame,
-    load_gesture,
     max_pool_clip,
 )
 from tnn_ros.models.io import ModelFileError, save_model
+from tnn_ros.models.loading import load_gesture
 from tnn_ros.throttle import count_macs
 
 TINY = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tnn_ros.data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
-from tnn_ros.models.gesture import ThrottleableGestureNet, load_gesture
+from tnn_ros.models import load_gesture
+from tnn_ros.models.gesture import ThrottleableGestureNet
 from tnn_ros.throttle import count_macs
 from tnn_ros.train import gesture as gesture_train
 from tnn_ros.train.common import TrainConfig, train

@@ -177,8 +177,8 @@ def record_traces(num_frames: int, seed: int = 0, threads: int = 1, contention: 
     import torch
 
     from tnn_ros.data.stream import SimFrameSource
-    from tnn_ros.models import load_detector
-    from tnn_ros.models.gesture import load_gesture, resize_frame
+    from tnn_ros.models import load_detector, load_gesture
+    from tnn_ros.models.gesture import resize_frame
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

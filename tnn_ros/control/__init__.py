@@ -14,9 +14,9 @@ from tnn_ros.control.policies import (
     StaleGuard,
     ThresholdLadder,
     make_latency_model,
-    make_policy,
 )
 from tnn_ros.control.state import INPUT_NAMES, ControlInputs, Decision, InputTracker
+from tnn_ros.control.strategies import make_policy
 
 __all__ = [
     "STRATEGIES", "INPUT_NAMES", "AutoPolicy", "Cap", "ControlInputs", "Controller", "ControllerConfig",

@@ -12,9 +12,9 @@ from tnn_ros.control.policies import (
     RulePolicy,
     StaleGuard,
     make_latency_model,
-    make_policy,
 )
 from tnn_ros.control.state import APPLIED, LATENCY, QUEUE, Decision, InputTracker
+from tnn_ros.control.strategies import make_policy
 
 
 class Controller:

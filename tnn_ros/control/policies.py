@@ -1,6 +1,7 @@
 """Control policies: pure objects mapping the latest inputs to a utilization setpoint and a reason.
 
-``make_policy(strategy, config, profile)`` builds one of:
+``tnn_ros.control.strategies.make_policy(strategy, config, profile)`` builds one of these (or the
+learned policy of :mod:`tnn_ros.control.learned`):
 
 - ``manual``: the ``manual_utilization`` slider.
 - ``rule``: battery / thermal (/ CPU) thresholds map to utilization caps, with hysteresis.
@@ -306,31 +307,3 @@ class StaleGuard(Policy):
 
     def reset(self, setpoint: float, now: float) -> None:
         self.inner.reset(setpoint, now)
-
-
-def make_policy(strategy: str, config: ControllerConfig,
-                latency_profile: LatencyQuantiles | LatencyProfile | None) -> Policy:
-    """Build the policy for ``strategy`` (manual | rule | deadline | auto) from a validated config.
-
-    ``deadline`` needs a latency model: the :class:`LatencyQuantiles` that is fed with the measured
-    frames (:class:`tnn_ros.control.Controller` does that), or a card profile to start a new one from;
-    ``auto`` without one uses the rule caps only.
-    """
-    config.validate()
-    if strategy == "manual":
-        return ManualPolicy(config)
-    if strategy == "rule":
-        policy: Policy = RulePolicy(config)
-    elif strategy == "deadline":
-        if latency_profile is None:
-            raise ValueError("strategy 'deadline' needs a latency profile (model card)")
-        policy = DeadlinePolicy(config, latency_profile)
-    elif strategy == "auto":
-        policy = AutoPolicy(config, latency_profile)
-    elif strategy == "learned":   # a contextual bandit; falls back to auto (fallback_reason) without a model
-        from tnn_ros.control.learned import make_learned_policy
-        policy = make_learned_policy(config, latency_profile, config.learned_model)
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}")
-    return StaleGuard(policy, config)
-

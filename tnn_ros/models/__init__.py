@@ -1,9 +1,10 @@
 """Throttleable models (detector, gesture net) and their model files."""
 
-from .detector import Detection, ThrottleableDetector, load_detector
+from .detector import Detection, ThrottleableDetector
 from .io import ModelFileError, load_model, models_dir, read_card, save_model, shipped_model_path
 
-_GESTURE_NAMES = ("ThrottleableGestureNet", "GestureRecognizer", "GestureResult", "load_gesture")
+_GESTURE_NAMES = ("ThrottleableGestureNet", "GestureRecognizer", "GestureResult")
+_LOADERS = ("load_detector", "load_gesture")
 
 
 def __getattr__(name: str):
@@ -12,13 +13,16 @@ def __getattr__(name: str):
         from . import gesture
 
         return getattr(gesture, name)
+    if name in _LOADERS:   # loading knows every architecture, converted ones too
+        from . import loading
+
+        return getattr(loading, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "Detection",
     "ThrottleableDetector",
-    "load_detector",
     "ModelFileError",
     "load_model",
     "models_dir",
@@ -26,4 +30,5 @@ __all__ = [
     "save_model",
     "shipped_model_path",
     *_GESTURE_NAMES,
+    *_LOADERS,
 ]

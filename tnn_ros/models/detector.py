@@ -316,17 +316,3 @@ def build_detector(card: dict) -> ThrottleableDetector:
             f"{architecture.get('num_levels')}"
         )
     return ThrottleableDetector(card["classes"], architecture, card)
-
-
-def load_detector(path: str | None = None, warmup: bool = True) -> ThrottleableDetector:
-    """Load a detector (weights + card); ``None`` loads the shipped ``models/detector.pt``.
-
-    Raises :class:`~tnn_ros.models.io.ModelFileError` naming the file and what does not match.
-    The model is returned in eval mode with every level warmed up.
-    """
-    from .io import load_model, shipped_model_path
-
-    model = load_model(shipped_model_path("detector") if path is None else path, build_detector)
-    if warmup:
-        model.warmup()
-    return model

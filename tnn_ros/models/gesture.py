@@ -468,17 +468,3 @@ class GestureRecognizer:
 def build_from_card(card: dict) -> ThrottleableGestureNet:
     """Rebuild the (untrained) network a model card describes."""
     return ThrottleableGestureNet(card["classes"], card["architecture"], card=card)
-
-
-def load_gesture(path: str | None = None) -> ThrottleableGestureNet:
-    """Load a gesture net (weights + card next to them), in eval mode with every level warmed up.
-
-    ``None`` loads the shipped ``models/gesture.pt``. A missing, corrupt or mismatching file raises
-    :class:`~tnn_ros.models.io.ModelFileError` naming the file.
-    """
-    from .io import load_model, shipped_model_path
-
-    net = load_model(path or shipped_model_path("gesture"), build_from_card,
-                     required_card_keys=("name", "architecture", "classes"))
-    net.warmup()
-    return net

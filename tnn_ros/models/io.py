@@ -137,22 +137,6 @@ def load_state(weights_path: str | os.PathLike, model: nn.Module) -> None:
     model.load_state_dict(state)
 
 
-# Which converted task each native loader's builder stands for (models/detector.py, models/gesture.py).
-_CONVERTED_TASK_OF_BUILDER_MODULE = {"tnn_ros.models.detector": "detection",
-                                     "tnn_ros.models.gesture": "video"}
-
-
-def _converted_builder(weights_path, architecture: dict, build: Callable[[dict], nn.Module]):
-    from .converted import build_converted
-
-    wanted = _CONVERTED_TASK_OF_BUILDER_MODULE.get(getattr(build, "__module__", ""))
-    task = architecture.get("task")
-    if wanted is not None and task != wanted:
-        raise ModelFileError(card_path(weights_path), f"a converted {task} model, but a {wanted} model was "
-                                                      f"expected (check detector_model / gesture_model)")
-    return build_converted
-
-
 def load_model(
     weights_path: str | os.PathLike,
     build: Callable[[dict], nn.Module],
@@ -161,14 +145,8 @@ def load_model(
     """Read the card, rebuild the net with ``build(card)``, load the weights, return it in eval mode.
 
     ``build`` errors (a card whose architecture cannot be built) are reported as ModelFileError.
-    A card of a converted torchvision model (``tnn-train convert``) is built by
-    :func:`~tnn_ros.models.converted.build_converted` instead, when its task is the one ``build``
-    makes (a converted video net is no detector).
     """
     card = read_card(weights_path, required_card_keys)
-    architecture = card.get("architecture")
-    if isinstance(architecture, dict) and architecture.get("type") == "torchvision_converted":
-        build = _converted_builder(weights_path, architecture, build)
     try:
         model = build(card)
     except (KeyError, TypeError, ValueError) as exc:
