@@ -9,16 +9,15 @@ import pytest
 from tnn_ros.bench.control_bench import (
     BenchMission,
     FrameLog,
-    Trace,
     detection_map50,
     fast_map50,
-    frame_f1,
     gesture_accuracy,
     main,
     simulate,
     torchmetrics_map50,
 )
 from tnn_ros.control import LatencyProfile
+from tnn_ros.eval.traces import Trace, frame_f1
 from tnn_ros.resources.mission import Mission
 
 GT_BOX = [10.0, 10.0, 50.0, 50.0]

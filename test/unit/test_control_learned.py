@@ -221,7 +221,7 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from tnn_ros.bag.common import typestore_with
-    from tnn_ros.bench.control_bench import Trace
+    from tnn_ros.eval.traces import Trace
     from tnn_ros.train.controller import main
 
     levels, frames = 8, 6
@@ -255,7 +255,7 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
 
 
 def test_trainer_leaves_out_nan_trace_samples():
-    from tnn_ros.bench.control_bench import Trace
+    from tnn_ros.eval.traces import Trace
     from tnn_ros.train.controller import samples_from_trace
 
     levels, frames = 2, 3

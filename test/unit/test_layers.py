@@ -45,11 +45,6 @@ KNOWN_DEBT = {
                                                   "resize_frame",
     ("bag/synthetic.py", "tnn_ros.data.stream"): "the synthetic input bag is rendered by the torch-side "
                                                  "stream module",
-    ("eval/convert_quality.py", "tnn_ros.train.detector"): "the conversion experiment trains a stand-in "
-                                                            "model; it belongs in bench/",
-    ("train/controller.py", "tnn_ros.bench.control_bench"): "trace replay used by training lives in the "
-                                                             "bench",
-    ("train/convert.py", "tnn_ros.bench"): "benchmark_setup for model files belongs in the bench",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Sequence
@@ -77,6 +78,47 @@ def _gesture_setup(args):
     seed = "the trainer's held-out seed" if args.seed is None else f"seed {args.seed}"
     metric = f"top-1 on {num_clips} held-out clips ({seed})"
     return model, example, lambda: reference(example), name, accuracy, metric
+
+
+def _model_file_setup(args):
+    """`tnn-bench throttle --model FILE.pt`: the bench's setup tuple for a model file.
+
+    A converted file is measured against its torchvision original (random weights of the same
+    layout, the whole network incl. post-processing, for the reference latency); its accuracy
+    column is the agreement with its own full level on held-out frames (``--eval-images``, seed
+    ``--seed``). A native model file goes to the bench's own detector / gesture setup.
+    """
+    from ..models.converted import build_converted, build_original, is_converted_card
+    from ..models.io import load_model, read_card
+    from ..train.convert import DEFAULT_EVAL_COUNT, held_out_inputs
+
+    card = read_card(args.model)
+    if not is_converted_card(card):
+        args.path = args.model
+        return (_gesture_setup if "clip_length" in card else _detector_setup)(args)
+    model = load_model(args.model, build_converted)
+    teacher = copy.deepcopy(model).eval()   # the full level, frozen: agreement's reference
+    count = args.eval_images or (4 if args.quick else DEFAULT_EVAL_COUNT)
+    seed = 1000 if args.seed is None else args.seed
+    held_out, info = held_out_inputs(model, None, None, count, seed)
+    example = model.example_input()
+    arch = card["architecture"]["arch"]
+    reference_net = build_original(arch)
+
+    def run_reference():
+        return reference_net(list(example) if example.dim() == 4 else example)
+
+    def accuracy():
+        from ..eval.agreement import agreement_per_level
+
+        original = (lambda images: teacher(torch.stack(list(images)))) if example.dim() == 4 else teacher
+        return [float("nan") if v != v else v for v in agreement_per_level(model, original, held_out)[0]]
+
+    shape = "x".join(str(v) for v in example.shape[1:])
+    name = f"torchvision {arch} (unconverted, random weights) at {shape}"
+    metric = (f"agreement with the model's own full level on {count} {info['kind']} (seed {seed}): "
+              + ("mAP@0.5 vs its detections" if example.dim() == 4 else "top-1 agreement"))
+    return model, example, run_reference, name, accuracy, metric
 
 
 def _engines(model, args) -> tuple[dict, str]:
@@ -162,7 +204,7 @@ def run_benchmark(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     if args.model.endswith(".pt"):
-        from ..train.convert import benchmark_setup as setup  # model files, converted ones included
+        setup = _model_file_setup   # model files, converted ones included
     else:
         setup = _detector_setup if args.model == "detector" else _gesture_setup
     model, example, reference, reference_name, accuracy, metric = setup(args)

@@ -89,8 +89,8 @@ def samples_from_bag(bag: str, utilizations: list[float], base_ms: list[float], 
     Also returns (arm, f1) pairs for the per-level accuracy proxy in the card.
     """
     from tnn_ros.bag.common import BagError
-    from tnn_ros.bench.control_bench import frame_f1
     from tnn_ros.demo.analysis import _value_at, load_run
+    from tnn_ros.eval.traces import frame_f1
 
     try:
         run = load_run(bag)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     sources = []
     for path in args.traces:
-        from tnn_ros.bench.control_bench import Trace
+        from tnn_ros.eval.traces import Trace
         try:
             trace = Trace.load(path)
         except (OSError, ValueError, KeyError) as error:

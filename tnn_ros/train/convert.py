@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import hashlib
 import shlex
 import sys
@@ -248,45 +247,3 @@ def print_levels(card: dict, header: str | None = None) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def benchmark_setup(args):
-    """`tnn-bench throttle --model FILE.pt`: the bench's setup tuple for a model file.
-
-    A converted file is measured against its torchvision original (random weights of the same
-    layout, the whole network incl. post-processing, for the reference latency); its accuracy
-    column is the agreement with its own full level on held-out frames (``--eval-images``, seed
-    ``--seed``). A native model file goes to the bench's own detector / gesture setup.
-    """
-    from ..bench import throttle_bench
-    from ..models.converted import build_converted, build_original, is_converted_card
-    from ..models.io import load_model, read_card
-
-    card = read_card(args.model)
-    if not is_converted_card(card):
-        args.path = args.model
-        detection = card.get("task", "detection") == "detection"
-        return (throttle_bench._detector_setup if detection else throttle_bench._gesture_setup)(args)
-    model = load_model(args.model, build_converted)
-    teacher = copy.deepcopy(model).eval()
-    count = args.eval_images or (4 if args.quick else DEFAULT_EVAL_COUNT)
-    seed = 1000 if args.seed is None else args.seed
-    held_out, info = held_out_inputs(model, None, None, count, seed)
-    example = model.example_input()
-    arch = card["architecture"]["arch"]
-    reference_net = build_original(arch)
-
-    def run_reference():
-        return reference_net(list(example) if example.dim() == 4 else example)
-
-    def accuracy():
-        from ..eval.agreement import agreement_per_level
-
-        original = (lambda images: teacher(torch.stack(list(images)))) if example.dim() == 4 else teacher
-        return [float("nan") if v != v else v for v in agreement_per_level(model, original, held_out)[0]]
-
-    shape = "x".join(str(v) for v in example.shape[1:])
-    name = f"torchvision {arch} (unconverted, random weights) at {shape}"
-    metric = (f"agreement with the model's own full level on {count} {info['kind']} (seed {seed}): "
-              + ("mAP@0.5 vs its detections" if example.dim() == 4 else "top-1 agreement"))
-    return model, example, run_reference, name, accuracy, metric

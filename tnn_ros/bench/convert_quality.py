@@ -9,8 +9,8 @@ one run beside
 - the native throttleable detector (models/detector.pt), and
 - the naive knob: the original SSDlite at lower input resolutions.
 
-    python -m tnn_ros.eval.convert_quality train --minutes 15 -o /tmp/q/ssd_synthetic.pth
-    python -m tnn_ros.eval.convert_quality evaluate --converted A.pt [B.pt ...] --original W.pth
+    python -m tnn_ros.bench.convert_quality train --minutes 15 -o /tmp/q/ssd_synthetic.pth
+    python -m tnn_ros.bench.convert_quality evaluate --converted A.pt [B.pt ...] --original W.pth
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def evaluate(converted: list[str], original_weights: str, num_images: int, repea
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tnn_ros.eval.convert_quality", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tnn_ros.bench.convert_quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the non-throttleable SSDlite stand-in")
