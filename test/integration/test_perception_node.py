@@ -21,9 +21,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 from torchvision.ops import box_iou
 
-from tnn_ros.data.stream import SimFrameSource
 from tnn_ros.nodes.perception import PerceptionNode
 from tnn_ros.perception import SUPPORTED_ENCODINGS, encode_image
+from tnn_ros.sim.stream import SimFrameSource
 
 from ros_utils import RosHarness, unique_namespace
 

@@ -70,8 +70,8 @@ def _pipeline_latencies_ms() -> tuple[float, float]:
     machine must not error every test of the module). One torch thread here and in the node
     (``TORCH_THREADS``): the shared CI machine has two cores.
     """
-    from tnn_ros.data.stream import SimFrameSource
     from tnn_ros.perception.loading import load_models
+    from tnn_ros.sim.stream import SimFrameSource
 
     pipeline = load_models("", "", 4)
     source = SimFrameSource(320, 240, seed=0, fps=FPS)

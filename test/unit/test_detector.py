@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tnn_ros.data.scenes import CLASSES, SceneSequence, SyntheticDetectionDataset, render_scene
+from tnn_ros.data.scenes import SyntheticDetectionDataset
 from tnn_ros.models import ModelFileError, load_detector, save_model
 from tnn_ros.models.detector import STRIDE, ThrottleableDetector, decode
+from tnn_ros.sim.scenes import CLASSES, SceneSequence, render_scene
 from tnn_ros.throttle import count_macs, gated_ops
 from tnn_ros.train.common import TrainConfig, calibrate_bn, train
 from tnn_ros.train.detector import build_targets, detection_distill, detection_loss

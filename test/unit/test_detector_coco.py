@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tnn_ros.data.coco import CocoDatasetError, CocoDetectionDataset
-from tnn_ros.data.scenes import render_scene
+from tnn_ros.sim.scenes import render_scene
 
 
 def make_coco(folder, num_images=3, width=200, height=150):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from tnn_ros.data.scenes import CLASSES, render_scene
 from tnn_ros.engines import BACKENDS, EngineError, create_engine
 from tnn_ros.engines import graph_cache as graph_cache_module
 from tnn_ros.models import save_model
 from tnn_ros.models.detector import ThrottleableDetector
 from tnn_ros.models.gesture import ThrottleableGestureNet
+from tnn_ros.sim.scenes import CLASSES, render_scene
 from tnn_ros.throttle import count_level_costs
 
 ort = pytest.importorskip("onnxruntime")

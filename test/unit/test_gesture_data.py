@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from tnn_ros.data.gestures import (
+from tnn_ros.data.gestures import SyntheticGestureDataset
+from tnn_ros.sim.gestures import (
     GESTURE_CLASSES,
     NO_GESTURE,
     GestureScript,
     HandPose,
-    SyntheticGestureDataset,
     draw_hand,
     render_clip,
     sample_motion,

@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
-from tnn_ros.data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
+from tnn_ros.data.gestures import SyntheticGestureDataset
 from tnn_ros.models import load_gesture
 from tnn_ros.models.gesture import ThrottleableGestureNet
+from tnn_ros.sim.gestures import GESTURE_CLASSES
 from tnn_ros.throttle import count_macs
 from tnn_ros.train import gesture as gesture_train
 from tnn_ros.train.common import TrainConfig, train

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tnn_ros.data.scenes import CLASSES as CLASS_NAMES
 from tnn_ros.perception import (
     FrameResult,
     PerceptionPipeline,
@@ -19,6 +18,7 @@ from tnn_ros.perception import (
     to_detection2d_array,
 )
 from tnn_ros.perception.gating import UtilizationGate
+from tnn_ros.sim.scenes import CLASSES as CLASS_NAMES
 from tnn_ros.throttle.levels import LevelSchedule
 
 
@@ -244,8 +244,8 @@ def test_debug_drawing_marks_the_boxes_without_touching_the_input():
 
 
 def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():
-    from tnn_ros.data.stream import SimFrameSource
     from tnn_ros.perception.loading import load_models
+    from tnn_ros.sim.stream import SimFrameSource
 
     pipeline = load_models("", "", stride=2)
     schedule = pipeline.schedule

@@ -8,10 +8,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tnn_ros.bench.throttle_bench import main
-from tnn_ros.data.scenes import CLASSES
 from tnn_ros.eval.latency import measure_switch_us
 from tnn_ros.models import save_model
 from tnn_ros.models.detector import ThrottleableDetector
+from tnn_ros.sim.scenes import CLASSES
 
 TINY = {
     "input_size": [96, 64],

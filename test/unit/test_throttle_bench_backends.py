@@ -7,9 +7,9 @@ import torch
 
 from tnn_ros.bench.layer_profile import _layer_of_node
 from tnn_ros.bench.throttle_bench import main
-from tnn_ros.data.scenes import CLASSES
 from tnn_ros.models import save_model
 from tnn_ros.models.detector import ThrottleableDetector
+from tnn_ros.sim.scenes import CLASSES
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

@@ -49,11 +49,11 @@ def write_replay_bag(path: str | Path, duration_s: float = 10.0, fps: float = 10
                      resource_rate_hz: float = 10.0, seed: int = 0, num_objects: int = 4,
                      gestures: bool = True, namespace: str = "/tnn",
                      storage: str = "mcap") -> Path:
-    """Write the input bag; frames come from :class:`tnn_ros.data.stream.SimFrameSource`.
+    """Write the input bag; frames come from :class:`tnn_ros.sim.stream.SimFrameSource`.
 
     Returns the bag path. Raises ``ValueError`` on bad sizes/rates (from the frame source too).
     """
-    from tnn_ros.data.stream import SimFrameSource
+    from tnn_ros.sim.stream import SimFrameSource
 
     if not duration_s > 0 or not fps > 0 or not resource_rate_hz > 0:
         raise ValueError("duration_s, fps and resource_rate_hz must be > 0")

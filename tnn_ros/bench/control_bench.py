@@ -75,9 +75,9 @@ def record_traces(num_frames: int, seed: int = 0, threads: int = 1, contention: 
     """
     import torch
 
-    from tnn_ros.data.stream import SimFrameSource
     from tnn_ros.models import load_detector, load_gesture
     from tnn_ros.models.gesture import resize_frame
+    from tnn_ros.sim.stream import SimFrameSource
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

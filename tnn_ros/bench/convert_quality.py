@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.scenes import CLASSES, SyntheticDetectionDataset
+from ..data.scenes import SyntheticDetectionDataset
+from ..sim.scenes import CLASSES
 
 ARCH = "ssdlite320_mobilenet_v3_large"
 CATEGORIES = ["__background__", *CLASSES]

@@ -56,7 +56,7 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def _test_image(width: int, height: int, seed: int) -> np.ndarray:
     """A synthetic scene of the simulated camera (objects the detector knows)."""
-    from tnn_ros.data.stream import SimFrameSource
+    from tnn_ros.sim.stream import SimFrameSource
     return SimFrameSource(width, height, seed=seed).next_frame().rgb
 
 

@@ -16,8 +16,9 @@ from ..eval.latency import measure_cpu_per_frame, measure_latency, measure_switc
 def _detector_setup(args):
     import torchvision
 
-    from ..data.scenes import SyntheticDetectionDataset, render_scene
+    from ..data.scenes import SyntheticDetectionDataset
     from ..models import load_detector
+    from ..sim.scenes import render_scene
     from ..train.detector import VAL_SEED_OFFSET, evaluate_dataset
 
     model = load_detector(args.path)
@@ -166,8 +167,8 @@ def _profiles(engines: dict, model, example, repeats: int) -> dict:
 
 def _pre_post_ms(model, repeats: int) -> dict:
     """Detector pre/post-processing per frame (ms): resize + normalise, decode + NMS + box scaling."""
-    from ..data.scenes import render_scene
     from ..models.detector import decode
+    from ..sim.scenes import render_scene
 
     width, height = model.input_size
     result = {}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .gestures import NO_GESTURE
+from ..sim.gestures import NO_GESTURE
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_DIR_NAMES = ("20bn-jester-v1", "videos", "frames", ".")

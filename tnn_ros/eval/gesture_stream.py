@@ -1,7 +1,7 @@
 """Live gesture accuracy without ROS: the simulated camera stream straight into the recognizer.
 
 ``tnn-bench gesture-stream`` renders the frames the ``sim_camera`` node would publish
-(:class:`tnn_ros.data.stream.SimFrameSource`, same seed / size / fps), fits them to the net's frame
+(:class:`tnn_ros.sim.stream.SimFrameSource`, same seed / size / fps), fits them to the net's frame
 size as the perception pipeline does, pushes every frame into a recognizer at a fixed level and
 scores the announcements two ways: frame-level (label vs the ground truth of its own frame, the
 demo's ``gesture_accuracy``) and event-level (:mod:`tnn_ros.eval.gesture_events`, the demo's
@@ -35,8 +35,8 @@ class StreamRecording:
 def record_stream(frame_size: tuple[int, int], seconds: float = 90.0, seed: int = 11, fps: float = 15.0,
                   width: int = 320, height: int = 240, progress: bool = False) -> StreamRecording:
     """Render ``seconds`` of the simulated camera and fit each frame to ``frame_size`` (width, height)."""
-    from ..data.stream import SimFrameSource
     from ..models.gesture import resize_frame
+    from ..sim.stream import SimFrameSource
 
     source = SimFrameSource(width, height, seed=seed, fps=fps)
     count = int(round(seconds * fps))

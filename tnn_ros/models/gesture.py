@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.gestures import GESTURE_CLASSES, NO_GESTURE
+from ..sim.gestures import GESTURE_CLASSES, NO_GESTURE
 from ..throttle import GatedConv3d, GatedLinear, ThrottleableModule, level_widths
 
 # Pixel normalisation of the network input (uint8 RGB -> roughly zero mean, unit range).

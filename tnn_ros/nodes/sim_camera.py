@@ -1,7 +1,7 @@
 """Simulated camera node: synthetic frames with objects and a gesturing hand, plus exact ground truth.
 
 Publishes ``image`` (sensor_msgs/Image) and ``ground_truth/json`` (std_msgs/String) with the same
-header stamp, at ``fps``. The frames come from :class:`tnn_ros.data.stream.SimFrameSource`.
+header stamp, at ``fps``. The frames come from :class:`tnn_ros.sim.stream.SimFrameSource`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from tnn_ros import topics
-from tnn_ros.data.stream import MIN_SIZE, SimFrameSource
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import replace_timer
 from tnn_ros.nodes.params import LiveParameters, ParamSpec
 from tnn_ros.perception.codec import SUPPORTED_ENCODINGS, encode_image
 from tnn_ros.perception.formatting import stamp_to_ns
+from tnn_ros.sim.stream import MIN_SIZE, SimFrameSource
 
 PARAMETERS = (
     ParamSpec("fps", 15.0, "Frames per second", min_value=0.5, max_value=120.0),

@@ -237,3 +237,60 @@ def calibrate_bn(
 def _level_norms(model: nn.Module, level: int) -> list:
     """The BatchNorm modules that belong to ``level`` (switchable BN lists are indexed by level)."""
     return [op.norms[level] for op in gated_ops(model) if op.norms is not None]
+
+
+# --- the epilogue every trainer shares: output path, baseline, latency profile, card -----------------
+
+def default_output(name: str, baseline: bool) -> Path:
+    """Where a trainer writes by default: the shipped ``models/<name>.pt`` or a baseline checkpoint.
+
+    The shipped path is found the way the loaders find it (never relative to the current directory);
+    a ``--baseline`` run goes to ``checkpoints/<name>_baseline.pt``.
+    """
+    from ..models.io import shipped_model_path
+
+    return Path(f"checkpoints/{name}_baseline.pt") if baseline else shipped_model_path(name)
+
+
+def baseline_accuracy(card_file: str | os.PathLike | None) -> float | None:
+    """The full-width accuracy a ``--baseline`` run recorded in its card (None when not given).
+
+    Detector baselines record ``accuracy``, gesture baselines a one-level ``levels`` table; both are
+    read here. A card that was named but cannot be read is an error, not a silently empty field.
+    """
+    if not card_file:
+        return None
+    import json
+
+    card = json.loads(Path(card_file).read_text())
+    if card.get("accuracy") is not None:
+        return float(card["accuracy"])
+    return float(card["levels"][-1]["accuracy"])
+
+
+def write_model_card(model: ThrottleableModule, output: str | os.PathLike, accuracies: list[float],
+                     training: dict, make_card: Callable[..., dict], *, baseline_card: str | None,
+                     latency_threads: int, latency_repeats: int) -> dict:
+    """Measure the per-level latency profile and write the card beside the weights; returns the card.
+
+    The card's ``latency_ms`` is the controller's latency profile, so every trainer measures it the
+    same way: ``latency_threads`` torch threads, every level interleaved
+    (:func:`tnn_ros.eval.latency.measure_latency`).
+    ``make_card(model, accuracies, latencies, training, baseline_accuracy)`` builds the model's card.
+    """
+    import json
+
+    from ..eval.latency import measure_latency
+    from ..models.io import card_path, write_card
+
+    torch.set_num_threads(latency_threads)
+    torch.set_flush_denormal(True)
+    model.eval()
+    model.warmup()
+    latencies = measure_latency(model, model.example_input(), repeats=max(1, latency_repeats))["median_ms"]
+    card = make_card(model, accuracies, latencies, training, baseline_accuracy(baseline_card))
+    card["latency_threads"] = latency_threads
+    write_card(output, card)
+    print(json.dumps(card["levels"], indent=1), flush=True)
+    print(f"wrote {output} and {card_path(output)}", flush=True)
+    return card

@@ -21,7 +21,7 @@ import torchvision.ops as box_ops
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.scenes import CLASSES, SyntheticDetectionDataset
+from ..data.scenes import SyntheticDetectionDataset
 from ..models.detector import (
     DEFAULT_ARCHITECTURE,
     STRIDE,
@@ -30,8 +30,9 @@ from ..models.detector import (
     decode,
     distances_to_boxes,
 )
-from ..models.io import card_path, load_model, read_card, save_model, shipped_model_path, write_card
-from .common import TrainConfig, calibrate_bn, seed_everything, train
+from ..models.io import card_path, load_model, read_card, save_model, write_card
+from ..sim.scenes import CLASSES
+from .common import TrainConfig, calibrate_bn, default_output, seed_everything, train, write_model_card
 
 GAUSSIAN_ALPHA = 0.54  # Gaussian radius as a share of the box (TTFNet)
 GIOU_WEIGHT = 5.0
@@ -208,7 +209,6 @@ def make_card(
         ],
         "accuracy_metric": "mAP@0.5 (torchmetrics) on held-out seeded synthetic scenes",
         "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
-        "latency_threads": torch.get_num_threads(),
         "training": training,
     }
 
@@ -289,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    output = Path(
-        args.output
-        or ("checkpoints/detector_baseline.pt" if args.baseline else shipped_model_path("detector"))
-    )
+    output = Path(args.output or default_output("detector", args.baseline))
     if args.data == "coco" and not (args.coco_images and args.coco_annotations):
         print("--data coco needs --coco-images and --coco-annotations", file=sys.stderr)
         return 2
@@ -346,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             "data": args.data
             if args.data == "coco"
-            else f"synthetic scenes (tnn_ros.data.scenes), {args.num_images} images, seed {args.seed}",
+            else f"synthetic scenes (tnn_ros.sim.scenes), {args.num_images} images, seed {args.seed}",
             "seed": args.seed,
             "epochs": args.epochs,
             "steps": steps,
@@ -395,17 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         write_card(output, card)
         print(json.dumps({"baseline_accuracy": accuracies[0]}), flush=True)
         return 0
-    from ..eval.latency import measure_latency
-
-    torch.set_num_threads(args.latency_threads)
-    torch.set_flush_denormal(True)
-    latencies = measure_latency(model, model.example_input(), repeats=args.latency_repeats)["median_ms"]
-    baseline = None
-    if args.baseline_card:
-        baseline = float(json.loads(Path(args.baseline_card).read_text())["accuracy"])
-    card = make_card(model, accuracies, latencies, training, baseline)
-    write_card(output, card)
-    print(json.dumps(card["levels"], indent=1), flush=True)
+    write_model_card(model, output, accuracies, training, make_card, baseline_card=args.baseline_card,
+                     latency_threads=args.latency_threads, latency_repeats=args.latency_repeats)
     return 0
 
 

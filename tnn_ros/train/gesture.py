@@ -6,14 +6,13 @@ and, by in-place distillation, from the full level's soft predictions). Each lev
 BatchNorm (switchable BN), recalibrated per level at the end. ``--baseline`` trains the same network
 with a single level (no throttling) for the same number of steps: the reference accuracy.
 
-Data: ``--data synthetic`` renders fresh seeded clips on the fly (:mod:`tnn_ros.data.gestures`);
+Data: ``--data synthetic`` renders fresh seeded clips on the fly (:mod:`tnn_ros.sim.gestures`);
 ``--data jester --data-dir DIR`` reads Jester-style folders of frames (:mod:`tnn_ros.data.jester`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from collections.abc import Iterator
@@ -24,18 +23,19 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.gestures import GESTURE_CLASSES, SyntheticGestureDataset
+from ..data.gestures import SyntheticGestureDataset
 from ..models.gesture import DEFAULT_ARCHITECTURE, ThrottleableGestureNet
-from ..models.io import card_path, load_state, read_card, write_card
+from ..models.io import load_state, read_card, write_card
+from ..sim.gestures import GESTURE_CLASSES
 from ..throttle import count_level_costs
-from .common import TrainConfig, calibrate_bn, seed_everything, train
+from .common import TrainConfig, calibrate_bn, default_output, seed_everything, train, write_model_card
 
 # Seeds of the held-out evaluation clips and of the training stream never overlap.
 EVAL_SEED = 20_240_001
 TRAIN_SEED_BASE = 1_000_000
 CALIBRATION_SEED_BASE = 3_000_000
 LABEL_SMOOTHING = 0.1
-ACCURACY_METRIC = "top1 on held-out seeded synthetic clips (tnn_ros.data.gestures)"
+ACCURACY_METRIC = "top1 on held-out seeded synthetic clips (tnn_ros.sim.gestures)"
 
 
 # --- losses -------------------------------------------------------------------------------------------
@@ -182,7 +182,6 @@ def make_card(model: ThrottleableGestureNet, accuracies: list[float], latencies:
         "accuracy_metric": "top1",
         "accuracy_eval": ACCURACY_METRIC,
         "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
-        "latency_threads": 2,
         "training": training,
     }
 
@@ -230,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action="store_true",
                         help="train only the full width (one level): the non-throttleable baseline")
     parser.add_argument("--output", default=None,
-                        help="weights path (default models/gesture.pt, or checkpoints/gesture_baseline.pt "
-                             "with --baseline); the card is written next to it")
+                        help="weights path (default: the shipped models/gesture.pt, or "
+                             "checkpoints/gesture_baseline.pt with --baseline); the card goes next to it")
     parser.add_argument("--checkpoint", default=None, help="resumable checkpoint (default <output>.ckpt)")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--baseline-card", default=None,
@@ -239,8 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-clips", type=int, default=400, help="held-out clips for the card's accuracy")
     parser.add_argument("--calibrate-batches", type=int, default=12,
                         help="batches for per-level BN calibration")
+    parser.add_argument("--latency-threads", type=int, default=2,
+                        help="threads for the card's latency profile (the controller's default profile)")
     parser.add_argument("--latency-repeats", type=int, default=30,
-                        help="timing rounds (each runs every level, 2 threads) for the card's latency")
+                        help="timing rounds (each runs every level) for the card's latency")
     parser.add_argument("--card-only", action="store_true",
                         help="do not train: re-measure accuracy/latency of --output and rewrite its card")
     return parser
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Jester data: {len(train_set)} training videos, {len(classes)} classes "
               f"({train_set.skipped_missing} rows without frames skipped)", flush=True)
     name = "gesture_baseline" if args.baseline else "gesture"
-    output = Path(args.output or (f"checkpoints/{name}.pt" if args.baseline else "models/gesture.pt"))
+    output = Path(args.output or default_output("gesture", args.baseline))
     model = ThrottleableGestureNet(classes, arch)
     command = "tnn-train gesture " + " ".join(shlex.quote(a) for a in argv)
 
@@ -315,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
         calibrate_bn(model, calibration, args.calibrate_batches)
         fresh = f"fresh every step, seed {args.seed}"
-        data = {"synthetic": f"synthetic gesture clips (tnn_ros.data.gestures), {fresh}",
-                "stream-mix": "every other clip synthetic (tnn_ros.data.gestures), every other a "
+        data = {"synthetic": f"synthetic gesture clips (tnn_ros.sim.gestures), {fresh}",
+                "stream-mix": "every other clip synthetic (tnn_ros.sim.gestures), every other a "
                               f"simulated-stream window (tnn_ros.data.stream.StreamGestureDataset), {fresh}",
                 }.get(args.data, f"jester: {args.data_dir}")
         if args.init:
@@ -337,24 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     val_set = _validation_set(args, arch, classes)
     accuracies = accuracy_on(model, val_set)
     print(f"top-1 per level: {[round(a, 3) for a in accuracies]}", flush=True)
-    from ..eval.latency import measure_latency
-
-    torch.set_num_threads(2)
-    model.eval()
-    model.warmup()
-    timing = measure_latency(model, model.example_input(), repeats=max(1, args.latency_repeats))
-    latencies = timing["median_ms"]
-    baseline = None
-    if args.baseline_card:
-        baseline_card = Path(args.baseline_card)
-        if baseline_card.is_file():
-            baseline = json.loads(baseline_card.read_text())["levels"][-1]["accuracy"]
-        else:
-            print(f"warning: {baseline_card} not found; baseline_accuracy left empty", flush=True)
-    card = make_card(model, accuracies, latencies, training, baseline, name=name)
-    write_card(output, card)
-    print(json.dumps(card["levels"], indent=1), flush=True)
-    print(f"wrote {output} and {card_path(output)}", flush=True)
+    write_model_card(model, output, accuracies, training,
+                     lambda *card_args: make_card(*card_args, name=name), baseline_card=args.baseline_card,
+                     latency_threads=args.latency_threads, latency_repeats=args.latency_repeats)
     return 0
 
 

@@ -1,11 +1,11 @@
-"""The simulated camera's frame source (tnn_ros.data.stream)."""
+"""The simulated camera's frame source (tnn_ros.sim.stream)."""
 
 import numpy as np
 import pytest
 
-from tnn_ros.data.gestures import GESTURE_CLASSES
-from tnn_ros.data.scenes import CLASSES
-from tnn_ros.data.stream import SimFrameSource
+from tnn_ros.sim.gestures import GESTURE_CLASSES
+from tnn_ros.sim.scenes import CLASSES
+from tnn_ros.sim.stream import SimFrameSource
 
 
 def test_frames_are_reproducible_and_move():
