@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tnn_ros_setup_stamp
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 DEMO_ARGS ?=
 
-.PHONY: setup test test-fast test-long lint demo bench colcon-build clean
+.PHONY: setup test test-fast test-long lint format demo bench colcon-build clean
 
 # Upstream ROS 2 launch / launch_testing / ros2cli wheels for pip-only machines (CI): installed by
 # `make setup` when the folder exists, so the launch tests (test/launch/) run under the real launch.
@@ -32,6 +32,12 @@ $(STAMP): requirements.txt setup.py setup.cfg package.xml
 
 lint: setup
 	$(VENV)/bin/ruff check tnn_ros test launch setup.py
+	$(VENV)/bin/ruff format --check tnn_ros test launch setup.py
+
+# Rewrites the tree in the one code style (ruff format, settings in pyproject.toml).
+format: setup
+	$(VENV)/bin/ruff format tnn_ros test launch setup.py
+	$(VENV)/bin/ruff check --fix tnn_ros test launch setup.py
 
 # Test tiers (markers in pyproject.toml, assigned by directory in test/conftest.py):
 #   test-fast  unit tests + the `smoke` DDS tests, long ones bounded (a few minutes)

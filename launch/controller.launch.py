@@ -20,8 +20,17 @@ def launch_nodes(context, *args, **kwargs):
     arg = performed(context, ("namespace", "params_file"))
     overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))
     parameters = resolve_node_parameters("controller", arg["namespace"], arg["params_file"], overrides)
-    return [Node(package="tnn_ros", executable="controller", name="controller", namespace=arg["namespace"],
-                 output="screen", parameters=[parameters], **respawn_options(context))]
+    return [
+        Node(
+            package="tnn_ros",
+            executable="controller",
+            name="controller",
+            namespace=arg["namespace"],
+            output="screen",
+            parameters=[parameters],
+            **respawn_options(context),
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -31,4 +40,5 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         common_arguments("namespace of the node")
         + [override_argument(name, description) for name, description in OVERRIDES]
-        + [OpaqueFunction(function=launch_nodes)])
+        + [OpaqueFunction(function=launch_nodes)]
+    )

@@ -10,8 +10,10 @@ from launch_ros.actions import LifecycleNode
 
 from launch import LaunchDescription
 
-OVERRIDES = (("mode", "auto | manual"),
-             ("auto_activate", "configure and activate at start-up (true | false)"))
+OVERRIDES = (
+    ("mode", "auto | manual"),
+    ("auto_activate", "configure and activate at start-up (true | false)"),
+)
 
 
 def launch_nodes(context, *args, **kwargs):
@@ -22,9 +24,18 @@ def launch_nodes(context, *args, **kwargs):
     arg = performed(context, ("namespace", "params_file", "image"))
     overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))
     parameters = resolve_node_parameters("perception", arg["namespace"], arg["params_file"], overrides)
-    return [LifecycleNode(package="tnn_ros", executable="perception", name="perception",
-                          namespace=arg["namespace"], output="screen", parameters=[parameters],
-                          remappings=[("image", arg["image"])], **respawn_options(context))]
+    return [
+        LifecycleNode(
+            package="tnn_ros",
+            executable="perception",
+            name="perception",
+            namespace=arg["namespace"],
+            output="screen",
+            parameters=[parameters],
+            remappings=[("image", arg["image"])],
+            **respawn_options(context),
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -35,4 +46,5 @@ def generate_launch_description() -> LaunchDescription:
         common_arguments("namespace of the node")
         + [DeclareLaunchArgument("image", default_value="image", description="camera image topic")]
         + [override_argument(name, description) for name, description in OVERRIDES]
-        + [OpaqueFunction(function=launch_nodes)])
+        + [OpaqueFunction(function=launch_nodes)]
+    )

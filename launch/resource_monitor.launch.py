@@ -9,9 +9,11 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 
-OVERRIDES = (("backend", "auto | jtop | psutil | sim | trace"),
-             ("mission_file", "mission YAML for the sim backend, e.g. mission_demo.yaml"),
-             ("rate_hz", "publish rate of the readings"))
+OVERRIDES = (
+    ("backend", "auto | jtop | psutil | sim | trace"),
+    ("mission_file", "mission YAML for the sim backend, e.g. mission_demo.yaml"),
+    ("rate_hz", "publish rate of the readings"),
+)
 
 
 def launch_nodes(context, *args, **kwargs):
@@ -22,9 +24,17 @@ def launch_nodes(context, *args, **kwargs):
     arg = performed(context, ("namespace", "params_file"))
     overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))
     parameters = resolve_node_parameters("resource_monitor", arg["namespace"], arg["params_file"], overrides)
-    return [Node(package="tnn_ros", executable="resource_monitor", name="resource_monitor",
-                 namespace=arg["namespace"], output="screen", parameters=[parameters],
-                 **respawn_options(context))]
+    return [
+        Node(
+            package="tnn_ros",
+            executable="resource_monitor",
+            name="resource_monitor",
+            namespace=arg["namespace"],
+            output="screen",
+            parameters=[parameters],
+            **respawn_options(context),
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -34,4 +44,5 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         common_arguments("namespace of the node")
         + [override_argument(name, description) for name, description in OVERRIDES]
-        + [OpaqueFunction(function=launch_nodes)])
+        + [OpaqueFunction(function=launch_nodes)]
+    )

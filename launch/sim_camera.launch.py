@@ -9,8 +9,12 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 
-OVERRIDES = (("fps", "frames per second"), ("width", "frame width in pixels"),
-             ("height", "frame height in pixels"), ("encoding", "rgb8 | bgr8 | mono8 | ..."))
+OVERRIDES = (
+    ("fps", "frames per second"),
+    ("width", "frame width in pixels"),
+    ("height", "frame height in pixels"),
+    ("encoding", "rgb8 | bgr8 | mono8 | ..."),
+)
 
 
 def launch_nodes(context, *args, **kwargs):
@@ -21,8 +25,17 @@ def launch_nodes(context, *args, **kwargs):
     arg = performed(context, ("namespace", "params_file"))
     overrides = passed_overrides(performed(context, [name for name, _ in OVERRIDES]))
     parameters = resolve_node_parameters("sim_camera", arg["namespace"], arg["params_file"], overrides)
-    return [Node(package="tnn_ros", executable="sim_camera", name="sim_camera", namespace=arg["namespace"],
-                 output="screen", parameters=[parameters], **respawn_options(context))]
+    return [
+        Node(
+            package="tnn_ros",
+            executable="sim_camera",
+            name="sim_camera",
+            namespace=arg["namespace"],
+            output="screen",
+            parameters=[parameters],
+            **respawn_options(context),
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -32,4 +45,5 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         common_arguments("namespace of the node")
         + [override_argument(name, description) for name, description in OVERRIDES]
-        + [OpaqueFunction(function=launch_nodes)])
+        + [OpaqueFunction(function=launch_nodes)]
+    )

@@ -32,23 +32,56 @@ def launch_nodes(context, *args, **kwargs):
     namespace, respawn = arg["namespace"], respawn_options(context)
 
     def parameters(node: str) -> list:
-        overrides = {parameter: passed[name] for name, owner, parameter, _ in OVERRIDES
-                     if owner == node and name in passed}
+        overrides = {
+            parameter: passed[name]
+            for name, owner, parameter, _ in OVERRIDES
+            if owner == node and name in passed
+        }
         return [resolve_node_parameters(node, namespace, arg["params_file"], overrides)]
 
     nodes = [
-        LifecycleNode(package="tnn_ros", executable="perception", name="perception", namespace=namespace,
-                      output="screen", parameters=parameters("perception"),
-                      remappings=[("image", arg["image"])], **respawn),
-        Node(package="tnn_ros", executable="resource_monitor", name="resource_monitor", namespace=namespace,
-             output="screen", parameters=parameters("resource_monitor"), **respawn),
-        Node(package="tnn_ros", executable="controller", name="controller", namespace=namespace,
-             output="screen", parameters=parameters("controller"), **respawn),
+        LifecycleNode(
+            package="tnn_ros",
+            executable="perception",
+            name="perception",
+            namespace=namespace,
+            output="screen",
+            parameters=parameters("perception"),
+            remappings=[("image", arg["image"])],
+            **respawn,
+        ),
+        Node(
+            package="tnn_ros",
+            executable="resource_monitor",
+            name="resource_monitor",
+            namespace=namespace,
+            output="screen",
+            parameters=parameters("resource_monitor"),
+            **respawn,
+        ),
+        Node(
+            package="tnn_ros",
+            executable="controller",
+            name="controller",
+            namespace=namespace,
+            output="screen",
+            parameters=parameters("controller"),
+            **respawn,
+        ),
     ]
     if is_true(arg["use_sim_camera"]):
-        nodes.insert(0, Node(package="tnn_ros", executable="sim_camera", name="sim_camera",
-                             namespace=namespace, output="screen", parameters=parameters("sim_camera"),
-                             **respawn))
+        nodes.insert(
+            0,
+            Node(
+                package="tnn_ros",
+                executable="sim_camera",
+                name="sim_camera",
+                namespace=namespace,
+                output="screen",
+                parameters=parameters("sim_camera"),
+                **respawn,
+            ),
+        )
     return nodes
 
 
@@ -58,9 +91,18 @@ def generate_launch_description() -> LaunchDescription:
 
     return LaunchDescription(
         common_arguments("namespace of every node")
-        + [DeclareLaunchArgument("image", default_value="image",
-                                 description="camera image topic for perception (remap of `image`)"),
-           DeclareLaunchArgument("use_sim_camera", default_value="false",
-                                 description="also start the simulated camera (true | false)")]
+        + [
+            DeclareLaunchArgument(
+                "image",
+                default_value="image",
+                description="camera image topic for perception (remap of `image`)",
+            ),
+            DeclareLaunchArgument(
+                "use_sim_camera",
+                default_value="false",
+                description="also start the simulated camera (true | false)",
+            ),
+        ]
         + [override_argument(name, description) for name, _, _, description in OVERRIDES]
-        + [OpaqueFunction(function=launch_nodes)])
+        + [OpaqueFunction(function=launch_nodes)]
+    )

@@ -33,6 +33,7 @@ TEST_ROOT = Path(__file__).resolve().parent
 INTEGRATION_DIRS = ("integration", "replay", "launch")
 LONG_DIRS = ("replay",)
 
+
 def _run_domain_id() -> int:
     forced = os.environ.get("TNN_TEST_DOMAIN_ID")
     if forced:
@@ -50,8 +51,12 @@ def long_bounded() -> bool:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--long-bounded", action="store_true", default=False,
-                     help="run tests marked `long` at their CI-bounded size (sets TNN_CI_BOUNDED=1)")
+    parser.addoption(
+        "--long-bounded",
+        action="store_true",
+        default=False,
+        help="run tests marked `long` at their CI-bounded size (sets TNN_CI_BOUNDED=1)",
+    )
 
 
 def pytest_configure(config):

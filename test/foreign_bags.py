@@ -33,10 +33,10 @@ MSG: builtin_interfaces/Time
 int32 sec
 uint32 nanosec
 """
-WIDGET_DEF = "int32 size\nstring name\n"   # acme_msgs is installed nowhere
+WIDGET_DEF = "int32 size\nstring name\n"  # acme_msgs is installed nowhere
 
 START_NS = 1_600_000_000_000_000_000
-PERIOD_NS = 20_000_000   # 50 Hz
+PERIOD_NS = 20_000_000  # 50 Hz
 
 
 def image_pixels(index: int, width: int = 4, height: int = 2) -> bytes:
@@ -59,14 +59,33 @@ def write_mcap_with_official_library(path: Path, count: int = 5, namespace: str 
         widget = writer.register_msgdef("acme_msgs/msg/Widget", WIDGET_DEF)
         for i in range(count):
             stamp = START_NS + i * PERIOD_NS
-            writer.write_message(f"{namespace}/chat", chat, {"data": f"c{i}"}, log_time=stamp,
-                                 publish_time=stamp, sequence=i)
-            writer.write_message(f"{namespace}/camera/image_raw", image, {
-                "header": {"stamp": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}, "frame_id": "cam"},
-                "height": 2, "width": 4, "encoding": "rgb8", "is_bigendian": 0, "step": 12,
-                "data": image_pixels(i)}, log_time=stamp, publish_time=stamp, sequence=i)
-            writer.write_message(f"{namespace}/widget", widget, {"size": i, "name": "w"}, log_time=stamp,
-                                 publish_time=stamp, sequence=i)
+            writer.write_message(
+                f"{namespace}/chat", chat, {"data": f"c{i}"}, log_time=stamp, publish_time=stamp, sequence=i
+            )
+            writer.write_message(
+                f"{namespace}/camera/image_raw",
+                image,
+                {
+                    "header": {"stamp": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}, "frame_id": "cam"},
+                    "height": 2,
+                    "width": 4,
+                    "encoding": "rgb8",
+                    "is_bigendian": 0,
+                    "step": 12,
+                    "data": image_pixels(i),
+                },
+                log_time=stamp,
+                publish_time=stamp,
+                sequence=i,
+            )
+            writer.write_message(
+                f"{namespace}/widget",
+                widget,
+                {"size": i, "name": "w"},
+                log_time=stamp,
+                publish_time=stamp,
+                sequence=i,
+            )
         writer.finish()
     return path
 
@@ -110,8 +129,9 @@ _RELIABLE_QOS_YAML = """- history: keep_last
 """
 
 
-def write_sqlite3_bag(folder: Path, count: int = 5, namespace: str = "/foreign",
-                      with_metadata: bool = True) -> Path:
+def write_sqlite3_bag(
+    folder: Path, count: int = 5, namespace: str = "/foreign", with_metadata: bool = True
+) -> Path:
     """A rosbag2 sqlite3 bag written with ``sqlite3`` directly: ``{folder}/{folder.name}_0.db3``.
 
     Topics: ``{ns}/chat`` (``std_msgs/msg/String``), ``{ns}/legacy_chat`` typed ``std_msgs/String``
@@ -120,15 +140,21 @@ def write_sqlite3_bag(folder: Path, count: int = 5, namespace: str = "/foreign",
     """
     folder.mkdir(parents=True)
     db_path = folder / f"{folder.name}_0.db3"
-    topics = [(1, f"{namespace}/chat", "std_msgs/msg/String"),
-              (2, f"{namespace}/legacy_chat", "std_msgs/String")]
+    topics = [
+        (1, f"{namespace}/chat", "std_msgs/msg/String"),
+        (2, f"{namespace}/legacy_chat", "std_msgs/String"),
+    ]
     with sqlite3.connect(db_path) as db:
         db.executescript(_JAZZY_SCHEMA)
         db.execute("INSERT INTO schema VALUES (4, 'jazzy')")
-        db.executemany("INSERT INTO topics VALUES (?, ?, ?, 'cdr', ?, '')",
-                       [(tid, name, kind, _RELIABLE_QOS_YAML) for tid, name, kind in topics])
-        db.executemany("INSERT INTO message_definitions VALUES (?, ?, 'ros2msg', ?, '')",
-                       [(1, "std_msgs/msg/String", STRING_DEF), (2, "std_msgs/String", STRING_DEF)])
+        db.executemany(
+            "INSERT INTO topics VALUES (?, ?, ?, 'cdr', ?, '')",
+            [(tid, name, kind, _RELIABLE_QOS_YAML) for tid, name, kind in topics],
+        )
+        db.executemany(
+            "INSERT INTO message_definitions VALUES (?, ?, 'ros2msg', ?, '')",
+            [(1, "std_msgs/msg/String", STRING_DEF), (2, "std_msgs/String", STRING_DEF)],
+        )
         rows = []
         for i in range(count):
             stamp = START_NS + i * PERIOD_NS
@@ -140,18 +166,41 @@ def write_sqlite3_bag(folder: Path, count: int = 5, namespace: str = "/foreign",
         qos = yaml.safe_load(_RELIABLE_QOS_YAML)
         span = {"nanoseconds": (count - 1) * PERIOD_NS}
         start = {"nanoseconds_since_epoch": START_NS}
-        metadata = {"rosbag2_bagfile_information": {
-            "version": 9, "storage_identifier": "sqlite3", "duration": span, "starting_time": start,
-            "message_count": 2 * count,
-            "topics_with_message_count": [
-                {"topic_metadata": {"name": name, "type": kind, "serialization_format": "cdr",
-                                    "offered_qos_profiles": qos, "type_description_hash": ""},
-                 "message_count": count} for _tid, name, kind in topics],
-            "compression_format": "", "compression_mode": "",
-            "relative_file_paths": [db_path.name],
-            "files": [{"path": db_path.name, "starting_time": start, "duration": span,
-                       "message_count": 2 * count}],
-            "custom_data": None, "ros_distro": "jazzy"}}
+        metadata = {
+            "rosbag2_bagfile_information": {
+                "version": 9,
+                "storage_identifier": "sqlite3",
+                "duration": span,
+                "starting_time": start,
+                "message_count": 2 * count,
+                "topics_with_message_count": [
+                    {
+                        "topic_metadata": {
+                            "name": name,
+                            "type": kind,
+                            "serialization_format": "cdr",
+                            "offered_qos_profiles": qos,
+                            "type_description_hash": "",
+                        },
+                        "message_count": count,
+                    }
+                    for _tid, name, kind in topics
+                ],
+                "compression_format": "",
+                "compression_mode": "",
+                "relative_file_paths": [db_path.name],
+                "files": [
+                    {
+                        "path": db_path.name,
+                        "starting_time": start,
+                        "duration": span,
+                        "message_count": 2 * count,
+                    }
+                ],
+                "custom_data": None,
+                "ros_distro": "jazzy",
+            }
+        }
         (folder / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
     return db_path
 
@@ -177,16 +226,43 @@ def write_run_mcap(path: Path, frames: int = 10, namespace: str = "/tnn") -> Pat
         for i in range(frames):
             stamp = START_NS + i * 100_000_000
             box = [10.0 + i, 20.0, 60.0 + i, 80.0]
-            truth = {"stamp_ns": stamp, "frame_id": "camera", "seq": i, "gesture": "no_gesture",
-                     "objects": [{"class_id": 1, "label": "ball", "box": box}]}
+            truth = {
+                "stamp_ns": stamp,
+                "frame_id": "camera",
+                "seq": i,
+                "gesture": "no_gesture",
+                "objects": [{"class_id": 1, "label": "ball", "box": box}],
+            }
             found = [{"class_id": 1, "label": "ball", "score": 0.9, "box": box}] if i % 2 == 0 else []
-            out = {"stamp_ns": stamp, "frame_id": "camera", "level": 3, "utilization": 0.5,
-                   "latency_ms": 20.0, "image_size": [320, 240], "detections": found}
-            writer.write_message(f"{namespace}/ground_truth/json", string, {"data": json.dumps(truth)},
-                                 log_time=stamp, publish_time=stamp)
-            writer.write_message(f"{namespace}/detections/json", legacy_string, {"data": json.dumps(out)},
-                                 log_time=stamp + 30_000_000, publish_time=stamp + 30_000_000)
-            writer.write_message(f"{namespace}/utilization_applied", float32, {"data": 0.5},
-                                 log_time=stamp + 30_000_000, publish_time=stamp + 30_000_000)
+            out = {
+                "stamp_ns": stamp,
+                "frame_id": "camera",
+                "level": 3,
+                "utilization": 0.5,
+                "latency_ms": 20.0,
+                "image_size": [320, 240],
+                "detections": found,
+            }
+            writer.write_message(
+                f"{namespace}/ground_truth/json",
+                string,
+                {"data": json.dumps(truth)},
+                log_time=stamp,
+                publish_time=stamp,
+            )
+            writer.write_message(
+                f"{namespace}/detections/json",
+                legacy_string,
+                {"data": json.dumps(out)},
+                log_time=stamp + 30_000_000,
+                publish_time=stamp + 30_000_000,
+            )
+            writer.write_message(
+                f"{namespace}/utilization_applied",
+                float32,
+                {"data": 0.5},
+                log_time=stamp + 30_000_000,
+                publish_time=stamp + 30_000_000,
+            )
         writer.finish()
     return path

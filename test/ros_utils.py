@@ -114,11 +114,13 @@ class RosHarness:
         finally:
             self.node.destroy_client(client)
 
-    def set_parameters(self, node_fqn: str, values: dict[str, Any],
-                       timeout_s: float = 5.0) -> list[SetParametersResult]:
+    def set_parameters(
+        self, node_fqn: str, values: dict[str, Any], timeout_s: float = 5.0
+    ) -> list[SetParametersResult]:
         """Set parameters through the node's real ``set_parameters`` service (as rqt does)."""
-        request = SetParameters.Request(parameters=[
-            Parameter(name=name, value=_parameter_value(value)) for name, value in values.items()])
+        request = SetParameters.Request(
+            parameters=[Parameter(name=name, value=_parameter_value(value)) for name, value in values.items()]
+        )
         return list(self._call(SetParameters, f"{node_fqn}/set_parameters", request, timeout_s).results)
 
     def get_parameters(self, node_fqn: str, names: Iterable[str], timeout_s: float = 5.0) -> list:
@@ -128,5 +130,6 @@ class RosHarness:
     def describe_parameters(self, node_fqn: str, names: Iterable[str], timeout_s: float = 5.0) -> list:
         """ParameterDescriptors as rqt_reconfigure reads them (ranges, descriptions)."""
         request = DescribeParameters.Request(names=list(names))
-        return list(self._call(DescribeParameters, f"{node_fqn}/describe_parameters", request,
-                               timeout_s).descriptors)
+        return list(
+            self._call(DescribeParameters, f"{node_fqn}/describe_parameters", request, timeout_s).descriptors
+        )

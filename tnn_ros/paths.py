@@ -22,6 +22,7 @@ def share_dirs(package: str) -> list[pathlib.Path]:
     dirs = []
     try:
         from ament_index_python.packages import get_package_share_directory
+
         dirs.append(pathlib.Path(get_package_share_directory(package)))
     except (ImportError, LookupError, OSError):  # no ament_index / not installed / AMENT_PREFIX_PATH unset
         pass
@@ -47,8 +48,7 @@ def is_explicit_path(name: str | pathlib.Path) -> bool:
     happens to hold a file of that name must not silently replace the installed defaults.
     """
     text = str(name)
-    return (pathlib.Path(text).is_absolute() or text.startswith(("~", "."))
-            or "/" in text or (os.sep in text))
+    return pathlib.Path(text).is_absolute() or text.startswith(("~", ".")) or "/" in text or (os.sep in text)
 
 
 def find_package_file(folder: str, name: str | pathlib.Path) -> pathlib.Path:
@@ -68,9 +68,11 @@ def find_package_file(folder: str, name: str | pathlib.Path) -> pathlib.Path:
     for path in tried:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{folder}/{name} not found (a bare name is looked up only among the "
-                            f"package's files; give a path like ./{name} for a local file); "
-                            f"tried: {', '.join(str(p) for p in tried)}")
+    raise FileNotFoundError(
+        f"{folder}/{name} not found (a bare name is looked up only among the "
+        f"package's files; give a path like ./{name} for a local file); "
+        f"tried: {', '.join(str(p) for p in tried)}"
+    )
 
 
 def find_config_file(name: str | pathlib.Path) -> pathlib.Path:

@@ -49,13 +49,23 @@ def test_recorded_bag_reads_back_identical_messages(tmp_path, storage):
     with RosHarness() as ros:
         chat = ros.publisher("/bagtest/chat", String, RELIABLE)
         image = ros.publisher("/bagtest/image", Image, RELIABLE)
-        worker = threading.Thread(target=lambda: result.update(summary=record(
-            output, ["/bagtest/chat", "bagtest/image"], storage=storage, stop_event=stop, progress=False,
-            discovery_period_s=0.1)))
+        worker = threading.Thread(
+            target=lambda: result.update(
+                summary=record(
+                    output,
+                    ["/bagtest/chat", "bagtest/image"],
+                    storage=storage,
+                    stop_event=stop,
+                    progress=False,
+                    discovery_period_s=0.1,
+                )
+            )
+        )
         worker.start()
         try:
-            assert ros.wait_for(lambda: chat.get_subscription_count() and image.get_subscription_count(),
-                                timeout_s=20.0), "recorder never subscribed"
+            assert ros.wait_for(
+                lambda: chat.get_subscription_count() and image.get_subscription_count(), timeout_s=20.0
+            ), "recorder never subscribed"
             time.sleep(0.3)  # let both sides finish matching before the first message
             sent_chat = [String(data=f"message {i} " + "x" * i) for i in range(30)]
             sent_images = [_image(i) for i in range(10)]
@@ -103,9 +113,12 @@ def test_play_keeps_order_and_scaled_timing_and_filters_topics(tmp_path):
     bag = _synthetic_bag(tmp_path / "bag", count=20, period_s=0.05)  # 0.95 s of bag time
     with RosHarness() as ros:
         got, arrivals = [], []
-        ros.node.create_subscription(String, "/playtest/chat",
-                                     lambda m: (got.append(m.data), arrivals.append(time.monotonic())),
-                                     RELIABLE)
+        ros.node.create_subscription(
+            String,
+            "/playtest/chat",
+            lambda m: (got.append(m.data), arrivals.append(time.monotonic())),
+            RELIABLE,
+        )
         other = ros.collect("/playtest/other", String, RELIABLE)
         summary = play(bag, rate=2.0, topics=["/playtest/chat"], delay=1.0, progress=False)
         assert ros.wait_for(lambda: len(got) == 20, timeout_s=5.0)
@@ -130,14 +143,30 @@ def test_play_start_offset_skips_the_beginning(tmp_path):
 
 def test_cli_record_stops_cleanly_on_sigint_and_leaves_a_valid_bag(tmp_path, ros_env):
     output = tmp_path / "sigint_bag"
-    proc = subprocess.Popen([sys.executable, "-m", "tnn_ros.bag.cli", "record", "-o", str(output),
-                             "-s", "sqlite3", "--quiet", "/sigtest/chat"],
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tnn_ros.bag.cli",
+            "record",
+            "-o",
+            str(output),
+            "-s",
+            "sqlite3",
+            "--quiet",
+            "/sigtest/chat",
+        ],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with RosHarness() as ros:
             chat = ros.publisher("/sigtest/chat", String, RELIABLE)
-            assert ros.wait_for(lambda: chat.get_subscription_count() > 0, timeout_s=30.0), \
+            assert ros.wait_for(lambda: chat.get_subscription_count() > 0, timeout_s=30.0), (
                 "recorder process never subscribed"
+            )
             time.sleep(0.3)
             for i in range(25):
                 chat.publish(String(data=f"s{i}"))
@@ -160,9 +189,20 @@ def test_play_loops_until_stopped_and_remaps_topics(tmp_path):
     result = {}
     with RosHarness() as ros:
         got = ros.collect("/remapped/chat", String, RELIABLE)
-        worker = threading.Thread(target=lambda: result.update(summary=play(
-            bag, rate=1.0, loop=True, topics=["/playtest/chat"], delay=1.0, stop_event=stop, progress=False,
-            remap={"/playtest/chat": "/remapped/chat"})))
+        worker = threading.Thread(
+            target=lambda: result.update(
+                summary=play(
+                    bag,
+                    rate=1.0,
+                    loop=True,
+                    topics=["/playtest/chat"],
+                    delay=1.0,
+                    stop_event=stop,
+                    progress=False,
+                    remap={"/playtest/chat": "/remapped/chat"},
+                )
+            )
+        )
         worker.start()
         try:
             assert ros.wait_for(lambda: len(got) >= 12, timeout_s=10.0), f"only {len(got)} messages"
@@ -179,13 +219,25 @@ def test_play_waits_for_subscribers_or_fails_clearly(tmp_path):
 
     bag = _synthetic_bag(tmp_path / "bag", count=5, period_s=0.01)
     with pytest.raises(BagError, match="did not match"):
-        play(bag, topics=["/playtest/chat"], delay=0.0, wait_for_subscribers=1, wait_timeout_s=1.0,
-             progress=False)
+        play(
+            bag,
+            topics=["/playtest/chat"],
+            delay=0.0,
+            wait_for_subscribers=1,
+            wait_timeout_s=1.0,
+            progress=False,
+        )
     with RosHarness() as ros:
         got = []
-        timer = threading.Timer(1.0, lambda: ros.node.create_subscription(
-            String, "/playtest/chat", got.append, RELIABLE))
-        timer.start()   # the subscriber shows up only after playback was asked for
-        play(bag, topics=["/playtest/chat"], delay=0.0, wait_for_subscribers={"/playtest/chat": 1},
-             progress=False)
+        timer = threading.Timer(
+            1.0, lambda: ros.node.create_subscription(String, "/playtest/chat", got.append, RELIABLE)
+        )
+        timer.start()  # the subscriber shows up only after playback was asked for
+        play(
+            bag,
+            topics=["/playtest/chat"],
+            delay=0.0,
+            wait_for_subscribers={"/playtest/chat": 1},
+            progress=False,
+        )
         assert ros.wait_for(lambda: len(got) == 5, timeout_s=5.0), f"got {len(got)} of 5"

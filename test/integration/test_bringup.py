@@ -18,8 +18,13 @@ pytestmark = pytest.mark.integration
 
 
 def start(ros_env, *args):
-    return subprocess.Popen([sys.executable, "-m", "tnn_ros.nodes.bringup", *args], env=ros_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tnn_ros.nodes.bringup", *args],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def stop(proc, timeout_s=20.0):
@@ -55,12 +60,20 @@ def test_bringup_runs_the_loop_and_stops_cleanly_on_sigterm(ros_env):
 
 
 def test_bringup_duration_bounds_the_run(ros_env):
-    proc = start(ros_env, "--namespace", f"bringup_d_{os.getpid()}", "--duration", "1.5", "--no-sim-camera",
-                 "--backend", "sim")
+    proc = start(
+        ros_env,
+        "--namespace",
+        f"bringup_d_{os.getpid()}",
+        "--duration",
+        "1.5",
+        "--no-sim-camera",
+        "--backend",
+        "sim",
+    )
     code = stop(proc, timeout_s=90.0)
     output = proc.stdout.read()
     assert code == 0, output
-    announced = output.index("in one process for 1.5 s")   # raises if the run was not announced
+    announced = output.index("in one process for 1.5 s")  # raises if the run was not announced
     stopped = re.search(r"stopping after ([0-9.]+) s", output)
     assert stopped and stopped.start() > announced, output
     # causality, not timing: it never stops before the duration; the upper bound only catches a
@@ -89,9 +102,20 @@ def test_bad_params_file_and_arguments(capsys, tmp_path):
 def test_node_specs_merge_yaml_params_file_and_command_line(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("/**/controller:\n  ros__parameters:\n    rate_hz: 4.0\n    strategy: rule\n")
-    args, ros_args = bringup.parse_args(["--params-file", str(params), "--strategy", "deadline",
-                                         "--image", "/cam/image", "--no-sim-camera",
-                                         "--ros-args", "--log-level", "warn"])
+    args, ros_args = bringup.parse_args(
+        [
+            "--params-file",
+            str(params),
+            "--strategy",
+            "deadline",
+            "--image",
+            "/cam/image",
+            "--no-sim-camera",
+            "--ros-args",
+            "--log-level",
+            "warn",
+        ]
+    )
     assert ros_args == ["--ros-args", "--log-level", "warn"]
     specs = {name: (parameters, cli) for name, parameters, cli in bringup.build_node_specs(args)}
     assert set(specs) == {"perception", "resource_monitor", "controller"}
@@ -103,8 +127,9 @@ def test_node_specs_merge_yaml_params_file_and_command_line(tmp_path):
 
 def test_bringup_refuses_bad_start_up_parameters(ros_env, tmp_path):
     params = tmp_path / "bad.yaml"
-    params.write_text("/**/controller:\n  ros__parameters:\n"
-                      "    min_utilization: 0.9\n    max_utilization: 0.5\n")
+    params.write_text(
+        "/**/controller:\n  ros__parameters:\n    min_utilization: 0.9\n    max_utilization: 0.5\n"
+    )
     proc = start(ros_env, "--no-sim-camera", "--duration", "5", "--params-file", str(params))
     code = stop(proc, timeout_s=90.0)
     output = proc.stdout.read()

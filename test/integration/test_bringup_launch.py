@@ -85,8 +85,9 @@ def expand(name, **arguments):
     declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     unknown = set(arguments) - set(declared)
     assert not unknown, f"{name} does not declare {unknown}"
-    context = types.SimpleNamespace(launch_configurations={
-        **{k: e.default_value for k, e in declared.items()}, **arguments})
+    context = types.SimpleNamespace(
+        launch_configurations={**{k: e.default_value for k, e in declared.items()}, **arguments}
+    )
     nodes = []
     for entity in description.entities:
         if isinstance(entity, OpaqueFunction):
@@ -124,10 +125,23 @@ def test_main_launch_declares_arguments_and_nodes(fake_launch):
 
 def test_main_launch_arguments_reach_the_nodes(fake_launch, tmp_path):
     params = tmp_path / "site.yaml"
-    params.write_text(yaml.safe_dump({"/**/controller": {"ros__parameters": {"rate_hz": 5.0}},
-                                      "/robot/resource_monitor": {"ros__parameters": {"deadline_ms": 50.0}}}))
-    _, nodes = expand("tnn.launch.py", image="/camera/image_raw", namespace="robot", backend="sim",
-                      strategy="deadline", use_sim_camera="true", params_file=str(params))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "/**/controller": {"ros__parameters": {"rate_hz": 5.0}},
+                "/robot/resource_monitor": {"ros__parameters": {"deadline_ms": 50.0}},
+            }
+        )
+    )
+    _, nodes = expand(
+        "tnn.launch.py",
+        image="/camera/image_raw",
+        namespace="robot",
+        backend="sim",
+        strategy="deadline",
+        use_sim_camera="true",
+        params_file=str(params),
+    )
     assert set(nodes) == {"sim_camera", "perception", "resource_monitor", "controller"}
     assert nodes["sim_camera"]["executable"] in console_scripts()
     assert nodes["perception"]["remappings"] == [("image", "/camera/image_raw")]

@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-EXECUTABLES = ["perception", "resource_monitor", "controller", "sim_camera", "bringup",
-               "tnn-train", "tnn-bench", "tnn-bag", "tnn-demo"]
+EXECUTABLES = [
+    "perception",
+    "resource_monitor",
+    "controller",
+    "sim_camera",
+    "bringup",
+    "tnn-train",
+    "tnn-bench",
+    "tnn-bag",
+    "tnn-demo",
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +31,9 @@ def install_tree(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("colcon")
     # Build from a copy of the tracked sources so the checkout's build outputs are never touched.
     src = work / "src" / "tnn_ros"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
     for rel in files:
         if not (REPO / rel).is_file():
             continue
@@ -31,10 +41,26 @@ def install_tree(tmp_path_factory) -> Path:
         shutil.copy2(REPO / rel, src / rel)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     result = subprocess.run(
-        [str(colcon), "--log-base", str(work / "log"), "build", "--base-paths", str(work / "src"),
-         "--build-base", str(work / "build"), "--install-base", str(work / "install"),
-         "--event-handlers", "console_direct-"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        [
+            str(colcon),
+            "--log-base",
+            str(work / "log"),
+            "build",
+            "--base-paths",
+            str(work / "src"),
+            "--build-base",
+            str(work / "build"),
+            "--install-base",
+            str(work / "install"),
+            "--event-handlers",
+            "console_direct-",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"colcon build failed:\n{result.stdout}\n{result.stderr}"
     return work / "install" / "tnn_ros"
 
@@ -59,5 +85,13 @@ def test_package_xml_is_valid_for_catkin_pkg():
     assert package.name == "tnn_ros"
     assert package.get_build_type() == "ament_python"
     deps = {d.name for d in package.exec_depends}
-    assert {"rclpy", "std_msgs", "sensor_msgs", "diagnostic_msgs", "rcl_interfaces",
-            "builtin_interfaces", "lifecycle_msgs", "vision_msgs"} <= deps
+    assert {
+        "rclpy",
+        "std_msgs",
+        "sensor_msgs",
+        "diagnostic_msgs",
+        "rcl_interfaces",
+        "builtin_interfaces",
+        "lifecycle_msgs",
+        "vision_msgs",
+    } <= deps

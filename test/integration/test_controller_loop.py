@@ -32,7 +32,7 @@ class StandInPerception(Node):
     def on_setpoint(self, msg):
         applied = SCHEDULE.utilization_of(SCHEDULE.level_for(msg.data))
         self.applied_pub.publish(Float32(data=applied))
-        self.latency_pub.publish(Float32(data=1.2 * 50.0 * (0.1 + 0.9 * applied ** 2)))
+        self.latency_pub.publish(Float32(data=1.2 * 50.0 * (0.1 + 0.9 * applied**2)))
 
 
 def test_closed_loop_follows_heat_and_deadline(tmp_path):
@@ -40,26 +40,55 @@ def test_closed_loop_follows_heat_and_deadline(tmp_path):
     # The profile this "device" is 1.2x slower than (not the shipped card, whose numbers change with
     # every retraining).
     card = tmp_path / "profile.card.json"
-    card.write_text(json.dumps({"levels": [
-        {"level": k, "utilization": (k + 1) / 8, "latency_ms": 50.0 * (0.1 + 0.9 * ((k + 1) / 8) ** 2)}
-        for k in range(8)]}))
+    card.write_text(
+        json.dumps(
+            {
+                "levels": [
+                    {
+                        "level": k,
+                        "utilization": (k + 1) / 8,
+                        "latency_ms": 50.0 * (0.1 + 0.9 * ((k + 1) / 8) ** 2),
+                    }
+                    for k in range(8)
+                ]
+            }
+        )
+    )
     with RosHarness() as ros:
         reasons = ros.collect(f"{namespace}/controller/reason", String)
         setpoints = ros.collect(f"{namespace}/utilization_setpoint", Float32)
         ros.add(StandInPerception(context=ros.context, namespace=namespace))
-        ros.add(ControllerNode(context=ros.context, namespace=namespace, parameter_overrides=[
-            Parameter("strategy", value="auto"), Parameter("rate_hz", value=20.0),
-            Parameter("model_card", value=str(card)),
-            Parameter("max_step_per_s", value=5.0), Parameter("max_step_down_per_s", value=10.0)]))
-        ros.add(ResourceMonitorNode(context=ros.context, namespace=namespace, parameter_overrides=[
-            Parameter("backend", value="sim"), Parameter("rate_hz", value=20.0),
-            Parameter("mission_file", value="mission_demo.yaml"),
-            Parameter("mission_duration_s", value=6.0)]))
-        assert ros.wait_for(lambda: any(r.data.startswith("thermal") for r in reasons), timeout_s=8.0), \
+        ros.add(
+            ControllerNode(
+                context=ros.context,
+                namespace=namespace,
+                parameter_overrides=[
+                    Parameter("strategy", value="auto"),
+                    Parameter("rate_hz", value=20.0),
+                    Parameter("model_card", value=str(card)),
+                    Parameter("max_step_per_s", value=5.0),
+                    Parameter("max_step_down_per_s", value=10.0),
+                ],
+            )
+        )
+        ros.add(
+            ResourceMonitorNode(
+                context=ros.context,
+                namespace=namespace,
+                parameter_overrides=[
+                    Parameter("backend", value="sim"),
+                    Parameter("rate_hz", value=20.0),
+                    Parameter("mission_file", value="mission_demo.yaml"),
+                    Parameter("mission_duration_s", value=6.0),
+                ],
+            )
+        )
+        assert ros.wait_for(lambda: any(r.data.startswith("thermal") for r in reasons), timeout_s=8.0), (
             sorted({r.data.split(":")[0] for r in reasons})
+        )
         tight = ros.wait_for(lambda: reasons[-1].data.startswith("deadline 30.0 ms"), timeout_s=10.0)
         assert tight, reasons[-1].data
         # budget 27 ms on a device 1.2x slower than the profile: u 0.625 predicts 27.1 ms, 0.5 fits
         assert setpoints[-1].data == pytest.approx(0.5)
-        assert "p95 19.5 ms" in reasons[-1].data   # 1.2 x the card at u 0.5, measured
+        assert "p95 19.5 ms" in reasons[-1].data  # 1.2 x the card at u 0.5, measured
         assert not any(r.data.startswith("stale") for r in reasons)

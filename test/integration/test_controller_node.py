@@ -14,6 +14,7 @@ from ros_utils import RosHarness, unique_namespace
 
 pytestmark = pytest.mark.integration
 
+
 def start_controller(ros, **overrides):
     namespace = unique_namespace("ctl")
     parameters = [Parameter(name, value=value) for name, value in {"rate_hz": 20.0, **overrides}.items()]
@@ -29,6 +30,7 @@ def publish_until(ros, predicate, publish, timeout_s=8.0):
     def step():
         publish()
         return predicate()
+
     return ros.wait_for(step, timeout_s=timeout_s, period_s=0.05)
 
 
@@ -44,14 +46,19 @@ def test_setpoint_and_reason_follow_battery_and_thermal():
             battery_pub.publish(battery(fraction))
             thermal_pub.publish(Temperature(temperature=temperature))
 
-        assert publish_until(ros, lambda: setpoints and setpoints[-1].data == pytest.approx(1.0),
-                             lambda: send(0.9, 50.0)), "no uncapped setpoint"
-        assert publish_until(ros, lambda: reasons and reasons[-1].data == "thermal 78.0C > 75.0C cap 0.40",
-                             lambda: send(0.9, 78.0)), [r.data for r in reasons[-3:]]
+        assert publish_until(
+            ros, lambda: setpoints and setpoints[-1].data == pytest.approx(1.0), lambda: send(0.9, 50.0)
+        ), "no uncapped setpoint"
+        assert publish_until(
+            ros,
+            lambda: reasons and reasons[-1].data == "thermal 78.0C > 75.0C cap 0.40",
+            lambda: send(0.9, 78.0),
+        ), [r.data for r in reasons[-3:]]
         assert publish_until(ros, lambda: setpoints[-1].data == pytest.approx(0.4), lambda: send(0.9, 78.0))
         # the battery becomes critical: its cap (0.3) is tighter
-        assert publish_until(ros, lambda: reasons[-1].data.startswith("battery 10% < 15% cap 0.30"),
-                             lambda: send(0.10, 78.0)), reasons[-1].data
+        assert publish_until(
+            ros, lambda: reasons[-1].data.startswith("battery 10% < 15% cap 0.30"), lambda: send(0.10, 78.0)
+        ), reasons[-1].data
         assert publish_until(ros, lambda: setpoints[-1].data == pytest.approx(0.3), lambda: send(0.10, 78.0))
 
 
@@ -59,8 +66,12 @@ def test_parameters_have_ranges_reject_bad_values_and_apply_live():
     with RosHarness() as ros:
         node, ns = start_controller(ros, strategy="rule")
         fqn = node.get_fully_qualified_name()
-        descriptors = {d.name: d for d in ros.describe_parameters(
-            fqn, ["manual_utilization", "thermal_warn_c", "rate_hz", "strategy"])}
+        descriptors = {
+            d.name: d
+            for d in ros.describe_parameters(
+                fqn, ["manual_utilization", "thermal_warn_c", "rate_hz", "strategy"]
+            )
+        }
         assert descriptors["manual_utilization"].floating_point_range[0].to_value == 1.0
         assert descriptors["thermal_warn_c"].floating_point_range[0].to_value == 150.0
         assert descriptors["rate_hz"].floating_point_range[0].from_value == 0.5
@@ -124,8 +135,9 @@ def test_nan_inputs_are_dropped_counted_and_node_stays_up():
         tracker = node.controller.tracker
         dropped_before, heard_before = tracker.dropped["battery"], tracker.inputs.heard.get("battery")
         battery_pub.publish(battery(math.nan, present=False))
-        assert ros.wait_for(lambda: tracker.inputs.heard.get("battery") != heard_before, 5.0), \
+        assert ros.wait_for(lambda: tracker.inputs.heard.get("battery") != heard_before, 5.0), (
             "the present=False battery message never reached the node"
+        )
         assert tracker.dropped["battery"] == dropped_before
 
 
@@ -143,4 +155,5 @@ def test_stale_inputs_put_controller_in_safe_mode():
         def send():
             battery_pub.publish(battery(0.9))
             thermal_pub.publish(Temperature(temperature=40.0))
+
         assert publish_until(ros, lambda: setpoints[-1].data == pytest.approx(1.0), send)

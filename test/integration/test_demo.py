@@ -37,9 +37,14 @@ def _processes_mentioning(text: str) -> list[str]:
 
 
 def _demo(output, ros_env, *args):
-    return subprocess.Popen([sys.executable, "-m", "tnn_ros.demo.cli", "--output", str(output), *args],
-                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tnn_ros.demo.cli", "--output", str(output), *args],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_demo_writes_summary_timeline_and_bags(tmp_path, ros_env, long_size):
@@ -55,8 +60,14 @@ def test_demo_writes_summary_timeline_and_bags(tmp_path, ros_env, long_size):
     assert proc.returncode == 0, out[-3000:]
     assert "[auto] t=" in out and "manual override: utilization 0.50" in out, out[-3000:]
     summary = json.loads((output / "summary.json").read_text())
-    for key in ("frames", "deadline_hit_rate", "mean_utilization", "energy_j", "detection_map50",
-                "gesture_accuracy"):
+    for key in (
+        "frames",
+        "deadline_hit_rate",
+        "mean_utilization",
+        "energy_j",
+        "detection_map50",
+        "gesture_accuracy",
+    ):
         assert key in summary and key in summary["baseline_static_full"], key
     assert summary["frames"] > 0 and summary["baseline_static_full"]["frames"] > 0, out[-3000:]
     assert summary["baseline_static_full"]["mean_utilization"] == pytest.approx(1.0, abs=0.01)
@@ -77,7 +88,7 @@ def test_ctrl_c_stops_everything_and_keeps_the_bag(tmp_path, ros_env):
     lines = []
     try:
         deadline = time.monotonic() + 200
-        for line in proc.stdout:   # wait for the mission to be running
+        for line in proc.stdout:  # wait for the mission to be running
             lines.append(line)
             if line.startswith("[auto] t=") or time.monotonic() > deadline:
                 break
@@ -88,7 +99,7 @@ def test_ctrl_c_stops_everything_and_keeps_the_bag(tmp_path, ros_env):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     out = "".join(lines) + rest
-    assert proc.returncode == 3, out[-3000:]   # 3: a run ended early, report of what was recorded
+    assert proc.returncode == 3, out[-3000:]  # 3: a run ended early, report of what was recorded
     assert "interrupted" in out
     assert (output / "bag_auto" / "metadata.yaml").is_file(), "the recorder did not close the bag"
     reader = open_reader(output / "bag_auto")

@@ -49,8 +49,13 @@ def bad_image(rng: np.random.Generator) -> Image:
         return Image(height=60000, width=60000, encoding="mono8", step=60000, data=bytes(16))
     if kind == 5:
         return Image(height=H, width=W, encoding="bgr8", step=W * 3 + 1000, data=good)
-    return Image(height=int(rng.integers(1, 4)), width=int(rng.integers(1, 4)), encoding="rgba8",
-                 step=1, data=bytes(int(rng.integers(0, 8))))
+    return Image(
+        height=int(rng.integers(1, 4)),
+        width=int(rng.integers(1, 4)),
+        encoding="rgba8",
+        step=1,
+        data=bytes(int(rng.integers(0, 8))),
+    )
 
 
 def real_image(stamp_s: int) -> Image:
@@ -82,18 +87,26 @@ def test_fuzz_running_nodes(ros_env, tmp_path):
     log_path = tmp_path / "bringup.log"
     bringup = Path(sys.executable).with_name("bringup")
     with open(log_path, "w") as log:
-        process = subprocess.Popen([str(bringup), "--backend", "sim", "--no-sim-camera", "--namespace", NS],
-                                   env=ros_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(bringup), "--backend", "sim", "--no-sim-camera", "--namespace", NS],
+            env=ros_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         with RosHarness("fuzzer") as ros:
             diagnostics = ros.collect("/diagnostics", DiagnosticArray)
             answers = ros.collect(f"/{NS}/detections/json", String)
-            reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                                  reliability=ReliabilityPolicy.RELIABLE)
+            reliable = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE
+            )
             images = ros.publisher(f"/{NS}/image", Image, reliable)
             setpoints = ros.publisher(f"/{NS}/utilization_setpoint", Float32, reliable)
-            floats = {name: ros.publisher(f"/{NS}/{name}", Float32, reliable)
-                      for name in ("cpu_load", "deadline_ms", "latency_ms", "utilization_applied")}
+            floats = {
+                name: ros.publisher(f"/{NS}/{name}", Float32, reliable)
+                for name in ("cpu_load", "deadline_ms", "latency_ms", "utilization_applied")
+            }
             battery = ros.publisher(f"/{NS}/battery", BatteryState, reliable)
             thermal = ros.publisher(f"/{NS}/thermal", Temperature, reliable)
 
@@ -101,8 +114,9 @@ def test_fuzz_running_nodes(ros_env, tmp_path):
                 return {json.loads(m.data)["stamp_ns"] for m in answers}
 
             # the models load first: a real frame every second until one is answered
-            assert send_until(ros, lambda: 1_000_000_000 in answered(), lambda: images.publish(real_image(1)),
-                              240.0), log_path.read_text()[-3000:]
+            assert send_until(
+                ros, lambda: 1_000_000_000 in answered(), lambda: images.publish(real_image(1)), 240.0
+            ), log_path.read_text()[-3000:]
 
             rng = np.random.default_rng(SEED)
             sent = {"image": 0, "setpoint": 0, "resource": 0}
@@ -136,6 +150,7 @@ def test_fuzz_running_nodes(ros_env, tmp_path):
                     return False
                 drops = sum(int(v) for k, v in values.items() if k.startswith("dropped_"))
                 return int(values["frames_received"]) == int(values["frames_processed"]) + drops
+
             assert ros.wait_for(perception_balanced, 60.0), latest_status(diagnostics, ": perception")
             perception = latest_status(diagnostics, ": perception")
             reasons = {k for k, v in perception.items() if k.startswith("dropped_") and int(v) > 0}
@@ -149,15 +164,20 @@ def test_fuzz_running_nodes(ros_env, tmp_path):
             monitor = latest_status(diagnostics, ": resource_monitor")
             assert int(monitor["errors.bad_utilization"]) > 0, monitor
             counted = ("dropped_", "frames_", "bad_")
-            print("fuzz:", sent, {k: v for k, v in perception.items() if k.startswith(counted)},
-                  {k: v for k, v in controller.items() if k.startswith(("dropped.", "unknown."))},
-                  {"errors.bad_utilization": monitor["errors.bad_utilization"]})
+            print(
+                "fuzz:",
+                sent,
+                {k: v for k, v in perception.items() if k.startswith(counted)},
+                {k: v for k, v in controller.items() if k.startswith(("dropped.", "unknown."))},
+                {"errors.bad_utilization": monitor["errors.bad_utilization"]},
+            )
 
             # real frames are still answered
             for second in (2, 3, 4):
                 frame, stamp = real_image(second), second * 1_000_000_000
-                assert send_until(ros, lambda: stamp in answered(), lambda: images.publish(frame), 60.0), \
+                assert send_until(ros, lambda: stamp in answered(), lambda: images.publish(frame), 60.0), (
                     log_path.read_text()[-3000:]
+                )
             assert process.poll() is None, log_path.read_text()[-3000:]
     finally:
         if process.poll() is None:

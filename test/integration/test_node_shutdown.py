@@ -15,8 +15,13 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-NOISE = ("Traceback", "context is invalid", "never retrieved", "Failed to publish log message",
-         "KeyboardInterrupt")
+NOISE = (
+    "Traceback",
+    "context is invalid",
+    "never retrieved",
+    "Failed to publish log message",
+    "KeyboardInterrupt",
+)
 
 
 def executable(name: str) -> str:
@@ -56,11 +61,13 @@ def test_repeated_sigint_with_frames_in_flight_exits_zero(ros_env, tmp_path):
     log_path = tmp_path / "bringup.log"
     env = dict(ros_env, RCUTILS_LOGGING_BUFFERED_STREAM="0")
     with open(log_path, "w") as log:
-        process = start([executable("bringup"), "--backend", "sim", "--namespace", "shutdown_check"],
-                        env, log)
+        process = start(
+            [executable("bringup"), "--backend", "sim", "--namespace", "shutdown_check"], env, log
+        )
         try:
-            assert wait_for(log_path, "active: processing frames", process, 180.0), \
-                log_path.read_text(errors="replace")
+            assert wait_for(log_path, "active: processing frames", process, 180.0), log_path.read_text(
+                errors="replace"
+            )
             time.sleep(3.0)  # frames flowing through perception, timers publishing
             for _ in range(3):  # terminal + launch + an impatient user
                 os.killpg(process.pid, signal.SIGINT)

@@ -30,7 +30,7 @@ from ros_utils import RosHarness, unique_namespace
 pytestmark = pytest.mark.integration
 
 NS = unique_namespace("perception_test")
-LIFECYCLE_NS = unique_namespace("perception_lifecycle")   # apart from the shared node: unambiguous services
+LIFECYCLE_NS = unique_namespace("perception_lifecycle")  # apart from the shared node: unambiguous services
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -57,8 +57,10 @@ class _Client:
         self.images = ros.publisher(f"{ns}/image", Image, RELIABLE)
         self.setpoints = ros.publisher(f"{ns}/utilization_setpoint", Float32, RELIABLE)
         self.stamp_ns = 1_000_000_000
-        assert ros.wait_for(lambda: self.images.get_subscription_count() > 0
-                            and self.setpoints.get_subscription_count() > 0, 10.0)
+        assert ros.wait_for(
+            lambda: self.images.get_subscription_count() > 0 and self.setpoints.get_subscription_count() > 0,
+            10.0,
+        )
         time.sleep(0.2)
 
     def answer(self, stamp_ns):
@@ -83,16 +85,24 @@ class _Client:
         before, rejected = self.node.gate.setpoint_stamp, self.node.gate.rejected
         self.setpoints.publish(Float32(data=value))
         # The node has received it once its gate recorded it (or counted it as rejected).
-        return self.ros.wait_for(lambda: self.node.gate.setpoint_stamp != before
-                                 or self.node.gate.rejected != rejected, 5.0)
+        return self.ros.wait_for(
+            lambda: self.node.gate.setpoint_stamp != before or self.node.gate.rejected != rejected, 5.0
+        )
 
 
 @pytest.fixture(scope="module")
 def served():
     """(harness, node, client) shared by the tests of this module."""
     with RosHarness() as ros:
-        node = ros.add(PerceptionNode(context=ros.context, namespace=NS, parameter_overrides=_overrides(
-            mode="manual", utilization=1.0, **{"gesture.stride": 2, "image_reliability": "reliable"})))
+        node = ros.add(
+            PerceptionNode(
+                context=ros.context,
+                namespace=NS,
+                parameter_overrides=_overrides(
+                    mode="manual", utilization=1.0, **{"gesture.stride": 2, "image_reliability": "reliable"}
+                ),
+            )
+        )
         assert node.state == "active"
         yield ros, node, _Client(ros, node)
 
@@ -125,16 +135,18 @@ def _got(payload):
 def _same_detections(got, expected):
     """Equal up to the JSON rounding (scores to 4 decimals, boxes to 0.01 px)."""
     return len(got) == len(expected) and all(
-        g_label == e_label and abs(g_score - e_score) <= 1e-3
+        g_label == e_label
+        and abs(g_score - e_score) <= 1e-3
         and all(abs(g - e) <= 0.05 for g, e in zip(g_box, e_box))
-        for (g_label, g_score, g_box), (e_label, e_score, e_box) in zip(got, expected))
+        for (g_label, g_score, g_box), (e_label, e_score, e_box) in zip(got, expected)
+    )
 
 
 @pytest.mark.parametrize("encoding", SUPPORTED_ENCODINGS)
 @pytest.mark.parametrize("padding", [0, 12])
-def test_every_encoding_and_padded_rows_give_the_detections_of_the_decoded_frame(served, frames,
-                                                                                 reference_detector,
-                                                                                 encoding, padding):
+def test_every_encoding_and_padded_rows_give_the_detections_of_the_decoded_frame(
+    served, frames, reference_detector, encoding, padding
+):
     ros, node, client = served
     ros.set_parameters(node.get_fully_qualified_name(), {"mode": "manual", "utilization": 1.0})
     rgb = frames[0].rgb
@@ -149,13 +161,17 @@ def test_every_encoding_and_padded_rows_give_the_detections_of_the_decoded_frame
     expected = _reference(reference_detector, rgb, node.params["score_threshold"])
     assert _same_detections(_got(payload), expected), (_got(payload), expected)
     if encoding == "mono8":
-        return   # a gray frame is not the scene the ground truth describes (colours tell classes apart)
+        return  # a gray frame is not the scene the ground truth describes (colours tell classes apart)
     # and they are the scene's objects (ground truth), not merely self-consistent
-    found = box_iou(torch.tensor(frames[0].boxes, dtype=torch.float32),
-                    torch.tensor([d["box"] for d in payload["detections"]], dtype=torch.float32))
+    found = box_iou(
+        torch.tensor(frames[0].boxes, dtype=torch.float32),
+        torch.tensor([d["box"] for d in payload["detections"]], dtype=torch.float32),
+    )
     classes = [d["class_id"] for d in payload["detections"]]
-    hits = sum(any(found[i, j] >= 0.5 and classes[j] == int(cls) for j in range(len(classes)))
-               for i, cls in enumerate(frames[0].class_ids))
+    hits = sum(
+        any(found[i, j] >= 0.5 and classes[j] == int(cls) for j in range(len(classes)))
+        for i, cls in enumerate(frames[0].class_ids)
+    )
     assert hits >= len(frames[0].class_ids) // 2, (hits, len(frames[0].class_ids))
 
 
@@ -194,7 +210,7 @@ def test_gesture_json_is_published_from_the_clip_buffer(served):
     assert payload["label"] in classes and set(payload["probabilities"]) == set(classes)
     assert math.isclose(sum(payload["probabilities"].values()), 1.0, abs_tol=1e-2)
     assert payload["utilization"] == 1.0 and 0.0 <= payload["confidence"] <= 1.0
-    assert client.answer(payload["stamp_ns"]) is not None   # stamps match the frame's
+    assert client.answer(payload["stamp_ns"]) is not None  # stamps match the frame's
 
 
 def test_a_new_setpoint_applies_on_the_next_frame(served, frames):
@@ -209,8 +225,10 @@ def test_a_new_setpoint_applies_on_the_next_frame(served, frames):
             level = schedule.level_for(requested)
             assert payload["level"] == level
             assert payload["utilization"] == pytest.approx(schedule.utilization_of(level), abs=1e-4)
-        assert ros.wait_for(lambda: client.applied and client.applied[-1].data == pytest.approx(
-            schedule.utilization_of(0)), 5.0)
+        assert ros.wait_for(
+            lambda: client.applied and client.applied[-1].data == pytest.approx(schedule.utilization_of(0)),
+            5.0,
+        )
     finally:
         ros.set_parameters(fqn, {"mode": "manual"})
 
@@ -219,8 +237,10 @@ def test_stale_setpoint_falls_back_to_safe_utilization(served, frames):
     ros, node, client = served
     fqn = node.get_fully_qualified_name()
     schedule = node.pipeline.schedule
-    assert all(r.successful for r in ros.set_parameters(
-        fqn, {"mode": "auto", "stale_timeout_s": 0.3, "safe_utilization": 0.25}))
+    assert all(
+        r.successful
+        for r in ros.set_parameters(fqn, {"mode": "auto", "stale_timeout_s": 0.3, "safe_utilization": 0.25})
+    )
     try:
         assert client.setpoint(1.0)
         assert client.send(frames[0].rgb)["utilization"] == 1.0
@@ -237,7 +257,7 @@ def test_manual_mode_follows_the_utilization_parameter(served, frames):
     schedule = node.pipeline.schedule
     for value in (0.0, 0.6, 1.0):
         assert all(r.successful for r in ros.set_parameters(fqn, {"mode": "manual", "utilization": value}))
-        assert client.setpoint(1.0 - value)   # ignored in manual mode
+        assert client.setpoint(1.0 - value)  # ignored in manual mode
         assert client.send(frames[2].rgb)["level"] == schedule.level_for(value)
 
 
@@ -249,7 +269,7 @@ def test_gesture_can_be_disabled_live_and_threads_follow_num_threads(served):
         changes = {"gesture.enabled": False, "num_threads": 1}
         assert all(r.successful for r in ros.set_parameters(fqn, changes))
         assert client.send(source.next_frame().rgb) is not None
-        assert node.worker_torch_threads == 1   # read back by torch in the worker thread
+        assert node.worker_torch_threads == 1  # read back by torch in the worker thread
         before = len(client.gestures)
         for _ in range(24):
             assert client.send(source.next_frame().rgb) is not None
@@ -263,8 +283,18 @@ def test_gesture_can_be_disabled_live_and_threads_follow_num_threads(served):
 
 def test_parameters_are_described_with_ranges(served):
     ros, node, _ = served
-    names = ["utilization", "score_threshold", "gesture.stride", "num_threads", "stale_timeout_s",
-             "safe_utilization", "max_image_pixels", "mode", "image_reliability", "auto_activate"]
+    names = [
+        "utilization",
+        "score_threshold",
+        "gesture.stride",
+        "num_threads",
+        "stale_timeout_s",
+        "safe_utilization",
+        "max_image_pixels",
+        "mode",
+        "image_reliability",
+        "auto_activate",
+    ]
     described = dict(zip(names, ros.describe_parameters(node.get_fully_qualified_name(), names)))
     for name in ("utilization", "score_threshold", "stale_timeout_s", "safe_utilization"):
         assert described[name].floating_point_range, name
@@ -277,13 +307,22 @@ def test_parameters_are_described_with_ranges(served):
     assert described["auto_activate"].read_only
 
 
-@pytest.mark.parametrize("name,value,why", [
-    ("mode", "turbo", "mode"), ("utilization", 1.5, "utilization"), ("utilization", math.nan, "utilization"),
-    ("score_threshold", -0.1, "score_threshold"), ("gesture.stride", 0, "gesture.stride"),
-    ("num_threads", 0, "num_threads"), ("image_reliability", "sometimes", "image_reliability"),
-    ("stale_timeout_s", 0.0, "stale_timeout_s"), ("gesture.enabled", "yes", "type"),
-    ("max_image_pixels", 0, "max_image_pixels"), ("auto_activate", False, "auto_activate"),
-])
+@pytest.mark.parametrize(
+    "name,value,why",
+    [
+        ("mode", "turbo", "mode"),
+        ("utilization", 1.5, "utilization"),
+        ("utilization", math.nan, "utilization"),
+        ("score_threshold", -0.1, "score_threshold"),
+        ("gesture.stride", 0, "gesture.stride"),
+        ("num_threads", 0, "num_threads"),
+        ("image_reliability", "sometimes", "image_reliability"),
+        ("stale_timeout_s", 0.0, "stale_timeout_s"),
+        ("gesture.enabled", "yes", "type"),
+        ("max_image_pixels", 0, "max_image_pixels"),
+        ("auto_activate", False, "auto_activate"),
+    ],
+)
 def test_bad_parameter_values_are_rejected_with_a_reason(served, name, value, why):
     ros, node, _ = served
     before = node.params.as_dict()
@@ -378,8 +417,15 @@ def _get_state(ros, node_fqn):
 
 def test_lifecycle_transitions_through_the_services(frames):
     with RosHarness() as ros:
-        node = ros.add(PerceptionNode(context=ros.context, namespace=LIFECYCLE_NS, parameter_overrides=(
-            _overrides(auto_activate=False, mode="manual", image_reliability="reliable"))))
+        node = ros.add(
+            PerceptionNode(
+                context=ros.context,
+                namespace=LIFECYCLE_NS,
+                parameter_overrides=(
+                    _overrides(auto_activate=False, mode="manual", image_reliability="reliable")
+                ),
+            )
+        )
         fqn = node.get_fully_qualified_name()
         assert _get_state(ros, fqn) == "unconfigured"
         assert _change_state(ros, fqn, Transition.TRANSITION_CONFIGURE)
@@ -401,8 +447,13 @@ def test_failing_configure_leaves_the_node_unconfigured_and_recoverable(tmp_path
     bad_model = tmp_path / "not_a_model.pt"
     bad_model.write_bytes(b"this is not a state dict")
     with RosHarness() as ros:
-        node = ros.add(PerceptionNode(context=ros.context, namespace=LIFECYCLE_NS, parameter_overrides=(
-            _overrides(detector_model=str(tmp_path / "missing.pt")))))
+        node = ros.add(
+            PerceptionNode(
+                context=ros.context,
+                namespace=LIFECYCLE_NS,
+                parameter_overrides=(_overrides(detector_model=str(tmp_path / "missing.pt"))),
+            )
+        )
         fqn = node.get_fully_qualified_name()
         # auto_activate tried, failed, and left it unconfigured
         assert node.state == "unconfigured" and node.counters["configure_failures"] == 1
@@ -421,8 +472,13 @@ def test_sim_camera_to_perception_outputs_match_ground_truth_stamps():
     with RosHarness() as ros:
         detections = ros.collect(f"{ns}/detections/json", String, RELIABLE)
         truths = ros.collect(f"{ns}/ground_truth/json", String, RELIABLE)
-        ros.add(PerceptionNode(context=ros.context, namespace=ns, parameter_overrides=_overrides(
-            mode="manual", utilization=1.0)))
+        ros.add(
+            PerceptionNode(
+                context=ros.context,
+                namespace=ns,
+                parameter_overrides=_overrides(mode="manual", utilization=1.0),
+            )
+        )
         ros.add(SimCameraNode(context=ros.context, namespace=ns, parameter_overrides=_overrides(fps=10.0)))
         assert ros.wait_for(lambda: len(detections) >= 5, 20.0)
         truth_by_stamp = {json.loads(m.data)["stamp_ns"]: json.loads(m.data) for m in truths}
@@ -459,9 +515,19 @@ class _Stream:
 def test_lifecycle_deactivate_reactivate_cleanup_and_shutdown_while_frames_flow(frames):
     ns = unique_namespace("perception_lifecycle_stream")
     with RosHarness() as ros:
-        node = ros.add(PerceptionNode(context=ros.context, namespace=ns, parameter_overrides=_overrides(
-            auto_activate=False, mode="manual", utilization=0.0, image_reliability="reliable",
-            **{"gesture.enabled": False})))
+        node = ros.add(
+            PerceptionNode(
+                context=ros.context,
+                namespace=ns,
+                parameter_overrides=_overrides(
+                    auto_activate=False,
+                    mode="manual",
+                    utilization=0.0,
+                    image_reliability="reliable",
+                    **{"gesture.enabled": False},
+                ),
+            )
+        )
         fqn = node.get_fully_qualified_name()
         assert _change_state(ros, fqn, Transition.TRANSITION_CONFIGURE)
         assert _change_state(ros, fqn, Transition.TRANSITION_ACTIVATE)
@@ -504,7 +570,7 @@ def test_lifecycle_deactivate_reactivate_cleanup_and_shutdown_while_frames_flow(
             down_at = stream.last_stamp
             assert _get_state(ros, fqn) == "finalized" and node.pipeline is None
             answered = len(stamps())
-            ros.wait_for(lambda: len(stamps()) > answered, 1.0)   # give a stray answer a chance to show
+            ros.wait_for(lambda: len(stamps()) > answered, 1.0)  # give a stray answer a chance to show
             assert not answered_after(down_at)
         assert node.drops.get("processing_error", 0) == 0
 

@@ -68,8 +68,13 @@ def start_recorder(output: Path, topic: str, env: dict, log, file_size_limit: in
         if file_size_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    return subprocess.Popen([tnn_bag(), "record", "-o", str(output), "--storage", "mcap", "--quiet", topic],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
+    return subprocess.Popen(
+        [tnn_bag(), "record", "-o", str(output), "--storage", "mcap", "--quiet", topic],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=limit,
+    )
 
 
 def mcap_file(output: Path) -> Path | None:
@@ -84,9 +89,11 @@ def test_recorder_killed_mid_write_leaves_complete_chunks_readable(ros_env, tmp_
         publisher = ros.publisher(f"{ns}/image", Image)
         recorder = start_recorder(output, f"{ns}/image", ros_env, log)
         try:
+
             def written():
                 path = mcap_file(output)
                 return path is not None and path.stat().st_size > 3 * 2**20
+
             publish_frames(ros, publisher, written, 180.0)
             assert written(), (tmp_path / "record.log").read_text()
             recorder.send_signal(signal.SIGKILL)

@@ -16,6 +16,7 @@ from ros_utils import RosHarness, unique_namespace
 
 pytestmark = pytest.mark.integration
 
+
 def start_monitor(ros, **overrides):
     namespace = unique_namespace("rm")
     values = {"backend": "sim", "rate_hz": 20.0, **overrides}
@@ -43,14 +44,18 @@ def test_sim_publishes_all_topics_and_drains_faster_at_full_utilization():
         thermal = ros.collect(f"{fast}/thermal", Temperature)
         cpu = ros.collect(f"{fast}/cpu_load", Float32)
         deadline = ros.collect(f"{fast}/deadline_ms", Float32)
-        utilization = {fast: ros.publisher(f"{fast}/utilization_applied", Float32),
-                       slow: ros.publisher(f"{slow}/utilization_applied", Float32)}
+        utilization = {
+            fast: ros.publisher(f"{fast}/utilization_applied", Float32),
+            slow: ros.publisher(f"{slow}/utilization_applied", Float32),
+        }
 
         def drive():
             utilization[fast].publish(Float32(data=1.0))
             utilization[slow].publish(Float32(data=0.2))
-            return (fast_node.backend.utilization == 1.0
-                    and slow_node.backend.utilization == pytest.approx(0.2))
+            return fast_node.backend.utilization == 1.0 and slow_node.backend.utilization == pytest.approx(
+                0.2
+            )
+
         assert ros.wait_for(drive, 5.0), "utilization_applied did not reach the sim backends"
         start = {ns: len(batteries[ns]) for ns in (fast, slow)}
         assert ros.wait_for(lambda: all(len(batteries[ns]) >= start[ns] + 20 for ns in (fast, slow)), 5.0)
@@ -58,11 +63,14 @@ def test_sim_publishes_all_topics_and_drains_faster_at_full_utilization():
         def drain_per_s(ns):
             """Charge lost per second of the node's own clock (header stamps), not per message:
             how often each node's timer fired on a busy machine does not enter."""
-            received = batteries[ns][start[ns]:]
-            seconds = (Time.from_msg(received[-1].header.stamp).nanoseconds
-                       - Time.from_msg(received[0].header.stamp).nanoseconds) / 1e9
+            received = batteries[ns][start[ns] :]
+            seconds = (
+                Time.from_msg(received[-1].header.stamp).nanoseconds
+                - Time.from_msg(received[0].header.stamp).nanoseconds
+            ) / 1e9
             assert seconds > 0.0, "battery stamps do not advance"
             return (received[0].percentage - received[-1].percentage) / seconds
+
         # sim power: 10 W at u = 1 and 1 + 0.2 * (10 - 1) = 2.8 W at u = 0.2, a 3.6x faster drain
         assert drain_per_s(fast) > 2.0 * drain_per_s(slow) > 0.0
         last = batteries[fast][-1]
@@ -126,6 +134,7 @@ def test_failing_backend_is_reported_and_node_keeps_running():
             status, values = status_of(diagnostics, name)
             failures = int(values.get("errors.sample", 0))
             return status is not None and status.level == status.WARN and failures > 0
+
         assert ros.wait_for(reported, 5.0)
         _, values = status_of(diagnostics, name)
         assert "sensor unplugged" in values["last_error"]
@@ -135,22 +144,31 @@ def test_failing_backend_is_reported_and_node_keeps_running():
 
 def test_sim_is_driven_by_measured_cpu_and_names_the_energy_source():
     with RosHarness() as ros:
-        node, ns = start_monitor(ros, **{"sim.capacity_wh": 0.05, "sim.idle_power_w": 1.0,
-                                         "sim.max_power_w": 10.0, "energy_meter": "none"})
+        node, ns = start_monitor(
+            ros,
+            **{
+                "sim.capacity_wh": 0.05,
+                "sim.idle_power_w": 1.0,
+                "sim.max_power_w": 10.0,
+                "energy_meter": "none",
+            },
+        )
         diagnostics = ros.collect("/diagnostics", DiagnosticArray)
         cpu_pub = ros.publisher(f"{ns}/cpu_ms", Float32)
         applied_pub = ros.publisher(f"{ns}/utilization_applied", Float32)
         name = f"{ns}/resource_monitor: resource_monitor"
-        assert ros.wait_for(lambda: status_of(diagnostics, name)[1].get("energy_source")
-                            == "sim-from-utilization", 5.0)
+        assert ros.wait_for(
+            lambda: status_of(diagnostics, name)[1].get("energy_source") == "sim-from-utilization", 5.0
+        )
         assert ros.wait_for(lambda: cpu_pub.get_subscription_count() > 0, 5.0)
-        applied_pub.publish(Float32(data=1.0))   # the commanded level says full; measured work is small
+        applied_pub.publish(Float32(data=1.0))  # the commanded level says full; measured work is small
         for value in (5.0, math.nan, math.inf, -1.0, 5.0):
             cpu_pub.publish(Float32(data=value))
         assert ros.wait_for(lambda: node.errors["bad_cpu_ms"] == 3 and node.backend.work.samples == 2, 5.0)
-        assert ros.wait_for(lambda: status_of(diagnostics, name)[1].get("energy_source")
-                            == "sim-from-measured-cpu", 5.0)
+        assert ros.wait_for(
+            lambda: status_of(diagnostics, name)[1].get("energy_source") == "sim-from-measured-cpu", 5.0
+        )
         _, values = status_of(diagnostics, name)
         assert values["sim.drive"] == "measured-cpu"
         assert float(values["sim.cpu_s_total"]) == pytest.approx(0.01)
-        assert node.backend.busy_fraction < 0.5   # 10 ms of CPU over the ticks since: not "full"
+        assert node.backend.busy_fraction < 0.5  # 10 ms of CPU over the ticks since: not "full"

@@ -14,8 +14,23 @@ def test_ros_bench_measures_both_levels_and_the_setpoint_reaction(tmp_path, ros_
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
         monkeypatch.setenv(key, ros_env[key])
     out = tmp_path / "ros.json"
-    assert ros_bench.main(["--json", str(out), "--frames", "6", "--setpoint-trials", "2",
-                           "--width", "160", "--height", "120"]) == 0
+    assert (
+        ros_bench.main(
+            [
+                "--json",
+                str(out),
+                "--frames",
+                "6",
+                "--setpoint-trials",
+                "2",
+                "--width",
+                "160",
+                "--height",
+                "120",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert set(result["levels"]) == {"full", "lowest"}
     full, lowest = result["levels"]["full"], result["levels"]["lowest"]
@@ -25,7 +40,7 @@ def test_ros_bench_measures_both_levels_and_the_setpoint_reaction(tmp_path, ros_
         e2e, model = level["end_to_end_ms"], level["model_in_node_ms"]
         assert e2e["n"] == 6 and model["n"] == 6
         assert not math.isnan(level["ros_overhead_ms"]["median"])
-        assert e2e["median"] >= model["median"] > 0   # the network time is part of the round trip
+        assert e2e["median"] >= model["median"] > 0  # the network time is part of the round trip
     assert len(result["setpoint_reaction"]["stale_frames"]) == 2
     printed = capsys.readouterr().out
     assert "| full (levels" in printed and "ROS overhead" in printed

@@ -16,9 +16,23 @@ def test_resource_monitor_process_publishes_over_loopback_dds(ros_env):
     assert ros_env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     namespace = f"/smoke_{os.getpid()}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tnn_ros.nodes.resource_monitor", "--ros-args",
-         "-r", f"__ns:={namespace}", "-p", "backend:=sim", "-p", "rate_hz:=10.0"],
-        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tnn_ros.nodes.resource_monitor",
+            "--ros-args",
+            "-r",
+            f"__ns:={namespace}",
+            "-p",
+            "backend:=sim",
+            "-p",
+            "rate_hz:=10.0",
+        ],
+        env=ros_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         with RosHarness() as ros:
             received = ros.collect(f"{namespace}/battery", BatteryState)

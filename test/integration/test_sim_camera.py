@@ -36,7 +36,7 @@ def test_images_and_ground_truth_share_stamps():
         first = images[0]
         assert (first.width, first.height, first.encoding, first.header.frame_id) == (96, 64, "bgr8", "sim")
         rgb = decode_image(first.height, first.width, first.encoding, first.step, first.data)
-        assert rgb.std() > 5   # a rendered scene, not a blank frame
+        assert rgb.std() > 5  # a rendered scene, not a blank frame
 
 
 def test_parameters_have_ranges_and_reject_bad_values():

@@ -32,26 +32,45 @@ def colcon_install(tmp_path_factory) -> Path:
     """``colcon build`` of a copy of the checkout; returns the install prefix (holds setup.bash)."""
     missing = missing_launch_modules()
     if missing:
-        pytest.skip(f"the real ROS 2 launch is not installed (missing {', '.join(missing)}): source a "
-                    "ROS 2 install, or run `make setup` with ../shared/ros2-cli-wheels present")
+        pytest.skip(
+            f"the real ROS 2 launch is not installed (missing {', '.join(missing)}): source a "
+            "ROS 2 install, or run `make setup` with ../shared/ros2-cli-wheels present"
+        )
     colcon = Path(sys.executable).with_name("colcon")
     colcon = str(colcon) if colcon.exists() else shutil.which("colcon")
     if not colcon:
         pytest.skip("colcon is not installed (make setup installs it)")
     work = tmp_path_factory.mktemp("launch_colcon")
     src = work / "src" / "tnn_ros"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.split()
     for rel in files:
         if (REPO / rel).is_file():
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, src / rel)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     result = subprocess.run(
-        [colcon, "--log-base", str(work / "log"), "build", "--base-paths", str(work / "src"),
-         "--build-base", str(work / "build"), "--install-base", str(work / "install"),
-         "--event-handlers", "console_direct-"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        [
+            colcon,
+            "--log-base",
+            str(work / "log"),
+            "build",
+            "--base-paths",
+            str(work / "src"),
+            "--build-base",
+            str(work / "build"),
+            "--install-base",
+            str(work / "install"),
+            "--event-handlers",
+            "console_direct-",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, f"colcon build failed:\n{result.stdout}\n{result.stderr}"
     assert (work / "install" / "setup.bash").is_file(), "no install/setup.bash (colcon-bash missing?)"
     return work / "install"
@@ -61,8 +80,14 @@ def colcon_install(tmp_path_factory) -> Path:
 def launch_env(colcon_install, ros_env) -> dict:
     """The test environment plus what ``source install/setup.bash`` sets (AMENT_PREFIX_PATH, PATH, ...)."""
     env = dict(ros_env, PATH=f"{Path(sys.executable).parent}:{ros_env.get('PATH', '')}")
-    dump = subprocess.run(["bash", "-c", f"source '{colcon_install}/setup.bash' && env -0"], env=env,
-                          check=True, capture_output=True, text=True, timeout=60).stdout
+    dump = subprocess.run(
+        ["bash", "-c", f"source '{colcon_install}/setup.bash' && env -0"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     sourced = dict(line.split("=", 1) for line in dump.split("\0") if "=" in line)
     sourced["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     sourced["ROS_DOMAIN_ID"] = ros_env["ROS_DOMAIN_ID"]
@@ -75,8 +100,13 @@ class LaunchProcess:
     def __init__(self, args: list[str], env: dict, log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w")
-        self.process = subprocess.Popen(["ros2", "launch", *args], env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["ros2", "launch", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         if not self._log.closed:

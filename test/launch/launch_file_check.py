@@ -32,8 +32,9 @@ def generate_test_description():
     from ament_index_python.packages import get_package_share_directory
 
     path = os.path.join(get_package_share_directory("tnn_ros"), "launch", CASE["file"])
-    include = IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
-                                       launch_arguments=list(CASE.get("arguments", {}).items()))
+    include = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(path), launch_arguments=list(CASE.get("arguments", {}).items())
+    )
     return LaunchDescription([include, launch_testing.actions.ReadyToTest()])
 
 
@@ -64,16 +65,20 @@ class TestRunningSystem(unittest.TestCase):
         def node_names():
             return {f"{ns.rstrip('/')}/{name}" for name, ns in self.node.get_node_names_and_namespaces()}
 
-        self.assertTrue(self.spin_until(lambda: expected_nodes <= node_names()),
-                        f"nodes up: {sorted(node_names())}, expected {sorted(expected_nodes)}")
+        self.assertTrue(
+            self.spin_until(lambda: expected_nodes <= node_names()),
+            f"nodes up: {sorted(node_names())}, expected {sorted(expected_nodes)}",
+        )
 
         expected_topics = CASE.get("topics", {})
 
         def topics():
             return dict(self.node.get_topic_names_and_types())
 
-        self.assertTrue(self.spin_until(lambda: all(name in topics() for name in expected_topics)),
-                        f"missing topics: {sorted(set(expected_topics) - set(topics()))}")
+        self.assertTrue(
+            self.spin_until(lambda: all(name in topics() for name in expected_topics)),
+            f"missing topics: {sorted(set(expected_topics) - set(topics()))}",
+        )
         found = topics()
         for name, type_name in expected_topics.items():
             self.assertEqual(found[name], [type_name], f"type of {name}")
@@ -83,17 +88,25 @@ class TestRunningSystem(unittest.TestCase):
             self.assertTrue(client.wait_for_service(timeout_sec=TIMEOUT_S), f"{node_name} parameters")
             future = client.call_async(GetParameters.Request(names=list(values)))
             self.assertTrue(self.spin_until(future.done, 20.0), f"{node_name}/get_parameters timed out")
-            got = {name: parameter_value_to_python(value)
-                   for name, value in zip(values, future.result().values)}
+            got = {
+                name: parameter_value_to_python(value) for name, value in zip(values, future.result().values)
+            }
             self.assertEqual(got, values, f"parameters of {node_name}")
 
         received = {}
         subscriptions = [
-            self.node.create_subscription(get_message(expected_topics[name]), name,
-                                          lambda msg, name=name: received.setdefault(name, msg), 10)
-            for name in CASE.get("messages", [])]
-        self.assertTrue(self.spin_until(lambda: len(received) == len(subscriptions)),
-                        f"no messages on {sorted(set(CASE.get('messages', [])) - set(received))}")
+            self.node.create_subscription(
+                get_message(expected_topics[name]),
+                name,
+                lambda msg, name=name: received.setdefault(name, msg),
+                10,
+            )
+            for name in CASE.get("messages", [])
+        ]
+        self.assertTrue(
+            self.spin_until(lambda: len(received) == len(subscriptions)),
+            f"no messages on {sorted(set(CASE.get('messages', [])) - set(received))}",
+        )
         for name, fields in CASE.get("message_fields", {}).items():
             for field, value in fields.items():
                 self.assertEqual(getattr(received[name], field), value, f"{name}.{field}")

@@ -25,10 +25,21 @@ NS = "fault_check"
 NORMAL_U, PERCEPTION_SAFE_U, CONTROLLER_SAFE_U = 1.0, 0.5, 0.25
 PARAMS = {
     "/**/sim_camera": {"ros__parameters": {"fps": 8.0, "width": 160, "height": 120}},
-    "/**/perception": {"ros__parameters": {"stale_timeout_s": 1.0, "safe_utilization": PERCEPTION_SAFE_U,
-                                           "gesture": {"enabled": False}}},
-    "/**/controller": {"ros__parameters": {"strategy": "rule", "max_utilization": NORMAL_U,
-                                           "stale_timeout_s": 1.0, "safe_utilization": CONTROLLER_SAFE_U}},
+    "/**/perception": {
+        "ros__parameters": {
+            "stale_timeout_s": 1.0,
+            "safe_utilization": PERCEPTION_SAFE_U,
+            "gesture": {"enabled": False},
+        }
+    },
+    "/**/controller": {
+        "ros__parameters": {
+            "strategy": "rule",
+            "max_utilization": NORMAL_U,
+            "stale_timeout_s": 1.0,
+            "safe_utilization": CONTROLLER_SAFE_U,
+        }
+    },
     "/**/resource_monitor": {"ros__parameters": {"backend": "sim", "rate_hz": 5.0}},
 }
 
@@ -69,8 +80,15 @@ def wait_for_utilization(ros, answers, start, value, timeout_s):
 def test_kill_and_respawn_every_node(ros2_launch, tmp_path):
     params = tmp_path / "faults.yaml"
     params.write_text(yaml.safe_dump(PARAMS))
-    launch = ros2_launch("tnn_ros", "tnn.launch.py", f"namespace:={NS}", "use_sim_camera:=true",
-                         f"params_file:={params}", "respawn:=true", "respawn_delay:=4.0")
+    launch = ros2_launch(
+        "tnn_ros",
+        "tnn.launch.py",
+        f"namespace:={NS}",
+        "use_sim_camera:=true",
+        f"params_file:={params}",
+        "respawn:=true",
+        "respawn_delay:=4.0",
+    )
     pid = launch.process.pid
     with RosHarness("fault_observer") as ros:
         answers = Answers(ros)

@@ -31,21 +31,22 @@ from ros_utils import RosHarness
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 NAMESPACE = "/tnn"
-BAG_S = 14.0            # seconds of input in CI (--long-bounded) ...
-BAG_S_FULL = 40.0       # ... and in `make test-long`: a 31.5 s tight-deadline phase instead of 5.5 s
+BAG_S = 14.0  # seconds of input in CI (--long-bounded) ...
+BAG_S_FULL = 40.0  # ... and in `make test-long`: a 31.5 s tight-deadline phase instead of 5.5 s
 FPS = 10.0
-THERMAL_WARN_C = 70.0   # controller defaults (config/controller.yaml): above 70 C the cap is 0.6 ...
+THERMAL_WARN_C = 70.0  # controller defaults (config/controller.yaml): above 70 C the cap is 0.6 ...
 THERMAL_WARN_CAP = 0.6
 CONTROLLER_RATE_HZ = 10.0
-MAX_STEP_DOWN_PER_S = 2.0   # ... reached at most this fast
+MAX_STEP_DOWN_PER_S = 2.0  # ... reached at most this fast
 # The controller's stated reaction, counted in its own publish ticks rather than seconds (a busy
 # machine delays ticks, it does not add any): the tick that sees the heat, the rate-limited fall
 # from 1.0 to the cap at MAX_STEP_DOWN_PER_S / CONTROLLER_RATE_HZ per tick, and a few ticks of slack
 # for the thermal message reaching the controller after the recorder.
 REACTION_TICKS = 1 + math.ceil((1.0 - THERMAL_WARN_CAP) / (MAX_STEP_DOWN_PER_S / CONTROLLER_RATE_HZ)) + 3
-TIGHT_FROM_S = 8.5      # the deadline is tight from here to the end of the bag
-SETTLE_S = 1.5          # the controller gets this long to adapt before hit rates count
+TIGHT_FROM_S = 8.5  # the deadline is tight from here to the end of the bag
+SETTLE_S = 1.5  # the controller gets this long to adapt before hit rates count
 TORCH_THREADS = 1
+
 
 def _detection_map50_floor() -> float:
     """Three quarters of the shipped detector's own full-width mAP@0.5 (its card), at least 0.5."""
@@ -56,7 +57,7 @@ def _detection_map50_floor() -> float:
 
 
 def _median_latency_ms(pipeline, frames: list[np.ndarray], utilization: float) -> float:
-    pipeline.process(frames[0], utilization, 0.3)   # warm this level
+    pipeline.process(frames[0], utilization, 0.3)  # warm this level
     return float(np.median([pipeline.process(f, utilization, 0.3).latency_ms for f in frames]))
 
 
@@ -81,10 +82,11 @@ def _pipeline_latencies_ms() -> tuple[float, float]:
 
 def _scenario(tight_ms: float, bag_s: float) -> ResourceScenario:
     return ResourceScenario(
-        battery_fraction=[(0.0, 0.80), (bag_s, 0.78)],                        # no battery cap
+        battery_fraction=[(0.0, 0.80), (bag_s, 0.78)],  # no battery cap
         temperature_c=[(0.0, 50.0), (3.0, 50.0), (4.0, 76.0), (6.5, 76.0), (7.5, 50.0)],  # spike
         deadline_ms=[(0.0, 1000.0), (TIGHT_FROM_S - 0.5, 1000.0), (TIGHT_FROM_S, tight_ms)],
-        cpu_load=[(0.0, 0.3)])
+        cpu_load=[(0.0, 0.3)],
+    )
 
 
 @dataclass
@@ -92,15 +94,16 @@ class Replay:
     run: RunSeries
     summary: dict
     tight: Phase
-    latencies_ms: dict = field(default_factory=dict)   # measured before the replays, for messages
+    latencies_ms: dict = field(default_factory=dict)  # measured before the replays, for messages
 
 
 def _start_node(module: str, env: dict, parameters: dict) -> subprocess.Popen:
     command = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={NAMESPACE}"]
     for key, value in parameters.items():
         command += ["-p", f"{key}:={value}"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
 
 
 def _stop(process: subprocess.Popen) -> str:
@@ -118,24 +121,40 @@ def _replay(input_bag, output, controller_parameters: dict, bag_s: float) -> Rep
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # the same thread count as the latency measurement that set the tight deadline
     perception = _start_node("tnn_ros.nodes.perception", env, {"num_threads": TORCH_THREADS})
-    controller = _start_node("tnn_ros.nodes.controller", env,
-                             {"rate_hz": CONTROLLER_RATE_HZ, "max_step_down_per_s": MAX_STEP_DOWN_PER_S,
-                              "thermal_warn_c": THERMAL_WARN_C, "thermal_warn_cap": THERMAL_WARN_CAP,
-                              **controller_parameters})
+    controller = _start_node(
+        "tnn_ros.nodes.controller",
+        env,
+        {
+            "rate_hz": CONTROLLER_RATE_HZ,
+            "max_step_down_per_s": MAX_STEP_DOWN_PER_S,
+            "thermal_warn_c": THERMAL_WARN_C,
+            "thermal_warn_cap": THERMAL_WARN_CAP,
+            **controller_parameters,
+        },
+    )
     stop = threading.Event()
-    recorder = threading.Thread(target=record, kwargs=dict(
-        output=output, all_topics=True, exclude=r"/image$|debug_image", stop_event=stop, progress=False))
+    recorder = threading.Thread(
+        target=record,
+        kwargs=dict(
+            output=output, all_topics=True, exclude=r"/image$|debug_image", stop_event=stop, progress=False
+        ),
+    )
     problem = None
     try:
         recorder.start()
         with RosHarness() as ros:
+
             def missing() -> list[str]:
                 wanted = {"image": 1, "thermal": 1, "detections/json": 1, "utilization_setpoint": 2}
-                return [f"{topic} ({ros.node.count_subscribers(f'{NAMESPACE}/{topic}')} subscribers)"
-                        for topic, count in wanted.items()
-                        if ros.node.count_subscribers(f"{NAMESPACE}/{topic}") < count]
+                return [
+                    f"{topic} ({ros.node.count_subscribers(f'{NAMESPACE}/{topic}')} subscribers)"
+                    for topic, count in wanted.items()
+                    if ros.node.count_subscribers(f"{NAMESPACE}/{topic}") < count
+                ]
+
             def exited() -> bool:
                 return perception.poll() is not None or controller.poll() is not None
+
             ros.wait_for(lambda: exited() or not missing(), timeout_s=120.0)
             if exited():
                 problem = "a node process exited"
@@ -144,9 +163,17 @@ def _replay(input_bag, output, controller_parameters: dict, bag_s: float) -> Rep
         if problem is None:
             # every replayed message must reach its consumers and the recorder
             resources = {f"{NAMESPACE}/{t}": 2 for t in ("battery", "thermal", "deadline_ms", "cpu_load")}
-            play(input_bag, delay=0.5, progress=False, wait_for_subscribers={
-                **resources, f"{NAMESPACE}/image": 1, f"{NAMESPACE}/ground_truth/json": 1})
-            time.sleep(1.0)   # the last frames' outputs
+            play(
+                input_bag,
+                delay=0.5,
+                progress=False,
+                wait_for_subscribers={
+                    **resources,
+                    f"{NAMESPACE}/image": 1,
+                    f"{NAMESPACE}/ground_truth/json": 1,
+                },
+            )
+            time.sleep(1.0)  # the last frames' outputs
     finally:
         stop.set()
         recorder.join(timeout=30)
@@ -172,11 +199,15 @@ def replays(tmp_path_factory, long_size) -> dict[str, Replay]:
     finally:
         torch.set_num_threads(threads)
     tight_ms = 0.8 * full_ms
-    latencies = {"full_ms": round(full_ms, 2), "smallest_ms": round(smallest_ms, 2),
-                 "tight_deadline_ms": round(tight_ms, 2)}
+    latencies = {
+        "full_ms": round(full_ms, 2),
+        "smallest_ms": round(smallest_ms, 2),
+        "tight_deadline_ms": round(tight_ms, 2),
+    }
     bag_s = long_size(full=BAG_S_FULL, ci=BAG_S)
-    input_bag = write_replay_bag(folder / "input", duration_s=bag_s, fps=FPS,
-                                 scenario=_scenario(tight_ms, bag_s), namespace=NAMESPACE)
+    input_bag = write_replay_bag(
+        folder / "input", duration_s=bag_s, fps=FPS, scenario=_scenario(tight_ms, bag_s), namespace=NAMESPACE
+    )
     # the nodes, the player and the recorder get a ROS domain of their own: node processes left
     # over from an interrupted run cannot feed this one
     domain_id = allocate_domain_id()
@@ -184,8 +215,12 @@ def replays(tmp_path_factory, long_size) -> dict[str, Replay]:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("ROS_DOMAIN_ID", str(domain_id))
             results = {
-                "static_full": _replay(input_bag, folder / "static_full",
-                                       {"strategy": "manual", "manual_utilization": 1.0}, bag_s),
+                "static_full": _replay(
+                    input_bag,
+                    folder / "static_full",
+                    {"strategy": "manual", "manual_utilization": 1.0},
+                    bag_s,
+                ),
                 "auto": _replay(input_bag, folder / "auto", {"strategy": "auto"}, bag_s),
             }
     finally:
@@ -215,11 +250,11 @@ def test_thermal_cap_pulls_the_setpoint_under_the_cap_within_the_reaction_ticks(
     after = run.setpoint[run.setpoint[:, 0] >= crossed_at]
     under = np.flatnonzero(after[:, 1] <= THERMAL_WARN_CAP + 1e-6)
     assert len(under), "the setpoint never went under the thermal cap"
-    ticks = int(under[0]) + 1   # setpoints published from the crossing up to the first one under the cap
+    ticks = int(under[0]) + 1  # setpoints published from the crossing up to the first one under the cap
     assert ticks <= REACTION_TICKS, f"setpoint under the cap only at the {ticks}th tick after the crossing"
     # ... and stays there while it is hot (after the reaction)
     hot_until = hot[-1, 0]
-    during = after[int(under[0]):][after[int(under[0]):, 0] <= hot_until]
+    during = after[int(under[0]) :][after[int(under[0]) :, 0] <= hot_until]
     assert len(during) and np.all(during[:, 1] <= THERMAL_WARN_CAP + 1e-6), during[:, 1]
 
 

@@ -40,11 +40,18 @@ def _write_bag(path, frames: list[np.ndarray] | None, encoding: str = "bgr8", to
             for i, rgb in enumerate(frames):
                 # packed by hand (not by the codec under test): BGR byte order, one padding byte per row
                 packed = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
-                rows = np.concatenate([packed.reshape(rgb.shape[0], -1),
-                                       np.zeros((rgb.shape[0], 1), np.uint8)], axis=1)
-                msg = Image(header=Header(stamp=Time(sec=i, nanosec=0), frame_id="cam"), height=rgb.shape[0],
-                            width=rgb.shape[1], encoding=encoding, is_bigendian=0, step=rows.shape[1],
-                            data=np.ascontiguousarray(rows).reshape(-1))
+                rows = np.concatenate(
+                    [packed.reshape(rgb.shape[0], -1), np.zeros((rgb.shape[0], 1), np.uint8)], axis=1
+                )
+                msg = Image(
+                    header=Header(stamp=Time(sec=i, nanosec=0), frame_id="cam"),
+                    height=rgb.shape[0],
+                    width=rgb.shape[1],
+                    encoding=encoding,
+                    is_bigendian=0,
+                    step=rows.shape[1],
+                    data=np.ascontiguousarray(rows).reshape(-1),
+                )
                 writer.write(conn, 10 + i, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
     return path
 
@@ -53,6 +60,7 @@ BLACK = np.zeros((4, 4, 3), np.uint8)
 
 
 # --- frame sources ----------------------------------------------------------------------------------
+
 
 def test_image_folder_and_bag_give_the_same_rgb_frames(tmp_path):
     frames = _write_images(tmp_path / "imgs", 5)
@@ -66,13 +74,16 @@ def test_image_folder_and_bag_give_the_same_rgb_frames(tmp_path):
     assert len(got) == 3 and all(np.array_equal(a, b) for a, b in zip(got, frames[::2]))
 
 
-@pytest.mark.parametrize("make, topic, message", [
-    (lambda p: p.mkdir() or p, None, "no image files"),
-    (lambda p: _write_bag(p, None), None, "has no sensor_msgs/msg/Image topic"),
-    (lambda p: _write_bag(p, [BLACK], topics=("/a", "/b")), None, "pick one with --topic"),
-    (lambda p: _write_bag(p, [BLACK]), "/other", "no sensor_msgs/msg/Image topic '/other'"),
-    (lambda p: p, None, "no such file or directory"),
-])
+@pytest.mark.parametrize(
+    "make, topic, message",
+    [
+        (lambda p: p.mkdir() or p, None, "no image files"),
+        (lambda p: _write_bag(p, None), None, "has no sensor_msgs/msg/Image topic"),
+        (lambda p: _write_bag(p, [BLACK], topics=("/a", "/b")), None, "pick one with --topic"),
+        (lambda p: _write_bag(p, [BLACK]), "/other", "no sensor_msgs/msg/Image topic '/other'"),
+        (lambda p: p, None, "no such file or directory"),
+    ],
+)
 def test_bad_frame_sources_raise_one_line(tmp_path, make, topic, message):
     path = make(tmp_path / "src")
     with pytest.raises(FrameSourceError, match=message) as info:
@@ -88,15 +99,34 @@ def test_bag_frames_in_an_encoding_the_node_rejects_fail_cleanly(tmp_path):
 
 # --- adapt CLI --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     from tnn_ros.train.cli import main
 
     folder = tmp_path_factory.mktemp("model")
     path = folder / "mc3.pt"
-    code = main(["convert", "--arch", "mc3_18", "--random-init", "-o", str(path), "--clip-length", "4",
-                 "--frame-size", "32", "32", "--num-levels", "4", "--eval-count", "2",
-                 "--latency-repeats", "1"])
+    code = main(
+        [
+            "convert",
+            "--arch",
+            "mc3_18",
+            "--random-init",
+            "-o",
+            str(path),
+            "--clip-length",
+            "4",
+            "--frame-size",
+            "32",
+            "32",
+            "--num-levels",
+            "4",
+            "--eval-count",
+            "2",
+            "--latency-repeats",
+            "1",
+        ]
+    )
     assert code == 0
     return path
 
@@ -112,16 +142,35 @@ def _adapt(argv, capsys):
 def test_adapt_norms_only_keeps_the_full_level_and_records_everything(small_model, tmp_path, capsys):
     _write_images(tmp_path / "frames", 24, size=(48, 40))
     out = tmp_path / "adapted.pt"
-    code, stdout, err = _adapt([str(small_model), "--frames", str(tmp_path / "frames"), "-o", str(out),
-                                "--steps", "3", "--batch-size", "2", "--trainable", "norms",
-                                "--holdout", "0.34", "--latency-repeats", "1", "--seed", "3"], capsys)
+    code, stdout, err = _adapt(
+        [
+            str(small_model),
+            "--frames",
+            str(tmp_path / "frames"),
+            "-o",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--trainable",
+            "norms",
+            "--holdout",
+            "0.34",
+            "--latency-repeats",
+            "1",
+            "--seed",
+            "3",
+        ],
+        capsys,
+    )
     assert code == 0, err
     card = json.loads(out.with_name("adapted.card.json").read_text())
     adaptation = card["adaptation"]
     assert adaptation["teacher_file_sha256"] == hashlib.sha256(small_model.read_bytes()).hexdigest()
-    assert adaptation["full_level_max_abs_diff_vs_teacher"] == 0.0     # only lower levels' BN trained
+    assert adaptation["full_level_max_abs_diff_vs_teacher"] == 0.0  # only lower levels' BN trained
     assert adaptation["frames"]["frames_available"] == 24
-    assert adaptation["frames"]["inputs_used_for_training"] == 4      # 6 clips of 4 frames, 2 held out
+    assert adaptation["frames"]["inputs_used_for_training"] == 4  # 6 clips of 4 frames, 2 held out
     assert "--trainable norms" in adaptation["command"]
     for row in card["levels"]:
         assert {"agreement", "agreement_before_adaptation", "agreement_after_bn_recalibration"} <= row.keys()
@@ -138,13 +187,28 @@ def test_adapt_resumes_from_its_checkpoint(small_model, tmp_path, capsys, monkey
 
     _write_images(tmp_path / "frames", 24, size=(48, 40))
     out = tmp_path / "adapted.pt"
-    argv = [str(small_model), "--frames", str(tmp_path / "frames"), "-o", str(out), "--steps", "4",
-            "--batch-size", "2", "--checkpoint-every", "2", "--latency-repeats", "1", "--trainable", "all"]
+    argv = [
+        str(small_model),
+        "--frames",
+        str(tmp_path / "frames"),
+        "-o",
+        str(out),
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--latency-repeats",
+        "1",
+        "--trainable",
+        "all",
+    ]
     real_loss, calls = adapt.distill_loss, {"n": 0}
 
     def failing_loss(*a):
         calls["n"] += 1
-        if calls["n"] > 7:   # 3 levels (lowest, random, full) per step: dies in step 3, after checkpoint 2
+        if calls["n"] > 7:  # 3 levels (lowest, random, full) per step: dies in step 3, after checkpoint 2
             raise KeyboardInterrupt
         return real_loss(*a)
 
@@ -182,8 +246,24 @@ def test_bench_throttle_accepts_a_converted_model_file(small_model, tmp_path, ca
     from tnn_ros.bench.throttle_bench import main
 
     out = tmp_path / "bench.json"
-    assert main(["--model", str(small_model), "--quick", "--repeats", "1", "--threads", "1",
-                 "--eval-images", "2", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(small_model),
+                "--quick",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--eval-images",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     macs = [row["macs"] for row in result["levels"]]
     assert len(macs) == 4 and macs == sorted(set(macs))

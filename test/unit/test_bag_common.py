@@ -27,8 +27,11 @@ def _write_string_bag(path, storage="mcap", count=3):
     with Writer(path, version=9, storage_plugin=StoragePlugin[storage.upper()]) as writer:
         conn = writer.add_connection("/chat", "std_msgs/msg/String", typestore=store)
         for i in range(count):
-            writer.write(conn, 1_000_000_000 + i * 100_000_000,
-                         store.serialize_cdr(String(data=f"m{i}"), "std_msgs/msg/String"))
+            writer.write(
+                conn,
+                1_000_000_000 + i * 100_000_000,
+                store.serialize_cdr(String(data=f"m{i}"), "std_msgs/msg/String"),
+            )
     return path
 
 
@@ -45,9 +48,16 @@ def test_message_class_resolves_installed_types_and_rejects_others():
 
 
 def test_typestore_knows_every_type_the_project_publishes():
-    names = ["sensor_msgs/msg/Image", "sensor_msgs/msg/BatteryState", "sensor_msgs/msg/Temperature",
-             "std_msgs/msg/Float32", "std_msgs/msg/String", "diagnostic_msgs/msg/DiagnosticArray",
-             "rcl_interfaces/msg/Log", "rcl_interfaces/msg/ParameterEvent"]
+    names = [
+        "sensor_msgs/msg/Image",
+        "sensor_msgs/msg/BatteryState",
+        "sensor_msgs/msg/Temperature",
+        "std_msgs/msg/Float32",
+        "std_msgs/msg/String",
+        "diagnostic_msgs/msg/DiagnosticArray",
+        "rcl_interfaces/msg/Log",
+        "rcl_interfaces/msg/ParameterEvent",
+    ]
     store = typestore_with(names)
     for name in names:
         assert name in store.fielddefs
@@ -56,8 +66,9 @@ def test_typestore_knows_every_type_the_project_publishes():
 
 
 def test_qos_conversion_keeps_policies_and_depth():
-    profile = QoSProfile(depth=7, reliability=ReliabilityPolicy.BEST_EFFORT,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    profile = QoSProfile(
+        depth=7, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     qos = qos_to_rosbags(profile)
     assert qos.depth == 7
     assert qos.reliability == QosReliability.BEST_EFFORT
@@ -107,10 +118,14 @@ def test_open_reader_gives_one_line_reasons_for_bad_bags(tmp_path):
 def test_cli_reports_a_damaged_bag_in_one_line_with_exit_code_1(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metadata.yaml").write_text("garbage")
-    for command in (["info", str(tmp_path / "bad")], ["play", str(tmp_path / "bad")],
-                    ["play", str(tmp_path / "nope")]):
-        proc = subprocess.run([sys.executable, "-m", "tnn_ros.bag.cli", *command],
-                              capture_output=True, text=True, timeout=60)
+    for command in (
+        ["info", str(tmp_path / "bad")],
+        ["play", str(tmp_path / "bad")],
+        ["play", str(tmp_path / "nope")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tnn_ros.bag.cli", *command], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
         assert proc.stderr.startswith("tnn-bag: error:")
@@ -149,8 +164,11 @@ def test_typestore_registers_nested_types_of_installed_messages_so_a_bag_can_des
     """vision_msgs/Detection2DArray -> Detection2D -> BoundingBox2D ...: all must be known to write it."""
     pytest.importorskip("vision_msgs.msg")
     store = typestore_with(["vision_msgs/msg/Detection2DArray"])
-    for name in ("vision_msgs/msg/Detection2D", "vision_msgs/msg/BoundingBox2D",
-                 "vision_msgs/msg/ObjectHypothesisWithPose"):
+    for name in (
+        "vision_msgs/msg/Detection2D",
+        "vision_msgs/msg/BoundingBox2D",
+        "vision_msgs/msg/ObjectHypothesisWithPose",
+    ):
         assert name in store.fielddefs
     with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         writer.add_connection("/detections", "vision_msgs/msg/Detection2DArray", typestore=store)

@@ -11,8 +11,12 @@ from foreign_bags import cdr_string, write_mcap_with_official_library, write_run
 
 
 def _info(bag):
-    proc = subprocess.run([sys.executable, "-m", "tnn_ros.bag.cli", "info", str(bag)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tnn_ros.bag.cli", "info", str(bag)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -36,7 +40,7 @@ def test_info_reads_a_single_mcap_file_from_the_official_writer(tmp_path):
     assert code == 0, err
     assert "storage:   mcap" in out
     assert "messages:  15" in out
-    assert "duration:  0.080 s" in out   # 5 messages 20 ms apart
+    assert "duration:  0.080 s" in out  # 5 messages 20 ms apart
     # types exactly as the file spells them
     assert "/foreign/chat  [std_msgs/msg/String]  5 msgs" in out
     assert "/foreign/camera/image_raw  [sensor_msgs/Image]  5 msgs" in out
@@ -52,8 +56,9 @@ def test_reader_gives_the_official_writers_bytes_in_order(tmp_path):
     finally:
         reader.close()
     # the mcap-ros2 writer pads CDR to 4 bytes; the string itself must be the hand-encoded one
-    assert [p[:len(cdr_string(f"c{i}"))] for i, p in enumerate(payloads)] == [cdr_string(f"c{i}")
-                                                                            for i in range(4)]
+    assert [p[: len(cdr_string(f"c{i}"))] for i, p in enumerate(payloads)] == [
+        cdr_string(f"c{i}") for i in range(4)
+    ]
 
 
 @pytest.mark.parametrize("with_metadata", [True, False])
@@ -96,12 +101,16 @@ def test_a_truncated_storage_file_is_a_one_line_error(tmp_path, kind, keep):
         whole = write_sqlite3_bag(tmp_path / "whole", count=200, with_metadata=False)
     data = whole.read_bytes()
     truncated = tmp_path / f"cut.{kind}"
-    truncated.write_bytes(data[:int(len(data) * keep)])
+    truncated.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(BagError, match="damaged or unsupported"):
         open_reader(truncated)
     for command in ("info", "play"):
-        proc = subprocess.run([sys.executable, "-m", "tnn_ros.bag.cli", command, str(truncated)],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tnn_ros.bag.cli", command, str(truncated)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.startswith("tnn-bag: error:") and proc.stderr.count("\n") == 1, proc.stderr
         assert "Traceback" not in proc.stderr

@@ -21,7 +21,7 @@ from tnn_ros.eval.traces import Trace, frame_f1
 from tnn_ros.resources.mission import Mission
 
 GT_BOX = [10.0, 10.0, 50.0, 50.0]
-MISS_BOX = [40.0, 40.0, 90.0, 90.0]   # IoU with GT_BOX far below 0.5
+MISS_BOX = [40.0, 40.0, 90.0, 90.0]  # IoU with GT_BOX far below 0.5
 
 
 def make_trace(latency_ms, cpu_ms, boxes_per_level, frames=4, cores=1):
@@ -38,18 +38,32 @@ def make_trace(latency_ms, cpu_ms, boxes_per_level, frames=4, cores=1):
     return Trace(
         latency_ms=np.tile(np.asarray(latency_ms, float), (frames, 1)),
         cpu_ms=np.tile(np.asarray(cpu_ms, float), (frames, 1)),
-        det_offsets=np.array(offsets), det_boxes=np.array(boxes, np.float32),
+        det_offsets=np.array(offsets),
+        det_boxes=np.array(boxes, np.float32),
         det_scores=np.array(scores, np.float32),
-        det_labels=np.array(labels, np.int64), gt_offsets=np.arange(frames + 1),
-        gt_boxes=np.tile(np.array([GT_BOX], np.float32), (frames, 1)), gt_labels=np.zeros(frames, np.int64),
-        gesture_frames=np.zeros(0, np.int64), gesture_probs=np.zeros((0, levels, 2)),
-        gesture_truth=np.zeros(frames, np.int64), f1=f1, meta={"cores": cores})
+        det_labels=np.array(labels, np.int64),
+        gt_offsets=np.arange(frames + 1),
+        gt_boxes=np.tile(np.array([GT_BOX], np.float32), (frames, 1)),
+        gt_labels=np.zeros(frames, np.int64),
+        gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)),
+        gesture_truth=np.zeros(frames, np.int64),
+        f1=f1,
+        meta={"cores": cores},
+    )
 
 
 def mission(duration_s=0.2, deadline_ms=120.0, contention=()):
-    m = Mission.from_dict({"mission": {"name": "t", "duration_s": duration_s,
-                                       "sim": {"idle_power_w": 1.0, "max_power_w": 11.0},
-                                       "deadline_ms": [{"t_s": 0.0, "value": deadline_ms}]}})
+    m = Mission.from_dict(
+        {
+            "mission": {
+                "name": "t",
+                "duration_s": duration_s,
+                "sim": {"idle_power_w": 1.0, "max_power_w": 11.0},
+                "deadline_ms": [{"t_s": 0.0, "value": deadline_ms}],
+            }
+        }
+    )
     return BenchMission("t", m, contention=list(contention))
 
 
@@ -66,7 +80,7 @@ def test_static_fast_level_meets_every_deadline_and_energy_is_measured_busy_frac
     # tick (0, 0.1]: frames at 0 and 66.7 ms -> 20 ms CPU -> busy 0.2 -> 1 + 10 * 0.2 = 3 W
     # tick (0.1, 0.2]: frame at 133.3 ms -> busy 0.1 -> 2 W; energy 0.1 s * (3 + 2) W
     assert row["energy_j"] == pytest.approx(0.5)
-    assert row["map50"] == pytest.approx(0.0)     # level 0 never overlaps the object
+    assert row["map50"] == pytest.approx(0.0)  # level 0 never overlaps the object
     assert row["utility"] == pytest.approx(0.0)
     assert row["switches_per_min"] == 0.0
 
@@ -97,15 +111,26 @@ def test_frame_drop_runs_full_level_on_the_kept_fraction():
     row, frames = simulate(mission(duration_s=1.0), trace, None, "frame_drop", PROFILE, frame_drop_keep=1 / 3)
     kept = [f.seq for f in frames if f.level >= 0]
     assert kept == [2, 5, 8, 11, 14] and all(frames[s].level == 1 for s in kept)
-    assert row["deadline_hit_rate"] == pytest.approx(5 / 15, abs=1e-4)   # skipped frames have no result
-    assert row["gesture_accuracy"] is None                               # not replayable, see simulate()
+    assert row["deadline_hit_rate"] == pytest.approx(5 / 15, abs=1e-4)  # skipped frames have no result
+    assert row["gesture_accuracy"] is None  # not replayable, see simulate()
 
 
 def test_oracle_picks_the_accurate_level_while_it_fits_and_the_fast_one_when_not():
     # level 1 is accurate but takes 50 ms; the deadline is 60 ms for 1 s, then 20 ms.
     trace = make_trace([10.0, 50.0], [10.0, 50.0], [MISS_BOX, GT_BOX], frames=30)
-    m = Mission.from_dict({"mission": {"name": "t", "duration_s": 2.0, "deadline_ms": [
-        {"t_s": 0.0, "value": 60.0}, {"t_s": 0.999, "value": 60.0}, {"t_s": 1.0, "value": 20.0}]}})
+    m = Mission.from_dict(
+        {
+            "mission": {
+                "name": "t",
+                "duration_s": 2.0,
+                "deadline_ms": [
+                    {"t_s": 0.0, "value": 60.0},
+                    {"t_s": 0.999, "value": 60.0},
+                    {"t_s": 1.0, "value": 20.0},
+                ],
+            }
+        }
+    )
     row, frames = simulate(BenchMission("t", m), trace, None, "oracle", PROFILE)
     assert {f.level for f in frames if f.arrival < 1.0} == {1}
     assert {f.level for f in frames if f.arrival >= 1.0} == {0}
@@ -117,8 +142,13 @@ def test_oracle_picks_the_accurate_level_while_it_fits_and_the_fast_one_when_not
 def test_contention_window_uses_the_loaded_trace():
     idle = make_trace([10.0, 20.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=15)
     loaded = make_trace([30.0, 60.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=15)
-    _, frames = simulate(mission(duration_s=1.0, deadline_ms=100.0, contention=[(0.5, 1.0)]), idle, loaded,
-                         "static_L1", PROFILE)
+    _, frames = simulate(
+        mission(duration_s=1.0, deadline_ms=100.0, contention=[(0.5, 1.0)]),
+        idle,
+        loaded,
+        "static_L1",
+        PROFILE,
+    )
     assert {round(f.latency_ms) for f in frames if f.arrival < 0.5} == {20}
     assert {round(f.latency_ms) for f in frames if f.arrival >= 0.5} == {60}
 
@@ -129,8 +159,9 @@ def test_controller_policies_run_through_the_real_controller():
     row, frames = simulate(mission(duration_s=2.0, deadline_ms=50.0), trace, None, "deadline", profile)
     # LevelSchedule(8) maps u 0.125 to level 0; the deadline policy keeps the 200 ms level off
     assert row["processed"] > 0 and all(f.level == 0 for f in frames if f.level >= 0)
-    row, _ = simulate(mission(duration_s=0.5), trace, None, "learned", profile,
-                      learned_model="/nonexistent.pt")
+    row, _ = simulate(
+        mission(duration_s=0.5), trace, None, "learned", profile, learned_model="/nonexistent.pt"
+    )
     assert "using auto" in row["notes"]
 
 
@@ -148,7 +179,7 @@ def test_fast_map50_equals_torchmetrics_on_random_detections():
         for _ in range(levels):
             n = int(rng.integers(0, 5))
             for _ in range(n):
-                if gt_boxes[gt_offsets[-2]:] and rng.random() < 0.6:
+                if gt_boxes[gt_offsets[-2] :] and rng.random() < 0.6:
                     base = np.array(gt_boxes[gt_offsets[-2] + int(rng.integers(0, len(truth)))])
                     boxes.append(list(base + rng.normal(0, 6, 4)))
                 else:
@@ -156,17 +187,26 @@ def test_fast_map50_equals_torchmetrics_on_random_detections():
                     boxes.append([x, y, x + 30, y + 30])
                 labels.append(int(rng.integers(0, 3)))
                 scores.append(float(rng.uniform(0.3, 1.0)))
-            order = np.argsort(-np.array(scores[offsets[-1]:]), kind="stable")
+            order = np.argsort(-np.array(scores[offsets[-1] :]), kind="stable")
             for name, values in (("b", boxes), ("s", scores), ("l", labels)):
-                values[offsets[-1]:] = [values[offsets[-1] + j] for j in order]
+                values[offsets[-1] :] = [values[offsets[-1] + j] for j in order]
             offsets.append(len(scores))
     trace = Trace(
-        latency_ms=np.ones((frames, levels)), cpu_ms=np.ones((frames, levels)), det_offsets=np.array(offsets),
-        det_boxes=np.array(boxes, np.float32).reshape(-1, 4), det_scores=np.array(scores, np.float32),
-        det_labels=np.array(labels, np.int64), gt_offsets=np.array(gt_offsets),
-        gt_boxes=np.array(gt_boxes, np.float32).reshape(-1, 4), gt_labels=np.array(gt_labels, np.int64),
-        gesture_frames=np.zeros(0, np.int64), gesture_probs=np.zeros((0, levels, 2)),
-        gesture_truth=np.zeros(frames, np.int64), f1=np.zeros((frames, levels)), meta={})
+        latency_ms=np.ones((frames, levels)),
+        cpu_ms=np.ones((frames, levels)),
+        det_offsets=np.array(offsets),
+        det_boxes=np.array(boxes, np.float32).reshape(-1, 4),
+        det_scores=np.array(scores, np.float32),
+        det_labels=np.array(labels, np.int64),
+        gt_offsets=np.array(gt_offsets),
+        gt_boxes=np.array(gt_boxes, np.float32).reshape(-1, 4),
+        gt_labels=np.array(gt_labels, np.int64),
+        gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)),
+        gesture_truth=np.zeros(frames, np.int64),
+        f1=np.zeros((frames, levels)),
+        meta={},
+    )
     for pick in range(4):
         log = [FrameLog(i, i / 15.0, level=int((i * 7 + pick) % levels)) for i in range(frames)]
         reference = torchmetrics_map50(log, lambda f: trace)
@@ -179,7 +219,7 @@ def test_frame_f1_hand_cases():
     one = np.zeros(1, np.int64)
     assert frame_f1(np.array([GT_BOX], np.float32), one, gt, one) == 1.0
     assert frame_f1(np.array([MISS_BOX], np.float32), one, gt, one) == 0.0
-    assert frame_f1(np.array([GT_BOX], np.float32), np.ones(1, np.int64), gt, one) == 0.0   # wrong class
+    assert frame_f1(np.array([GT_BOX], np.float32), np.ones(1, np.int64), gt, one) == 0.0  # wrong class
     # one hit and one false positive of two detections vs one object: 2 * 1 / (2 + 1)
     two = np.array([GT_BOX, MISS_BOX], np.float32)
     assert frame_f1(two, np.zeros(2, np.int64), gt, one) == pytest.approx(2 / 3)
@@ -207,22 +247,39 @@ def test_cli_writes_the_interface_json_and_plot(tmp_path, monkeypatch):
     traces = tmp_path / "traces"
     trace.save(traces / "idle_seed0.npz")
     loaded.save(traces / "contention_seed0.npz")
-    monkeypatch.setattr(control_bench, "build_missions", lambda idle, quick: [
-        mission(duration_s=1.0, deadline_ms=40.0), BenchMission("contention", mission(1.0).mission,
-                                                                 contention=[(0.3, 0.6)])])
+    monkeypatch.setattr(
+        control_bench,
+        "build_missions",
+        lambda idle, quick: [
+            mission(duration_s=1.0, deadline_ms=40.0),
+            BenchMission("contention", mission(1.0).mission, contention=[(0.3, 0.6)]),
+        ],
+    )
     out = tmp_path / "control.json"
-    assert main(["--json", str(out), "--traces", str(traces), "--quick", "--frames", "20",
-                 "--learned-model", ""]) == 0
+    assert (
+        main(
+            ["--json", str(out), "--traces", str(traces), "--quick", "--frames", "20", "--learned-model", ""]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [m["name"] for m in result["missions"]] == ["t", "contention"]
-    keys = {"policy", "cpu_s", "energy_j", "deadline_hit_rate", "map50", "gesture_accuracy", "utility",
-            "switches_per_min"}
+    keys = {
+        "policy",
+        "cpu_s",
+        "energy_j",
+        "deadline_hit_rate",
+        "map50",
+        "gesture_accuracy",
+        "utility",
+        "switches_per_min",
+    }
     for m in result["missions"]:
         assert [row["policy"] for row in m["policies"]] == list(control_bench.POLICIES)
         assert all(keys <= set(row) for row in m["policies"])
         assert all(math.isfinite(row["utility"]) for row in m["policies"])
     assert (tmp_path / "control.png").stat().st_size > 1000
-    with pytest.raises(SystemExit):   # the oracle needs hindsight: replay only
+    with pytest.raises(SystemExit):  # the oracle needs hindsight: replay only
         main(["--json", str(out), "--mode", "live", "--policies", "oracle"])
 
 
@@ -237,21 +294,21 @@ def test_live_metrics_from_a_recorded_run_bag(tmp_path):
     spec = importlib.util.spec_from_file_location("bag_run", known_run)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    bag = module._run_bag(tmp_path / "run")   # 20 frames: 10 in deadline with the object found, 10 late
+    bag = module._run_bag(tmp_path / "run")  # 20 frames: 10 in deadline with the object found, 10 late
     row = live_metrics(bag, duration_s=5.0)
     assert row["frames"] == 20 and row["processed"] == 20
     assert row["deadline_hit_rate"] == pytest.approx(0.5)
     assert row["map50"] == pytest.approx(0.5, abs=0.02)
     assert row["utility"] == pytest.approx(row["map50"] * 0.5, abs=1e-3)
-    assert row["energy_j"] == pytest.approx(12.0, rel=1e-3)   # 6 W for 2 s of battery samples
+    assert row["energy_j"] == pytest.approx(12.0, rel=1e-3)  # 6 W for 2 s of battery samples
     assert row["gesture_accuracy"] == pytest.approx(0.5)
-    assert row["switches_per_min"] == 0.0 and row["cpu_s"] is None   # this bag has no cpu_ms
+    assert row["switches_per_min"] == 0.0 and row["cpu_s"] is None  # this bag has no cpu_ms
 
 
 def test_nan_and_missing_trace_samples_count_as_missed_frames():
     trace = make_trace([10.0, 20.0], [10.0, 20.0], [MISS_BOX, GT_BOX], frames=3)
-    trace.latency_ms[1, 0] = np.nan     # a lost measurement
-    trace.cpu_ms[2, 0] = np.inf         # a broken one
+    trace.latency_ms[1, 0] = np.nan  # a lost measurement
+    trace.cpu_ms[2, 0] = np.inf  # a broken one
     row, frames = simulate(mission(), trace, None, "static_L0", PROFILE)
     assert [f.level for f in frames] == [0, -1, -1]
     assert row["deadline_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)

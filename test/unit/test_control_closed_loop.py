@@ -14,20 +14,29 @@ def run_mission(fixed_utilization=None, dt=0.1):
     mission = Mission.load(find_mission_file("mission_demo.yaml"))
     card = LatencyProfile.synthetic(SCHEDULE.utilizations(), full_ms=40.0)
     backend = SimBackend(mission=mission)
-    controller = Controller(ControllerConfig(strategy="auto"),
-                            LatencyProfile.synthetic(SCHEDULE.utilizations(), full_ms=40.0))
+    controller = Controller(
+        ControllerConfig(strategy="auto"), LatencyProfile.synthetic(SCHEDULE.utilizations(), full_ms=40.0)
+    )
     applied, trace = 1.0, []
     for step in range(int(round(mission.duration_s / dt)) + 1):
         t = step * dt
         backend.set_utilization(applied)
         sample = backend.sample(t)
-        for name, value in (("battery", sample.battery_fraction), ("thermal", sample.temperature_c),
-                            ("deadline", sample.deadline_ms), ("cpu_load", sample.cpu_load)):
+        for name, value in (
+            ("battery", sample.battery_fraction),
+            ("thermal", sample.temperature_c),
+            ("deadline", sample.deadline_ms),
+            ("cpu_load", sample.cpu_load),
+        ):
             controller.update(name, value, t)
         manual = mission.manual_utilization_at(t)  # what the demo does through parameters
         if (manual is not None) != controller.config.manual_override:
-            controller.reconfigure(controller.config.replace(
-                manual_override=manual is not None, manual_utilization=manual or 1.0), t)
+            controller.reconfigure(
+                controller.config.replace(
+                    manual_override=manual is not None, manual_utilization=manual or 1.0
+                ),
+                t,
+            )
         decision = controller.step(t)
         u = decision.setpoint if fixed_utilization is None else fixed_utilization
         applied = SCHEDULE.utilization_of(SCHEDULE.level_for(u))

@@ -8,7 +8,7 @@ import pytest
 from tnn_ros.control import Controller, ControllerConfig, LatencyProfile, LatencyQuantiles
 
 LEVELS = [(k + 1) / 8 for k in range(8)]
-CARD_MS = [5.0, 8.0, 12.0, 17.0, 23.0, 30.0, 38.0, 47.0]   # "measured where the model was trained"
+CARD_MS = [5.0, 8.0, 12.0, 17.0, 23.0, 30.0, 38.0, 47.0]  # "measured where the model was trained"
 FPS = 20.0
 
 
@@ -33,21 +33,21 @@ def test_level_quantile_matches_numpy_on_the_window():
 
 def test_first_observation_and_single_spike_do_not_set_the_scale():
     model = LatencyQuantiles(profile(), min_samples=20, prior_samples=20)
-    model.observe(1.0, 10 * CARD_MS[-1], 0.0)            # the very first frame: a 10x spike
+    model.observe(1.0, 10 * CARD_MS[-1], 0.0)  # the very first frame: a 10x spike
     # one sample among 20 pseudo-samples at the card: (10 + 20 x 1) / 21
     assert model.slowdown(0.0) == pytest.approx(30.0 / 21.0)
     assert model.predict_ms(0.5, 0.0) < 2.0 * CARD_MS[3]
-    for i in range(1, 40):                               # then normal frames at the card's latency
+    for i in range(1, 40):  # then normal frames at the card's latency
         model.observe(1.0, CARD_MS[-1], i / FPS)
     now = 39 / FPS
-    assert model.predict_ms(1.0, now) == pytest.approx(CARD_MS[-1])   # 1 spike in 40 is above p95
+    assert model.predict_ms(1.0, now) == pytest.approx(CARD_MS[-1])  # 1 spike in 40 is above p95
     assert model.slowdown(now) == pytest.approx(1.0)
 
 
 def test_unobserved_levels_get_the_card_times_the_observed_slowdown():
     model = LatencyQuantiles(profile(), min_samples=20)
     for i in range(60):
-        model.observe(1.0, 2.0 * CARD_MS[-1], i / FPS)   # this device is 2x slower than the card
+        model.observe(1.0, 2.0 * CARD_MS[-1], i / FPS)  # this device is 2x slower than the card
     now = 59 / FPS
     assert model.slowdown(now) == pytest.approx(2.0)
     for u, card in zip(LEVELS[:-1], CARD_MS[:-1]):
@@ -57,11 +57,19 @@ def test_unobserved_levels_get_the_card_times_the_observed_slowdown():
 
 def test_bad_samples_are_counted_and_ignored():
     model = LatencyQuantiles(profile())
-    for u, ms in ((1.0, math.nan), (1.0, math.inf), (1.0, -3.0), (1.0, 0.0), (math.nan, 10.0), (0.0, 10.0),
-                  (1.5, 10.0), ("x", 10.0)):
+    for u, ms in (
+        (1.0, math.nan),
+        (1.0, math.inf),
+        (1.0, -3.0),
+        (1.0, 0.0),
+        (math.nan, 10.0),
+        (0.0, 10.0),
+        (1.5, 10.0),
+        ("x", 10.0),
+    ):
         assert model.observe(u, ms, 0.0) is not None
     assert sum(model.rejected.values()) == 8 and model.observations == 0
-    assert model.predict_ms(1.0, 0.0) == pytest.approx(CARD_MS[-1])   # still the card
+    assert model.predict_ms(1.0, 0.0) == pytest.approx(CARD_MS[-1])  # still the card
 
 
 def run_deadline(latency_of, seconds, deadline_ms=40.0, seed=1, config=None):
@@ -103,7 +111,7 @@ def test_uses_intermediate_levels_not_just_two():
 def test_contention_onset_is_noticed_within_a_second_and_offset_recovers():
     onset, offset = 15.0, 30.0
 
-    def latency_of(t, u):   # another process takes a core: everything 2.5x slower in [onset, offset)
+    def latency_of(t, u):  # another process takes a core: everything 2.5x slower in [onset, offset)
         return card_at(u) * (2.5 if onset <= t < offset else 1.0)
 
     # 75 ms deadline (67.5 budget): p95 at full 47 x 1.28 + 1 = 61 ms fits; under contention 0.5 does
@@ -149,7 +157,7 @@ def test_queueing_delay_counts_into_the_frame_latency():
         controller.update("queue", 20.0, t)
         controller.update("latency", 40.0, t)
     controller.update("applied", 1.0, 2.0)
-    controller.update("latency", 40.0, 2.0)    # no queue sample for this frame: latency alone
+    controller.update("latency", 40.0, 2.0)  # no queue sample for this frame: latency alone
     samples = [v for _, v in controller.latency._samples[7]]
     assert samples[:40] == [60.0] * 40 and samples[-1] == 40.0
 
@@ -163,8 +171,8 @@ def test_latency_history_survives_strategy_switches_but_not_a_new_tuning():
     controller.reconfigure(controller.config.replace(manual_override=True, manual_utilization=0.5), 2.0)
     controller.reconfigure(controller.config.replace(manual_override=False), 3.0)
     assert controller.latency is model and model.observations == 30
-    assert controller.policy.inner.deadline.latency is model    # the auto policy predicts from it
+    assert controller.policy.inner.deadline.latency is model  # the auto policy predicts from it
     controller.reconfigure(controller.config.replace(latency_quantile=0.99), 4.0)
     assert controller.latency is not model and controller.latency.quantile == 0.99
-    controller.profile = LatencyProfile([(0.5, 10.0), (1.0, 20.0)])   # a new card: new levels
+    controller.profile = LatencyProfile([(0.5, 10.0), (1.0, 20.0)])  # a new card: new levels
     assert controller.latency.utilizations == [0.5, 1.0]

@@ -57,10 +57,10 @@ def test_linucb_rejects_non_finite_updates():
 
 
 def test_expected_hit_counts_dropped_and_late_frames():
-    assert expected_hit(40.0, 100.0, 50.0) == 1.0            # keeps up, on time
-    assert expected_hit(40.0, 30.0, 50.0) == 0.0             # keeps up, late
-    assert expected_hit(100.0, 200.0, 50.0) == pytest.approx(0.5)   # half dropped, 150 ms queued+run
-    assert expected_hit(100.0, 140.0, 50.0) == 0.0           # 1.5 x 100 ms > 140 ms
+    assert expected_hit(40.0, 100.0, 50.0) == 1.0  # keeps up, on time
+    assert expected_hit(40.0, 30.0, 50.0) == 0.0  # keeps up, late
+    assert expected_hit(100.0, 200.0, 50.0) == pytest.approx(0.5)  # half dropped, 150 ms queued+run
+    assert expected_hit(100.0, 140.0, 50.0) == 0.0  # 1.5 x 100 ms > 140 ms
     assert expected_hit(100.0, None, None) == 1.0
 
 
@@ -81,11 +81,11 @@ def test_arm_context_features():
     named = dict(zip(FEATURES, x))
     assert named["battery_low"] == pytest.approx(0.5) and named["hot"] == pytest.approx(0.5)
     assert named["latency_ratio"] == pytest.approx(0.5) and named["fits"] == 1.0
-    assert named["kept"] == 1.0 and named["kept_fits"] == 1.0   # no frame period given: keeps up
+    assert named["kept"] == 1.0 and named["kept_fits"] == 1.0  # no frame period given: keeps up
     # a median of 100 ms at a 50 ms camera period keeps half the frames
     slow = dict(zip(FEATURES, arm_context(Context(deadline_ms=400.0), 150.0, 0.1, 100.0, 50.0)))
     assert slow["kept"] == pytest.approx(0.5) and slow["kept_fits"] == pytest.approx(0.5)
-    assert arm_context(Context(deadline_ms=40.0), 37.0, 0.1)[FEATURES.index("fits")] == 0.0   # 37 > 36
+    assert arm_context(Context(deadline_ms=40.0), 37.0, 0.1)[FEATURES.index("fits")] == 0.0  # 37 > 36
     unknown = dict(zip(FEATURES, arm_context(Context(), 10.0, 0.1)))
     assert unknown["fits"] == 1.0 and unknown["confidence"] == 0.5 and unknown["battery"] == 1.0
 
@@ -133,7 +133,7 @@ def test_learned_controller_notices_contention_from_measured_latency(tmp_path):
     controller = Controller(config, LatencyProfile(PROFILE_POINTS))
     controller.update("deadline", 60.0, 0.0)
     assert controller.step(0.0).setpoint == pytest.approx(1.0)
-    for k in range(20):   # everything runs 3x slower: 1.0 predicts 150 ms, 0.25 predicts 30 ms
+    for k in range(20):  # everything runs 3x slower: 1.0 predicts 150 ms, 0.25 predicts 30 ms
         controller.update("applied", 1.0, 0.1 * k)
         controller.update("latency", 150.0, 0.1 * k)
         decision = controller.step(0.1 * k)
@@ -173,14 +173,22 @@ def test_unusable_model_file_falls_back_to_auto_with_a_reason(tmp_path, damage):
         path.with_name("controller.card.json").write_text("{")
     elif damage == "shape":
         import torch
-        torch.save({"A": torch.eye(3)[None], "b": torch.zeros(1, 3), "alpha": torch.tensor(0.1),
-                    "ridge": torch.tensor(1.0)}, path)
+
+        torch.save(
+            {
+                "A": torch.eye(3)[None],
+                "b": torch.zeros(1, 3),
+                "alpha": torch.tensor(0.1),
+                "ridge": torch.tensor(1.0),
+            },
+            path,
+        )
     config = ControllerConfig(strategy="learned", learned_model=str(path))
     profile = LatencyProfile(PROFILE_POINTS)
     policy = make_learned_policy(config, profile, str(path))
     assert isinstance(policy, AutoPolicy)
     assert policy.fallback_reason.startswith("learned controller unavailable, using auto: ")
-    assert str(tmp_path / "controller.") in policy.fallback_reason   # names the file or its card
+    assert str(tmp_path / "controller.") in policy.fallback_reason  # names the file or its card
     controller = Controller(config, profile)
     controller.update("battery", 0.9, 0.0)
     controller.update("thermal", 40.0, 0.0)
@@ -203,8 +211,9 @@ def test_load_rejects_non_finite_state(tmp_path):
 
 def test_bad_inputs_are_dropped_and_the_output_stays_a_level(tmp_path):
     path = _trained(tmp_path / "controller.pt")
-    controller = Controller(ControllerConfig(strategy="learned", learned_model=str(path)),
-                            LatencyProfile(PROFILE_POINTS))
+    controller = Controller(
+        ControllerConfig(strategy="learned", learned_model=str(path)), LatencyProfile(PROFILE_POINTS)
+    )
     controller.update("deadline", 80.0, 0.0)
     assert controller.update("latency", float("nan"), 0.0) is not None
     assert controller.update("deadline", float("inf"), 0.0) is not None
@@ -228,25 +237,36 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     trace = Trace(
         latency_ms=np.tile(np.linspace(5, 40, levels), (frames, 1)),
         cpu_ms=np.tile(np.linspace(5, 40, levels), (frames, 1)),
-        det_offsets=np.zeros(frames * levels + 1, np.int64), det_boxes=np.zeros((0, 4), np.float32),
-        det_scores=np.zeros(0, np.float32), det_labels=np.zeros(0, np.int64),
-        gt_offsets=np.zeros(frames + 1, np.int64), gt_boxes=np.zeros((0, 4), np.float32),
-        gt_labels=np.zeros(0, np.int64), gesture_frames=np.zeros(0, np.int64),
-        gesture_probs=np.zeros((0, levels, 2)), gesture_truth=np.zeros(frames, np.int64),
-        f1=np.tile(np.linspace(0.5, 0.9, levels), (frames, 1)), meta={"cores": 2})
+        det_offsets=np.zeros(frames * levels + 1, np.int64),
+        det_boxes=np.zeros((0, 4), np.float32),
+        det_scores=np.zeros(0, np.float32),
+        det_labels=np.zeros(0, np.int64),
+        gt_offsets=np.zeros(frames + 1, np.int64),
+        gt_boxes=np.zeros((0, 4), np.float32),
+        gt_labels=np.zeros(0, np.int64),
+        gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)),
+        gesture_truth=np.zeros(frames, np.int64),
+        f1=np.tile(np.linspace(0.5, 0.9, levels), (frames, 1)),
+        meta={"cores": 2},
+    )
     trace.save(tmp_path / "trace.npz")
     # a bag with a battery topic only: no detections/json, no ground truth
     store = typestore_with(["std_msgs/msg/String"])
     with Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         connection = writer.add_connection("/tnn/controller/reason", "std_msgs/msg/String", typestore=store)
-        writer.write(connection, 1, store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"),
-                                                        "std_msgs/msg/String"))
+        writer.write(
+            connection,
+            1,
+            store.serialize_cdr(store.types["std_msgs/msg/String"](data="x"), "std_msgs/msg/String"),
+        )
     out = tmp_path / "c.pt"
     assert main(["--bags", str(tmp_path / "bag"), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "skipped" in err and "no usable data" in err
-    assert main(["--traces", str(tmp_path / "trace.npz"), "--bags", str(tmp_path / "bag"),
-                 "-o", str(out)]) == 0
+    assert (
+        main(["--traces", str(tmp_path / "trace.npz"), "--bags", str(tmp_path / "bag"), "-o", str(out)]) == 0
+    )
     bandit, card = load_bandit(out)
     assert card["samples_per_arm"] == [frames * 4] * levels
     assert card["accuracies"] == pytest.approx(list(np.linspace(0.5, 0.9, levels)), abs=1e-4)
@@ -262,12 +282,19 @@ def test_trainer_leaves_out_nan_trace_samples():
     trace = Trace(
         latency_ms=np.array([[5.0, 10.0], [np.nan, 10.0], [5.0, np.inf]]),
         cpu_ms=np.full((frames, levels), 5.0),
-        det_offsets=np.zeros(frames * levels + 1, np.int64), det_boxes=np.zeros((0, 4), np.float32),
-        det_scores=np.zeros(0, np.float32), det_labels=np.zeros(0, np.int64),
-        gt_offsets=np.zeros(frames + 1, np.int64), gt_boxes=np.zeros((0, 4), np.float32),
-        gt_labels=np.zeros(0, np.int64), gesture_frames=np.zeros(0, np.int64),
-        gesture_probs=np.zeros((0, levels, 2)), gesture_truth=np.zeros(frames, np.int64),
-        f1=np.full((frames, levels), 0.8), meta={"cores": 1})
+        det_offsets=np.zeros(frames * levels + 1, np.int64),
+        det_boxes=np.zeros((0, 4), np.float32),
+        det_scores=np.zeros(0, np.float32),
+        det_labels=np.zeros(0, np.int64),
+        gt_offsets=np.zeros(frames + 1, np.int64),
+        gt_boxes=np.zeros((0, 4), np.float32),
+        gt_labels=np.zeros(0, np.int64),
+        gesture_frames=np.zeros(0, np.int64),
+        gesture_probs=np.zeros((0, levels, 2)),
+        gesture_truth=np.zeros(frames, np.int64),
+        f1=np.full((frames, levels), 0.8),
+        meta={"cores": 1},
+    )
     bad = [0]
     samples = samples_from_trace(trace, np.random.default_rng(0), 1, 0.1, RewardWeights(), bad)
     assert bad[0] == 2 and len(samples) == 4

@@ -26,8 +26,9 @@ def _order(values):
 def node():
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = rclpy.create_node("params_test", context=context,
-                             parameter_overrides=[Parameter("low", value=0)])  # int for a double
+    node = rclpy.create_node(
+        "params_test", context=context, parameter_overrides=[Parameter("low", value=0)]
+    )  # int for a double
     yield node
     node.destroy_node()
     rclpy.shutdown(context=context)

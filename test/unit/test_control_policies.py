@@ -38,8 +38,13 @@ def test_manual_policy_clamps_to_min_max():
 
 
 def test_rule_thermal_cap_reason_and_hysteresis():
-    controller = rule_controller(thermal_warn_c=75.0, thermal_warn_cap=0.4, thermal_critical_c=90.0,
-                                 thermal_critical_cap=0.2, thermal_hysteresis_c=3.0)
+    controller = rule_controller(
+        thermal_warn_c=75.0,
+        thermal_warn_cap=0.4,
+        thermal_critical_c=90.0,
+        thermal_critical_cap=0.2,
+        thermal_hysteresis_c=3.0,
+    )
     feed(controller, 0.0, battery=0.9, thermal=60.0)
     assert controller.step(0.0).setpoint == 1.0
     feed(controller, 1.0, battery=0.9, thermal=78.0)
@@ -147,8 +152,11 @@ def test_latency_profile_rejects_bad_cards():
     noisy = LatencyProfile([(0.25, 12.0), (0.5, 11.0), (1.0, 30.0)])  # timing noise on a real card
     assert noisy.latencies_ms == [12.0, 12.0, 30.0] and noisy.smoothed_levels == 1
     assert "smoothed" in noisy.description
-    card = {"levels": [{"level": i, "utilization": u, "latency_ms": ms}
-                       for i, (u, ms) in enumerate(PROFILE_POINTS)]}
+    card = {
+        "levels": [
+            {"level": i, "utilization": u, "latency_ms": ms} for i, (u, ms) in enumerate(PROFILE_POINTS)
+        ]
+    }
     assert LatencyProfile.from_card(card).utilizations == LEVELS
 
 
@@ -166,7 +174,7 @@ def test_deadline_policy_picks_highest_fitting_level_and_corrects_scale():
         feed(controller, 2.0 + 0.05 * i, applied=0.5, latency=40.0)
     decision = controller.step(3.5)
     assert decision.setpoint == pytest.approx(0.25)
-    assert "card x2.00" in decision.reason   # 0.25 never observed: the card times the slowdown
+    assert "card x2.00" in decision.reason  # 0.25 never observed: the card times the slowdown
     # unreachable deadline: the lowest level, says so
     feed(controller, 3.6, deadline=5.0)
     decision = controller.step(3.6)
@@ -221,13 +229,16 @@ def test_manual_override_and_reconfigure_keep_continuity():
     assert controller.step(3.0).setpoint == pytest.approx(0.4)  # rises from 0.3 at 0.1/s
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"min_utilization": 0.8, "max_utilization": 0.5}, "min_utilization"),
-    ({"strategy": "bogus"}, "unknown strategy"),
-    ({"thermal_warn_c": 90.0}, "thermal_warn_c"),
-    ({"battery_critical": 0.5}, "battery_critical"),
-    ({"stale_timeout_s": 0.0}, "stale_timeout_s"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"min_utilization": 0.8, "max_utilization": 0.5}, "min_utilization"),
+        ({"strategy": "bogus"}, "unknown strategy"),
+        ({"thermal_warn_c": 90.0}, "thermal_warn_c"),
+        ({"battery_critical": 0.5}, "battery_critical"),
+        ({"stale_timeout_s": 0.0}, "stale_timeout_s"),
+    ],
+)
 def test_config_rejects_inconsistent_values(changes, message):
     config = ControllerConfig().replace(**changes)
     assert message in config.problem()
@@ -255,9 +266,15 @@ def test_node_loads_a_training_card_or_falls_back_to_synthetic(tmp_path, monkeyp
     import json
 
     from tnn_ros.nodes import controller as controller_node
-    card = {"name": "detector", "num_levels": 4, "levels": [
-        {"level": k, "utilization": u, "macs": 1000 * (k + 1), "accuracy": 0.5, "latency_ms": ms}
-        for k, (u, ms) in enumerate([(0.25, 9.0), (0.5, 8.5), (0.75, 21.0), (1.0, 30.0)])]}
+
+    card = {
+        "name": "detector",
+        "num_levels": 4,
+        "levels": [
+            {"level": k, "utilization": u, "macs": 1000 * (k + 1), "accuracy": 0.5, "latency_ms": ms}
+            for k, (u, ms) in enumerate([(0.25, 9.0), (0.5, 8.5), (0.75, 21.0), (1.0, 30.0)])
+        ],
+    }
     path = tmp_path / "detector.card.json"
     path.write_text(json.dumps(card))
     profile, why = controller_node.load_latency_profile(str(path), 0.2)
@@ -265,13 +282,14 @@ def test_node_loads_a_training_card_or_falls_back_to_synthetic(tmp_path, monkeyp
 
     def not_shipped(folder, name):
         raise FileNotFoundError(f"{folder}/{name} not found")
+
     monkeypatch.setattr("tnn_ros.paths.find_package_file", not_shipped)
     profile, why = controller_node.load_latency_profile("", 0.2)
     assert profile.source == "synthetic" and "synthetic" in why and len(profile.utilizations) == 8
 
 
 def test_cpu_load_cap_binds_with_hysteresis_and_is_off_by_default():
-    default = rule_controller()   # cpu_load_high = 1.0: our own inference loads the CPU, no cap
+    default = rule_controller()  # cpu_load_high = 1.0: our own inference loads the CPU, no cap
     feed(default, 0.0, battery=0.9, thermal=40.0, cpu_load=0.99)
     assert default.step(0.0).binding == "none"
 
@@ -282,9 +300,9 @@ def test_cpu_load_cap_binds_with_hysteresis_and_is_off_by_default():
     decision = controller.step(10.0)
     assert (decision.binding, decision.setpoint) == ("cpu", pytest.approx(0.5))
     assert decision.reason == "cpu load 90% > 80% cap 0.50"
-    feed(controller, 20.0, battery=0.9, thermal=40.0, cpu_load=0.75)   # inside the 0.7..0.8 band: stays
+    feed(controller, 20.0, battery=0.9, thermal=40.0, cpu_load=0.75)  # inside the 0.7..0.8 band: stays
     assert controller.step(20.0).binding == "cpu"
-    feed(controller, 30.0, battery=0.9, thermal=40.0, cpu_load=0.65)   # below 0.8 - 0.1: lifted
+    feed(controller, 30.0, battery=0.9, thermal=40.0, cpu_load=0.65)  # below 0.8 - 0.1: lifted
     decision = controller.step(30.0)
     assert (decision.binding, decision.setpoint) == ("none", 1.0)
     # a tighter cap wins over the CPU cap
@@ -312,10 +330,11 @@ def test_a_single_latency_spike_does_not_pin_the_deadline_policy_low(strategy, s
     first observation -- may lower the setpoint for a while, but the policy must come back to full
     once ordinary measurements follow, whatever estimator (EMA scale, latency quantiles) it uses.
     """
-    controller = Controller(ControllerConfig(strategy=strategy, deadline_margin=0.1),
-                            LatencyProfile(PROFILE_POINTS))
+    controller = Controller(
+        ControllerConfig(strategy=strategy, deadline_margin=0.1), LatencyProfile(PROFILE_POINTS)
+    )
     setpoint, setpoints = 1.0, []
-    for tick in range(600):   # one minute
+    for tick in range(600):  # one minute
         now = tick * 0.1
         latency = _true_latency_ms(setpoint) * (10.0 if tick == spike_tick else 1.0)
         feed(controller, now, battery=0.9, thermal=40.0, deadline=80.0, applied=setpoint, latency=latency)
@@ -325,4 +344,5 @@ def test_a_single_latency_spike_does_not_pin_the_deadline_policy_low(strategy, s
     assert all(0.0 < u <= 1.0 for u in setpoints)
     assert all(u == pytest.approx(1.0) for u in setpoints[-100:]), (
         f"still at {setpoints[-1]:.2f} 60 s after one spike; first 1.0 again at tick "
-        f"{next((i for i, u in enumerate(setpoints) if i > spike_tick and u == 1.0), None)}")
+        f"{next((i for i, u in enumerate(setpoints) if i > spike_tick and u == 1.0), None)}"
+    )

@@ -5,8 +5,15 @@ from tnn_ros.control.state import THERMAL
 
 
 def test_unknown_thermal_is_alive_uncapped_and_not_a_drop():
-    controller = Controller(ControllerConfig(strategy="rule", thermal_warn_c=70.0, thermal_warn_cap=0.6,
-                                             thermal_critical_c=80.0, thermal_critical_cap=0.3))
+    controller = Controller(
+        ControllerConfig(
+            strategy="rule",
+            thermal_warn_c=70.0,
+            thermal_warn_cap=0.6,
+            thermal_critical_c=80.0,
+            thermal_critical_cap=0.3,
+        )
+    )
     assert controller.update(THERMAL, 90.0, 0.0) is None
     assert controller.tracker.inputs.temperature_c == 90.0
     for k in range(100):  # a machine without a temperature sensor publishes NaN forever

@@ -41,8 +41,9 @@ def _converted(arch: str):
     """(converted, original) of ``arch``, converted once per test session (conversion takes seconds)."""
     if arch not in _CACHE:
         if arch in VIDEO:
-            model, original, _ = convert(arch, seed=0, architecture=SMALL_VIDEO,
-                                         example=torch.zeros(2, 3, 4, 32, 32))
+            model, original, _ = convert(
+                arch, seed=0, architecture=SMALL_VIDEO, example=torch.zeros(2, 3, 4, 32, 32)
+            )
         else:
             model, original, _ = convert(arch, seed=0, example=torch.zeros(2, 3, 96, 128))
         _CACHE[arch] = (model, original)
@@ -62,7 +63,7 @@ def test_full_level_equals_the_original_on_every_output(arch):
     if arch in DETECTORS:
         ref = detector_raw_outputs(lambda: original64(list(x)), original64)
         got = detector_raw_outputs(lambda: model64(x), model64.net)
-        assert ref.keys() == got.keys() and len(ref) >= 5   # features, heads, boxes/scores/labels
+        assert ref.keys() == got.keys() and len(ref) >= 5  # features, heads, boxes/scores/labels
         assert max_abs_difference(ref, got) <= 1e-4
         # not vacuous: the compared features are O(1) after the random BN calibration
         assert max(float(t.abs().max()) for t in ref["backbone"]) > 0.5
@@ -90,7 +91,7 @@ def test_lower_levels_differ_and_macs_fall_strictly(arch):
     macs = count_macs(model, x)
     assert all(a < b for a, b in zip(macs, macs[1:])), macs
     reference_macs = _torchvision_macs(original, x)
-    assert macs[-1] == reference_macs          # the full level executes exactly the original's work
+    assert macs[-1] == reference_macs  # the full level executes exactly the original's work
     assert macs[0] < 0.8 * macs[-1]
     if arch == "fasterrcnn_mobilenet_v3_large_320_fpn":
         # the card counts the box head at each level's proposal cap: 38, 75, ... 150 proposals of
@@ -118,8 +119,12 @@ def _torchvision_macs(original, x) -> int:
         else:
             kernel = int(np.prod(module.kernel_size))
             total += output[0].numel() * (module.in_channels // module.groups) * kernel
-    handles = [m.register_forward_hook(hook) for m in original.modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in original.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))
+    ]
     try:
         with torch.no_grad():
             original(list(x) if x.dim() == 4 else x)
@@ -146,14 +151,14 @@ def test_switching_levels_rebuilds_nothing():
 def test_only_hidden_channels_are_gated_and_blocks_are_skipped_at_low_levels():
     model, original = _converted("r3d_18")
     blocks = [m for m in model.modules() if isinstance(m, ConvertedBlock)]
-    assert len(blocks) == 8                          # 4 stages x 2 BasicBlocks
+    assert len(blocks) == 8  # 4 stages x 2 BasicBlocks
     for block in blocks:
         first, last = block.convs[0], block.convs[-1]
-        assert first.in_widths[0] == first.in_channels   # block input stays full width
-        assert last.out_widths[0] == last.out_channels   # block output stays full width
+        assert first.in_widths[0] == first.in_channels  # block input stays full width
+        assert last.out_widths[0] == last.out_channels  # block output stays full width
         assert first.out_widths[0] < first.out_channels  # the hidden channels are sliced
     skippable = [b for b in blocks if b.skippable]
-    assert len(skippable) == 5                      # layer1's two blocks + the 2nd block of layers 2-4
+    assert len(skippable) == 5  # layer1's two blocks + the 2nd block of layers 2-4
     assert any(b.min_level > 0 for b in skippable)
     assert all(b.min_level == 0 for b in blocks if not b.skippable)
 
@@ -162,7 +167,7 @@ def test_depth_and_width_schedules():
     options = ConvertOptions(num_levels=8, min_width_fraction=0.25, depth_fraction=0.5)
     # 64 * (0.25 + 0.75 k / 7) rounded to multiples of 8: 16, 22.9, 29.7, 36.6, 43.4, 50.3, 57.1, 64
     assert hidden_widths(64, options) == [16, 24, 32, 40, 40, 48, 56, 64]
-    assert hidden_widths(230, options)[-1] == 230     # R(2+1)D midplanes need not be multiples of 8
+    assert hidden_widths(230, options)[-1] == 230  # R(2+1)D midplanes need not be multiples of 8
     # 4 skippable blocks: 2 skipped at level 0, falling to none at level 4; least important first
     levels = depth_min_levels([0.9, 0.1, 0.5, 0.3], options)
     assert levels == [0, 3, 0, 2]
@@ -185,9 +190,15 @@ def test_save_load_round_trip(arch, tmp_path):
 
     model, _ = _converted(arch)
     path = tmp_path / "converted.pt"
-    card = {"name": "converted", "architecture": model.architecture, "classes": model.classes,
-            "levels": [{"level": k, "utilization": model.utilization_of(k), "latency_ms": 1.0 + k}
-                       for k in range(model.num_levels)]}
+    card = {
+        "name": "converted",
+        "architecture": model.architecture,
+        "classes": model.classes,
+        "levels": [
+            {"level": k, "utilization": model.utilization_of(k), "latency_ms": 1.0 + k}
+            for k in range(model.num_levels)
+        ],
+    }
     save_model(model, path, card)
     loaded = load_detector(str(path), warmup=False) if arch in DETECTORS else load_gesture(str(path))
     assert type(loaded) is type(model)
@@ -214,14 +225,16 @@ def test_perception_pipeline_runs_converted_models(tmp_path):
     paths = {}
     for name, model in (("det", detector), ("vid", video)):
         paths[name] = tmp_path / f"{name}.pt"
-        save_model(model, paths[name], {"name": name, "architecture": model.architecture,
-                                        "classes": model.classes})
+        save_model(
+            model, paths[name], {"name": name, "architecture": model.architecture, "classes": model.classes}
+        )
     pipeline = load_models(str(paths["det"]), str(paths["vid"]), stride=1, smoothing=1)
-    assert isinstance(pipeline.detector.model, ConvertedDetector)      # behind the torch engine
+    assert isinstance(pipeline.detector.model, ConvertedDetector)  # behind the torch engine
     assert isinstance(pipeline.gesture_recognizer.net.model, ConvertedVideoNet)
     rng = np.random.default_rng(0)
-    results = [pipeline.process(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), 0.3, 0.0)
-               for _ in range(4)]
+    results = [
+        pipeline.process(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), 0.3, 0.0) for _ in range(4)
+    ]
     assert results[0].level == 1
     labels = {d.label for r in results for d in r.detections}
     coco = set(detector.classes)
@@ -242,6 +255,7 @@ def test_wrong_kind_of_converted_file_is_rejected(tmp_path):
 
 # --- CLI --------------------------------------------------------------------------------------------
 
+
 def _run_cli(argv, capsys):
     from tnn_ros.train.cli import main
 
@@ -256,9 +270,29 @@ def test_cli_converts_with_a_local_weights_file(tmp_path, capsys):
     weights = tmp_path / "mc3_18-a90a0ba3.pth"
     torch.save(original.state_dict(), weights)
     out = tmp_path / "mc3.pt"
-    code, stdout, err = _run_cli(["convert", "--arch", "mc3_18", "--weights", str(weights), "-o", str(out),
-                                  "--clip-length", "4", "--frame-size", "32", "32", "--eval-count", "4",
-                                  "--latency-repeats", "1", "--num-levels", "4"], capsys)
+    code, stdout, err = _run_cli(
+        [
+            "convert",
+            "--arch",
+            "mc3_18",
+            "--weights",
+            str(weights),
+            "-o",
+            str(out),
+            "--clip-length",
+            "4",
+            "--frame-size",
+            "32",
+            "32",
+            "--eval-count",
+            "4",
+            "--latency-repeats",
+            "1",
+            "--num-levels",
+            "4",
+        ],
+        capsys,
+    )
     assert code == 0, err
     card = json.loads((tmp_path / "mc3.card.json").read_text())
     assert card["source"]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -272,10 +306,16 @@ def test_cli_converts_with_a_local_weights_file(tmp_path, capsys):
     assert "--weights" in card["conversion"]["command"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--arch", "resnet50", "--random-init"], "unknown architecture 'resnet50'"),
-    (["--arch", "r3d_18", "--weights", "MISSING.pth"], "MISSING.pth: weights file not found; fetch https://"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--arch", "resnet50", "--random-init"], "unknown architecture 'resnet50'"),
+        (
+            ["--arch", "r3d_18", "--weights", "MISSING.pth"],
+            "MISSING.pth: weights file not found; fetch https://",
+        ),
+    ],
+)
 def test_cli_bad_input_exits_2_without_output(argv, message, tmp_path, capsys):
     out = tmp_path / "out.pt"
     code, _, err = _run_cli(["convert", *argv, "-o", str(out)], capsys)
@@ -286,8 +326,9 @@ def test_cli_bad_input_exits_2_without_output(argv, message, tmp_path, capsys):
 
 def test_cli_missing_default_weights_names_the_file_to_fetch(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    code, _, err = _run_cli(["convert", "--arch", "ssdlite320_mobilenet_v3_large", "-o",
-                             str(tmp_path / "o.pt")], capsys)
+    code, _, err = _run_cli(
+        ["convert", "--arch", "ssdlite320_mobilenet_v3_large", "-o", str(tmp_path / "o.pt")], capsys
+    )
     assert code == 2
     assert "ssdlite320_mobilenet_v3_large_coco-a79551df.pth" in err and "--random-init" in err
     assert not (tmp_path / "o.pt").exists()
@@ -297,7 +338,8 @@ def test_cli_mismatched_weights_exit_2(tmp_path, capsys):
     weights = tmp_path / "r3d.pth"
     torch.save(__import__("torchvision").models.video.r3d_18(num_classes=400).state_dict(), weights)
     out = tmp_path / "o.pt"
-    code, _, err = _run_cli(["convert", "--arch", "r2plus1d_18", "--weights", str(weights), "-o", str(out)],
-                            capsys)
+    code, _, err = _run_cli(
+        ["convert", "--arch", "r2plus1d_18", "--weights", str(weights), "-o", str(out)], capsys
+    )
     assert code == 2 and "do not match" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r3d.pth"]

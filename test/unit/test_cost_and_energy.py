@@ -34,11 +34,12 @@ class FakeClock:
 
 # -- cost of one frame ------------------------------------------------------------------------------
 
+
 def test_cost_meter_reads_thread_cpu_and_wall_clocks_and_queue_delay():
     cpu, wall = FakeClock(1_000_000), FakeClock(10.0)
     meter = CostMeter(received_s=9.97, thread_clock_ns=cpu, wall_clock_s=wall)
-    cpu.value += 12_500_000      # 12.5 ms of CPU
-    wall.value += 0.040          # in 40 ms of wall time
+    cpu.value += 12_500_000  # 12.5 ms of CPU
+    wall.value += 0.040  # in 40 ms of wall time
     cost = meter.stop()
     assert cost.cpu_ms == pytest.approx(12.5)
     assert cost.wall_ms == pytest.approx(40.0)
@@ -70,7 +71,7 @@ def test_cost_meter_counts_this_threads_cpu_not_sleep_or_other_threads():
     assert sleeping.cpu_ms < 0.5 * sleeping.wall_ms
     meter = CostMeter()
     start = time.thread_time_ns()
-    while time.thread_time_ns() - start < 20_000_000:   # 20 ms of this thread's own CPU
+    while time.thread_time_ns() - start < 20_000_000:  # 20 ms of this thread's own CPU
         pass
     busy = meter.stop()
     assert busy.cpu_ms >= 20.0
@@ -81,10 +82,10 @@ def test_worker_clock_adds_the_cpu_of_helper_threads_the_work_started():
     go, finish = threading.Event(), threading.Event()
     helper_cpu = {}
 
-    def helper():                       # stands in for a torch intra-op pool thread
+    def helper():  # stands in for a torch intra-op pool thread
         go.wait()
         start = time.thread_time_ns()
-        while time.thread_time_ns() - start < 30_000_000:   # 30 ms of its own CPU
+        while time.thread_time_ns() - start < 30_000_000:  # 30 ms of its own CPU
             pass
         helper_cpu["ns"] = time.thread_time_ns() - start
         finish.wait()
@@ -105,11 +106,11 @@ def test_worker_clock_adds_the_cpu_of_helper_threads_the_work_started():
     assert helper_part <= helper_cpu["ns"] + 10_000_000
     finish.set()
     thread.join()
-    for _ in range(200):   # Python's join returns a moment before the OS thread is gone
+    for _ in range(200):  # Python's join returns a moment before the OS thread is gone
         if thread.native_id not in thread_ids():
             break
         time.sleep(0.01)
-    assert clock() >= total1 and not clock.helpers    # an exited helper's time is kept
+    assert clock() >= total1 and not clock.helpers  # an exited helper's time is kept
 
 
 def test_cost_totals_and_diagnostics_values():
@@ -125,8 +126,9 @@ def test_cost_totals_and_diagnostics_values():
 
 
 def test_detections_json_carries_cost_only_when_given():
-    result = FrameResult(detections=[], gesture=None, level=2, utilization_applied=0.375, latency_ms=5.0,
-                         image_size=(64, 48))
+    result = FrameResult(
+        detections=[], gesture=None, level=2, utilization_applied=0.375, latency_ms=5.0, image_size=(64, 48)
+    )
     plain = json.loads(detections_to_json(result, 1, "cam"))
     assert "cpu_ms" not in plain and "queue_ms" not in plain
     payload = json.loads(detections_to_json(result, 1, "cam", FrameCost(4.25, 5.0, math.nan)))
@@ -134,6 +136,7 @@ def test_detections_json_carries_cost_only_when_given():
 
 
 # -- the sim driven by measured work ------------------------------------------------------------------
+
 
 def test_measured_work_rejects_bad_samples_and_counts_them():
     work = MeasuredWork()
@@ -147,21 +150,21 @@ def test_measured_work_rejects_bad_samples_and_counts_them():
 
 def test_measured_work_carries_bursts_over_instead_of_clipping():
     work = MeasuredWork(max_busy=1.0)
-    for _ in range(15):                 # 1.5 CPU-seconds reported at once
+    for _ in range(15):  # 1.5 CPU-seconds reported at once
         work.add_cpu_ms(100.0)
     busy = [work.take(0.5) for _ in range(4)]
     assert busy == pytest.approx([1.0, 1.0, 1.0, 0.0])
-    assert sum(b * 0.5 for b in busy) == pytest.approx(1.5)   # nothing lost
+    assert sum(b * 0.5 for b in busy) == pytest.approx(1.5)  # nothing lost
 
 
 def test_sim_energy_follows_measured_cpu_not_the_utilization():
     params = SimParams(capacity_wh=1.0, idle_power_w=2.0, max_power_w=10.0)
     measured, commanded = SimBackend(params), SimBackend(params)
     for backend in (measured, commanded):
-        backend.set_utilization(1.0)    # the commanded/applied u says "full"
+        backend.set_utilization(1.0)  # the commanded/applied u says "full"
     measured.sample(0.0)
     commanded.sample(0.0)
-    for i in range(1, 101):             # 100 s; the worker really used 250 ms of CPU per second
+    for i in range(1, 101):  # 100 s; the worker really used 250 ms of CPU per second
         for _ in range(5):
             assert measured.add_cpu_time(50.0) is None
         measured.add_cpu_time(math.nan)  # unknown samples are dropped, counted, harmless
@@ -183,11 +186,12 @@ def test_sim_without_work_after_cpu_was_heard_is_idle():
     backend = SimBackend(SimParams(capacity_wh=1.0, idle_power_w=2.0, max_power_w=10.0))
     backend.set_utilization(1.0)
     backend.sample(0.0)
-    backend.add_cpu_time(0.0)          # perception alive but doing nothing
+    backend.add_cpu_time(0.0)  # perception alive but doing nothing
     assert backend.sample(10.0).power_w == pytest.approx(2.0)
 
 
 # -- energy meters ------------------------------------------------------------------------------------
+
 
 def _rapl(root, energies_uj, max_uj=1_000_000):
     for i, value in enumerate(energies_uj):
@@ -196,7 +200,7 @@ def _rapl(root, energies_uj, max_uj=1_000_000):
         (domain / "energy_uj").write_text(f"{value}\n")
         (domain / "max_energy_range_uj").write_text(f"{max_uj}\n")
         (domain / "name").write_text(f"package-{i}\n")
-        sub = domain / f"intel-rapl:{i}:0"   # a core sub-domain: part of the package, not added
+        sub = domain / f"intel-rapl:{i}:0"  # a core sub-domain: part of the package, not added
         sub.mkdir(exist_ok=True)
         (sub / "energy_uj").write_text("123456\n")
 
@@ -206,10 +210,10 @@ def test_rapl_sums_packages_and_handles_wrap_around(tmp_path):
     meter = RaplMeter(tmp_path)
     assert [d.name for d in meter.domains] == ["intel-rapl:0", "intel-rapl:1"]
     assert meter.read_j(0.0) == 0.0
-    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("950000\n")   # +0.05 J
-    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("30000\n")    # +0.02 J
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("950000\n")  # +0.05 J
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("30000\n")  # +0.02 J
     assert meter.read_j(1.0) == pytest.approx(0.07)
-    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("50000\n")    # wrapped: +0.1 J
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("50000\n")  # wrapped: +0.1 J
     assert meter.read_j(2.0) == pytest.approx(0.17)
     assert meter.wraps == 1
 
@@ -243,7 +247,7 @@ def test_meter_reader_reports_a_lost_meter_once_and_falls_back(tmp_path):
     (tmp_path / "intel-rapl:0" / "energy_uj").unlink()
     value, lost = reader.read(2.0)
     assert math.isnan(value) and "gone" in lost and reader.errors == 1
-    value, lost = reader.read(3.0)             # stays on the fallback, says nothing more
+    value, lost = reader.read(3.0)  # stays on the fallback, says nothing more
     assert math.isnan(value) and lost is None and reader.errors == 1
     assert reader.source == "sim-from-measured-cpu"
 
@@ -271,7 +275,7 @@ def test_jtop_meter_integrates_total_power_and_notices_a_stopped_service():
     jetson = FakeJetson([4.0, 6.0, 6.0])
     meter = JtopPowerMeter(lambda: jetson)
     assert meter.read_j(0.0) == 0.0
-    assert meter.read_j(2.0) == pytest.approx(10.0)     # trapezoid (4 + 6) / 2 x 2 s
+    assert meter.read_j(2.0) == pytest.approx(10.0)  # trapezoid (4 + 6) / 2 x 2 s
     assert meter.read_j(3.0) == pytest.approx(16.0)
     jetson.alive = False
     with pytest.raises(MeterError, match="stopped"):
@@ -290,7 +294,7 @@ def test_battery_meter_counts_energy_taken_while_discharging(tmp_path):
     unplugged = SimpleNamespace(sensors_battery=lambda: SimpleNamespace(power_plugged=False, percent=50))
     bat = _battery(tmp_path)
     meter = BatteryMeter(tmp_path, psutil_module=unplugged)
-    (bat / "energy_now").write_text("39990000\n")      # 10 mWh = 36 J
+    (bat / "energy_now").write_text("39990000\n")  # 10 mWh = 36 J
     assert meter.read_j(1.0) == pytest.approx(36.0)
     (bat / "status").write_text("Charging\n")
     with pytest.raises(MeterError, match="not discharging"):
@@ -301,9 +305,12 @@ def test_battery_meter_counts_energy_taken_while_discharging(tmp_path):
 
 
 def test_make_energy_meter_auto_picks_the_first_readable(tmp_path):
-    meter, why = make_energy_meter("auto", powercap_root=tmp_path / "none",
-                                   power_supply_root=tmp_path / "none",
-                                   jtop_factory=lambda: FakeJetson([5.0, 5.0]))
+    meter, why = make_energy_meter(
+        "auto",
+        powercap_root=tmp_path / "none",
+        power_supply_root=tmp_path / "none",
+        jtop_factory=lambda: FakeJetson([5.0, 5.0]),
+    )
     assert meter.source == "jtop" and "rapl: no RAPL" in why
     _rapl(tmp_path / "powercap", [0])
     meter, why = make_energy_meter("auto", powercap_root=tmp_path / "powercap")

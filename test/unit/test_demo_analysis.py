@@ -22,8 +22,12 @@ from tnn_ros.demo.report import write_report
 from tnn_ros.resources.mission import Mission
 
 S = 1_000_000_000
-TYPES = ["sensor_msgs/msg/BatteryState", "sensor_msgs/msg/Temperature", "std_msgs/msg/Float32",
-         "std_msgs/msg/String"]
+TYPES = [
+    "sensor_msgs/msg/BatteryState",
+    "sensor_msgs/msg/Temperature",
+    "std_msgs/msg/Float32",
+    "std_msgs/msg/String",
+]
 
 
 def _run_bag(path, frames=20, fps=10.0, namespace="/tnn", power_w=6.0, hits=None):
@@ -37,38 +41,91 @@ def _run_bag(path, frames=20, fps=10.0, namespace="/tnn", power_w=6.0, hits=None
     store = typestore_with(TYPES)
     T = store.types
     Battery, Temperature = T["sensor_msgs/msg/BatteryState"], T["sensor_msgs/msg/Temperature"]
-    Float32, String, Header, Time = (T["std_msgs/msg/Float32"], T["std_msgs/msg/String"],
-                                     T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"])
+    Float32, String, Header, Time = (
+        T["std_msgs/msg/Float32"],
+        T["std_msgs/msg/String"],
+        T["std_msgs/msg/Header"],
+        T["builtin_interfaces/msg/Time"],
+    )
     events = []
     nan = float("nan")
     for k in range(int(frames / fps * 10) + 1):
         ns = BAG_START_NS + k * S // 10
         header = Header(stamp=Time(sec=ns // S, nanosec=ns % S), frame_id="b")
-        events.append((ns, "battery", Battery(
-            header=header, voltage=12.0, temperature=nan, current=-power_w / 12.0, charge=nan, capacity=nan,
-            design_capacity=nan, percentage=0.6 - 0.01 * k, power_supply_status=2, power_supply_health=1,
-            power_supply_technology=0, present=True, cell_voltage=np.zeros(0, np.float32),
-            cell_temperature=np.zeros(0, np.float32), location="", serial_number=""), TYPES[0]))
+        events.append(
+            (
+                ns,
+                "battery",
+                Battery(
+                    header=header,
+                    voltage=12.0,
+                    temperature=nan,
+                    current=-power_w / 12.0,
+                    charge=nan,
+                    capacity=nan,
+                    design_capacity=nan,
+                    percentage=0.6 - 0.01 * k,
+                    power_supply_status=2,
+                    power_supply_health=1,
+                    power_supply_technology=0,
+                    present=True,
+                    cell_voltage=np.zeros(0, np.float32),
+                    cell_temperature=np.zeros(0, np.float32),
+                    location="",
+                    serial_number="",
+                ),
+                TYPES[0],
+            )
+        )
         thermal = Temperature(header=header, temperature=40.0 + k, variance=0.0)
         events.append((ns, "thermal", thermal, TYPES[1]))
         events.append((ns, "deadline_ms", Float32(data=40.0), TYPES[2]))
         events.append((ns, "utilization_setpoint", Float32(data=0.5), TYPES[2]))
     for i in range(frames):
-        stamp = BAG_START_NS + int(i / fps * S) + 1000   # frames just after the first resource message
+        stamp = BAG_START_NS + int(i / fps * S) + 1000  # frames just after the first resource message
         box = [10.0 + i, 20.0, 60.0 + i, 80.0]
         gesture = "wave" if i < frames // 2 else "no_gesture"
-        truth = {"stamp_ns": stamp, "frame_id": "camera", "seq": i, "gesture": gesture,
-                 "objects": [{"class_id": 1, "label": "ball", "box": box}]}
+        truth = {
+            "stamp_ns": stamp,
+            "frame_id": "camera",
+            "seq": i,
+            "gesture": gesture,
+            "objects": [{"class_id": 1, "label": "ball", "box": box}],
+        }
         detections = [{"class_id": 1, "label": "ball", "score": 0.9, "box": box}] if i < frames // 2 else []
         latency = 20.0 if i < hits else 50.0
-        out = {"stamp_ns": stamp, "frame_id": "camera", "level": 3, "utilization": 0.5, "latency_ms": latency,
-               "image_size": [320, 240], "detections": detections}
+        out = {
+            "stamp_ns": stamp,
+            "frame_id": "camera",
+            "level": 3,
+            "utilization": 0.5,
+            "latency_ms": latency,
+            "image_size": [320, 240],
+            "detections": detections,
+        }
         said = gesture if i % 2 == 0 else "swipe"
         events.append((stamp, "ground_truth/json", String(data=json.dumps(truth)), TYPES[3]))
         events.append((stamp + 30_000_000, "detections/json", String(data=json.dumps(out)), TYPES[3]))
-        events.append((stamp + 30_000_000, "gesture/json", String(data=json.dumps(
-            {"stamp_ns": stamp, "label": said, "class_id": 0, "confidence": 0.9, "probabilities": {},
-             "level": 3, "utilization": 0.5})), TYPES[3]))
+        events.append(
+            (
+                stamp + 30_000_000,
+                "gesture/json",
+                String(
+                    data=json.dumps(
+                        {
+                            "stamp_ns": stamp,
+                            "label": said,
+                            "class_id": 0,
+                            "confidence": 0.9,
+                            "probabilities": {},
+                            "level": 3,
+                            "utilization": 0.5,
+                        }
+                    )
+                ),
+                TYPES[3],
+            )
+        )
         events.append((stamp + 30_000_000, "utilization_applied", Float32(data=0.5), TYPES[2]))
     events.append((BAG_START_NS + 5 * S // 10, "detections/json", String(data="not json"), TYPES[3]))
     events.sort(key=lambda e: e[0])
@@ -110,9 +167,9 @@ def test_map50_rewards_overlap_above_half_only():
         return [{"stamp_ns": 1, "detections": [{"class_id": 0, "score": 0.8, "box": box}]}]
 
     assert detection_map50(frame([0, 0, 10, 10]), truth) == pytest.approx(1.0)
-    assert detection_map50(frame([0, 0, 10, 6]), truth) == pytest.approx(1.0)   # IoU 0.6
-    assert detection_map50(frame([0, 0, 10, 4]), truth) == pytest.approx(0.0)   # IoU 0.4
-    assert detection_map50(frame([0, 0, 10, 10]), {}) is None                  # nothing to match
+    assert detection_map50(frame([0, 0, 10, 6]), truth) == pytest.approx(1.0)  # IoU 0.6
+    assert detection_map50(frame([0, 0, 10, 4]), truth) == pytest.approx(0.0)  # IoU 0.4
+    assert detection_map50(frame([0, 0, 10, 10]), {}) is None  # nothing to match
 
 
 def test_energy_integrates_voltage_times_current():
@@ -123,19 +180,34 @@ def test_energy_integrates_voltage_times_current():
 
 
 def test_phases_come_from_the_mission():
-    mission = Mission.from_dict({"mission": {
-        "duration_s": 60.0, "heat": [{"start_s": 12.0, "end_s": 26.0, "extra_w": 6.0}],
-        "deadline_ms": [{"t_s": 0.0, "value": 80.0}, {"t_s": 30.0, "value": 80.0},
-                        {"t_s": 40.0, "value": 30.0}],
-        "manual": [{"start_s": 46.0, "end_s": 54.0, "utilization": 0.5}]}}, duration_s=30.0)
+    mission = Mission.from_dict(
+        {
+            "mission": {
+                "duration_s": 60.0,
+                "heat": [{"start_s": 12.0, "end_s": 26.0, "extra_w": 6.0}],
+                "deadline_ms": [
+                    {"t_s": 0.0, "value": 80.0},
+                    {"t_s": 30.0, "value": 80.0},
+                    {"t_s": 40.0, "value": 30.0},
+                ],
+                "manual": [{"start_s": 46.0, "end_s": 54.0, "utilization": 0.5}],
+            }
+        },
+        duration_s=30.0,
+    )
     phases = {p.name: (p.start_s, p.end_s) for p in mission_phases(mission)}
-    assert phases == {"thermal_spike": (6.0, 13.0), "deadline_tightening": (15.0, 30.0),
-                      "manual_override": (23.0, 27.0)}
+    assert phases == {
+        "thermal_spike": (6.0, 13.0),
+        "deadline_tightening": (15.0, 30.0),
+        "manual_override": (23.0, 27.0),
+    }
 
 
 def test_compare_reports_gains_against_the_baseline():
-    gains = compare({"energy_j": 60.0, "deadline_hit_rate": 0.9, "detection_map50": 0.7, "battery_end": 0.3},
-                    {"energy_j": 100.0, "deadline_hit_rate": 0.4, "detection_map50": 0.8, "battery_end": 0.2})
+    gains = compare(
+        {"energy_j": 60.0, "deadline_hit_rate": 0.9, "detection_map50": 0.7, "battery_end": 0.3},
+        {"energy_j": 100.0, "deadline_hit_rate": 0.4, "detection_map50": 0.8, "battery_end": 0.2},
+    )
     assert gains["energy_saved_fraction"] == pytest.approx(0.4)
     assert gains["deadline_hit_rate_delta"] == pytest.approx(0.5)
     assert gains["detection_map50_delta"] == pytest.approx(-0.1)
@@ -145,8 +217,8 @@ def test_compare_reports_gains_against_the_baseline():
 def test_report_and_analyze_cli_write_summary_and_timeline(tmp_path, capsys):
     from tnn_ros.demo.cli import main
 
-    bag = _run_bag(tmp_path / "auto")                                   # 6 W, 10 of 20 frames in time
-    baseline = _run_bag(tmp_path / "static", power_w=15.0, hits=2)      # 15 W, 2 of 20 in time
+    bag = _run_bag(tmp_path / "auto")  # 6 W, 10 of 20 frames in time
+    baseline = _run_bag(tmp_path / "static", power_w=15.0, hits=2)  # 15 W, 2 of 20 in time
     summary = write_report(bag, tmp_path / "out", baseline_bag=baseline)
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 10_000
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -181,14 +253,15 @@ def test_analysis_of_a_bag_without_a_run_is_a_clear_error(tmp_path, capsys):
 
 
 def test_synthetic_replay_bag_is_deterministic_and_follows_the_scenario(tmp_path):
-    scenario = ResourceScenario(temperature_c=[(0.0, 50.0), (1.0, 80.0)],
-                                deadline_ms=[(0.0, 100.0), (2.0, 30.0)])
+    scenario = ResourceScenario(
+        temperature_c=[(0.0, 50.0), (1.0, 80.0)], deadline_ms=[(0.0, 100.0), (2.0, 30.0)]
+    )
     kwargs = dict(duration_s=2.0, fps=5.0, width=64, height=48, scenario=scenario)
     first = load_run(write_replay_bag(tmp_path / "a", **kwargs))
     second = load_run(write_replay_bag(tmp_path / "b", **kwargs))
     assert len(first.truth) == 10 and first.truth.keys() == second.truth.keys()
     assert [t["objects"] for t in first.truth.values()] == [t["objects"] for t in second.truth.values()]
     assert first.temperature[0, 1] == pytest.approx(50.0)
-    assert first.temperature[10, 1] == pytest.approx(80.0)   # t = 1.0 s at 10 Hz
-    assert first.deadline[15, 1] == pytest.approx(47.5)      # halfway down the ramp at t = 1.5 s
+    assert first.temperature[10, 1] == pytest.approx(80.0)  # t = 1.0 s at 10 Hz
+    assert first.deadline[15, 1] == pytest.approx(47.5)  # halfway down the ramp at t = 1.5 s
     assert math.isclose(first.battery[0, 2] * -first.battery[0, 3], 8.0, rel_tol=1e-6)

@@ -35,23 +35,26 @@ def test_stop_takes_down_the_whole_process_group_including_grandchildren(tmp_pat
         "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "time.sleep(60)'])\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
-        "time.sleep(60)\n")
-    process = ManagedProcess("stubborn", [sys.executable, "-c", script], dict(os.environ),
-                             tmp_path / "log.txt")
+        "time.sleep(60)\n"
+    )
+    process = ManagedProcess(
+        "stubborn", [sys.executable, "-c", script], dict(os.environ), tmp_path / "log.txt"
+    )
     assert wait_until(pid_file.exists, 20.0)
     time.sleep(0.2)
     grandchild = int(pid_file.read_text())
     started = time.monotonic()
     code = process.stop(interrupt_timeout_s=0.5, terminate_timeout_s=0.5)
     assert code == -signal.SIGKILL
-    assert time.monotonic() - started < 30.0   # not the child's 60 s sleep: it was killed
+    assert time.monotonic() - started < 30.0  # not the child's 60 s sleep: it was killed
     assert wait_until(lambda: not _alive(grandchild), 5.0), "grandchild survived"
 
 
 def test_stop_lets_a_cooperative_child_exit_on_sigint(tmp_path):
     script = "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('bye')\n"
-    process = ManagedProcess("polite", [sys.executable, "-u", "-c", script], dict(os.environ),
-                             tmp_path / "polite.log")
+    process = ManagedProcess(
+        "polite", [sys.executable, "-u", "-c", script], dict(os.environ), tmp_path / "polite.log"
+    )
     time.sleep(0.5)
     assert process.poll() is None
     assert process.stop() == 0
@@ -75,13 +78,13 @@ def test_bringup_gets_the_mission_and_the_run_strategy_through_a_params_file(tmp
     params_file = runner._params_file(spec)
     command = runner._bringup_command(spec, params_file)
     assert command[command.index("--params-file") + 1] == str(params_file)
-    assert "--no-sim-camera" in command   # the camera runs in its own process
+    assert "--no-sim-camera" in command  # the camera runs in its own process
     camera = runner._camera_command(params_file)
     assert camera[-1] == str(params_file) and "__ns:=/tnn" in camera
     params = yaml.safe_load(params_file.read_text())
     perception = params["/**/perception"]["ros__parameters"]
     assert perception["score_threshold"] == 0.4
-    assert 1 <= perception["num_threads"] <= 2   # never more torch threads than free cores
+    assert 1 <= perception["num_threads"] <= 2  # never more torch threads than free cores
     monitor = params["/**/resource_monitor"]["ros__parameters"]
     assert monitor["backend"] == "sim" and monitor["mission_duration_s"] == 30.0
     assert monitor["mission_file"].endswith("mission_demo.yaml")

@@ -26,7 +26,6 @@ TINY = {
 }
 
 
-
 def tiny_detector(seed=0):
     torch.manual_seed(seed)
     return ThrottleableDetector(list(CLASSES), TINY)

@@ -11,7 +11,7 @@ from tnn_ros.train.detector import VAL_SEED_OFFSET, build_parser, evaluate_datas
 
 # A real regression (a broken file, decoder, level or training run) must fail; noise cannot, because
 # the models are re-measured on the card's own seeded evaluation set, which is deterministic.
-CARD_TOLERANCE = 0.03   # 3 points of mAP@0.5
+CARD_TOLERANCE = 0.03  # 3 points of mAP@0.5
 
 
 def card_evaluation_set(card: dict, input_size: tuple[int, int]) -> SyntheticDetectionDataset:

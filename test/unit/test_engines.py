@@ -26,8 +26,15 @@ DETECTOR = {
     "neck_channels": 32,
     "block_min_levels": [[1], [0, 2], [0, 1]],
 }
-GESTURE = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],
-           "fc": [16], "min_fraction": 0.5}
+GESTURE = {
+    "clip_length": 4,
+    "frame_size": [12, 10],
+    "num_levels": 4,
+    "conv1": 8,
+    "stages": [[16], [24]],
+    "fc": [16],
+    "min_fraction": 0.5,
+}
 GESTURE_CLASSES = ["no_gesture", "swipe_left", "push"]
 TOLERANCE = 1e-4  # the issue's bound on |onnxruntime - torch| per output element
 
@@ -102,8 +109,10 @@ def test_each_level_graph_holds_only_its_sliced_weights(detector_on_ort):
     for path in engine.engine.graph_paths:
         graph = onnx.load(str(path)).graph
         # Weights are initializers or Constant nodes (the caches are plain tensors, not parameters).
-        tensors = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant"
-                                         for a in n.attribute if a.name == "value")]
+        tensors = [
+            *graph.initializer,
+            *(a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"),
+        ]
         sizes.append(sum(int(np.prod(t.dims)) for t in tensors))
         assert not any(node.op_type == "BatchNormalization" for node in graph.node)  # folded
     assert all(a < b for a, b in zip(sizes, sizes[1:]))
@@ -198,8 +207,9 @@ def test_read_only_model_folder_uses_the_user_cache(tmp_path, monkeypatch):
     path = _save(model, tmp_path / "models" / "detector.pt", "detector")
     monkeypatch.setenv("TNN_ROS_CACHE", str(tmp_path / "user"))
     real = graph_cache_module._writable
-    monkeypatch.setattr(graph_cache_module, "_writable",
-                        lambda folder: "models" not in folder.parts and real(folder))
+    monkeypatch.setattr(
+        graph_cache_module, "_writable", lambda folder: "models" not in folder.parts and real(folder)
+    )
     engine = create_engine(model, "onnxruntime", model_path=path)
     assert all((tmp_path / "user") in p.parents for p in engine.engine.graph_paths)
     assert not (tmp_path / "models" / ".tnn_engines").exists()
@@ -258,11 +268,15 @@ def test_session_options_follow_the_node_threads():
 def test_perception_models_load_on_the_backend_parameter(tmp_path):
     """The node's loader: both models on onnxruntime, same frame results as torch, info for diagnostics."""
     from tnn_ros.perception import loading as perception
+
     detector_path = _save(tiny_detector(), tmp_path / "detector.pt", "detector")
     gesture_path = _save(tiny_gesture(), tmp_path / "gesture.pt", "gesture")
-    pipelines = {backend: perception.load_models(str(detector_path), str(gesture_path), stride=1,
-                                                 smoothing=1, backend=backend)
-                 for backend in BACKENDS}
+    pipelines = {
+        backend: perception.load_models(
+            str(detector_path), str(gesture_path), stride=1, smoothing=1, backend=backend
+        )
+        for backend in BACKENDS
+    }
     info = perception.engine_info(pipelines["onnxruntime"])
     assert info == {"backend": "onnxruntime", "provider": "CPUExecutionProvider"}
     assert pipelines["onnxruntime"].gesture_recognizer.net.backend == "onnxruntime"

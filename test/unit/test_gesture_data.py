@@ -49,8 +49,10 @@ def _hand_centroid(pose: HandPose, size=64):
     return xs.mean(), ys.mean(), mask.sum()
 
 
-@pytest.mark.parametrize("label,axis,sign", [("swipe_left", 0, -1), ("swipe_right", 0, 1),
-                                              ("swipe_up", 1, -1), ("swipe_down", 1, 1)])
+@pytest.mark.parametrize(
+    "label,axis,sign",
+    [("swipe_left", 0, -1), ("swipe_right", 0, 1), ("swipe_up", 1, -1), ("swipe_down", 1, 1)],
+)
 def test_swipes_move_the_drawn_hand_the_right_way(label, axis, sign):
     for seed in range(5):
         motion = sample_motion(np.random.default_rng(seed), label)

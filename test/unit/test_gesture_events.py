@@ -16,10 +16,18 @@ from tnn_ros.eval.gesture_events import (
 N = "no_gesture"
 
 
-@pytest.mark.parametrize("a, b, distance", [
-    ("", "", 0), ("abc", "", 3), ("", "ab", 2), ("kitten", "sitting", 3), ("flaw", "lawn", 2),
-    ("abc", "abc", 0), ("ab", "ba", 2),
-])
+@pytest.mark.parametrize(
+    "a, b, distance",
+    [
+        ("", "", 0),
+        ("abc", "", 3),
+        ("", "ab", 2),
+        ("kitten", "sitting", 3),
+        ("flaw", "lawn", 2),
+        ("abc", "abc", 0),
+        ("ab", "ba", 2),
+    ],
+)
 def test_levenshtein_matches_hand_computed_distances(a, b, distance):
     assert levenshtein(list(a), list(b)) == distance
     assert levenshtein(list(b), list(a)) == distance
@@ -28,18 +36,21 @@ def test_levenshtein_matches_hand_computed_distances(a, b, distance):
 def test_levenshtein_accuracy():
     truth = ["L", "R", "U", "D"]
     assert levenshtein_accuracy(truth, truth) == 1.0
-    assert levenshtein_accuracy(["L", "R", "U"], truth) == 0.75           # one deletion
+    assert levenshtein_accuracy(["L", "R", "U"], truth) == 0.75  # one deletion
     assert levenshtein_accuracy(["L", "X", "R", "U", "D"], truth) == 0.75  # one insertion (false alarm)
-    assert levenshtein_accuracy(["L", "R", "D", "D"], truth) == 0.75       # one substitution
-    assert levenshtein_accuracy(list("XXXXXXXXXX"), truth) == 0.0          # clipped at 0
+    assert levenshtein_accuracy(["L", "R", "D", "D"], truth) == 0.75  # one substitution
+    assert levenshtein_accuracy(list("XXXXXXXXXX"), truth) == 0.0  # clipped at 0
     assert levenshtein_accuracy([], []) is None
 
 
 def test_truth_events_are_runs_of_one_gesture():
     times = [0, 1, 2, 3, 4, 5, 6, 7]
     labels = [N, "L", "L", N, N, "R", "U", "U"]
-    assert truth_events(times, labels) == [GestureEvent("L", 1, 2), GestureEvent("R", 5, 5),
-                                           GestureEvent("U", 6, 7)]
+    assert truth_events(times, labels) == [
+        GestureEvent("L", 1, 2),
+        GestureEvent("R", 5, 5),
+        GestureEvent("U", 6, 7),
+    ]
     assert announced_events([], []) == []
     with pytest.raises(ValueError):
         truth_events([0, 1], [N])
@@ -48,12 +59,16 @@ def test_truth_events_are_runs_of_one_gesture():
 
 
 def test_match_events_counts_detections_misclassifications_misses_and_false_alarms():
-    truth = [GestureEvent("L", 10, 11), GestureEvent("R", 20, 21), GestureEvent("U", 30, 31),
-             GestureEvent("D", 40, 41)]
+    truth = [
+        GestureEvent("L", 10, 11),
+        GestureEvent("R", 20, 21),
+        GestureEvent("U", 30, 31),
+        GestureEvent("D", 40, 41),
+    ]
     announced = [
-        GestureEvent("L", 11.5, 12),    # detects L (delay 1.5, inside [10, 11 + 0.8])
-        GestureEvent("L", 12.5, 13),    # outside every window (11.8 < 12.5 < 20): false alarm
-        GestureEvent("U", 20.5, 21),    # wrong class in R's window: R misclassified, false alarm
+        GestureEvent("L", 11.5, 12),  # detects L (delay 1.5, inside [10, 11 + 0.8])
+        GestureEvent("L", 12.5, 13),  # outside every window (11.8 < 12.5 < 20): false alarm
+        GestureEvent("U", 20.5, 21),  # wrong class in R's window: R misclassified, false alarm
         GestureEvent("U", 30.2, 30.5),  # detects U
         GestureEvent("U", 31.0, 31.2),  # second announcement in U's window: false alarm
         # D: nothing -> missed
@@ -82,7 +97,7 @@ def test_score_stream_only_scores_what_the_recognizer_watched():
         for i in range(lo, hi + 1):
             labels[i] = g
     announce_t = [0.5, 0.6, 1.1, 1.2, 1.3, 2.3, 2.4, 3.0]
-    announce = [N, "L", "R", "R", N, "U", N, "D"]   # L: late echo of an unscored gesture; D: cut off
+    announce = [N, "L", "R", "R", N, "U", N, "D"]  # L: late echo of an unscored gesture; D: cut off
     scores = score_stream(times, labels, announce_t, announce, allowance_s=0.8)
     assert scores.gestures == 2 and scores.detected == 2 and scores.false_alarms == 0
     assert scores.levenshtein_accuracy == 1.0

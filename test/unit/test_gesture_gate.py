@@ -26,9 +26,15 @@ REST, LEFT, PUSHISH = [0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.1, 0.3, 0.6]
 
 
 def _labels(outputs, commit_mass=1.5, commit_margin=1.0, release_runs=2):
-    recognizer = GestureRecognizer(_ScriptedNet(outputs), stride=1, smoothing=1, event_gate=True,
-                                   commit_mass=commit_mass, commit_margin=commit_margin,
-                                   release_runs=release_runs)
+    recognizer = GestureRecognizer(
+        _ScriptedNet(outputs),
+        stride=1,
+        smoothing=1,
+        event_gate=True,
+        commit_mass=commit_mass,
+        commit_margin=commit_margin,
+        release_runs=release_runs,
+    )
     frame = np.zeros((8, 8, 3), np.uint8)
     results = [recognizer.push(frame) for _ in range(len(outputs) + 1)]
     return [r.label for r in results if r is not None]
@@ -39,13 +45,23 @@ def test_gate_commits_once_the_evidence_is_clear_and_holds_through_short_confusi
     # left 2.1 / push 0.7 -> lead 1.4 >= 1.0: committed at the 3rd gesture run; the push-looking run
     # after it does not start a second event; one no_gesture run (< release 2) keeps holding.
     outputs = [REST, PUSHISH, LEFT, LEFT, PUSHISH, REST, LEFT, REST, REST, REST]
-    assert _labels(outputs) == ["no_gesture", "no_gesture", "no_gesture", "swipe_left", "swipe_left",
-                                "swipe_left", "swipe_left", "swipe_left", "no_gesture", "no_gesture"]
+    assert _labels(outputs) == [
+        "no_gesture",
+        "no_gesture",
+        "no_gesture",
+        "swipe_left",
+        "swipe_left",
+        "swipe_left",
+        "swipe_left",
+        "swipe_left",
+        "no_gesture",
+        "no_gesture",
+    ]
 
 
 def test_without_a_clear_lead_nothing_is_announced():
     mixed = [0.05, 0.5, 0.45]
-    assert set(_labels([mixed] * 6)) == {"no_gesture"}          # the lead never reaches 1.0
+    assert set(_labels([mixed] * 6)) == {"no_gesture"}  # the lead never reaches 1.0
 
 
 def test_gate_off_reports_every_run_and_bad_settings_are_refused():

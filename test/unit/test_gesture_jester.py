@@ -11,8 +11,8 @@ def _write_video(folder, num_frames, value):
     folder.mkdir(parents=True)
     for i in range(num_frames):
         frame = np.zeros((30, 40, 3), np.uint8)
-        frame[..., 2] = value          # BGR on disk: red channel = value
-        frame[..., 0] = i * 10         # blue encodes the frame index
+        frame[..., 2] = value  # BGR on disk: red channel = value
+        frame[..., 0] = i * 10  # blue encodes the frame index
         cv2.imwrite(str(folder / f"{i + 1:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 100])
 
 
@@ -23,7 +23,8 @@ def jester_root(tmp_path):
     _write_video(videos / "102", 6, 100)
     _write_video(videos / "103", 12, 50)
     (tmp_path / "jester-v1-train.csv").write_text(
-        "101;Swiping Left\n102;No gesture\n103;Thumb Up\n999;Swiping Left\n\n")
+        "101;Swiping Left\n102;No gesture\n103;Thumb Up\n999;Swiping Left\n\n"
+    )
     (tmp_path / "jester-v1-validation.csv").write_text("102;No gesture\n101;Swiping Left\n")
     return tmp_path
 

@@ -18,8 +18,15 @@ from tnn_ros.models.io import ModelFileError, save_model
 from tnn_ros.models.loading import load_gesture
 from tnn_ros.throttle import count_macs
 
-TINY = {"clip_length": 4, "frame_size": [12, 10], "num_levels": 4, "conv1": 8, "stages": [[16], [24]],
-        "fc": [16], "min_fraction": 0.5}
+TINY = {
+    "clip_length": 4,
+    "frame_size": [12, 10],
+    "num_levels": 4,
+    "conv1": 8,
+    "stages": [[16], [24]],
+    "fc": [16],
+    "min_fraction": 0.5,
+}
 CLASSES = ["no_gesture", "swipe_left", "push"]
 
 
@@ -54,12 +61,14 @@ def test_max_pool_clip_matches_max_pool3d_in_ceil_mode(shape):
 
 def _bn(x, norm):
     shape = (1, -1, 1, 1, 1) if x.dim() == 5 else (1, -1)
-    return (x - norm.running_mean.view(shape)) / torch.sqrt(norm.running_var.view(shape) + norm.eps) \
-        * norm.weight.view(shape) + norm.bias.view(shape)
+    return (x - norm.running_mean.view(shape)) / torch.sqrt(
+        norm.running_var.view(shape) + norm.eps
+    ) * norm.weight.view(shape) + norm.bias.view(shape)
 
 
 def _masked_reference(net: ThrottleableGestureNet, clips: torch.Tensor, level: int) -> torch.Tensor:
     """Full-width forward with native conv3d where everything a level drops is multiplied by zero."""
+
     def gated_conv(conv, x):
         c_in, c_out = conv.in_widths[level], conv.out_widths[level]
         mask = torch.zeros_like(conv.weight)
@@ -151,7 +160,7 @@ def test_predict_clip_takes_frames_of_any_size():
 
 def test_fit_frame_centre_crops_to_the_aspect_ratio_then_resizes():
     frame = np.zeros((30, 40, 3), np.uint8)
-    frame[:, :5] = 255            # left strip: outside the centred 30x30 window
+    frame[:, :5] = 255  # left strip: outside the centred 30x30 window
     frame[10:20, 15:25, 1] = 255  # centred square stays a square
     out = fit_frame(frame, (12, 12))
     assert out.shape == (12, 12, 3)
@@ -180,6 +189,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 # --- recognizer -----------------------------------------------------------------------------------------
+
 
 class ScriptedNet:
     """Stands in for the net: returns queued probabilities and records what it was asked."""

@@ -40,5 +40,5 @@ def test_a_valid_net_can_start_from_a_padded_one(tmp_path):
     for key, value in source.items():
         if value.shape == target[key].shape:
             assert torch.equal(value, target[key]), key
-        else:   # a temporal-kernel-1 conv: the kernel-3 weights summed over time
+        else:  # a temporal-kernel-1 conv: the kernel-3 weights summed over time
             np.testing.assert_allclose(target[key].numpy(), value.sum(dim=2, keepdim=True).numpy(), rtol=1e-6)

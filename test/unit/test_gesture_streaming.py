@@ -13,14 +13,19 @@ from tnn_ros.models.gesture import (
 )
 from tnn_ros.models.gesture_streaming import StreamingGestureNet
 
-SMALL = {"temporal": "valid", "frame_size": [24, 24], "num_levels": 3, "stages": [[16], [16, 16], [24], [24]],
-         "fc": [32, 32]}
+SMALL = {
+    "temporal": "valid",
+    "frame_size": [24, 24],
+    "num_levels": 3,
+    "stages": [[16], [16, 16], [24], [24]],
+    "fc": [32, 32],
+}
 
 
 def _net(arch: dict, seed: int = 0) -> ThrottleableGestureNet:
     torch.manual_seed(seed)
     net = ThrottleableGestureNet(architecture=arch)
-    for module in net.modules():   # non-trivial BatchNorm so that folding it matters
+    for module in net.modules():  # non-trivial BatchNorm so that folding it matters
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.normal_(0, 0.2)
             module.running_var.uniform_(0.5, 2.0)
@@ -46,8 +51,9 @@ def test_folded_conv_matches_conv3d(kernel, padding):
     x = torch.randn(2, 5, 7, 9, 8)
     weight, bias = torch.randn(6, 5, kernel, 3, 3), torch.randn(6)
     expected = F.conv3d(x, weight, bias, padding=(padding, 1, 1))
-    torch.testing.assert_close(conv3d_by_conv2d(x, weight, bias, padding=(padding, 1, 1)), expected,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        conv3d_by_conv2d(x, weight, bias, padding=(padding, 1, 1)), expected, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_valid_plan_of_the_default_clip():
@@ -72,7 +78,7 @@ def test_every_frame_equals_the_clip_model_at_every_level(clip_length):
             if i < clip_length - 1:
                 assert out is None
                 continue
-            expected = _clip_logits(net, frames[i - clip_length + 1:i + 1])
+            expected = _clip_logits(net, frames[i - clip_length + 1 : i + 1])
             torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -85,7 +91,7 @@ def test_level_changes_replay_the_clip_at_the_new_level():
         net.set_level(levels[i % len(levels)])
         out = stream.push(frame)
         if i >= 15:
-            torch.testing.assert_close(out, _clip_logits(net, frames[i - 15:i + 1]), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(out, _clip_logits(net, frames[i - 15 : i + 1]), atol=1e-4, rtol=1e-4)
     assert stream.replays > 0
 
 
@@ -95,7 +101,9 @@ def test_full_size_default_architecture_matches_too():
     frames = _frames(18, size=(48, 48), seed=2)
     outputs = [stream.push(f) for f in frames]
     for i in (15, 17):
-        torch.testing.assert_close(outputs[i], _clip_logits(net, frames[i - 15:i + 1]), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            outputs[i], _clip_logits(net, frames[i - 15 : i + 1]), atol=1e-4, rtol=1e-4
+        )
 
 
 def test_padded_nets_and_bad_frames_are_refused():

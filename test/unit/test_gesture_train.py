@@ -14,8 +14,15 @@ from tnn_ros.throttle import count_macs
 from tnn_ros.train import gesture as gesture_train
 from tnn_ros.train.common import TrainConfig, train
 
-TINY = {"clip_length": 4, "frame_size": [16, 16], "num_levels": 3, "conv1": 8, "stages": [[16], [16]],
-        "fc": [32], "min_fraction": 0.5}
+TINY = {
+    "clip_length": 4,
+    "frame_size": [16, 16],
+    "num_levels": 3,
+    "conv1": 8,
+    "stages": [[16], [16]],
+    "fc": [32],
+    "min_fraction": 0.5,
+}
 
 
 def _batch(num_clips=16, seed=0):
@@ -36,8 +43,14 @@ def test_a_few_sandwich_steps_reduce_the_loss_at_full_and_lowest_level():
     clips, labels = _batch()
     before = [_loss_at(model, level, clips, labels) for level in (0, 2)]
     config = TrainConfig(steps=25, lr=3e-3, warmup_steps=1, sandwich=True, num_random_levels=1, log_every=25)
-    result = train(model, itertools.repeat((clips, labels)), gesture_train.classification_loss, config,
-                   distill_fn=gesture_train.distillation_loss, desc="test")
+    result = train(
+        model,
+        itertools.repeat((clips, labels)),
+        gesture_train.classification_loss,
+        config,
+        distill_fn=gesture_train.distillation_loss,
+        desc="test",
+    )
     model.train()
     after = [_loss_at(model, level, clips, labels) for level in (0, 2)]
     assert result.steps == 25
@@ -61,9 +74,27 @@ def test_evaluate_is_a_deterministic_fraction():
 
 def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     output = tmp_path / "gesture.pt"
-    common = ["--batch-size", "4", "--frame-size", "16", "16", "--levels", "2", "--val-clips", "8",
-              "--calibrate-batches", "1", "--workers", "0", "--threads", "1", "--latency-repeats", "2",
-              "--output", str(output)]
+    common = [
+        "--batch-size",
+        "4",
+        "--frame-size",
+        "16",
+        "16",
+        "--levels",
+        "2",
+        "--val-clips",
+        "8",
+        "--calibrate-batches",
+        "1",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--latency-repeats",
+        "2",
+        "--output",
+        str(output),
+    ]
     assert gesture_train.main(["--steps", "2", *common]) == 0
     card = json.loads((tmp_path / "gesture.card.json").read_text())
     assert card["name"] == "gesture" and card["num_levels"] == 2 and card["accuracy_metric"] == "top1"
@@ -79,7 +110,7 @@ def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "gesture.card.json").read_text())["training"]["steps"] == 3
 
 
-CARD_TOLERANCE = 0.03   # 3 points of top-1
+CARD_TOLERANCE = 0.03  # 3 points of top-1
 
 
 def test_shipped_model_meets_its_card_on_the_card_evaluation_set():
@@ -88,9 +119,14 @@ def test_shipped_model_meets_its_card_on_the_card_evaluation_set():
     card = model.card
     assert model.classes == list(GESTURE_CLASSES) and model.num_levels == card["num_levels"] == 8
     assert [lv["macs"] for lv in card["levels"]] == count_macs(model, model.example_input())
-    clips = gesture_train.build_parser().get_default("val_clips")   # what `tnn-train gesture` measured on
-    dataset = SyntheticGestureDataset(clips, seed=gesture_train.EVAL_SEED, clip_length=model.clip_length,
-                                      frame_size=model.frame_size, classes=model.classes)
+    clips = gesture_train.build_parser().get_default("val_clips")  # what `tnn-train gesture` measured on
+    dataset = SyntheticGestureDataset(
+        clips,
+        seed=gesture_train.EVAL_SEED,
+        clip_length=model.clip_length,
+        frame_size=model.frame_size,
+        classes=model.classes,
+    )
     levels = [0, model.num_levels - 1]
     for level, value in zip(levels, gesture_train.accuracy_on(model, dataset, levels)):
         stated = card["levels"][level]["accuracy"]

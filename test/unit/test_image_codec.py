@@ -41,12 +41,13 @@ def test_padding_bytes_are_ignored_even_when_not_zero():
     step, data = encode_image(rgb, "rgb8", row_padding=5)
     noisy = bytearray(data)
     for row in range(3):
-        noisy[row * step + 12: row * step + step] = b"\xff" * 5
+        noisy[row * step + 12 : row * step + step] = b"\xff" * 5
     np.testing.assert_array_equal(decode_image(3, 4, "rgb8", step, bytes(noisy)), rgb)
 
 
 def test_accepts_memoryview_and_array_module_buffers():
     import array
+
     rgb = _image()
     step, data = encode_image(rgb, "rgb8")
     np.testing.assert_array_equal(decode_image(5, 7, "rgb8", step, memoryview(data)), rgb)

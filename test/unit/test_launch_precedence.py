@@ -8,9 +8,20 @@ from tnn_ros.nodes.params import resolve_node_parameters
 from tnn_ros.paths import find_config_file, is_explicit_path
 
 
-@pytest.mark.parametrize("text, value", [("5.0", 5.0), ("320", 320), ("true", True), ("False", False),
-                                         ("manual", "manual"), ("rgb8", "rgb8"), ("[1, 2]", "[1, 2]"),
-                                         ("a: b", "a: b"), ("{", "{")])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("5.0", 5.0),
+        ("320", 320),
+        ("true", True),
+        ("False", False),
+        ("manual", "manual"),
+        ("rgb8", "rgb8"),
+        ("[1, 2]", "[1, 2]"),
+        ("a: b", "a: b"),
+        ("{", "{"),
+    ],
+)
 def test_launch_argument_values_read_like_yaml_scalars(text, value):
     assert parse_argument_value(text) == value
     assert type(parse_argument_value(text)) is type(value)
@@ -18,7 +29,9 @@ def test_launch_argument_values_read_like_yaml_scalars(text, value):
 
 def test_unset_arguments_are_not_overrides():
     assert passed_overrides({"fps": "", "width": "  ", "height": "120", "mode": "manual"}) == {
-        "height": 120, "mode": "manual"}
+        "height": 120,
+        "mode": "manual",
+    }
 
 
 def test_shipped_then_params_file_then_passed_arguments(tmp_path):
@@ -33,16 +46,24 @@ def test_shipped_then_params_file_then_passed_arguments(tmp_path):
     assert (passed["fps"], passed["width"]) == (7.5, 160)
 
 
-@pytest.mark.parametrize("name, explicit", [("controller.yaml", False), ("./controller.yaml", True),
-                                            ("cfg/controller.yaml", True), ("/abs/c.yaml", True),
-                                            ("~/c.yaml", True)])
+@pytest.mark.parametrize(
+    "name, explicit",
+    [
+        ("controller.yaml", False),
+        ("./controller.yaml", True),
+        ("cfg/controller.yaml", True),
+        ("/abs/c.yaml", True),
+        ("~/c.yaml", True),
+    ],
+)
 def test_explicit_paths(name, explicit):
     assert is_explicit_path(name) is explicit
 
 
 def test_a_bare_name_never_comes_from_the_current_directory(tmp_path, monkeypatch):
     (tmp_path / "controller.yaml").write_text(
-        yaml.safe_dump({"/**/controller": {"ros__parameters": {"rate_hz": 3.0}}}))
+        yaml.safe_dump({"/**/controller": {"ros__parameters": {"rate_hz": 3.0}}})
+    )
     monkeypatch.chdir(tmp_path)
     found = find_config_file("controller.yaml")
     assert found.resolve() != (tmp_path / "controller.yaml").resolve()

@@ -27,7 +27,7 @@ RUNTIME = {
     "perception": {"throttle", "models", "engines", "sim"},
 }
 RUNTIME["nodes"] = set(RUNTIME)
-TOOLING_ORDER = ["bag", "data", "eval", "demo", "train", "bench"]   # each may import the ones before it
+TOOLING_ORDER = ["bag", "data", "eval", "demo", "train", "bench"]  # each may import the ones before it
 ALLOWED: dict[str, set[str]] = {
     **RUNTIME,
     **{name: set(RUNTIME) | {"nodes"} | set(TOOLING_ORDER[:i]) for i, name in enumerate(TOOLING_ORDER)},
@@ -63,7 +63,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
             found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
@@ -125,7 +125,7 @@ def find_cycle() -> list[str]:
         stack.append(node)
         for nxt in sorted(edges[node]):
             if nxt in visiting:
-                cycle.extend(stack[stack.index(nxt):] + [nxt])
+                cycle.extend(stack[stack.index(nxt) :] + [nxt])
                 return True
             if nxt not in done and visit(nxt, stack):
                 return True
@@ -163,7 +163,9 @@ def test_sim_camera_starts_without_torch():
     # The simulated camera renders with numpy + OpenCV only: importing torch costs it ~700 MB and seconds.
     import subprocess
 
-    code = ("import sys, tnn_ros.nodes.sim_camera\n"
-            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    code = (
+        "import sys, tnn_ros.nodes.sim_camera\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

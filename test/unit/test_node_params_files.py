@@ -27,13 +27,13 @@ FILES = {
     "nested_values": "/**:\n  ros__parameters:\n    sim:\n      capacity_wh: 9.5\n      name: x\n",
     "other_node": "/**/other:\n  ros__parameters:\n    a: 10\n",
     "later_wildcard_wins": "/robot/ctl:\n  ros__parameters:\n    a: 11\n"
-                           "/**:\n  ros__parameters:\n    a: 12\n",
+    "/**:\n  ros__parameters:\n    a: 12\n",
     "later_specific_wins": "/**:\n  ros__parameters:\n    a: 13\n    b: 2\n/robot/ctl:\n  ros__parameters:\n"
-                           "    a: 14\n",
+    "    a: 14\n",
     "namespace_wildcard": "/robot/**:\n  ros__parameters:\n    a: 16\n",
     "one_level_wildcard": "/*/ctl:\n  ros__parameters:\n    a: 17\n",
     "mixed": "/**/ctl:\n  ros__parameters:\n    a: 18\nrobot:\n  ctl:\n    ros__parameters:\n      b: 3\n"
-             "ctl:\n  ros__parameters:\n    c: 4\n",
+    "ctl:\n  ros__parameters:\n    c: 4\n",
 }
 NAMESPACES = ["", "/robot", "/a1/b1"]
 
@@ -42,11 +42,14 @@ def _rcl_parameters(path, node_name, namespace):
     context = Context()
     rclpy.init(context=context, args=["params_reference", "--ros-args", "--params-file", str(path)])
     try:
-        node = rclpy.create_node(node_name, namespace=namespace or "/", context=context,
-                                 automatically_declare_parameters_from_overrides=True)
+        node = rclpy.create_node(
+            node_name,
+            namespace=namespace or "/",
+            context=context,
+            automatically_declare_parameters_from_overrides=True,
+        )
         try:
-            return {name: node.get_parameter(name).value
-                    for name in node._parameters if name not in _BUILTIN}
+            return {name: node.get_parameter(name).value for name in node._parameters if name not in _BUILTIN}
         finally:
             node.destroy_node()
     finally:
@@ -67,7 +70,7 @@ def test_hand_checked_cases(tmp_path):
     cases = {
         ("wildcard_name", "/a1/b1"): {"a": 2},
         ("bare_name", ""): {"a": 3},
-        ("bare_name", "/robot"): {},            # a bare name is the root namespace only
+        ("bare_name", "/robot"): {},  # a bare name is the root namespace only
         ("nested_two_levels", "/a1/b1"): {"a": 7},
         ("later_wildcard_wins", "/robot"): {"a": 12},
         ("later_specific_wins", "/robot"): {"a": 14, "b": 2},
@@ -81,12 +84,14 @@ def test_hand_checked_cases(tmp_path):
 
 def test_user_file_layers_on_the_shipped_defaults_and_overrides_win(tmp_path):
     user = tmp_path / "user.yaml"
-    user.write_text("/**/controller:\n  ros__parameters:\n    rate_hz: 4.0\n"
-                    "/robot/controller:\n  ros__parameters:\n    strategy: rule\n")
+    user.write_text(
+        "/**/controller:\n  ros__parameters:\n    rate_hz: 4.0\n"
+        "/robot/controller:\n  ros__parameters:\n    strategy: rule\n"
+    )
     values = resolve_node_parameters("controller", "/robot", user, {"strategy": "deadline"})
-    assert values["rate_hz"] == 4.0                     # user file over the shipped 10 Hz
-    assert values["strategy"] == "deadline"             # an explicit override over the file
-    assert values["stale_timeout_s"] == 3.0             # untouched shipped default
+    assert values["rate_hz"] == 4.0  # user file over the shipped 10 Hz
+    assert values["strategy"] == "deadline"  # an explicit override over the file
+    assert values["stale_timeout_s"] == 3.0  # untouched shipped default
     elsewhere = resolve_node_parameters("controller", "/other", user)
     assert elsewhere["rate_hz"] == 4.0 and elsewhere["strategy"] != "rule"
 

@@ -149,15 +149,25 @@ def test_gate_auto_manual_stale_and_bad_setpoints():
 
 
 def _result(gesture=None):
-    return FrameResult(detections=[_Det(2, "cup", 0.87654, (1.234, 2.0, 30.5, 40.25))], gesture=gesture,
-                       level=3, utilization_applied=0.5, latency_ms=12.3456, image_size=(320, 240))
+    return FrameResult(
+        detections=[_Det(2, "cup", 0.87654, (1.234, 2.0, 30.5, 40.25))],
+        gesture=gesture,
+        level=3,
+        utilization_applied=0.5,
+        latency_ms=12.3456,
+        image_size=(320, 240),
+    )
 
 
 def test_detections_json_payload_matches_the_contract():
     payload = json.loads(detections_to_json(_result(), stamp_to_ns(12, 345), "camera"))
     assert payload == {
-        "stamp_ns": 12_000_000_345, "frame_id": "camera", "level": 3, "utilization": 0.5,
-        "latency_ms": 12.346, "image_size": [320, 240],
+        "stamp_ns": 12_000_000_345,
+        "frame_id": "camera",
+        "level": 3,
+        "utilization": 0.5,
+        "latency_ms": 12.346,
+        "image_size": [320, 240],
         "detections": [{"class_id": 2, "label": "cup", "score": 0.8765, "box": [1.23, 2.0, 30.5, 40.25]}],
     }
 
@@ -165,9 +175,15 @@ def test_detections_json_payload_matches_the_contract():
 def test_gesture_json_payload_matches_the_contract():
     result = _result(_Gesture("swipe_left", 2, 0.9, {"no_gesture": 0.1, "swipe_left": 0.9}))
     payload = json.loads(gesture_to_json(result, 7))
-    assert payload == {"stamp_ns": 7, "label": "swipe_left", "class_id": 2, "confidence": 0.9,
-                       "probabilities": {"no_gesture": 0.1, "swipe_left": 0.9}, "level": 3,
-                       "utilization": 0.5}
+    assert payload == {
+        "stamp_ns": 7,
+        "label": "swipe_left",
+        "class_id": 2,
+        "confidence": 0.9,
+        "probabilities": {"no_gesture": 0.1, "swipe_left": 0.9},
+        "level": 3,
+        "utilization": 0.5,
+    }
     with pytest.raises(ValueError):
         gesture_to_json(_result(), 7)
 
@@ -239,8 +255,8 @@ def test_debug_drawing_marks_the_boxes_without_touching_the_input():
     canvas = draw_debug(frame, _result(_Gesture("wave", 1, 0.8, {})))
     assert frame.sum() == 0
     assert canvas.shape == frame.shape and canvas.dtype == np.uint8
-    assert canvas[20, 1:31].any()       # the box outline
-    assert canvas[-12:, :].any()         # the status line with the gesture label
+    assert canvas[20, 1:31].any()  # the box outline
+    assert canvas[-12:, :].any()  # the status line with the gesture label
 
 
 def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():

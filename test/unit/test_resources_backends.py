@@ -47,8 +47,13 @@ def test_sim_battery_drains_faster_and_runs_hotter_at_high_utilization():
 
 
 def test_sim_thermal_first_order_response():
-    params = SimParams(ambient_c=20.0, thermal_resistance_c_per_w=5.0, thermal_time_constant_s=10.0,
-                       idle_power_w=0.0, max_power_w=10.0)
+    params = SimParams(
+        ambient_c=20.0,
+        thermal_resistance_c_per_w=5.0,
+        thermal_time_constant_s=10.0,
+        idle_power_w=0.0,
+        max_power_w=10.0,
+    )
     backend = SimBackend(params)
     backend.set_utilization(1.0)
     backend.sample(0.0)
@@ -103,8 +108,9 @@ def test_trace_example_parses_and_interpolates(tmp_path):
     looped = backend.sample(100.0 + 60.0 + 5.0)  # 60 s long trace loops
     assert looped.temperature_c == pytest.approx(50.0)
     yaml_trace = tmp_path / "t.yaml"
-    yaml_trace.write_text("samples:\n  - {time_s: 0, temperature_c: 40}\n"
-                          "  - {time_s: 2, temperature_c: 60}\n")
+    yaml_trace.write_text(
+        "samples:\n  - {time_s: 0, temperature_c: 40}\n  - {time_s: 2, temperature_c: 60}\n"
+    )
     backend = TraceBackend(yaml_trace, loop=False)
     backend.sample(0.0)
     assert backend.sample(1.0).temperature_c == pytest.approx(50.0)
@@ -112,15 +118,18 @@ def test_trace_example_parses_and_interpolates(tmp_path):
     assert backend.sample(9.0).deadline_ms is None
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "empty trace"),
-    ("time_s,battery\n0,0.5\n", "unknown column"),
-    ("time_s,battery_fraction\n0,abc\n", "expected a number"),
-    ("time_s,battery_fraction\n0,50\n", "outside"),
-    ("time_s,cpu_load\n5,0.1\n2,0.2\n", "strictly increase"),
-    ("time_s,cpu_load\n0,0.1,9\n", "more cells"),
-    ("cpu_load\n0.1\n", "missing time_s"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty trace"),
+        ("time_s,battery\n0,0.5\n", "unknown column"),
+        ("time_s,battery_fraction\n0,abc\n", "expected a number"),
+        ("time_s,battery_fraction\n0,50\n", "outside"),
+        ("time_s,cpu_load\n5,0.1\n2,0.2\n", "strictly increase"),
+        ("time_s,cpu_load\n0,0.1,9\n", "more cells"),
+        ("cpu_load\n0.1\n", "missing time_s"),
+    ],
+)
 def test_trace_bad_files_name_the_problem(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -143,9 +152,12 @@ def test_psutil_backend_with_fake_sensors():
     entry = SimpleNamespace
     fake = SimpleNamespace(
         cpu_percent=lambda interval=None: 37.0,
-        sensors_temperatures=lambda: {"nvme": [entry(current=70.0)],
-                                      "coretemp": [entry(current=48.0), entry(current=52.0)]},
-        sensors_battery=lambda: SimpleNamespace(percent=42.0, power_plugged=False))
+        sensors_temperatures=lambda: {
+            "nvme": [entry(current=70.0)],
+            "coretemp": [entry(current=48.0), entry(current=52.0)],
+        },
+        sensors_battery=lambda: SimpleNamespace(percent=42.0, power_plugged=False),
+    )
     sample = PsutilBackend(fake).sample(0.0)
     assert sample.cpu_load == pytest.approx(0.37)
     assert sample.temperature_c == pytest.approx(52.0)  # the CPU chip, not the hotter NVMe
@@ -156,10 +168,16 @@ class FakeJtop:
     def __init__(self, ok=True):
         self._ok = ok
         self.started = self.closed = False
-        self.power = {"rail": {"VDD_GPU": {"power": 3000}},
-                      "tot": {"power": 7500, "volt": 5000, "curr": 1500}}
-        self.temperature = {"CPU": {"online": True, "temp": 51.5}, "GPU": {"online": True, "temp": 55.0},
-                            "PMIC": {"online": False, "temp": -256}, "board": {"online": True, "temp": 90.0}}
+        self.power = {
+            "rail": {"VDD_GPU": {"power": 3000}},
+            "tot": {"power": 7500, "volt": 5000, "curr": 1500},
+        }
+        self.temperature = {
+            "CPU": {"online": True, "temp": 51.5},
+            "GPU": {"online": True, "temp": 55.0},
+            "PMIC": {"online": False, "temp": -256},
+            "board": {"online": True, "temp": 90.0},
+        }
         self.cpu = {"total": {"user": 30.0, "system": 10.0, "idle": 60.0}}
         self.gpu = {"gpu": {"status": {"load": 45.0}}}
 
@@ -201,6 +219,7 @@ def test_auto_selection(tmp_path):
 
     def broken():
         raise OSError("no service")
+
     backend, why = make_backend("auto", jtop_factory=broken)
     assert backend.name == "psutil" and "no service" in why
 

@@ -33,16 +33,19 @@ def _mission(**spec):
     return {"mission": {"duration_s": 10.0, **spec}}
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"not_mission": {}}, "top-level 'mission'"),
-    ({"mission": {"name": "x"}}, "duration_s"),
-    (_mission(heat=[{"start_s": 5, "end_s": 2, "extra_w": 1}]), "end_s must be > start_s"),
-    (_mission(deadline_ms=[{"t_s": 5, "value": 50}, {"t_s": 1, "value": 30}]), "time order"),
-    (_mission(manual=[{"start_s": 1, "end_s": 2, "utilization": 1.5}]), "utilization"),
-    (_mission(battery={"initial_fraction": 0.2, "final_fraction": 0.5}), "final_fraction"),
-    (_mission(sim={"capacity": 1.0}), "unknown key"),
-    (_mission(deadlines=[]), "unknown key"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"not_mission": {}}, "top-level 'mission'"),
+        ({"mission": {"name": "x"}}, "duration_s"),
+        (_mission(heat=[{"start_s": 5, "end_s": 2, "extra_w": 1}]), "end_s must be > start_s"),
+        (_mission(deadline_ms=[{"t_s": 5, "value": 50}, {"t_s": 1, "value": 30}]), "time order"),
+        (_mission(manual=[{"start_s": 1, "end_s": 2, "utilization": 1.5}]), "utilization"),
+        (_mission(battery={"initial_fraction": 0.2, "final_fraction": 0.5}), "final_fraction"),
+        (_mission(sim={"capacity": 1.0}), "unknown key"),
+        (_mission(deadlines=[]), "unknown key"),
+    ],
+)
 def test_bad_missions_are_rejected_with_reason(data, message):
     with pytest.raises(MissionError, match=message):
         Mission.from_dict(data)

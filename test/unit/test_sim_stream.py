@@ -16,14 +16,14 @@ def test_frames_are_reproducible_and_move():
     later = a.frame_at(30)
     assert first.seq == 0 and later.seq == 30 and a.seq == 1
     assert later.time_s == pytest.approx(2.0)
-    assert not np.array_equal(first.boxes, later.boxes)   # objects drift
+    assert not np.array_equal(first.boxes, later.boxes)  # objects drift
     assert not np.array_equal(SimFrameSource(96, 64, seed=4).next_frame().rgb, first.rgb)
 
 
 def test_ground_truth_payload_is_consistent_with_the_frame():
     source = SimFrameSource(160, 120, seed=1, num_objects=3)
     labels = set()
-    for seq in range(0, 150, 5):   # 10 s of scene time: rests and gestures
+    for seq in range(0, 150, 5):  # 10 s of scene time: rests and gestures
         frame = source.frame_at(seq)
         truth = frame.ground_truth(stamp_ns=123, frame_id="cam")
         assert truth["stamp_ns"] == 123 and truth["frame_id"] == "cam" and truth["seq"] == seq
@@ -35,7 +35,7 @@ def test_ground_truth_payload_is_consistent_with_the_frame():
             assert obj["label"] == CLASSES[obj["class_id"]]
         assert truth["gesture"] in GESTURE_CLASSES
         labels.add(truth["gesture"])
-    assert "no_gesture" in labels and len(labels) >= 2   # the script gestures between rests
+    assert "no_gesture" in labels and len(labels) >= 2  # the script gestures between rests
 
 
 def test_without_gestures_the_label_is_always_no_gesture():

@@ -8,15 +8,23 @@ from tnn_ros.bench.soak import summarize
 
 
 def sample(t_s, rss_a, rss_b, latencies, published, answered, backlog, utilization=0.5, fds=20.0):
-    return {"t_s": t_s, "latencies_ms": latencies, "published": published, "answered": answered,
-            "backlog_frames": backlog, "utilization": utilization,
-            "processes": {"a": {"rss_mb": rss_a, "fds": fds, "threads": 5.0},
-                          "b": {"rss_mb": rss_b, "fds": 10.0, "threads": 3.0}}}
+    return {
+        "t_s": t_s,
+        "latencies_ms": latencies,
+        "published": published,
+        "answered": answered,
+        "backlog_frames": backlog,
+        "utilization": utilization,
+        "processes": {
+            "a": {"rss_mb": rss_a, "fds": fds, "threads": 5.0},
+            "b": {"rss_mb": rss_b, "fds": 10.0, "threads": 3.0},
+        },
+    }
 
 
 def test_growth_drift_drops_and_backlog_by_hand():
     samples = [
-        sample(5, 50, 50, [100.0] * 10, 150, 100, 9.0),          # warm-up: ignored for growth / drift
+        sample(5, 50, 50, [100.0] * 10, 150, 100, 9.0),  # warm-up: ignored for growth / drift
         sample(15, 100, 100, [10.0] * 99 + [20.0], 300, 250, 1.0, 0.3),
         sample(25, 104, 100, [11.0] * 100, 450, 400, 2.0, 0.3),
         sample(35, 106, 102, [11.0] * 100, 600, 550, 1.5, 0.6),

@@ -84,11 +84,11 @@ def test_switching_levels_runs_no_tensor_work_and_moves_no_weights():
         for level in (2, 0, 1, 2, 0):
             model.set_level(level)
     assert counter.ops == []
-    with _CountTensorOps() as control:   # the counter does see tensor work when there is some
+    with _CountTensorOps() as control:  # the counter does see tensor work when there is some
         torch.ones(2).add_(1)
     assert control.ops
     assert model.level == 0
     assert {name: (t.data_ptr(), t.shape) for name, t in model.state_dict().items()} == storage
     switch_us = measure_switch_us(model, samples=20)
     assert math.isfinite(switch_us) and switch_us > 0.0
-    assert model.level == 0   # the measurement restores the level it found
+    assert model.level == 0  # the measurement restores the level it found

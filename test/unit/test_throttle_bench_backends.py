@@ -30,11 +30,30 @@ def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path):
     torch.manual_seed(0)
     model = ThrottleableDetector(list(CLASSES), TINY).eval()
     path = tmp_path / "det.pt"
-    save_model(model, path, {"name": "detector", "architecture": TINY, "classes": list(CLASSES),
-                             "baseline_accuracy": 0.5})
+    save_model(
+        model,
+        path,
+        {"name": "detector", "architecture": TINY, "classes": list(CLASSES), "baseline_accuracy": 0.5},
+    )
     out = tmp_path / "bench.json"
-    argv = ["--model", "detector", "--path", str(path), "--backend", "onnxruntime", "--json", str(out),
-            "--threads", "1", "--repeats", "3", "--eval-images", "2", "--cpu-frames", "2"]
+    argv = [
+        "--model",
+        "detector",
+        "--path",
+        str(path),
+        "--backend",
+        "onnxruntime",
+        "--json",
+        str(out),
+        "--threads",
+        "1",
+        "--repeats",
+        "3",
+        "--eval-images",
+        "2",
+        "--cpu-frames",
+        "2",
+    ]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert result["backend"] == "onnxruntime"
@@ -56,7 +75,8 @@ def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path):
     assert set(result["profile"]["pre_post_ms"]) == {"96x64", "192x128"}
     summary = result["summary"]
     assert summary["lowest_over_full"] == pytest.approx(
-        result["levels"][0]["latency_ms_median"] / result["levels"][-1]["latency_ms_median"], rel=1e-2)
+        result["levels"][0]["latency_ms_median"] / result["levels"][-1]["latency_ms_median"], rel=1e-2
+    )
     assert summary["targets_met"]["switch<=40us"] == (summary["switch_us_median"] <= 40)
     assert set(result["cpu_ms_per_frame_at_15hz"]) == {"torch", "onnxruntime", "onnxruntime_spinning"}
 

@@ -32,11 +32,13 @@ class TinyNet(ThrottleableModule):
         w16 = level_widths(16, LEVELS, 0.5)
         self.stem = GatedConv2d(3, 32, 3, stride=2, padding=1, out_widths=w32, norm=True, activation="relu")
         self.block = GatedBasicBlock(w32, min_level=2)
-        self.dw = GatedConv2d(32, 32, 3, padding=1, groups=32, in_widths=w32, out_widths=w32, norm=True,
-                              activation="relu")
+        self.dw = GatedConv2d(
+            32, 32, 3, padding=1, groups=32, in_widths=w32, out_widths=w32, norm=True, activation="relu"
+        )
         self.conv = GatedConv2d(32, 16, 1, in_widths=w32, out_widths=w16, norm=True, activation="relu")
-        self.fc1 = GatedLinear(16, 24, in_widths=w16, out_widths=level_widths(24, LEVELS, 0.34),
-                               activation="relu")
+        self.fc1 = GatedLinear(
+            16, 24, in_widths=w16, out_widths=level_widths(24, LEVELS, 0.34), activation="relu"
+        )
         self.fc2 = GatedLinear(24, 5, in_widths=level_widths(24, LEVELS, 0.34))
 
     def example_input(self, batch_size=1):
@@ -223,7 +225,7 @@ def test_rebuild_caches_picks_up_weights_edited_in_place():
     with torch.no_grad():
         stale = net(x)
         for op in gated_ops(net):
-            op.weight.mul_(0.5)          # in place: eval caches still hold the old weights
+            op.weight.mul_(0.5)  # in place: eval caches still hold the old weights
         assert torch.equal(net(x), stale)
         net.rebuild_caches()
         for level in range(LEVELS):

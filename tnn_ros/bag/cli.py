@@ -44,16 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("record", help="record topics into a new bag")
-    rec.add_argument("topics", nargs="*",
-                     help="topics to record (absolute or relative to the node namespace)")
+    rec.add_argument(
+        "topics", nargs="*", help="topics to record (absolute or relative to the node namespace)"
+    )
     rec.add_argument("-o", "--output", required=True, help="bag directory to create (must not exist)")
-    rec.add_argument("-s", "--storage", choices=STORAGES, default="mcap",
-                     help="storage plugin (default mcap)")
-    rec.add_argument("-a", "--all", action="store_true",
-                     help="record every topic in the graph (not hidden ones)")
+    rec.add_argument(
+        "-s", "--storage", choices=STORAGES, default="mcap", help="storage plugin (default mcap)"
+    )
+    rec.add_argument(
+        "-a", "--all", action="store_true", help="record every topic in the graph (not hidden ones)"
+    )
     rec.add_argument("-x", "--exclude", default=None, help="regular expression of topics not to record")
-    rec.add_argument("-d", "--duration", type=_positive_float, default=None,
-                     help="stop after this many seconds")
+    rec.add_argument(
+        "-d", "--duration", type=_positive_float, default=None, help="stop after this many seconds"
+    )
     rec.add_argument("--quiet", action="store_true", help="no progress line")
 
     ply = commands.add_parser("play", help="publish a bag's messages at their recorded timing")
@@ -61,12 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     ply.add_argument("-r", "--rate", type=_positive_float, default=1.0, help="speed factor (default 1.0)")
     ply.add_argument("-l", "--loop", action="store_true", help="play again from the start when done")
     ply.add_argument("--topics", nargs="+", default=None, help="play only these topics")
-    ply.add_argument("--start-offset", type=_non_negative_float, default=0.0,
-                     help="skip the first S seconds of the bag")
-    ply.add_argument("--delay", type=_non_negative_float, default=0.5,
-                     help="seconds to wait after creating publishers so subscribers match (default 0.5)")
-    ply.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                     help="before playing, wait (up to 30 s) until every topic has N subscribers")
+    ply.add_argument(
+        "--start-offset", type=_non_negative_float, default=0.0, help="skip the first S seconds of the bag"
+    )
+    ply.add_argument(
+        "--delay",
+        type=_non_negative_float,
+        default=0.5,
+        help="seconds to wait after creating publishers so subscribers match (default 0.5)",
+    )
+    ply.add_argument(
+        "--wait-for-subscribers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before playing, wait (up to 30 s) until every topic has N subscribers",
+    )
     ply.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish topic FROM as TO")
     ply.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -145,12 +159,22 @@ def main(argv: list[str] | None = None) -> int:
                 raise BagError(f"{args.output} exists already; choose a new output directory")
             _install_stop_handlers(stop_event)
             context = _init_rclpy()
-            summary = record(args.output, args.topics, storage=args.storage, all_topics=args.all,
-                             exclude=args.exclude, duration=args.duration, context=context,
-                             stop_event=stop_event, progress=not args.quiet)
+            summary = record(
+                args.output,
+                args.topics,
+                storage=args.storage,
+                all_topics=args.all,
+                exclude=args.exclude,
+                duration=args.duration,
+                context=context,
+                stop_event=stop_event,
+                progress=not args.quiet,
+            )
             context.try_shutdown()
-            print(f"wrote {summary.path} ({summary.storage}): {summary.messages} messages on "
-                  f"{len(summary.per_topic)} topics, {format_bytes(summary.bytes)}")
+            print(
+                f"wrote {summary.path} ({summary.storage}): {summary.messages} messages on "
+                f"{len(summary.per_topic)} topics, {format_bytes(summary.bytes)}"
+            )
             if summary.error:
                 print(f"tnn-bag: error: {summary.error}; recording stopped, bag closed", file=sys.stderr)
                 return 1
@@ -162,10 +186,19 @@ def main(argv: list[str] | None = None) -> int:
             open_reader(args.bag).close()  # fail with the one-line reason before starting ROS
             _install_stop_handlers(stop_event)
             context = _init_rclpy()
-            summary = play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
-                           start_offset=args.start_offset, delay=args.delay, context=context,
-                           stop_event=stop_event, progress=not args.quiet, remap=remap,
-                           wait_for_subscribers=args.wait_for_subscribers)
+            summary = play(
+                args.bag,
+                rate=args.rate,
+                loop=args.loop,
+                topics=args.topics,
+                start_offset=args.start_offset,
+                delay=args.delay,
+                context=context,
+                stop_event=stop_event,
+                progress=not args.quiet,
+                remap=remap,
+                wait_for_subscribers=args.wait_for_subscribers,
+            )
             context.try_shutdown()
             for topic, reason in summary.skipped_topics.items():
                 print(f"skipped {topic}: {reason}", file=sys.stderr)

@@ -79,8 +79,9 @@ def message_class(type_name: str) -> type:
         module = importlib.import_module(f"{package}.{kind}")
         return getattr(module, name)
     except (ImportError, AttributeError):
-        raise BagError(f"message type {type_name} is not installed (no Python module {package}.{kind})") \
-            from None
+        raise BagError(
+            f"message type {type_name} is not installed (no Python module {package}.{kind})"
+        ) from None
 
 
 @lru_cache(maxsize=1)
@@ -110,7 +111,7 @@ def typestore_with(type_names: list[str] | tuple[str, ...] | set[str]) -> Typest
 
     """
     store = _jazzy_typestore()
-    type_names = [normalize_type_name(name) for name in type_names]   # legacy pkg/Name spellings too
+    type_names = [normalize_type_name(name) for name in type_names]  # legacy pkg/Name spellings too
     # Read the missing definitions and, transitively, the ones they use, then register them at once:
     # a type registered before its field types would fail later, when a bag writer needs its msgdef.
     pending = [name for name in type_names if name not in store.fielddefs]
@@ -129,8 +130,9 @@ def typestore_with(type_names: list[str] | tuple[str, ...] | set[str]) -> Typest
         try:
             store.register(parsed)
         except Exception as exc:  # noqa: BLE001 - rosbags raises several types for bad definitions
-            raise BagError(f"cannot register message definitions of {', '.join(sorted(parsed))}: {exc}") \
-                from None
+            raise BagError(
+                f"cannot register message definitions of {', '.join(sorted(parsed))}: {exc}"
+            ) from None
     return store
 
 
@@ -199,12 +201,16 @@ def open_reader(path: str | Path) -> Reader:
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     if path.is_file() and path.suffix not in _STORAGE_SUFFIXES:
-        raise BagError(f"{path}: not a bag (expected a bag directory or a "
-                       f"{' / '.join(_STORAGE_SUFFIXES)} file)")
+        raise BagError(
+            f"{path}: not a bag (expected a bag directory or a {' / '.join(_STORAGE_SUFFIXES)} file)"
+        )
     if path.is_dir() and not (path / "metadata.yaml").is_file():
         storage_files = sorted(p.name for p in path.iterdir() if p.suffix in _STORAGE_SUFFIXES)
-        hint = f"; to read a storage file on its own, pass it: {path / storage_files[0]}" \
-            if storage_files else ""
+        hint = (
+            f"; to read a storage file on its own, pass it: {path / storage_files[0]}"
+            if storage_files
+            else ""
+        )
         raise BagError(f"{path}: not a rosbag2 bag (metadata.yaml missing; was the recorder killed?){hint}")
     try:
         reader = Reader(path)
@@ -231,8 +237,13 @@ class StatusLine:
     printed at most every ``period_s`` seconds. ``finish()`` ends the in-place line.
     """
 
-    def __init__(self, stream: TextIO | None = None, period_s: float = 5.0, tty_period_s: float = 0.2,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        period_s: float = 5.0,
+        tty_period_s: float = 0.2,
+        enabled: bool = True,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())

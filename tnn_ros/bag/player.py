@@ -45,8 +45,13 @@ def publisher_qos(offered: list, depth: int = 10) -> QoSProfile:
     )
 
 
-def _wait_for_subscribers(publishers: dict, wanted: int | dict[str, int], timeout_s: float,
-                          stop_event: threading.Event, status: StatusLine) -> bool:
+def _wait_for_subscribers(
+    publishers: dict,
+    wanted: int | dict[str, int],
+    timeout_s: float,
+    stop_event: threading.Event,
+    status: StatusLine,
+) -> bool:
     """Wait until each publisher has its wanted number of matched subscriptions."""
     needs = {topic: wanted if isinstance(wanted, int) else wanted.get(topic, 0) for topic in publishers}
     deadline = time.monotonic() + timeout_s
@@ -60,11 +65,22 @@ def _wait_for_subscribers(publishers: dict, wanted: int | dict[str, int], timeou
         stop_event.wait(0.05)
 
 
-def play(bag: str | Path, rate: float = 1.0, loop: bool = False, topics: list[str] | None = None,
-         start_offset: float = 0.0, *, delay: float = 0.5, context: Context | None = None,
-         stop_event: threading.Event | None = None, progress: bool = True,
-         node_name: str = "tnn_bag_player", remap: dict[str, str] | None = None,
-         wait_for_subscribers: int | dict[str, int] = 0, wait_timeout_s: float = 30.0) -> PlaySummary:
+def play(
+    bag: str | Path,
+    rate: float = 1.0,
+    loop: bool = False,
+    topics: list[str] | None = None,
+    start_offset: float = 0.0,
+    *,
+    delay: float = 0.5,
+    context: Context | None = None,
+    stop_event: threading.Event | None = None,
+    progress: bool = True,
+    node_name: str = "tnn_bag_player",
+    remap: dict[str, str] | None = None,
+    wait_for_subscribers: int | dict[str, int] = 0,
+    wait_timeout_s: float = 30.0,
+) -> PlaySummary:
     """Publish the messages of ``bag`` with their recorded spacing divided by ``rate``.
 
     ``topics`` limits playback to those topics; ``start_offset`` skips the first seconds of the bag;
@@ -115,7 +131,8 @@ def play(bag: str | Path, rate: float = 1.0, loop: bool = False, topics: list[st
             if key not in publishers:
                 offered = list(getattr(connection.ext, "offered_qos_profiles", []) or [])
                 publishers[key] = node.create_publisher(
-                    msg_class, remap.get(connection.topic, connection.topic), publisher_qos(offered))
+                    msg_class, remap.get(connection.topic, connection.topic), publisher_qos(offered)
+                )
                 summary.per_topic.setdefault(connection.topic, 0)
         playable = [c for c in selected if (c.topic, c.msgtype) in publishers]
         if not playable:
@@ -123,8 +140,12 @@ def play(bag: str | Path, rate: float = 1.0, loop: bool = False, topics: list[st
         if stop_event.wait(delay):
             return summary
         if wait_for_subscribers and not _wait_for_subscribers(
-                {topic: pub for (topic, _type), pub in publishers.items()}, wait_for_subscribers,
-                wait_timeout_s, stop_event, status):
+            {topic: pub for (topic, _type), pub in publishers.items()},
+            wait_for_subscribers,
+            wait_timeout_s,
+            stop_event,
+            status,
+        ):
             raise BagError(f"subscribers did not match within {wait_timeout_s:g} s")
         start_ns = reader.start_time + int(start_offset * 1e9)
         total_s = max(0.0, (reader.end_time - start_ns) / 1e9)
@@ -142,8 +163,10 @@ def play(bag: str | Path, rate: float = 1.0, loop: bool = False, topics: list[st
                 publishers[(connection.topic, connection.msgtype)].publish(bytes(data))
                 summary.messages += 1
                 summary.per_topic[connection.topic] += 1
-                status.update(f"playing {Path(bag).name}: {bag_s:6.1f}/{total_s:.1f} s  "
-                              f"{summary.messages} msgs  x{rate:g}" + ("  loop" if loop else ""))
+                status.update(
+                    f"playing {Path(bag).name}: {bag_s:6.1f}/{total_s:.1f} s  "
+                    f"{summary.messages} msgs  x{rate:g}" + ("  loop" if loop else "")
+                )
             summary.loops += 1
             if not loop or summary.messages == published_before:
                 break

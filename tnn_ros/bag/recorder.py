@@ -67,9 +67,16 @@ class BagRecorder:
     call more than once. Callbacks and ``discover()`` must run on the node's executor thread.
     """
 
-    def __init__(self, node: Node, output: str | Path, topics: list[str] | tuple[str, ...] = (),
-                 storage: str = "mcap", all_topics: bool = False, exclude: str | None = None,
-                 qos_depth: int = 100) -> None:
+    def __init__(
+        self,
+        node: Node,
+        output: str | Path,
+        topics: list[str] | tuple[str, ...] = (),
+        storage: str = "mcap",
+        all_topics: bool = False,
+        exclude: str | None = None,
+        qos_depth: int = 100,
+    ) -> None:
         if storage not in STORAGES:
             raise BagError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
         if not topics and not all_topics:
@@ -86,8 +93,9 @@ class BagRecorder:
         self._subscriptions: dict[str, object] = {}
         self._start = time.monotonic()
         self._lock = threading.Lock()
-        writer = Writer(self.path, version=Writer.VERSION_LATEST,
-                        storage_plugin=StoragePlugin[storage.upper()])
+        writer = Writer(
+            self.path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin[storage.upper()]
+        )
         try:
             writer.open()
         except WriterError as exc:
@@ -141,16 +149,24 @@ class BagRecorder:
             typestore = typestore_with([type_name])
             with self._lock:
                 self._connections[topic] = self._writer.add_connection(
-                    topic, type_name, typestore=typestore, serialization_format="cdr",
-                    offered_qos_profiles=[qos_to_rosbags(p) for p in offered])
+                    topic,
+                    type_name,
+                    typestore=typestore,
+                    serialization_format="cdr",
+                    offered_qos_profiles=[qos_to_rosbags(p) for p in offered],
+                )
         except Exception as exc:  # noqa: BLE001 - one topic the writer cannot describe must not end the recording
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self._skip(topic, reason)
             return False
         self.summary.per_topic[topic] = 0
         self._subscriptions[topic] = self.node.create_subscription(
-            msg_class, topic, lambda data, t=topic: self._on_message(t, data),
-            subscription_qos(offered, self.qos_depth), raw=True)
+            msg_class,
+            topic,
+            lambda data, t=topic: self._on_message(t, data),
+            subscription_qos(offered, self.qos_depth),
+            raw=True,
+        )
         self.node.get_logger().info(f"recording {topic} [{type_name}]")
         return True
 
@@ -172,8 +188,10 @@ class BagRecorder:
     def status(self) -> str:
         """One line: elapsed time, topics, messages, bytes."""
         elapsed = time.monotonic() - self._start
-        return (f"recording {self.path.name}: {elapsed:6.1f} s  {len(self.summary.per_topic)} topics  "
-                f"{self.summary.messages} msgs  {format_bytes(self.summary.bytes)}")
+        return (
+            f"recording {self.path.name}: {elapsed:6.1f} s  {len(self.summary.per_topic)} topics  "
+            f"{self.summary.messages} msgs  {format_bytes(self.summary.bytes)}"
+        )
 
     def close(self) -> RecordSummary:
         """Stop recording and finish the bag (index + metadata.yaml) so it stays valid."""
@@ -192,7 +210,6 @@ class BagRecorder:
         self.summary.duration_s = time.monotonic() - self._start
         return self.summary
 
-
     @staticmethod
     def _abort(writer: Writer) -> None:
         """Release the storage after a failed close (rosbags' ``abort``: nothing more is written)."""
@@ -204,11 +221,21 @@ class BagRecorder:
                 pass
 
 
-def record(output: str | Path, topics: list[str] | tuple[str, ...] = (), storage: str = "mcap", *,
-           all_topics: bool = False, exclude: str | None = None, duration: float | None = None,
-           context: Context | None = None, stop_event: threading.Event | None = None,
-           discovery_period_s: float = 0.25, progress: bool = True, node_name: str = "tnn_bag_recorder",
-           ready_event: threading.Event | None = None) -> RecordSummary:
+def record(
+    output: str | Path,
+    topics: list[str] | tuple[str, ...] = (),
+    storage: str = "mcap",
+    *,
+    all_topics: bool = False,
+    exclude: str | None = None,
+    duration: float | None = None,
+    context: Context | None = None,
+    stop_event: threading.Event | None = None,
+    discovery_period_s: float = 0.25,
+    progress: bool = True,
+    node_name: str = "tnn_bag_recorder",
+    ready_event: threading.Event | None = None,
+) -> RecordSummary:
     """Record ``topics`` (or every visible topic with ``all_topics``) into a new bag at ``output``.
 
     Runs until ``duration`` seconds have passed, ``stop_event`` is set or the context shuts down,

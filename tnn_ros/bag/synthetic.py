@@ -18,7 +18,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from tnn_ros.bag.common import typestore_with
 
-BAG_START_NS = 1_700_000_000 * 1_000_000_000   # fixed epoch: stamps are the same on every run
+BAG_START_NS = 1_700_000_000 * 1_000_000_000  # fixed epoch: stamps are the same on every run
 
 
 @dataclass
@@ -44,11 +44,20 @@ def _stamp(store, ns: int):
     return time_type(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def write_replay_bag(path: str | Path, duration_s: float = 10.0, fps: float = 10.0, width: int = 320,
-                     height: int = 240, scenario: ResourceScenario | None = None,
-                     resource_rate_hz: float = 10.0, seed: int = 0, num_objects: int = 4,
-                     gestures: bool = True, namespace: str = "/tnn",
-                     storage: str = "mcap") -> Path:
+def write_replay_bag(
+    path: str | Path,
+    duration_s: float = 10.0,
+    fps: float = 10.0,
+    width: int = 320,
+    height: int = 240,
+    scenario: ResourceScenario | None = None,
+    resource_rate_hz: float = 10.0,
+    seed: int = 0,
+    num_objects: int = 4,
+    gestures: bool = True,
+    namespace: str = "/tnn",
+    storage: str = "mcap",
+) -> Path:
     """Write the input bag; frames come from :class:`tnn_ros.sim.stream.SimFrameSource`.
 
     Returns the bag path. Raises ``ValueError`` on bad sizes/rates (from the frame source too).
@@ -59,8 +68,13 @@ def write_replay_bag(path: str | Path, duration_s: float = 10.0, fps: float = 10
         raise ValueError("duration_s, fps and resource_rate_hz must be > 0")
     scenario = scenario or ResourceScenario()
     ns = namespace.rstrip("/")
-    names = ["sensor_msgs/msg/Image", "std_msgs/msg/String", "sensor_msgs/msg/BatteryState",
-             "sensor_msgs/msg/Temperature", "std_msgs/msg/Float32"]
+    names = [
+        "sensor_msgs/msg/Image",
+        "std_msgs/msg/String",
+        "sensor_msgs/msg/BatteryState",
+        "sensor_msgs/msg/Temperature",
+        "std_msgs/msg/Float32",
+    ]
     store = typestore_with(names)
     types = store.types
     Image, String, Float32 = types[names[0]], types[names[1]], types[names[4]]
@@ -68,13 +82,20 @@ def write_replay_bag(path: str | Path, duration_s: float = 10.0, fps: float = 10
     Header = types["std_msgs/msg/Header"]
 
     source = SimFrameSource(width, height, seed=seed, fps=fps, num_objects=num_objects, gestures=gestures)
-    events: list[tuple[int, str, object, str]] = []   # (stamp_ns, topic, message, type)
+    events: list[tuple[int, str, object, str]] = []  # (stamp_ns, topic, message, type)
     for seq in range(int(round(duration_s * fps))):
         stamp_ns = BAG_START_NS + int(round(seq / fps * 1e9))
         frame = source.frame_at(seq)
         header = Header(stamp=_stamp(store, stamp_ns), frame_id="camera")
-        image = Image(header=header, height=height, width=width, encoding="rgb8", is_bigendian=0,
-                      step=width * 3, data=np.ascontiguousarray(frame.rgb, dtype=np.uint8).reshape(-1))
+        image = Image(
+            header=header,
+            height=height,
+            width=width,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=width * 3,
+            data=np.ascontiguousarray(frame.rgb, dtype=np.uint8).reshape(-1),
+        )
         events.append((stamp_ns, f"{ns}/image", image, names[0]))
         truth = String(data=json.dumps(frame.ground_truth(stamp_ns, "camera")))
         events.append((stamp_ns, f"{ns}/ground_truth/json", truth, names[1]))
@@ -85,21 +106,41 @@ def write_replay_bag(path: str | Path, duration_s: float = 10.0, fps: float = 10
         header = Header(stamp=_stamp(store, stamp_ns), frame_id="battery")
         nan = float("nan")
         battery = Battery(
-            header=header, voltage=scenario.battery_voltage, temperature=nan,
+            header=header,
+            voltage=scenario.battery_voltage,
+            temperature=nan,
             current=-scenario.power_w / scenario.battery_voltage,  # ROS: negative while discharging
-            charge=nan, capacity=nan, design_capacity=nan,
+            charge=nan,
+            capacity=nan,
+            design_capacity=nan,
             percentage=ResourceScenario.at(scenario.battery_fraction, t),
-            power_supply_status=2, power_supply_health=1, power_supply_technology=0, present=True,
-            cell_voltage=np.zeros(0, dtype=np.float32), cell_temperature=np.zeros(0, dtype=np.float32),
-            location="sim", serial_number="")
+            power_supply_status=2,
+            power_supply_health=1,
+            power_supply_technology=0,
+            present=True,
+            cell_voltage=np.zeros(0, dtype=np.float32),
+            cell_temperature=np.zeros(0, dtype=np.float32),
+            location="sim",
+            serial_number="",
+        )
         events.append((stamp_ns, f"{ns}/battery", battery, names[2]))
-        thermal = Temperature(header=Header(stamp=_stamp(store, stamp_ns), frame_id="cpu"),
-                              temperature=ResourceScenario.at(scenario.temperature_c, t), variance=0.0)
+        thermal = Temperature(
+            header=Header(stamp=_stamp(store, stamp_ns), frame_id="cpu"),
+            temperature=ResourceScenario.at(scenario.temperature_c, t),
+            variance=0.0,
+        )
         events.append((stamp_ns, f"{ns}/thermal", thermal, names[3]))
-        events.append((stamp_ns, f"{ns}/deadline_ms",
-                       Float32(data=ResourceScenario.at(scenario.deadline_ms, t)), names[4]))
-        events.append((stamp_ns, f"{ns}/cpu_load", Float32(data=ResourceScenario.at(scenario.cpu_load, t)),
-                       names[4]))
+        events.append(
+            (
+                stamp_ns,
+                f"{ns}/deadline_ms",
+                Float32(data=ResourceScenario.at(scenario.deadline_ms, t)),
+                names[4],
+            )
+        )
+        events.append(
+            (stamp_ns, f"{ns}/cpu_load", Float32(data=ResourceScenario.at(scenario.cpu_load, t)), names[4])
+        )
 
     events.sort(key=lambda e: e[0])
     path = Path(path)

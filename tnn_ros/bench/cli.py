@@ -11,16 +11,21 @@ SUBCOMMANDS = {
     "ros": ("tnn_ros.bench.ros_bench", "ROS overhead and setpoint reaction, end to end over DDS"),
     "soak": ("tnn_ros.bench.soak", "whole stack for N minutes: RSS, fds, threads, latency drift, backlog"),
     "control": ("tnn_ros.bench.control_bench", "controller suite: missions x policies from measured traces"),
-    "gesture-stream": ("tnn_ros.eval.gesture_stream",
-                       "live gesture accuracy on the simulated stream, frame and event level (no ROS)"),
+    "gesture-stream": (
+        "tnn_ros.eval.gesture_stream",
+        "live gesture accuracy on the simulated stream, frame and event level (no ROS)",
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="tnn-bench", description=__doc__)
-    parser.add_argument("benchmark", choices=sorted(SUBCOMMANDS),
-                        help="; ".join(f"{name}: {text}" for name, (_, text) in sorted(SUBCOMMANDS.items())))
+    parser.add_argument(
+        "benchmark",
+        choices=sorted(SUBCOMMANDS),
+        help="; ".join(f"{name}: {text}" for name, (_, text) in sorted(SUBCOMMANDS.items())),
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2

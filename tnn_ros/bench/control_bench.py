@@ -49,9 +49,9 @@ from tnn_ros.resources.sim import SimBackend, SimParams
 
 NUM_LEVELS = 8
 FPS = 15.0
-TICK_S = 0.1                     # controller rate_hz 10
-SCORE_THRESHOLD = 0.3            # perception's default score_threshold
-GESTURE_STRIDE, GESTURE_SMOOTHING, GESTURE_MIN_CONFIDENCE = 4, 2, 0.5   # config/perception.yaml
+TICK_S = 0.1  # controller rate_hz 10
+SCORE_THRESHOLD = 0.3  # perception's default score_threshold
+GESTURE_STRIDE, GESTURE_SMOOTHING, GESTURE_MIN_CONFIDENCE = 4, 2, 0.5  # config/perception.yaml
 CONTROLLED = ("rule", "deadline", "auto", "learned")
 POLICIES = tuple(f"static_L{k}" for k in range(NUM_LEVELS)) + ("frame_drop",) + CONTROLLED + ("oracle",)
 
@@ -62,13 +62,21 @@ def _say(text: str) -> None:
 
 # --- traces (the Trace format and detection matching live in tnn_ros.eval.traces) ------------------
 
+
 def _cpu_hog() -> subprocess.Popen:
     """A second process that keeps one core busy (pure Python busy loop) until killed."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def record_traces(num_frames: int, seed: int = 0, threads: int = 1, contention: bool = False,
-                  width: int = 320, height: int = 240, progress: Callable[[str], None] = _say) -> Trace:
+def record_traces(
+    num_frames: int,
+    seed: int = 0,
+    threads: int = 1,
+    contention: bool = False,
+    width: int = 320,
+    height: int = 240,
+    progress: Callable[[str], None] = _say,
+) -> Trace:
     """Run the shipped detector and gesture net on ``num_frames`` sim-camera frames at every level.
 
     ``contention`` runs the recording while a second process loads one core.
@@ -99,7 +107,7 @@ def record_traces(num_frames: int, seed: int = 0, threads: int = 1, contention: 
     started = time.monotonic()
     try:
         if hog is not None:
-            time.sleep(0.5)   # let the hog start spinning before measuring
+            time.sleep(0.5)  # let the hog start spinning before measuring
         for i in range(num_frames):
             frame = source.frame_at(i)
             clip.append(resize_frame(frame.rgb, gesture.frame_size))
@@ -140,30 +148,46 @@ def record_traces(num_frames: int, seed: int = 0, threads: int = 1, contention: 
                 gesture_probs.append(probs)
             if (i + 1) % 50 == 0 or i + 1 == num_frames:
                 elapsed = time.monotonic() - started
-                progress(f"  recorded {i + 1}/{num_frames} frames x {levels} levels"
-                         f"{' (with a core loaded)' if contention else ''}, {elapsed:.0f} s, "
-                         f"full level median {np.median(latency[:i + 1, -1]):.1f} ms")
+                progress(
+                    f"  recorded {i + 1}/{num_frames} frames x {levels} levels"
+                    f"{' (with a core loaded)' if contention else ''}, {elapsed:.0f} s, "
+                    f"full level median {np.median(latency[: i + 1, -1]):.1f} ms"
+                )
     finally:
         if hog is not None:
             hog.kill()
             hog.wait()
     return Trace(
-        latency_ms=latency, cpu_ms=cpu, det_offsets=np.array(det_offsets, np.int64),
+        latency_ms=latency,
+        cpu_ms=cpu,
+        det_offsets=np.array(det_offsets, np.int64),
         det_boxes=np.concatenate(boxes_all) if boxes_all else np.zeros((0, 4), np.float32),
         det_scores=np.concatenate(scores_all) if scores_all else np.zeros(0, np.float32),
         det_labels=np.concatenate(labels_all) if labels_all else np.zeros(0, np.int64),
-        gt_offsets=np.array(gt_offsets, np.int64), gt_boxes=np.concatenate(gt_boxes_all),
-        gt_labels=np.concatenate(gt_labels_all), gesture_frames=np.array(gesture_frames, np.int64),
+        gt_offsets=np.array(gt_offsets, np.int64),
+        gt_boxes=np.concatenate(gt_boxes_all),
+        gt_labels=np.concatenate(gt_labels_all),
+        gesture_frames=np.array(gesture_frames, np.int64),
         gesture_probs=np.array(gesture_probs).reshape(-1, levels, len(classes)),
-        gesture_truth=np.array(gesture_truth, np.int64), f1=f1,
-        meta={"seed": seed, "fps": FPS, "threads": threads, "contention": contention,
-              "size": [width, height], "classes": classes, "cores": os.cpu_count(),
-              "loadavg_after": list(os.getloadavg()),
-              "utilizations": [(k + 1) / levels for k in range(levels)],
-              "recorded_s": round(time.monotonic() - started, 1)})
+        gesture_truth=np.array(gesture_truth, np.int64),
+        f1=f1,
+        meta={
+            "seed": seed,
+            "fps": FPS,
+            "threads": threads,
+            "contention": contention,
+            "size": [width, height],
+            "classes": classes,
+            "cores": os.cpu_count(),
+            "loadavg_after": list(os.getloadavg()),
+            "utilizations": [(k + 1) / levels for k in range(levels)],
+            "recorded_s": round(time.monotonic() - started, 1),
+        },
+    )
 
 
 # --- missions -------------------------------------------------------------------------------------
+
 
 @dataclass
 class BenchMission:
@@ -171,7 +195,7 @@ class BenchMission:
 
     name: str
     mission: Mission
-    contention: list[tuple[float, float]] = field(default_factory=list)   # windows with a core loaded
+    contention: list[tuple[float, float]] = field(default_factory=list)  # windows with a core loaded
     throttle_c: float = 85.0
     throttle_factor: float = 2.0
     notes: str = ""
@@ -190,8 +214,9 @@ def _steps(points: list[tuple[float, float]]) -> list[dict]:
     return frames
 
 
-def build_missions(idle: Trace, quick: bool = False,
-                   demo_file: str | Path | None = None) -> list[BenchMission]:
+def build_missions(
+    idle: Trace, quick: bool = False, demo_file: str | Path | None = None
+) -> list[BenchMission]:
     """The five missions; deadlines of the synthetic ones are multiples of the measured latencies.
 
     ``ref`` is the p90 of the full level's frame latency in the idle trace, so the suite means the
@@ -203,45 +228,92 @@ def build_missions(idle: Trace, quick: bool = False,
     ref = float(np.percentile(idle.latency_ms[:, -1], 90))
     busy = idle.cpu_ms.mean(axis=0) / 1e3 * FPS / max(idle.meta.get("cores") or 1, 1)
     demo = Mission.load(demo_file or find_mission_file(), duration_s=60.0 * scale)
-    demo.manual_windows = []   # the bench compares policies; the operator's override window is left out
+    demo.manual_windows = []  # the bench compares policies; the operator's override window is left out
     missions = [BenchMission("demo", demo, notes="config/mission_demo.yaml without its manual window")]
 
     drain_s = 300.0 * scale
-    drain = Mission.from_dict({"mission": {
-        "name": "battery_drain", "duration_s": drain_s,
-        # capacity sized so that the middle level just lasts: the full level runs dry before the end
-        "battery": {"initial_fraction": 0.5, "final_fraction": 0.02,
-                    "nominal_utilization": float(busy[NUM_LEVELS // 2])},
-        "sim": {"idle_power_w": 0.5, "max_power_w": 15.0},
-        "deadline_ms": [{"t_s": 0.0, "value": round(2.0 * ref, 2)}]}})
-    missions.append(BenchMission("battery_drain", drain,
-                                 notes="capacity = middle level's measured busy fraction x duration"))
+    drain = Mission.from_dict(
+        {
+            "mission": {
+                "name": "battery_drain",
+                "duration_s": drain_s,
+                # capacity sized so that the middle level just lasts: the full level runs dry before the end
+                "battery": {
+                    "initial_fraction": 0.5,
+                    "final_fraction": 0.02,
+                    "nominal_utilization": float(busy[NUM_LEVELS // 2]),
+                },
+                "sim": {"idle_power_w": 0.5, "max_power_w": 15.0},
+                "deadline_ms": [{"t_s": 0.0, "value": round(2.0 * ref, 2)}],
+            }
+        }
+    )
+    missions.append(
+        BenchMission(
+            "battery_drain", drain, notes="capacity = middle level's measured busy fraction x duration"
+        )
+    )
 
     period = 40.0 * scale
-    heat = [{"start_s": t, "end_s": t + period / 2, "extra_w": 12.0}
-            for t in np.arange(period / 4, 160.0 * scale, period)]
-    thermal = Mission.from_dict({"mission": {
-        "name": "thermal", "duration_s": 160.0 * scale,
-        "sim": {"ambient_c": 30.0, "thermal_resistance_c_per_w": 4.0, "thermal_time_constant_s": 6.0 * scale,
-                "idle_power_w": 1.0, "max_power_w": 12.0},
-        "heat": heat, "deadline_ms": [{"t_s": 0.0, "value": round(1.5 * ref, 2)}]}})
-    missions.append(BenchMission("thermal", thermal,
-                                 notes="heat on/off every half period; above 85 C latency and CPU x2"))
+    heat = [
+        {"start_s": t, "end_s": t + period / 2, "extra_w": 12.0}
+        for t in np.arange(period / 4, 160.0 * scale, period)
+    ]
+    thermal = Mission.from_dict(
+        {
+            "mission": {
+                "name": "thermal",
+                "duration_s": 160.0 * scale,
+                "sim": {
+                    "ambient_c": 30.0,
+                    "thermal_resistance_c_per_w": 4.0,
+                    "thermal_time_constant_s": 6.0 * scale,
+                    "idle_power_w": 1.0,
+                    "max_power_w": 12.0,
+                },
+                "heat": heat,
+                "deadline_ms": [{"t_s": 0.0, "value": round(1.5 * ref, 2)}],
+            }
+        }
+    )
+    missions.append(
+        BenchMission("thermal", thermal, notes="heat on/off every half period; above 85 C latency and CPU x2")
+    )
 
     d = 120.0 * scale
     factors = [(0.0, 3.0), (0.2, 1.2), (0.4, 0.7), (0.6, 0.45), (0.8, 1.5)]
-    steps = Mission.from_dict({"mission": {
-        "name": "deadline_steps", "duration_s": d,
-        "deadline_ms": _steps([(f * d, round(m * ref, 2)) for f, m in factors])}})
-    missions.append(BenchMission("deadline_steps", steps,
-                                 notes=f"deadline x {[m for _, m in factors]} of ref"))
+    steps = Mission.from_dict(
+        {
+            "mission": {
+                "name": "deadline_steps",
+                "duration_s": d,
+                "deadline_ms": _steps([(f * d, round(m * ref, 2)) for f, m in factors]),
+            }
+        }
+    )
+    missions.append(
+        BenchMission("deadline_steps", steps, notes=f"deadline x {[m for _, m in factors]} of ref")
+    )
 
     c = 90.0 * scale
-    contention = Mission.from_dict({"mission": {
-        "name": "contention", "duration_s": c, "deadline_ms": [{"t_s": 0.0, "value": round(1.3 * ref, 2)}]}})
-    missions.append(BenchMission("contention", contention, contention=[(c / 3, 2 * c / 3)],
-                                 notes="a second process loads one core in the middle third "
-                                       "(latencies from the trace recorded under that load)"))
+    contention = Mission.from_dict(
+        {
+            "mission": {
+                "name": "contention",
+                "duration_s": c,
+                "deadline_ms": [{"t_s": 0.0, "value": round(1.3 * ref, 2)}],
+            }
+        }
+    )
+    missions.append(
+        BenchMission(
+            "contention",
+            contention,
+            contention=[(c / 3, 2 * c / 3)],
+            notes="a second process loads one core in the middle third "
+            "(latencies from the trace recorded under that load)",
+        )
+    )
     for m in missions:
         m.notes = (m.notes + f"; ref latency {ref:.1f} ms").strip("; ")
     return missions
@@ -249,14 +321,15 @@ def build_missions(idle: Trace, quick: bool = False,
 
 # --- replay simulation ----------------------------------------------------------------------------
 
+
 @dataclass
 class FrameLog:
     """What happened to one camera frame."""
 
     seq: int
     arrival: float
-    level: int = -1          # -1: never processed
-    latency_ms: float = math.nan   # arrival -> result
+    level: int = -1  # -1: never processed
+    latency_ms: float = math.nan  # arrival -> result
     cpu_ms: float = 0.0
     hit: bool = False
 
@@ -302,8 +375,13 @@ class FrameDrop(LevelSource):
 class ControllerSource(LevelSource):
     """A real :class:`tnn_ros.control.Controller` (rule, deadline, auto, learned) fed by the sim."""
 
-    def __init__(self, strategy: str, profile: LatencyProfile, learned_model: str = "",
-                 accuracies: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        strategy: str,
+        profile: LatencyProfile,
+        learned_model: str = "",
+        accuracies: list[float] | None = None,
+    ) -> None:
         from tnn_ros.throttle import LevelSchedule
 
         self.name = strategy
@@ -339,30 +417,38 @@ class ReplaySim:
         self.sim.start = self.sim.last = 0.0
         self.cores = max(int(idle.meta.get("cores") or 1), 1)
         self.frames: list[FrameLog] = []
-        self.t_tick = 0.0          # next controller tick
+        self.t_tick = 0.0  # next controller tick
         self.busy_until = 0.0
         self.pending: FrameLog | None = None
-        self.cpu_in_tick = 0.0     # CPU ms consumed since the last tick
+        self.cpu_in_tick = 0.0  # CPU ms consumed since the last tick
         self.energy_j = 0.0
         self.dead = False
         self.num_frames = int(math.floor(bench.mission.duration_s * FPS))
         self.next_seq = 0
-        self.inflight: tuple[float, int, float, float] | None = None   # (done_t, level, service_ms, cpu_ms)
-        self.bad_samples = 0       # NaN / inf / missing trace samples met (the frame is lost)
+        self.inflight: tuple[float, int, float, float] | None = None  # (done_t, level, service_ms, cpu_ms)
+        self.bad_samples = 0  # NaN / inf / missing trace samples met (the frame is lost)
 
     # -- state copies for the oracle ------------------------------------------------------------------
     def snapshot(self) -> dict:
         # the pending frame, if any, is always the newest one (newest frame wins), so copying the
         # last frame's log is enough to undo everything a trial window changes
-        return {"sim": copy.copy(self.sim), "frames": len(self.frames), "t_tick": self.t_tick,
-                "busy_until": self.busy_until, "pending": self.pending is not None,
-                "cpu_in_tick": self.cpu_in_tick, "energy_j": self.energy_j, "dead": self.dead,
-                "next_seq": self.next_seq, "inflight": self.inflight,
-                "last": copy.copy(self.frames[-1]) if self.frames else None}
+        return {
+            "sim": copy.copy(self.sim),
+            "frames": len(self.frames),
+            "t_tick": self.t_tick,
+            "busy_until": self.busy_until,
+            "pending": self.pending is not None,
+            "cpu_in_tick": self.cpu_in_tick,
+            "energy_j": self.energy_j,
+            "dead": self.dead,
+            "next_seq": self.next_seq,
+            "inflight": self.inflight,
+            "last": copy.copy(self.frames[-1]) if self.frames else None,
+        }
 
     def restore(self, state: dict) -> None:
         self.sim = copy.copy(state["sim"])
-        del self.frames[state["frames"]:]
+        del self.frames[state["frames"] :]
         if state["last"] is not None:
             self.frames[-1] = copy.copy(state["last"])
         for name in ("t_tick", "busy_until", "cpu_in_tick", "energy_j", "dead", "next_seq", "inflight"):
@@ -393,9 +479,12 @@ class ReplaySim:
             self.energy_j += power * TICK_S
             self.dead = self.sim.energy_j <= 0.0
         contention = 1.0 / self.cores if self.bench.contended(t) else 0.0
-        readings = {"battery": self.sim.battery_fraction, "thermal": self.sim.temperature_c,
-                    "deadline": self.bench.mission.deadline_at(t),
-                    "cpu_load": min(self.sim.params.base_cpu_load + busy + contention, 1.0)}
+        readings = {
+            "battery": self.sim.battery_fraction,
+            "thermal": self.sim.temperature_c,
+            "deadline": self.bench.mission.deadline_at(t),
+            "cpu_load": min(self.sim.params.base_cpu_load + busy + contention, 1.0),
+        }
         self.source.tick(t, readings)
         self.t_tick = round(t + TICK_S, 9)
 
@@ -419,8 +508,10 @@ class ReplaySim:
         if not (math.isfinite(service) and service > 0.0 and math.isfinite(cpu) and cpu >= 0.0):
             # a missing or broken measurement: the frame is lost (a miss), the worker stays free
             if self.bad_samples == 0:
-                _say(f"  warning: unusable trace sample (frame {index}, level {level}: latency {service}, "
-                     f"cpu {cpu}); such frames count as missed")
+                _say(
+                    f"  warning: unusable trace sample (frame {index}, level {level}: latency {service}, "
+                    f"cpu {cpu}); such frames count as missed"
+                )
             self.bad_samples += 1
             return
         done = t + service / 1e3
@@ -458,7 +549,7 @@ class ReplaySim:
                 self._deliver(arrival)
                 self._start(frame, arrival)
             else:
-                self.pending = frame   # a waiting older frame is dropped: newest frame wins
+                self.pending = frame  # a waiting older frame is dropped: newest frame wins
         self._advance_to(min(t_end, self.bench.mission.duration_s))
 
     def run(self) -> list[FrameLog]:
@@ -466,8 +557,9 @@ class ReplaySim:
         return self.frames
 
 
-def run_oracle(bench: BenchMission, idle: Trace, loaded: Trace | None,
-               window_s: float = 1.0) -> list[FrameLog]:
+def run_oracle(
+    bench: BenchMission, idle: Trace, loaded: Trace | None, window_s: float = 1.0
+) -> list[FrameLog]:
     """Best level per window in hindsight, window by window (greedy).
 
     Every level is tried on the window from the same state; the one with the highest sum of
@@ -485,7 +577,7 @@ def run_oracle(bench: BenchMission, idle: Trace, loaded: Trace | None,
             sim.restore(state)
             source.fixed = level
             sim.run_until(end)
-            window = sim.frames[state["frames"] - (1 if state["last"] else 0):]
+            window = sim.frames[state["frames"] - (1 if state["last"] else 0) :]
             value = sum(_frame_value(idle, loaded, bench, f) for f in window)
             cpu = sum(f.cpu_ms for f in window)
             if best is None or (value, -cpu) > (best[0], -best[1]):
@@ -506,6 +598,7 @@ def _frame_value(idle: Trace, loaded: Trace | None, bench: BenchMission, frame: 
 
 
 # --- metrics --------------------------------------------------------------------------------------
+
 
 def fast_map50(selection: list[tuple[Trace, int, int]]) -> float | None:
     """COCO mAP@0.5 of the detections of ``(trace, frame, level)`` triples.
@@ -535,7 +628,7 @@ def fast_map50(selection: list[tuple[Trace, int, int]]) -> float | None:
     for label in np.unique(gt_labels):
         positives = int((gt_labels == label).sum())
         mine = labels == label
-        order = np.argsort(-scores[mine], kind="mergesort")   # pycocotools sorts stably too
+        order = np.argsort(-scores[mine], kind="mergesort")  # pycocotools sorts stably too
         tp = np.cumsum(flags[mine][order])
         fp = np.cumsum(~flags[mine][order])
         if len(tp) == 0:
@@ -543,7 +636,7 @@ def fast_map50(selection: list[tuple[Trace, int, int]]) -> float | None:
             continue
         recall = tp / positives
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-        precision = np.maximum.accumulate(precision[::-1])[::-1]   # precision envelope
+        precision = np.maximum.accumulate(precision[::-1])[::-1]  # precision envelope
         inds = np.searchsorted(recall, recall_points, side="left")
         sampled = np.where(inds < len(precision), precision[np.minimum(inds, len(precision) - 1)], 0.0)
         precisions.append(float(sampled.mean()))
@@ -573,10 +666,16 @@ def torchmetrics_map50(frames: list[FrameLog], trace_of: Callable[[FrameLog], Tr
         index = frame.seq % trace.num_frames
         boxes, scores, labels = trace.detections(index, frame.level)
         gt_boxes, gt_labels = trace.truth(index)
-        predictions.append({"boxes": torch.as_tensor(boxes).reshape(-1, 4), "scores": torch.as_tensor(scores),
-                            "labels": torch.as_tensor(labels)})
-        targets.append({"boxes": torch.as_tensor(gt_boxes).reshape(-1, 4),
-                        "labels": torch.as_tensor(gt_labels)})
+        predictions.append(
+            {
+                "boxes": torch.as_tensor(boxes).reshape(-1, 4),
+                "scores": torch.as_tensor(scores),
+                "labels": torch.as_tensor(labels),
+            }
+        )
+        targets.append(
+            {"boxes": torch.as_tensor(gt_boxes).reshape(-1, 4), "labels": torch.as_tensor(gt_labels)}
+        )
     if not targets or not any(len(t["labels"]) for t in targets):
         return None
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5])
@@ -612,22 +711,28 @@ def gesture_accuracy(frames: list[FrameLog], trace_of: Callable[[FrameLog], Trac
         mean = np.mean(np.stack(history), axis=0)
         top = int(np.argmax(mean))
         if mean[top] < GESTURE_MIN_CONFIDENCE:
-            top = 0   # no_gesture is class 0
+            top = 0  # no_gesture is class 0
         correct += int(top == int(trace.gesture_truth[frame.seq % trace.num_frames]))
         total += 1
     return correct / total if total else None
 
 
-def run_metrics(frames: list[FrameLog], energy_j: float, duration_s: float,
-                trace_of: Callable[[FrameLog], Trace], with_gesture: bool = True) -> dict:
+def run_metrics(
+    frames: list[FrameLog],
+    energy_j: float,
+    duration_s: float,
+    trace_of: Callable[[FrameLog], Trace],
+    with_gesture: bool = True,
+) -> dict:
     """The suite's metrics of one run (see the module doc)."""
     processed = [f for f in frames if f.level >= 0]
     hits = sum(f.hit for f in frames)
     hit_rate = hits / len(frames) if frames else 0.0
     map50 = detection_map50(frames, trace_of)
     switches = sum(a.level != b.level for a, b in zip(processed, processed[1:]))
-    levels = np.bincount([f.level for f in processed], minlength=NUM_LEVELS) if processed \
-        else np.zeros(NUM_LEVELS)
+    levels = (
+        np.bincount([f.level for f in processed], minlength=NUM_LEVELS) if processed else np.zeros(NUM_LEVELS)
+    )
     return {
         "cpu_s": round(sum(f.cpu_ms for f in processed) / 1e3, 3),
         "energy_j": round(energy_j, 2),
@@ -648,10 +753,18 @@ def _round(value: float | None) -> float | None:
 
 # --- the suite ------------------------------------------------------------------------------------
 
-def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str,
-             profile: LatencyProfile, learned_model: str = "",
-             frame_drop_keep: float = 0.5) -> tuple[dict, list]:
+
+def simulate(
+    bench: BenchMission,
+    idle: Trace,
+    loaded: Trace | None,
+    policy: str,
+    profile: LatencyProfile,
+    learned_model: str = "",
+    frame_drop_keep: float = 0.5,
+) -> tuple[dict, list]:
     """Run one policy on one mission; returns (metrics, frame log)."""
+
     def trace_of(frame: FrameLog) -> Trace:
         return (loaded or idle) if bench.contended(frame.arrival) else idle
 
@@ -662,7 +775,7 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
         energy = _energy_of(bench, idle, loaded, frames)
     else:
         if policy.startswith("static_L"):
-            source: LevelSource = StaticLevel(int(policy[len("static_L"):]))
+            source: LevelSource = StaticLevel(int(policy[len("static_L") :]))
         elif policy == "frame_drop":
             source = FrameDrop(frame_drop_keep, level=idle.num_levels - 1)
             notes = f"full level on {source.keep:.3f} of the frames (asked {frame_drop_keep:.3f})"
@@ -678,8 +791,9 @@ def simulate(bench: BenchMission, idle: Trace, loaded: Trace | None, policy: str
             notes = f"{notes}; {lost}" if notes else lost
     # frame_drop changes which frames the gesture recognizer sees (a throttled camera topic), which
     # the recorded consecutive-frame clips cannot replay: not reported in replay mode.
-    metrics = run_metrics(frames, energy, bench.mission.duration_s, trace_of,
-                          with_gesture=policy != "frame_drop")
+    metrics = run_metrics(
+        frames, energy, bench.mission.duration_s, trace_of, with_gesture=policy != "frame_drop"
+    )
     if notes:
         metrics["notes"] = notes
     return {"policy": policy, **metrics}, frames
@@ -699,8 +813,14 @@ def _energy_of(bench: BenchMission, idle: Trace, loaded: Trace | None, frames: l
     return sim.energy_j
 
 
-def run_suite(idle: Trace, loaded: Trace | None, missions: list[BenchMission], learned_model: str = "",
-              policies: tuple[str, ...] = POLICIES, progress: Callable[[str], None] = _say) -> dict:
+def run_suite(
+    idle: Trace,
+    loaded: Trace | None,
+    missions: list[BenchMission],
+    learned_model: str = "",
+    policies: tuple[str, ...] = POLICIES,
+    progress: Callable[[str], None] = _say,
+) -> dict:
     """Every policy on every mission; frame_drop's kept fraction matches auto's CPU seconds."""
     from tnn_ros.paths import find_package_file
 
@@ -718,13 +838,20 @@ def run_suite(idle: Trace, loaded: Trace | None, missions: list[BenchMission], l
             rows["frame_drop"], _ = simulate(bench, idle, loaded, "frame_drop", profile, frame_drop_keep=keep)
             rows["frame_drop"]["matched_cpu_of"] = "auto"
         ordered = [rows[p] for p in policies if p in rows]
-        entry = {"name": bench.name, "duration_s": bench.mission.duration_s, "notes": bench.notes,
-                 "deadline_ms": [list(k) for k in bench.mission.deadline_keyframes],
-                 "contention_windows_s": [list(w) for w in bench.contention], "policies": ordered}
+        entry = {
+            "name": bench.name,
+            "duration_s": bench.mission.duration_s,
+            "notes": bench.notes,
+            "deadline_ms": [list(k) for k in bench.mission.deadline_keyframes],
+            "contention_windows_s": [list(w) for w in bench.contention],
+            "policies": ordered,
+        }
         result["missions"].append(entry)
         best = max(ordered, key=lambda r: r["utility"])
-        progress(f"mission {bench.name}: {len(ordered)} policies in {time.monotonic() - started:.1f} s; "
-                 f"best utility {best['utility']:.3f} ({best['policy']})")
+        progress(
+            f"mission {bench.name}: {len(ordered)} policies in {time.monotonic() - started:.1f} s; "
+            f"best utility {best['utility']:.3f} ({best['policy']})"
+        )
     result["summary"] = summarize(result)
     return result
 
@@ -734,13 +861,17 @@ def summarize(result: dict) -> dict:
     per_policy: dict[str, dict[str, list[float]]] = {}
     for mission in result["missions"]:
         for row in mission["policies"]:
-            entry = per_policy.setdefault(row["policy"], {"utility": [], "energy_j": [], "cpu_s": [],
-                                                          "deadline_hit_rate": []})
+            entry = per_policy.setdefault(
+                row["policy"], {"utility": [], "energy_j": [], "cpu_s": [], "deadline_hit_rate": []}
+            )
             for key in entry:
-                if row.get(key) is not None:   # live runs may lack a figure (failed run, no cpu_ms)
+                if row.get(key) is not None:  # live runs may lack a figure (failed run, no cpu_ms)
                     entry[key].append(row[key])
-    means = {p: {k: (round(float(np.mean(v)), 4) if v else None) for k, v in d.items()}
-             for p, d in per_policy.items() if d["utility"]}
+    means = {
+        p: {k: (round(float(np.mean(v)), 4) if v else None) for k, v in d.items()}
+        for p, d in per_policy.items()
+        if d["utility"]
+    }
     statics = {p: m for p, m in means.items() if p.startswith("static_L")}
     best_static = max(statics, key=lambda p: statics[p]["utility"]) if statics else None
     non_oracle = {p: m for p, m in means.items() if p != "oracle"}
@@ -757,6 +888,7 @@ def summarize(result: dict) -> dict:
 def pareto_plot(result: dict, path: str | Path) -> None:
     """Energy vs utility, one point per policy (mean over missions), one panel per mission too."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -775,13 +907,18 @@ def pareto_plot(result: dict, path: str | Path) -> None:
             name = row["policy"]
             marker = "o" if name.startswith("static") else ("*" if name in ("learned", "oracle") else "s")
             ax.scatter(row["energy_j"], row["utility"], marker=marker, s=60 if marker == "*" else 30)
-            ax.annotate(name.replace("static_", ""), (row["energy_j"], row["utility"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                name.replace("static_", ""),
+                (row["energy_j"], row["utility"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_title(title)
         ax.set_xlabel("energy (J, sim from measured CPU)")
         ax.set_ylabel("utility (mAP@0.5 x deadline hit rate)")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(datasets):]:
+    for ax in list(axes.flat)[len(datasets) :]:
         ax.axis("off")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -792,20 +929,29 @@ def pareto_plot(result: dict, path: str | Path) -> None:
 def markdown_table(result: dict) -> str:
     lines = []
     for mission in result["missions"]:
-        lines += [f"### {mission['name']} ({mission['duration_s']:.0f} s)", "",
-                  "| policy | cpu_s | energy_j | hit rate | mAP@0.5 | gesture | utility | switches/min |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"### {mission['name']} ({mission['duration_s']:.0f} s)",
+            "",
+            "| policy | cpu_s | energy_j | hit rate | mAP@0.5 | gesture | utility | switches/min |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for row in mission["policies"]:
+
             def f(key, fmt):
                 return "n/a" if row.get(key) is None else format(row[key], fmt)
-            lines.append(f"| {row['policy']} | {f('cpu_s', '.2f')} | {f('energy_j', '.1f')} | "
-                         f"{f('deadline_hit_rate', '.3f')} | {f('map50', '.3f')} | "
-                         f"{f('gesture_accuracy', '.3f')} | "
-                         f"{f('utility', '.3f')} | {f('switches_per_min', '.1f')} |")
+
+            lines.append(
+                f"| {row['policy']} | {f('cpu_s', '.2f')} | {f('energy_j', '.1f')} | "
+                f"{f('deadline_hit_rate', '.3f')} | {f('map50', '.3f')} | "
+                f"{f('gesture_accuracy', '.3f')} | "
+                f"{f('utility', '.3f')} | {f('switches_per_min', '.1f')} |"
+            )
         lines.append("")
     summary = result["summary"]
-    lines.append("mean utility over missions: " + ", ".join(
-        f"{p} {m['utility']:.3f}" for p, m in summary["mean_over_missions"].items()))
+    lines.append(
+        "mean utility over missions: "
+        + ", ".join(f"{p} {m['utility']:.3f}" for p, m in summary["mean_over_missions"].items())
+    )
     return "\n".join(lines)
 
 
@@ -889,7 +1035,7 @@ def run_live(args, policies: tuple[str, ...], out: Path) -> dict:
                 return super()._mission_loop(spec, bag, monitor, processes, status)
             stop = threading.Event()
 
-            def load_core() -> None:   # the hog runs while the mission time is inside the window
+            def load_core() -> None:  # the hog runs while the mission time is inside the window
                 hog = None
                 try:
                     while not stop.is_set():
@@ -928,9 +1074,14 @@ def run_live(args, policies: tuple[str, ...], out: Path) -> dict:
             for policy in policies:
                 strategy, fixed = policy, None
                 if policy.startswith("static_L"):
-                    strategy, fixed = "manual", (int(policy[len("static_L"):]) + 1) / NUM_LEVELS
-                spec = RunSpec(f"{name}_{policy}", strategy, manual_windows=False, record_images=False,
-                               fixed_utilization=fixed)
+                    strategy, fixed = "manual", (int(policy[len("static_L") :]) + 1) / NUM_LEVELS
+                spec = RunSpec(
+                    f"{name}_{policy}",
+                    strategy,
+                    manual_windows=False,
+                    record_images=False,
+                    fixed_utilization=fixed,
+                )
                 started = time.monotonic()
                 outcome = runner.run_once(spec, context)
                 if not outcome.completed:
@@ -938,34 +1089,49 @@ def run_live(args, policies: tuple[str, ...], out: Path) -> dict:
                     _say(f"live {name} {policy}: failed: {outcome.reason}")
                     continue
                 rows.append({"policy": policy, **live_metrics(outcome.bag, duration)})
-                _say(f"live {name} {policy}: utility {rows[-1]['utility']:.3f} "
-                     f"({time.monotonic() - started:.0f} s)")
-            result["missions"].append({"name": name, "duration_s": duration,
-                                       "contention_windows_s": [list(window)] if window else [],
-                                       "policies": rows})
+                _say(
+                    f"live {name} {policy}: utility {rows[-1]['utility']:.3f} "
+                    f"({time.monotonic() - started:.0f} s)"
+                )
+            result["missions"].append(
+                {
+                    "name": name,
+                    "duration_s": duration,
+                    "contention_windows_s": [list(window)] if window else [],
+                    "policies": rows,
+                }
+            )
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
     return result
 
+
 def default_learned_model() -> str:
     try:
         from tnn_ros.paths import find_package_file
+
         return str(find_package_file("models", "controller.pt"))
     except FileNotFoundError:
         return ""
 
 
-def load_or_record(path: Path | None, num_frames: int, seed: int, threads: int, contention: bool,
-                   rerecord: bool) -> Trace:
+def load_or_record(
+    path: Path | None, num_frames: int, seed: int, threads: int, contention: bool, rerecord: bool
+) -> Trace:
     if path is not None and path.is_file() and not rerecord:
         trace = Trace.load(path)
-        if trace.num_frames >= num_frames and trace.meta.get("seed") == seed and \
-                bool(trace.meta.get("contention")) == contention:
+        if (
+            trace.num_frames >= num_frames
+            and trace.meta.get("seed") == seed
+            and bool(trace.meta.get("contention")) == contention
+        ):
             _say(f"traces: {path} ({trace.num_frames} frames, recorded {trace.meta.get('recorded_s')} s)")
             return trace
-    _say(f"recording {'contention' if contention else 'idle'} traces: {num_frames} frames x 8 levels "
-         f"(seed {seed}, {threads} threads)")
+    _say(
+        f"recording {'contention' if contention else 'idle'} traces: {num_frames} frames x 8 levels "
+        f"(seed {seed}, {threads} threads)"
+    )
     trace = record_traces(num_frames, seed=seed, threads=threads, contention=contention)
     if path is not None:
         trace.save(path)
@@ -981,26 +1147,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("replay", "live"), default="replay")
     parser.add_argument("--plot", default=None, help="Pareto plot PNG (default: next to --json)")
     parser.add_argument("--markdown", default=None, help="also write the tables here")
-    parser.add_argument("--traces", default=None,
-                        help="trace directory (default: next to --json); existing traces are reused")
+    parser.add_argument(
+        "--traces", default=None, help="trace directory (default: next to --json); existing traces are reused"
+    )
     parser.add_argument("--rerecord", action="store_true", help="record the traces again")
     parser.add_argument("--frames", type=int, default=None, help="frames per trace (default 300, quick 120)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads while recording (1: two threads thrash on a loaded "
-                             "2-core machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads while recording (1: two threads thrash on a loaded 2-core machine)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="scene sequence seed of the evaluation traces")
-    parser.add_argument("--learned-model", default=None,
-                        help="controller file (default: shipped models/controller.pt)")
+    parser.add_argument(
+        "--learned-model", default=None, help="controller file (default: shipped models/controller.pt)"
+    )
     parser.add_argument("--policies", default=None, help="comma-separated subset of " + ",".join(POLICIES))
     args = parser.parse_args(argv)
-    known = POLICIES if args.mode == "replay" else \
-        LIVE_POLICIES + tuple(f"static_L{k}" for k in range(NUM_LEVELS))
+    known = (
+        POLICIES
+        if args.mode == "replay"
+        else LIVE_POLICIES + tuple(f"static_L{k}" for k in range(NUM_LEVELS))
+    )
     default = POLICIES if args.mode == "replay" else LIVE_POLICIES
     policies = default if not args.policies else tuple(p.strip() for p in args.policies.split(","))
     unknown = [p for p in policies if p not in known]
     if unknown:
-        parser.error(f"unknown policies {unknown} for --mode {args.mode}; "
-                     f"known: {', '.join(dict.fromkeys(known))}")
+        parser.error(
+            f"unknown policies {unknown} for --mode {args.mode}; known: {', '.join(dict.fromkeys(known))}"
+        )
     out = Path(args.json)
     if args.mode == "live":
         result = run_live(args, policies, out)
@@ -1009,10 +1184,12 @@ def main(argv: list[str] | None = None) -> int:
         return _write(result, out, args)
     traces_dir = Path(args.traces) if args.traces else out.parent / "control_traces"
     frames = args.frames or (120 if args.quick else 300)
-    idle = load_or_record(traces_dir / f"idle_seed{args.seed}.npz", frames, args.seed, args.threads, False,
-                          args.rerecord)
-    loaded = load_or_record(traces_dir / f"contention_seed{args.seed}.npz", frames, args.seed, args.threads,
-                            True, args.rerecord)
+    idle = load_or_record(
+        traces_dir / f"idle_seed{args.seed}.npz", frames, args.seed, args.threads, False, args.rerecord
+    )
+    loaded = load_or_record(
+        traces_dir / f"contention_seed{args.seed}.npz", frames, args.seed, args.threads, True, args.rerecord
+    )
     learned = args.learned_model if args.learned_model is not None else default_learned_model()
     _say(f"learned controller: {learned or 'none (falls back to auto)'}")
     missions = build_missions(idle, quick=args.quick)
@@ -1020,14 +1197,21 @@ def main(argv: list[str] | None = None) -> int:
     result = run_suite(idle, loaded, missions, learned_model=learned, policies=policies)
     result["mode"] = "replay"
     result["conditions"] = {
-        "trace_frames": idle.num_frames, "threads": idle.meta.get("threads"), "cores": idle.meta.get("cores"),
+        "trace_frames": idle.num_frames,
+        "threads": idle.meta.get("threads"),
+        "cores": idle.meta.get("cores"),
         "loadavg_while_recording": idle.meta.get("loadavg_after"),
         "contention_loadavg": loaded.meta.get("loadavg_after"),
-        "full_level_median_ms": {"idle": round(float(np.median(idle.latency_ms[:, -1])), 2),
-                                 "contention": round(float(np.median(loaded.latency_ms[:, -1])), 2)},
-        "lowest_level_median_ms": {"idle": round(float(np.median(idle.latency_ms[:, 0])), 2),
-                                   "contention": round(float(np.median(loaded.latency_ms[:, 0])), 2)},
-        "learned_model": learned, "simulate_s": round(time.monotonic() - started, 1),
+        "full_level_median_ms": {
+            "idle": round(float(np.median(idle.latency_ms[:, -1])), 2),
+            "contention": round(float(np.median(loaded.latency_ms[:, -1])), 2),
+        },
+        "lowest_level_median_ms": {
+            "idle": round(float(np.median(idle.latency_ms[:, 0])), 2),
+            "contention": round(float(np.median(loaded.latency_ms[:, 0])), 2),
+        },
+        "learned_model": learned,
+        "simulate_s": round(time.monotonic() - started, 1),
     }
     return _write(result, out, args)
 

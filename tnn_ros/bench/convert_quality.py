@@ -44,8 +44,13 @@ def train(minutes: float, output: str, batch_size: int = 8, lr: float = 0.01, se
     torch.manual_seed(seed)
     model = build_original(ARCH, len(CATEGORIES)).train()
     dataset = SyntheticDetectionDataset(100_000, 320, 240, seed=TRAIN_SEED)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5)
     deadline = time.monotonic() + minutes * 60
     start, step = time.monotonic(), 0
@@ -76,8 +81,9 @@ def train(minutes: float, output: str, batch_size: int = 8, lr: float = 0.01, se
 def _map50(predict, dataset) -> float:
     from torchmetrics.detection import MeanAveragePrecision
 
-    metric = MeanAveragePrecision(iou_thresholds=[0.5], box_format="xyxy",
-                                  max_detection_thresholds=[1, 10, 300])
+    metric = MeanAveragePrecision(
+        iou_thresholds=[0.5], box_format="xyxy", max_detection_thresholds=[1, 10, 300]
+    )
     metric.warn_on_many_detections = False
     for i in range(len(dataset)):
         image, target = dataset[i]
@@ -99,8 +105,9 @@ def _median_ms(run, example, repeats: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(converted: list[str], original_weights: str, num_images: int, repeats: int,
-             resolutions: list[int]) -> dict:
+def evaluate(
+    converted: list[str], original_weights: str, num_images: int, repeats: int, resolutions: list[int]
+) -> dict:
     """Per-level mAP@0.5 vs ground truth + latency for every compared model, in one run."""
     import copy
 
@@ -125,18 +132,27 @@ def evaluate(converted: list[str], original_weights: str, num_images: int, repea
         net.transform.fixed_size = (size, size)
         net.transform.min_size = (size,)
         net.transform.max_size = size
-        result["rows"].append({"model": "original SSDlite (naive resolution knob)",
-                               "setting": f"{size}x{size}",
-                               "map50": _map50(lambda im, n=net: shift(n([im])[0]), dataset),
-                               "latency_ms": _median_ms(lambda x, n=net: n([x]), example, repeats)})
+        result["rows"].append(
+            {
+                "model": "original SSDlite (naive resolution knob)",
+                "setting": f"{size}x{size}",
+                "map50": _map50(lambda im, n=net: shift(n([im])[0]), dataset),
+                "latency_ms": _median_ms(lambda x, n=net: n([x]), example, repeats),
+            }
+        )
         print(result["rows"][-1], flush=True)
     for path in converted:
         model = load_detector(path)
         for level in range(model.num_levels):
             model.set_level(level)
-            result["rows"].append({"model": f"converted {Path(path).name}", "setting": f"level {level}",
-                                   "map50": _map50(lambda im, m=model: shift(m(im[None])[0]), dataset),
-                                   "latency_ms": _median_ms(lambda x, m=model: m(x[None]), example, repeats)})
+            result["rows"].append(
+                {
+                    "model": f"converted {Path(path).name}",
+                    "setting": f"level {level}",
+                    "map50": _map50(lambda im, m=model: shift(m(im[None])[0]), dataset),
+                    "latency_ms": _median_ms(lambda x, m=model: m(x[None]), example, repeats),
+                }
+            )
             print(result["rows"][-1], flush=True)
     native = load_detector(None)
     for level in range(native.num_levels):
@@ -146,16 +162,24 @@ def evaluate(converted: list[str], original_weights: str, num_images: int, repea
             boxes, scores, labels = decode(*m(image[None]), 0.01)[0]
             return {"boxes": boxes, "scores": scores, "labels": labels}
 
-        result["rows"].append({"model": "native throttleable detector (models/detector.pt)",
-                               "setting": f"level {level}", "map50": _map50(predict, dataset),
-                               "latency_ms": _median_ms(lambda x, m=native: m(x[None]), example, repeats)})
+        result["rows"].append(
+            {
+                "model": "native throttleable detector (models/detector.pt)",
+                "setting": f"level {level}",
+                "map50": _map50(predict, dataset),
+                "latency_ms": _median_ms(lambda x, m=native: m(x[None]), example, repeats),
+            }
+        )
         print(result["rows"][-1], flush=True)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tnn_ros.bench.convert_quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tnn_ros.bench.convert_quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the non-throttleable SSDlite stand-in")
     t.add_argument("--minutes", type=float, default=15.0)

@@ -42,6 +42,7 @@ def torch_layer_profile(model, example: Tensor, level: int, repeats: int = 20) -
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, GatedOp):
+
             def pre(_module, _inputs, name=name):
                 starts[name] = time.perf_counter()
 
@@ -65,8 +66,11 @@ def torch_layer_profile(model, example: Tensor, level: int, repeats: int = 20) -
         model.set_level(previous)
     mean_forward = statistics.fmean(forwards)
     totals["(other)"] = max(0.0, mean_forward * repeats - sum(totals.values()))
-    return {"level": level, "forward_ms_median": round(statistics.median(forwards), 4),
-            "layers_ms": _rounded(totals, repeats)}
+    return {
+        "level": level,
+        "forward_ms_median": round(statistics.median(forwards), 4),
+        "layers_ms": _rounded(totals, repeats),
+    }
 
 
 def _layer_of_node(node_name: str, module_names: frozenset[str] | None = None) -> str:
@@ -78,7 +82,7 @@ def _layer_of_node(node_name: str, module_names: frozenset[str] | None = None) -
     """
     node_name = node_name.removeprefix("fused ")  # nodes onnxruntime made by fusing others
     if node_name.startswith(GRAPH_SCOPE):
-        parts = node_name[len(GRAPH_SCOPE):].split("/")
+        parts = node_name[len(GRAPH_SCOPE) :].split("/")
         scopes = parts[:-1]
         if module_names is not None:
             while scopes and ".".join(scopes) not in module_names:
@@ -91,8 +95,9 @@ def _layer_of_node(node_name: str, module_names: frozenset[str] | None = None) -
     return f"(other) {node_name}"
 
 
-def ort_layer_profile(engine, example: Tensor, level: int, repeats: int = 20,
-                      module_names: frozenset[str] | None = None) -> dict:
+def ort_layer_profile(
+    engine, example: Tensor, level: int, repeats: int = 20, module_names: frozenset[str] | None = None
+) -> dict:
     """Mean ms per layer from onnxruntime's own profiler (a profiling copy of ``level``'s session).
 
     ``engine`` is the :class:`~tnn_ros.engines.ort_engine.OrtEngine`; the copy uses the same graph,
@@ -105,8 +110,9 @@ def ort_layer_profile(engine, example: Tensor, level: int, repeats: int = 20,
 
     feed = {"input": example.detach().contiguous().numpy()}
     with tempfile.TemporaryDirectory() as folder:
-        options = session_options(engine.num_threads, engine.spinning,
-                                  profile_prefix=os.path.join(folder, "ort"))
+        options = session_options(
+            engine.num_threads, engine.spinning, profile_prefix=os.path.join(folder, "ort")
+        )
         session = ort.InferenceSession(str(engine.graph_paths[level]), options, providers=engine.providers)
         for _ in range(repeats + 1):
             session.run(None, feed)
@@ -117,10 +123,16 @@ def ort_layer_profile(engine, example: Tensor, level: int, repeats: int = 20,
     warm_end = runs[0]["ts"] + runs[0]["dur"] if runs else 0
     totals: dict[str, float] = defaultdict(float)
     for event in events:
-        if (event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time")
-                and event["ts"] >= warm_end):
+        if (
+            event.get("cat") == "Node"
+            and event.get("name", "").endswith("_kernel_time")
+            and event["ts"] >= warm_end
+        ):
             layer = _layer_of_node(event["name"][: -len("_kernel_time")], module_names)
             totals[layer] += event["dur"] / 1000
     measured = [e["dur"] / 1000 for e in runs[1:]]
-    return {"level": level, "forward_ms_median": round(statistics.median(measured), 4) if measured else None,
-            "layers_ms": _rounded(totals, max(1, len(measured)))}
+    return {
+        "level": level,
+        "forward_ms_median": round(statistics.median(measured), 4) if measured else None,
+        "layers_ms": _rounded(totals, max(1, len(measured))),
+    }

@@ -48,15 +48,28 @@ def _percentile(values: list[float], q: float) -> float:
 def summarize(values: list[float]) -> dict[str, float]:
     """Median, p90, mean, min, max and count of a list of milliseconds."""
     if not values:
-        return {"n": 0, "median": float("nan"), "p90": float("nan"), "mean": float("nan"),
-                "min": float("nan"), "max": float("nan")}
-    return {"n": len(values), "median": statistics.median(values), "p90": _percentile(values, 90),
-            "mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+        return {
+            "n": 0,
+            "median": float("nan"),
+            "p90": float("nan"),
+            "mean": float("nan"),
+            "min": float("nan"),
+            "max": float("nan"),
+        }
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "p90": _percentile(values, 90),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def _test_image(width: int, height: int, seed: int) -> np.ndarray:
     """A synthetic scene of the simulated camera (objects the detector knows)."""
     from tnn_ros.sim.stream import SimFrameSource
+
     return SimFrameSource(width, height, seed=seed).next_frame().rgb
 
 
@@ -102,9 +115,11 @@ class _BenchClient:
     def wait_for_node(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if (self.image_pub.get_subscription_count() > 0
-                    and self.setpoint_pub.get_subscription_count() > 0
-                    and self.node.count_publishers(f"{self.node.get_namespace()}/detections/json") > 0):
+            if (
+                self.image_pub.get_subscription_count() > 0
+                and self.setpoint_pub.get_subscription_count() > 0
+                and self.node.count_publishers(f"{self.node.get_namespace()}/detections/json") > 0
+            ):
                 return True
             time.sleep(0.1)
         return False
@@ -112,8 +127,9 @@ class _BenchClient:
     def send_setpoint(self, utilization: float) -> None:
         self.setpoint_pub.publish(self.Float32(data=float(utilization)))
 
-    def round_trip(self, height: int, width: int, step: int, data: bytes,
-                   timeout_s: float) -> tuple[float, dict] | None:
+    def round_trip(
+        self, height: int, width: int, step: int, data: bytes, timeout_s: float
+    ) -> tuple[float, dict] | None:
         """Publish one frame, wait for its ``detections/json``; (end-to-end ms, payload) or None."""
         self._stamp += 1_000_000
         stamp_ns = self._stamp
@@ -138,15 +154,28 @@ class _BenchClient:
 
 
 def _start_node(namespace: str, env: dict, args: argparse.Namespace) -> subprocess.Popen:
-    params = {"mode": "auto", "stale_timeout_s": 600.0, "safe_utilization": 1.0,
-              "num_threads": args.num_threads, "gesture.enabled": not args.no_gesture,
-              "image_reliability": "reliable"}
+    params = {
+        "mode": "auto",
+        "stale_timeout_s": 600.0,
+        "safe_utilization": 1.0,
+        "num_threads": args.num_threads,
+        "gesture.enabled": not args.no_gesture,
+        "image_reliability": "reliable",
+    }
     if args.detector_model:
         params["detector_model"] = args.detector_model
     if args.gesture_model:
         params["gesture_model"] = args.gesture_model
-    command = [sys.executable, "-m", "tnn_ros.nodes.perception", "--ros-args", "-r", f"__ns:={namespace}",
-               "--log-level", "warn"]
+    command = [
+        sys.executable,
+        "-m",
+        "tnn_ros.nodes.perception",
+        "--ros-args",
+        "-r",
+        f"__ns:={namespace}",
+        "--log-level",
+        "warn",
+    ]
     for name, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         command += ["-p", f"{name}:={text}"]
@@ -158,8 +187,9 @@ def _model_only_ms(args: argparse.Namespace, rgb: np.ndarray, frames: int) -> di
     from tnn_ros.perception.loading import load_models, torch_threads
 
     torch_threads(args.num_threads)
-    pipeline = load_models(args.detector_model, args.gesture_model, stride=4,
-                           with_gesture=not args.no_gesture)  # warmed up by the loaders
+    pipeline = load_models(
+        args.detector_model, args.gesture_model, stride=4, with_gesture=not args.no_gesture
+    )  # warmed up by the loaders
     out = {}
 
     def measure() -> None:
@@ -192,9 +222,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node = _start_node(namespace, env, args)
     client = _BenchClient(namespace)
     result: dict[str, Any] = {
-        "benchmark": "ros", "image_size": [args.width, args.height], "encoding": "rgb8",
-        "num_threads": args.num_threads, "gesture_enabled": not args.no_gesture,
-        "domain_id": int(env["ROS_DOMAIN_ID"]), "levels": {}, "setpoint_reaction": {},
+        "benchmark": "ros",
+        "image_size": [args.width, args.height],
+        "encoding": "rgb8",
+        "num_threads": args.num_threads,
+        "gesture_enabled": not args.no_gesture,
+        "domain_id": int(env["ROS_DOMAIN_ID"]),
+        "levels": {},
+        "setpoint_reaction": {},
     }
     try:
         print("[ros bench] starting the perception node in another process...", flush=True)
@@ -218,10 +253,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if (index + 1) % 10 == 0:
                     print(f"[ros bench] {name}: {index + 1}/{frames} frames", flush=True)
             result["levels"][name] = {
-                "utilization_requested": utilization, "levels_seen": sorted(levels_seen),
+                "utilization_requested": utilization,
+                "levels_seen": sorted(levels_seen),
                 "frames_lost": frames - len(end_to_end),
-                "model_only_ms": model_only[name], "model_in_node_ms": summarize(in_node),
-                "end_to_end_ms": summarize(end_to_end), "ros_overhead_ms": summarize(overhead),
+                "model_only_ms": model_only[name],
+                "model_in_node_ms": summarize(in_node),
+                "end_to_end_ms": summarize(end_to_end),
+                "ros_overhead_ms": summarize(overhead),
             }
         result["setpoint_reaction"] = _setpoint_reaction(client, args, step, data, trials)
     finally:
@@ -241,8 +279,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _setpoint_reaction(client: _BenchClient, args: argparse.Namespace, step: int, data: bytes,
-                       trials: int) -> dict[str, Any]:
+def _setpoint_reaction(
+    client: _BenchClient, args: argparse.Namespace, step: int, data: bytes, trials: int
+) -> dict[str, Any]:
     """Frames that still ran at the old utilization after a new setpoint was published."""
     targets = [0.0 if trial % 2 == 0 else 1.0 for trial in range(trials)]
     stale_counts = []
@@ -266,27 +305,39 @@ def _setpoint_reaction(client: _BenchClient, args: argparse.Namespace, step: int
                 break
             stale += 1
         stale_counts.append(stale)
-    return {"trials": trials, "gap_ms": args.setpoint_gap_ms, "stale_frames": stale_counts,
-            "max_stale_frames": max(stale_counts) if stale_counts else -1}
+    return {
+        "trials": trials,
+        "gap_ms": args.setpoint_gap_ms,
+        "stale_frames": stale_counts,
+        "max_stale_frames": max(stale_counts) if stale_counts else -1,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The result as a markdown table."""
     width, height = result["image_size"]
-    lines = [f"ROS benchmark, {width}x{height} rgb8, {result['num_threads']} torch threads, gesture "
-             f"{'on' if result['gesture_enabled'] else 'off'} (medians, p90 in brackets, ms)", "",
-             "| level | model only (bench process) | model in node | end to end | ROS overhead |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"ROS benchmark, {width}x{height} rgb8, {result['num_threads']} torch threads, gesture "
+        f"{'on' if result['gesture_enabled'] else 'off'} (medians, p90 in brackets, ms)",
+        "",
+        "| level | model only (bench process) | model in node | end to end | ROS overhead |",
+        "|---|---|---|---|---|",
+    ]
     for name, level in result["levels"].items():
-        cells = [f"{level[key]['median']:.2f} ({level[key]['p90']:.2f})"
-                 for key in ("model_only_ms", "model_in_node_ms", "end_to_end_ms", "ros_overhead_ms")]
+        cells = [
+            f"{level[key]['median']:.2f} ({level[key]['p90']:.2f})"
+            for key in ("model_only_ms", "model_in_node_ms", "end_to_end_ms", "ros_overhead_ms")
+        ]
         lines.append(f"| {name} (levels {level['levels_seen']}) | " + " | ".join(cells) + " |")
     reaction = result["setpoint_reaction"]
-    lines += ["", f"Setpoint reaction: frames at the old utilization after a new setpoint "
-                  f"({reaction['gap_ms']} ms gap): {reaction['stale_frames']} "
-                  f"(max {reaction['max_stale_frames']}; target 0)",
-              f"Targets: overhead median <= 3 ms: {result['targets']['overhead_met']}; "
-              f"setpoint on the first frame: {result['targets']['setpoint_first_frame_met']}"]
+    lines += [
+        "",
+        f"Setpoint reaction: frames at the old utilization after a new setpoint "
+        f"({reaction['gap_ms']} ms gap): {reaction['stale_frames']} "
+        f"(max {reaction['max_stale_frames']}; target 0)",
+        f"Targets: overhead median <= 3 ms: {result['targets']['overhead_met']}; "
+        f"setpoint on the first frame: {result['targets']['setpoint_first_frame_met']}",
+    ]
     return "\n".join(lines)
 
 
@@ -297,8 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="20 frames per level, 4 setpoint trials")
     parser.add_argument("--frames", type=int, default=100, help="measured frames per level")
     parser.add_argument("--setpoint-trials", type=int, default=10)
-    parser.add_argument("--setpoint-gap-ms", type=float, default=5.0,
-                        help="wait between publishing a setpoint and the next frame")
+    parser.add_argument(
+        "--setpoint-gap-ms",
+        type=float,
+        default=5.0,
+        help="wait between publishing a setpoint and the next frame",
+    )
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)

@@ -52,17 +52,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=30.0, help="camera rate (default 30)")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--warmup-s", type=float, default=None,
-                        help="ignored for growth and drift (default: 20 %% of the run, 20..120 s)")
+    parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=None,
+        help="ignored for growth and drift (default: 20 %% of the run, 20..120 s)",
+    )
     parser.add_argument("--sample-s", type=float, default=5.0, help="sampling window (default 5 s)")
-    parser.add_argument("--deadline-period-s", type=float, default=20.0,
-                        help="the deadline alternates loose/tight with this period (default 20 s)")
-    parser.add_argument("--deadlines-ms", type=float, nargs=2, default=(200.0, 40.0),
-                        metavar=("LOOSE", "TIGHT"), help="loose and tight deadline (default 200 40)")
+    parser.add_argument(
+        "--deadline-period-s",
+        type=float,
+        default=20.0,
+        help="the deadline alternates loose/tight with this period (default 20 s)",
+    )
+    parser.add_argument(
+        "--deadlines-ms",
+        type=float,
+        nargs=2,
+        default=(200.0, 40.0),
+        metavar=("LOOSE", "TIGHT"),
+        help="loose and tight deadline (default 200 40)",
+    )
     parser.add_argument("--namespace", default="soak")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="summary + series as JSON")
-    parser.add_argument("--png", type=Path, default=None, metavar="PATH",
-                        help="plot (default: next to --json, else soak.png)")
+    parser.add_argument(
+        "--png", type=Path, default=None, metavar="PATH", help="plot (default: next to --json, else soak.png)"
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="node logs (default: a temp folder)")
     args = parser.parse_args(argv)
     if not args.minutes > 0:
@@ -99,8 +114,9 @@ class StackObserver:
         self.utilization = math.nan
         self.perception_diagnostics: dict[str, str] = {}
         # Reliable like the camera's publisher, so frames are counted even when this process lags.
-        frames_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                                reliability=ReliabilityPolicy.RELIABLE)
+        frames_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+        )
         self.node.create_subscription(Image, "image", self._on_image, frames_qos)
         self.node.create_subscription(String, "detections/json", self._on_detections, 50)
         self.node.create_subscription(Float32, "utilization_applied", self._on_utilization, 10)
@@ -150,9 +166,14 @@ class StackObserver:
         """Counters now and the latencies since the last call."""
         with self.lock:
             latencies, self.latencies_ms = self.latencies_ms, []
-            return {"published": self.published, "answered": self.answered, "latencies_ms": latencies,
-                    "newest_frame_ns": self.newest_frame_ns, "newest_answer_ns": self.newest_answer_ns,
-                    "utilization": self.utilization}
+            return {
+                "published": self.published,
+                "answered": self.answered,
+                "latencies_ms": latencies,
+                "newest_frame_ns": self.newest_frame_ns,
+                "newest_answer_ns": self.newest_answer_ns,
+                "utilization": self.utilization,
+            }
 
     def set_parameter(self, node_name: str, name: str, value: float, timeout_s: float = 5.0) -> bool:
         """Set a double parameter of another node through its parameter service."""
@@ -163,8 +184,14 @@ class StackObserver:
         try:
             if not client.wait_for_service(timeout_sec=timeout_s):
                 return False
-            request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
-                type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)))])
+            request = SetParameters.Request(
+                parameters=[
+                    Parameter(
+                        name=name,
+                        value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)),
+                    )
+                ]
+            )
             future = client.call_async(request)
             end = time.monotonic() + timeout_s
             while not future.done() and time.monotonic() < end:
@@ -187,9 +214,11 @@ def process_stats(pid: int) -> dict[str, float]:
     try:
         process = psutil.Process(pid)
         family = [process, *process.children(recursive=True)]
-        return {"rss_mb": sum(p.memory_info().rss for p in family) / 2**20,
-                "fds": float(sum(p.num_fds() for p in family)),
-                "threads": float(sum(p.num_threads() for p in family))}
+        return {
+            "rss_mb": sum(p.memory_info().rss for p in family) / 2**20,
+            "fds": float(sum(p.num_fds() for p in family)),
+            "threads": float(sum(p.num_threads() for p in family)),
+        }
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return {"rss_mb": math.nan, "fds": math.nan, "threads": math.nan}
 
@@ -218,9 +247,11 @@ def summarize(samples: list[dict[str, Any]], warmup_s: float, fps: float) -> dic
     for name in samples[-1]["processes"]:
         per_process[name] = {
             f"{key}_growth_fraction": growth([s["processes"][name][key] for s in steady])
-            for key in ("rss_mb", "fds", "threads")}
-        per_process[name].update({f"{key}_end": samples[-1]["processes"][name][key]
-                                  for key in ("rss_mb", "fds", "threads")})
+            for key in ("rss_mb", "fds", "threads")
+        }
+        per_process[name].update(
+            {f"{key}_end": samples[-1]["processes"][name][key] for key in ("rss_mb", "fds", "threads")}
+        )
     all_latency = [v for s in steady for v in s["latencies_ms"]]
     last = samples[-1]
     summary = {
@@ -235,8 +266,9 @@ def summarize(samples: list[dict[str, Any]], warmup_s: float, fps: float) -> dic
         "latency_ms_p99": percentile(all_latency, 99),
         "latency_ms_p99_first_quarter": p99_first,
         "latency_ms_p99_last_quarter": p99_last,
-        "utilization_values_seen": sorted({round(s["utilization"], 3) for s in steady
-                                           if math.isfinite(s["utilization"])}),
+        "utilization_values_seen": sorted(
+            {round(s["utilization"], 3) for s in steady if math.isfinite(s["utilization"])}
+        ),
         "processes": per_process,
         "camera_fps": fps,
         "camera_fps_measured": last["published"] / last["t_s"] if last["t_s"] > 0 else math.nan,
@@ -246,7 +278,8 @@ def summarize(samples: list[dict[str, Any]], warmup_s: float, fps: float) -> dic
     summary["meets_targets"] = bool(
         summary["rss_growth_fraction"] < TARGETS["rss_growth_fraction"]
         and abs(summary["p99_latency_drift_fraction"]) < TARGETS["p99_latency_drift_fraction"]
-        and summary["backlog_max"] <= TARGETS["backlog_max"])
+        and summary["backlog_max"] <= TARGETS["backlog_max"]
+    )
     return summary
 
 
@@ -279,9 +312,12 @@ def plot(samples: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> 
     for ax in axes:
         ax.axvline(summary["warmup_s"] / 60.0, color="grey", lw=0.8, ls=":")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"soak: RSS growth {summary['rss_growth_fraction']:+.1%}, p99 drift "
-                 f"{summary['p99_latency_drift_fraction']:+.1%}, backlog max {summary['backlog_max']:.1f}, "
-                 f"unanswered {summary['dropped_frames']}/{summary['frames_published']}", fontsize=9)
+    fig.suptitle(
+        f"soak: RSS growth {summary['rss_growth_fraction']:+.1%}, p99 drift "
+        f"{summary['p99_latency_drift_fraction']:+.1%}, backlog max {summary['backlog_max']:.1f}, "
+        f"unanswered {summary['dropped_frames']}/{summary['frames_published']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -323,8 +359,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"the stack did not answer a frame (exited: {dead or 'none'}):\n{tails}")
             time.sleep(0.5)
         baseline = observer.take_window()  # frames sent while the models loaded are not the soak's
-        print(f"soak: stack up (logs in {log_dir}); {args.minutes:g} min at {args.fps:g} fps, "
-              f"warm-up {args.warmup_s:.0f} s", flush=True)
+        print(
+            f"soak: stack up (logs in {log_dir}); {args.minutes:g} min at {args.fps:g} fps, "
+            f"warm-up {args.warmup_s:.0f} s",
+            flush=True,
+        )
         started = time.monotonic()
         duration_s = args.minutes * 60.0
         next_switch, tight = started + args.deadline_period_s, False
@@ -333,13 +372,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             now = time.monotonic()
             if now >= next_switch:
                 tight = not tight
-                observer.set_parameter(f"/{args.namespace}/resource_monitor", "deadline_ms",
-                                       args.deadlines_ms[1] if tight else args.deadlines_ms[0])
+                observer.set_parameter(
+                    f"/{args.namespace}/resource_monitor",
+                    "deadline_ms",
+                    args.deadlines_ms[1] if tight else args.deadlines_ms[0],
+                )
                 next_switch = now + args.deadline_period_s
             dead = [n for n, p in processes.items() if p.poll() is not None]
             if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited during the soak:\n"
-                                   + "\n".join(processes[n].log_tail() for n in dead))
+                raise RuntimeError(
+                    f"{', '.join(dead)} exited during the soak:\n"
+                    + "\n".join(processes[n].log_tail() for n in dead)
+                )
             window = observer.take_window()
             lag_ns = max(0, window["newest_frame_ns"] - window["newest_answer_ns"])
             # the camera's real rate in this window (a loaded machine renders fewer than --fps frames)
@@ -360,18 +404,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "processes": {name: process_stats(p.pid) for name, p in processes.items()},
             }
             samples.append(sample)
-            print(f"soak {sample['t_s'] / 60:5.1f} min: answered {sample['answered']}/{sample['published']}, "
-                  f"p50 {sample['latency_ms_p50']:.0f} ms, p99 {sample['latency_ms_p99']:.0f} ms, "
-                  f"u {sample['utilization']:.2f}, perception RSS "
-                  f"{sample['processes']['perception']['rss_mb']:.0f} MiB", flush=True)
+            print(
+                f"soak {sample['t_s'] / 60:5.1f} min: answered {sample['answered']}/{sample['published']}, "
+                f"p50 {sample['latency_ms_p50']:.0f} ms, p99 {sample['latency_ms_p99']:.0f} ms, "
+                f"u {sample['utilization']:.2f}, perception RSS "
+                f"{sample['processes']['perception']['rss_mb']:.0f} MiB",
+                flush=True,
+            )
         if not samples:
             raise RuntimeError("no sample taken: make --minutes longer than --sample-s")
         summary = summarize(samples, args.warmup_s, args.fps)
         summary["perception_diagnostics"] = observer.perception_diagnostics
         summary["minutes"] = args.minutes
         summary["exit_codes"] = {name: p.stop() for name, p in processes.items()}
-        return {"summary": summary,
-                "samples": [{k: v for k, v in s.items() if k != "latencies_ms"} for s in samples]}
+        return {
+            "summary": summary,
+            "samples": [{k: v for k, v in s.items() if k != "latencies_ms"} for s in samples],
+        }
     finally:
         observer.close()
         for process in processes.values():
@@ -391,10 +440,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=float))
-    print(json.dumps({k: summary[k] for k in ("rss_growth_fraction", "p99_latency_drift_fraction",
-                                              "dropped_frames", "backlog_max", "frames_published",
-                                              "frames_answered", "latency_ms_p50", "latency_ms_p99",
-                                              "meets_targets")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "rss_growth_fraction",
+                    "p99_latency_drift_fraction",
+                    "dropped_frames",
+                    "backlog_max",
+                    "frames_published",
+                    "frames_answered",
+                    "latency_ms_p50",
+                    "latency_ms_p99",
+                    "meets_targets",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"plot: {png}" + (f", json: {args.json}" if args.json else ""))
     return 0
 

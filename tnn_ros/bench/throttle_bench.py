@@ -98,7 +98,7 @@ def _model_file_setup(args):
         args.path = args.model
         return (_gesture_setup if "clip_length" in card else _detector_setup)(args)
     model = load_model(args.model, build_converted)
-    teacher = copy.deepcopy(model).eval()   # the full level, frozen: agreement's reference
+    teacher = copy.deepcopy(model).eval()  # the full level, frozen: agreement's reference
     count = args.eval_images or (4 if args.quick else DEFAULT_EVAL_COUNT)
     seed = 1000 if args.seed is None else args.seed
     held_out, info = held_out_inputs(model, None, None, count, seed)
@@ -117,8 +117,9 @@ def _model_file_setup(args):
 
     shape = "x".join(str(v) for v in example.shape[1:])
     name = f"torchvision {arch} (unconverted, random weights) at {shape}"
-    metric = (f"agreement with the model's own full level on {count} {info['kind']} (seed {seed}): "
-              + ("mAP@0.5 vs its detections" if example.dim() == 4 else "top-1 agreement"))
+    metric = f"agreement with the model's own full level on {count} {info['kind']} (seed {seed}): " + (
+        "mAP@0.5 vs its detections" if example.dim() == 4 else "top-1 agreement"
+    )
     return model, example, run_reference, name, accuracy, metric
 
 
@@ -135,14 +136,26 @@ def _engines(model, args) -> tuple[dict, str]:
     if args.backend == "torch":
         return engines, ""
     path = args.path or (args.model if args.model.endswith(".pt") else shipped_model_path(args.model))
-    ort = create_engine(model, "onnxruntime", model_path=path, num_threads=args.threads,
-                        cache_dir=args.cache_dir, spinning=False, log=print)
+    ort = create_engine(
+        model,
+        "onnxruntime",
+        model_path=path,
+        num_threads=args.threads,
+        cache_dir=args.cache_dir,
+        spinning=False,
+        log=print,
+    )
     if ort.backend != "onnxruntime":
         return engines, ort.engine_info().get("fallback_reason", "")
     engines["onnxruntime"] = ort
-    engines["onnxruntime_spinning"] = create_engine(model, "onnxruntime", model_path=path,
-                                                    num_threads=args.threads, cache_dir=args.cache_dir,
-                                                    spinning=True)
+    engines["onnxruntime_spinning"] = create_engine(
+        model,
+        "onnxruntime",
+        model_path=path,
+        num_threads=args.threads,
+        cache_dir=args.cache_dir,
+        spinning=True,
+    )
     return engines, ""
 
 
@@ -157,10 +170,14 @@ def _profiles(engines: dict, model, example, repeats: int) -> dict:
         if name not in engines:
             continue
         if name == "torch":
-            run = lambda level: torch_layer_profile(model, example, level, repeats)  # noqa: E731
+
+            def run(level):
+                return torch_layer_profile(model, example, level, repeats)
         else:
-            run = lambda level: ort_layer_profile(engines[name].engine, example, level, repeats,  # noqa: E731
-                                                  module_names)
+
+            def run(level, engine=engines[name].engine):
+                return ort_layer_profile(engine, example, level, repeats, module_names)
+
         profile[name] = {"lowest": run(lowest), "full": run(full)}
     return profile
 
@@ -194,8 +211,10 @@ def _pre_post_ms(model, repeats: int) -> dict:
 
 def _cpu_per_frame(engines: dict, example, levels: Sequence[int], frames: int) -> dict:
     """Process CPU ms per frame at 15 frames/s: what a backend costs the shared robot CPU."""
-    return {name: {str(level): round(measure_cpu_per_frame(m, example, level, frames), 3) for level in levels}
-            for name, m in engines.items()}
+    return {
+        name: {str(level): round(measure_cpu_per_frame(m, example, level, frames), 3) for level in levels}
+        for name, m in engines.items()
+    }
 
 
 def run_benchmark(args) -> dict:
@@ -205,7 +224,7 @@ def run_benchmark(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     if args.model.endswith(".pt"):
-        setup = _model_file_setup   # model files, converted ones included
+        setup = _model_file_setup  # model files, converted ones included
     else:
         setup = _detector_setup if args.model == "detector" else _gesture_setup
     model, example, reference, reference_name, accuracy, metric = setup(args)
@@ -223,8 +242,9 @@ def run_benchmark(args) -> dict:
     full_macs, full_ms = costs[-1].macs, timing["median_ms"][-1]
     levels = []
     full_cpu_ms = timing["cpu_median_ms"][-1]
-    for cost, median, p90, cpu, acc in zip(costs, timing["median_ms"], timing["p90_ms"],
-                                           timing["cpu_median_ms"], accuracies):
+    for cost, median, p90, cpu, acc in zip(
+        costs, timing["median_ms"], timing["p90_ms"], timing["cpu_median_ms"], accuracies
+    ):
         mac_ratio = cost.macs / full_macs
         speedup = full_ms / median
         cpu_speedup = full_cpu_ms / cpu if cpu > 0 else float("nan")
@@ -250,9 +270,11 @@ def run_benchmark(args) -> dict:
     if args.model == "detector":
         profile["pre_post_ms"] = _pre_post_ms(model, profile_repeats)
     comparison = {
-        name: {"latency_ms_median": [round(v, 3) for v in result["median_ms"]],
-               "latency_ms_p90": [round(v, 3) for v in result["p90_ms"]],
-               "cpu_ms_median": [round(v, 3) for v in result["cpu_median_ms"]]}
+        name: {
+            "latency_ms_median": [round(v, 3) for v in result["median_ms"]],
+            "latency_ms_p90": [round(v, 3) for v in result["p90_ms"]],
+            "cpu_ms_median": [round(v, 3) for v in result["cpu_median_ms"]],
+        }
         for name, result in timing.get("others", {}).items()
     }
     own_ms = [row["latency_ms_median"] for row in levels]
@@ -282,7 +304,7 @@ def run_benchmark(args) -> dict:
         "levels": levels,
         "accuracy_metric": metric,
         "accuracy_backend": "torch (onnxruntime outputs equal torch's within 1e-4 at every level: "
-                            "test/unit/test_engines.py)",
+        "test/unit/test_engines.py)",
         "baseline_accuracy": card.get("baseline_accuracy"),
         "switch_us_median": round(switch_us, 3),
         "reference": {"name": reference_name, "latency_ms_median": round(timing["reference_median_ms"], 3)},
@@ -292,7 +314,7 @@ def run_benchmark(args) -> dict:
     }
     if fallback_reason:
         result["fallback_reason"] = fallback_reason
-    if args.model == "gesture":   # per-frame (continual) vs clip cost, full and lowest level
+    if args.model == "gesture":  # per-frame (continual) vs clip cost, full and lowest level
         from ..models.gesture_streaming import measure_streaming
 
         result["streaming"] = measure_streaming(model, repeats=repeats)
@@ -335,8 +357,9 @@ def markdown_table(result: dict) -> str:
             continue
         for which, entry in levels.items():
             top = ", ".join(f"{layer} {ms:.2f}" for layer, ms in list(entry["layers_ms"].items())[:4])
-            lines.append(f"profile {name} {which} (level {entry['level']}, {entry['forward_ms_median']} ms): "
-                         f"{top}")
+            lines.append(
+                f"profile {name} {which} (level {entry['level']}, {entry['forward_ms_median']} ms): {top}"
+            )
     if "summary" in result:
         lines.append(f"summary: {result['summary']}")
     return "\n".join(lines)
@@ -349,14 +372,28 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="tnn-bench throttle", description=__doc__)
-    parser.add_argument("--model", default="detector",
-                        help="detector, gesture, or a model file FILE.pt (e.g. from tnn-train convert)")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                        help="backend of the levels table; torch is always timed beside it")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where the onnxruntime graphs are cached (default: beside the model file)")
-    parser.add_argument("--cpu-frames", type=int, default=None,
-                        help="frames for the CPU-per-frame at 15 Hz measurement (default 30; off in --quick)")
+    parser.add_argument(
+        "--model",
+        default="detector",
+        help="detector, gesture, or a model file FILE.pt (e.g. from tnn-train convert)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="backend of the levels table; torch is always timed beside it",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where the onnxruntime graphs are cached (default: beside the model file)",
+    )
+    parser.add_argument(
+        "--cpu-frames",
+        type=int,
+        default=None,
+        help="frames for the CPU-per-frame at 15 Hz measurement (default 30; off in --quick)",
+    )
     parser.add_argument("--path", default=None, help="model weights (default: the shipped model)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--markdown", default=None, help="also write the markdown table here")

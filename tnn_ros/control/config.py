@@ -71,26 +71,45 @@ class ControllerConfig:
         """Return why this configuration is unusable, or None when it is consistent."""
         if self.strategy not in STRATEGIES:
             return f"unknown strategy {self.strategy!r}, expected one of {', '.join(STRATEGIES)}"
-        for name in ("manual_utilization", "min_utilization", "max_utilization", "safe_utilization",
-                     "battery_low", "battery_critical", "battery_low_cap", "battery_critical_cap",
-                     "thermal_warn_cap", "thermal_critical_cap", "cpu_load_high", "cpu_load_cap"):
+        for name in (
+            "manual_utilization",
+            "min_utilization",
+            "max_utilization",
+            "safe_utilization",
+            "battery_low",
+            "battery_critical",
+            "battery_low_cap",
+            "battery_critical_cap",
+            "thermal_warn_cap",
+            "thermal_critical_cap",
+            "cpu_load_high",
+            "cpu_load_cap",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 return f"{name} must be in [0, 1], got {value}"
         if self.min_utilization > self.max_utilization:
-            return (f"min_utilization ({self.min_utilization}) must be <= "
-                    f"max_utilization ({self.max_utilization})")
+            return (
+                f"min_utilization ({self.min_utilization}) must be <= "
+                f"max_utilization ({self.max_utilization})"
+            )
         if self.battery_critical >= self.battery_low:
             return f"battery_critical ({self.battery_critical}) must be < battery_low ({self.battery_low})"
         if self.battery_critical_cap > self.battery_low_cap:
-            return (f"battery_critical_cap ({self.battery_critical_cap}) must be <= "
-                    f"battery_low_cap ({self.battery_low_cap})")
+            return (
+                f"battery_critical_cap ({self.battery_critical_cap}) must be <= "
+                f"battery_low_cap ({self.battery_low_cap})"
+            )
         if self.thermal_warn_c >= self.thermal_critical_c:
-            return (f"thermal_warn_c ({self.thermal_warn_c}) must be < "
-                    f"thermal_critical_c ({self.thermal_critical_c})")
+            return (
+                f"thermal_warn_c ({self.thermal_warn_c}) must be < "
+                f"thermal_critical_c ({self.thermal_critical_c})"
+            )
         if self.thermal_critical_cap > self.thermal_warn_cap:
-            return (f"thermal_critical_cap ({self.thermal_critical_cap}) must be <= "
-                    f"thermal_warn_cap ({self.thermal_warn_cap})")
+            return (
+                f"thermal_critical_cap ({self.thermal_critical_cap}) must be <= "
+                f"thermal_warn_cap ({self.thermal_warn_cap})"
+            )
         for name in ("battery_hysteresis", "thermal_hysteresis_c", "cpu_load_hysteresis", "deadline_margin"):
             if getattr(self, name) < 0.0:
                 return f"{name} must be >= 0, got {getattr(self, name)}"
@@ -101,11 +120,15 @@ class ControllerConfig:
         if not 0.5 <= self.latency_quantile < 1.0:
             return f"latency_quantile must be in [0.5, 1), got {self.latency_quantile}"
         if self.latency_window < 2 or self.latency_min_samples < 1:
-            return (f"latency_window must be >= 2 and latency_min_samples >= 1, got "
-                    f"{self.latency_window}, {self.latency_min_samples}")
+            return (
+                f"latency_window must be >= 2 and latency_min_samples >= 1, got "
+                f"{self.latency_window}, {self.latency_min_samples}"
+            )
         if not 0.0 < self.contention_window_s < self.latency_horizon_s:
-            return (f"need 0 < contention_window_s ({self.contention_window_s}) < latency_horizon_s "
-                    f"({self.latency_horizon_s})")
+            return (
+                f"need 0 < contention_window_s ({self.contention_window_s}) < latency_horizon_s "
+                f"({self.latency_horizon_s})"
+            )
         if self.contention_threshold <= 1.0:
             return f"contention_threshold must be > 1, got {self.contention_threshold}"
         if not 0.0 <= self.learned_alpha <= 10.0:

@@ -31,7 +31,7 @@ class Controller:
         self.config = config.validate()
         self.latency: LatencyQuantiles | None = None
         self._profile: LatencyProfile | None = None
-        self._queue_ms: float | None = None   # queueing delay of the frame whose latency comes next
+        self._queue_ms: float | None = None  # queueing delay of the frame whose latency comes next
         self.profile = latency_profile
         self.tracker = InputTracker()
         self.policy: Policy = self._build()
@@ -72,7 +72,7 @@ class Controller:
         if self.profile is not None:
             self.profile.ema_alpha = config.latency_ema_alpha
         if self.latency is not None and self._latency_settings_changed():
-            self.latency = make_latency_model(self.latency.profile, self.config)   # new tuning: start over
+            self.latency = make_latency_model(self.latency.profile, self.config)  # new tuning: start over
         self.policy = self._build()
         if self.last_decision is not None:
             self.policy.reset(self.last_decision.setpoint, now)
@@ -87,10 +87,21 @@ class Controller:
 
     def _latency_settings_changed(self) -> bool:
         latency, config = self.latency, self.config
-        return (latency.quantile, latency.window, latency.horizon_s, latency.min_samples,
-                latency.contention_window_s, latency.contention_on) != (
-            config.latency_quantile, config.latency_window, config.latency_horizon_s,
-            config.latency_min_samples, config.contention_window_s, config.contention_threshold)
+        return (
+            latency.quantile,
+            latency.window,
+            latency.horizon_s,
+            latency.min_samples,
+            latency.contention_window_s,
+            latency.contention_on,
+        ) != (
+            config.latency_quantile,
+            config.latency_window,
+            config.latency_horizon_s,
+            config.latency_min_samples,
+            config.contention_window_s,
+            config.contention_threshold,
+        )
 
     def update(self, name: str, value: float, now: float) -> str | None:
         """Record one input value; returns why it was dropped, or None.
@@ -105,8 +116,12 @@ class Controller:
             self._queue_ms = inputs.queue_ms if problem is None else None
         if name == LATENCY:
             queue_ms, self._queue_ms = self._queue_ms, None
-            if problem is None and self.profile is not None and inputs.applied_utilization is not None \
-                    and inputs.applied_utilization > 0.0:
+            if (
+                problem is None
+                and self.profile is not None
+                and inputs.applied_utilization is not None
+                and inputs.applied_utilization > 0.0
+            ):
                 self.profile.observe(inputs.applied_utilization, inputs.latency_ms)
                 self.latency.observe(inputs.applied_utilization, inputs.latency_ms + (queue_ms or 0.0), now)
         return problem
@@ -148,8 +163,11 @@ class Controller:
             "ticks": self.ticks,
         }
         if self.last_decision is not None:
-            values.update(setpoint=f"{self.last_decision.setpoint:.3f}", binding=self.last_decision.binding,
-                          reason=self.last_decision.reason)
+            values.update(
+                setpoint=f"{self.last_decision.setpoint:.3f}",
+                binding=self.last_decision.binding,
+                reason=self.last_decision.reason,
+            )
         if self.fallback_reason:
             values["fallback"] = self.fallback_reason
         values["stale_inputs"] = ",".join(getattr(self.policy, "stale_inputs", [])) or "none"
@@ -163,9 +181,13 @@ class Controller:
             for name, heard in sorted(inputs.heard.items()):
                 values[f"age_s.{name}"] = f"{now - heard:.2f}"
         if self.profile is not None:
-            values.update({"latency_profile": self.profile.source,
-                           "latency_scale": f"{self.profile.scale:.3f}",
-                           "latency_observations": self.profile.observations})
+            values.update(
+                {
+                    "latency_profile": self.profile.source,
+                    "latency_scale": f"{self.profile.scale:.3f}",
+                    "latency_observations": self.profile.observations,
+                }
+            )
         if self.latency is not None and now is not None:
             values.update(self.latency.diagnostics(now))
         if inputs.applied_utilization is not None:
@@ -179,4 +201,3 @@ def _rule_policy_of(policy: Policy | None) -> RulePolicy | None:
     if isinstance(policy, AutoPolicy):
         return policy.rule
     return policy if isinstance(policy, RulePolicy) else None
-

@@ -30,8 +30,13 @@ class LatencyProfile:
     cheaper one is raised to that one's latency (``smoothed_levels`` counts them).
     """
 
-    def __init__(self, points: Sequence[tuple[float, float]], ema_alpha: float = 0.2,
-                 source: str = "profile", scale_bounds: tuple[float, float] = (0.02, 50.0)) -> None:
+    def __init__(
+        self,
+        points: Sequence[tuple[float, float]],
+        ema_alpha: float = 0.2,
+        source: str = "profile",
+        scale_bounds: tuple[float, float] = (0.02, 50.0),
+    ) -> None:
         if not points:
             raise LatencyProfileError(f"{source}: no levels")
         ordered = sorted((float(u), float(ms)) for u, ms in points)
@@ -57,8 +62,9 @@ class LatencyProfile:
         self.observations = 0
 
     @classmethod
-    def from_card(cls, card: Mapping[str, Any] | str | pathlib.Path,
-                  ema_alpha: float = 0.2) -> "LatencyProfile":
+    def from_card(
+        cls, card: Mapping[str, Any] | str | pathlib.Path, ema_alpha: float = 0.2
+    ) -> "LatencyProfile":
         """Read ``levels[].utilization`` / ``levels[].latency_ms`` from a model card (dict or JSON file)."""
         source = "model card"
         if not isinstance(card, Mapping):
@@ -74,12 +80,14 @@ class LatencyProfile:
             points = [(level["utilization"], level["latency_ms"]) for level in levels]
         except (KeyError, TypeError) as error:
             raise LatencyProfileError(
-                f"{source}: every level needs utilization and latency_ms ({error})") from error
+                f"{source}: every level needs utilization and latency_ms ({error})"
+            ) from error
         return cls(points, ema_alpha=ema_alpha, source=source)
 
     @classmethod
-    def synthetic(cls, utilizations: Sequence[float], full_ms: float = 50.0, floor: float = 0.1,
-                  ema_alpha: float = 0.2) -> "LatencyProfile":
+    def synthetic(
+        cls, utilizations: Sequence[float], full_ms: float = 50.0, floor: float = 0.1, ema_alpha: float = 0.2
+    ) -> "LatencyProfile":
         """A stand-in shape for width-sliced nets: latency ~ floor + (1 - floor) * u^2 (MACs ~ width^2)."""
         points = [(u, full_ms * (floor + (1.0 - floor) * u * u)) for u in utilizations]
         return cls(points, ema_alpha=ema_alpha, source="synthetic")
@@ -149,17 +157,26 @@ class LatencyQuantiles:
     Bad samples (NaN, inf, <= 0, u outside (0, 1]) are counted in ``rejected`` and ignored.
     """
 
-    def __init__(self, profile: LatencyProfile, quantile: float = 0.95, window: int = 64,
-                 horizon_s: float = 10.0, min_samples: int = 20, prior_samples: int = 20,
-                 contention_window_s: float = 1.0, contention_min_samples: int = 4,
-                 contention_on: float = 1.5) -> None:
+    def __init__(
+        self,
+        profile: LatencyProfile,
+        quantile: float = 0.95,
+        window: int = 64,
+        horizon_s: float = 10.0,
+        min_samples: int = 20,
+        prior_samples: int = 20,
+        contention_window_s: float = 1.0,
+        contention_min_samples: int = 4,
+        contention_on: float = 1.5,
+    ) -> None:
         if not 0.5 <= quantile < 1.0:
             raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
         if window < 2 or min_samples < 1 or prior_samples < 0 or contention_min_samples < 1:
             raise ValueError("window >= 2, min_samples >= 1, prior_samples >= 0, contention_min_samples >= 1")
         if horizon_s <= contention_window_s or contention_window_s <= 0:
-            raise ValueError(f"need 0 < contention_window_s ({contention_window_s}) "
-                             f"< horizon_s ({horizon_s})")
+            raise ValueError(
+                f"need 0 < contention_window_s ({contention_window_s}) < horizon_s ({horizon_s})"
+            )
         if contention_on <= 1.0:
             raise ValueError(f"contention_on must be > 1, got {contention_on}")
         self.profile = profile
@@ -172,13 +189,14 @@ class LatencyQuantiles:
         self.contention_min_samples = int(contention_min_samples)
         self.contention_on = contention_on
         self._samples: dict[int, deque[list[float]]] = {
-            i: deque(maxlen=self.window) for i in range(len(profile.utilizations))}   # [t, ms]
-        self._ratios: deque[list[float]] = deque(maxlen=4 * self.window)             # [t, ms / card]
+            i: deque(maxlen=self.window) for i in range(len(profile.utilizations))
+        }  # [t, ms]
+        self._ratios: deque[list[float]] = deque(maxlen=4 * self.window)  # [t, ms / card]
         self.last_level: int | None = None
         self.last_time: float | None = None
         self.observations = 0
         self.rejected: Counter[str] = Counter()
-        self.shifts: list[tuple[float, float]] = []   # (time, factor) of every regime change seen
+        self.shifts: list[tuple[float, float]] = []  # (time, factor) of every regime change seen
 
     @property
     def utilizations(self) -> list[float]:
@@ -228,8 +246,9 @@ class LatencyQuantiles:
         pseudo-observations: one spike must not set the scale.
         """
         if level is not None:
-            observed = [i for i in self._samples
-                        if len(self._fresh(self._samples[i], now)) >= self.min_samples]
+            observed = [
+                i for i in self._samples if len(self._fresh(self._samples[i], now)) >= self.min_samples
+            ]
             if observed:
                 nearest = min(observed, key=lambda i: (abs(i - level), -i))
                 fresh = self._fresh(self._samples[nearest], now)
@@ -279,7 +298,7 @@ class LatencyQuantiles:
         # The window's median crosses once most of it is in the new regime; its newest half is all
         # new by then, so the size of the change is measured there (the whole window would be partial
         # and the controller moves to another level before this one could correct it).
-        newest = log_recent[len(log_recent) // 2:]
+        newest = log_recent[len(log_recent) // 2 :]
         change = float(np.median(newest) - np.median(log_older))
         return min(max(math.exp(change), 0.25), 4.0)
 
@@ -319,11 +338,13 @@ class LatencyQuantiles:
         return self.predict(u, now)[0]
 
     def diagnostics(self, now: float) -> dict[str, str]:
-        values = {"latency_observations": str(self.observations),
-                  "latency_rejected": str(sum(self.rejected.values())),
-                  "latency_slowdown": f"{self.slowdown(now):.3f}",
-                  "latency_load_changes": str(len(self.shifts)),
-                  "latency_load_change_recent": f"{self.last_shift(now):.3f}"}
+        values = {
+            "latency_observations": str(self.observations),
+            "latency_rejected": str(sum(self.rejected.values())),
+            "latency_slowdown": f"{self.slowdown(now):.3f}",
+            "latency_load_changes": str(len(self.shifts)),
+            "latency_load_change_recent": f"{self.last_shift(now):.3f}",
+        }
         for u in self.profile.utilizations:
             values[f"latency_p{self.quantile * 100:.0f}_ms.{u:.3f}"] = f"{self.predict_ms(u, now):.1f}"
         return values

@@ -33,8 +33,18 @@ from tnn_ros.control.latency import LatencyProfile, LatencyQuantiles
 from tnn_ros.control.policies import AutoPolicy, Policy, clamp
 from tnn_ros.control.state import DEADLINE, ControlInputs, Decision
 
-FEATURES = ("bias", "battery", "battery_low", "hot", "cpu_load", "latency_ratio", "fits", "kept", "kept_fits",
-            "confidence")
+FEATURES = (
+    "bias",
+    "battery",
+    "battery_low",
+    "hot",
+    "cpu_load",
+    "latency_ratio",
+    "fits",
+    "kept",
+    "kept_fits",
+    "confidence",
+)
 CARD_SUFFIX = ".card.json"
 FORMAT = "tnn_ros.linucb.v1"
 
@@ -44,6 +54,7 @@ class LearnedModelError(ValueError):
 
 
 # --- context and reward (shared by the policy, the trainer and the benchmark) ---------------------
+
 
 @dataclass
 class Context:
@@ -104,8 +115,13 @@ def expected_hit(service_ms: float, deadline_ms: float | None, period_ms: float 
     return kept if on_time else 0.0
 
 
-def arm_context(context: Context, predicted_ms: float, margin: float, typical_ms: float | None = None,
-                period_ms: float | None = None) -> np.ndarray:
+def arm_context(
+    context: Context,
+    predicted_ms: float,
+    margin: float,
+    typical_ms: float | None = None,
+    period_ms: float | None = None,
+) -> np.ndarray:
     """Feature vector (``FEATURES`` order) of one arm.
 
     ``predicted_ms`` is the arm's recent high latency quantile (deadline fit), ``typical_ms`` its
@@ -113,36 +129,44 @@ def arm_context(context: Context, predicted_ms: float, margin: float, typical_ms
     """
     deadline = context.deadline_ms
     if deadline is None or not math.isfinite(predicted_ms):
-        ratio, fits = 0.0, 1.0   # no deadline: everything "fits"
+        ratio, fits = 0.0, 1.0  # no deadline: everything "fits"
     else:
         ratio = clamp(predicted_ms / deadline, 0.0, 3.0)
         fits = 1.0 if predicted_ms <= deadline * (1.0 - margin) else 0.0
     kept = kept_fraction(typical_ms, period_ms)
-    return np.array([
-        1.0,
-        1.0 if context.battery is None else context.battery,
-        battery_low(context.battery),
-        hotness(context.temperature_c),
-        0.0 if context.cpu_load is None else context.cpu_load,
-        ratio,
-        fits,
-        kept,
-        kept * fits,
-        0.5 if context.confidence is None else context.confidence,
-    ], dtype=np.float64)
+    return np.array(
+        [
+            1.0,
+            1.0 if context.battery is None else context.battery,
+            battery_low(context.battery),
+            hotness(context.temperature_c),
+            0.0 if context.cpu_load is None else context.cpu_load,
+            ratio,
+            fits,
+            kept,
+            kept * fits,
+            0.5 if context.confidence is None else context.confidence,
+        ],
+        dtype=np.float64,
+    )
 
 
-def reward(accuracy: float, hit: float, busy: float, context: Context,
-           weights: RewardWeights = RewardWeights()) -> float:
+def reward(
+    accuracy: float, hit: float, busy: float, context: Context, weights: RewardWeights = RewardWeights()
+) -> float:
     """Reward of one frame (see :class:`RewardWeights`); ``hit`` may be an expected fraction (0..1)."""
-    energy_weight = (weights.energy + weights.battery_energy * battery_low(context.battery)
-                     + weights.thermal_energy * hotness(context.temperature_c))
+    energy_weight = (
+        weights.energy
+        + weights.battery_energy * battery_low(context.battery)
+        + weights.thermal_energy * hotness(context.temperature_c)
+    )
     hit = float(hit)
     gain = accuracy * hit - weights.miss_penalty * (1.0 - hit)
     return float(gain - energy_weight * clamp(busy, 0.0, 4.0))
 
 
 # --- the bandit -----------------------------------------------------------------------------------
+
 
 class LinUCB:
     """Disjoint LinUCB: per arm ``A = ridge * I + sum x x^T`` and ``b = sum r x``.
@@ -151,8 +175,9 @@ class LinUCB:
     operation and the file is just these arrays.
     """
 
-    def __init__(self, num_arms: int, dim: int = len(FEATURES), alpha: float = 0.1,
-                 ridge: float = 1.0) -> None:
+    def __init__(
+        self, num_arms: int, dim: int = len(FEATURES), alpha: float = 0.1, ridge: float = 1.0
+    ) -> None:
         if num_arms < 1 or dim < 1:
             raise ValueError(f"need num_arms >= 1 and dim >= 1, got {num_arms}, {dim}")
         if alpha < 0 or ridge <= 0:
@@ -181,8 +206,9 @@ class LinUCB:
         """Ridge estimates, one row per arm."""
         return np.einsum("aij,aj->ai", self._inverses(), self.b)
 
-    def scores(self, contexts: np.ndarray,
-               arms: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self, contexts: np.ndarray, arms: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(mean, ucb) per arm for per-arm contexts ``contexts`` (num_arms x dim, or len(arms) x dim)."""
         arms = list(range(self.num_arms)) if arms is None else list(arms)
         contexts = np.asarray(contexts, dtype=np.float64).reshape(len(arms), self.dim)
@@ -208,8 +234,13 @@ class LinUCB:
         self._inverse = None
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"A": self.A.copy(), "b": self.b.copy(), "counts": self.counts.copy(),
-                "alpha": np.array(self.alpha), "ridge": np.array(self.ridge)}
+        return {
+            "A": self.A.copy(),
+            "b": self.b.copy(),
+            "counts": self.counts.copy(),
+            "alpha": np.array(self.alpha),
+            "ridge": np.array(self.ridge),
+        }
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], source: str = "state") -> "LinUCB":
@@ -227,7 +258,7 @@ class LinUCB:
         if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b)) and math.isfinite(alpha) and ridge > 0):
             raise LearnedModelError(f"{source}: non-finite values")
         try:
-            np.linalg.cholesky(A)   # every A must stay symmetric positive definite
+            np.linalg.cholesky(A)  # every A must stay symmetric positive definite
         except np.linalg.LinAlgError as error:
             raise LearnedModelError(f"{source}: A is not positive definite") from error
         model = cls(A.shape[0], A.shape[2], alpha=max(alpha, 0.0), ridge=ridge)
@@ -237,13 +268,15 @@ class LinUCB:
 
 # --- files ----------------------------------------------------------------------------------------
 
+
 def card_path_of(path: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(path)
     return path.with_name(path.stem + CARD_SUFFIX)
 
 
-def save_bandit(model: LinUCB, path: str | pathlib.Path,
-                card: Mapping[str, Any]) -> tuple[pathlib.Path, pathlib.Path]:
+def save_bandit(
+    model: LinUCB, path: str | pathlib.Path, card: Mapping[str, Any]
+) -> tuple[pathlib.Path, pathlib.Path]:
     """Write the state dict (``.npz`` by numpy, anything else by ``torch.save``) and its JSON card."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +286,7 @@ def save_bandit(model: LinUCB, path: str | pathlib.Path,
             np.savez(handle, **state)
     else:
         import torch
+
         torch.save({key: torch.from_numpy(np.asarray(value)) for key, value in state.items()}, path)
     card = {"format": FORMAT, "features": list(FEATURES), "num_arms": model.num_arms, **card}
     card_file = card_path_of(path)
@@ -271,13 +305,14 @@ def load_bandit(path: str | pathlib.Path) -> tuple[LinUCB, dict]:
                 state = {key: data[key] for key in data.files}
         else:
             import torch
+
             raw = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(raw, Mapping):
                 raise LearnedModelError(f"{path}: expected a state dict, got {type(raw).__name__}")
             state = {key: np.asarray(value) for key, value in raw.items()}
     except LearnedModelError:
         raise
-    except Exception as error:   # torch / numpy raise many types for truncated or foreign files
+    except Exception as error:  # torch / numpy raise many types for truncated or foreign files
         raise LearnedModelError(f"{path}: cannot read ({type(error).__name__}: {error})") from error
     model = LinUCB.from_state_dict(state, source=str(path))
     card_file = card_path_of(path)
@@ -290,11 +325,13 @@ def load_bandit(path: str | pathlib.Path) -> tuple[LinUCB, dict]:
     utilizations = card.get("utilizations")
     if not isinstance(utilizations, list) or len(utilizations) != model.num_arms:
         raise LearnedModelError(
-            f"{card_file}: needs 'utilizations' with one entry per arm ({model.num_arms})")
+            f"{card_file}: needs 'utilizations' with one entry per arm ({model.num_arms})"
+        )
     return model, card
 
 
 # --- online latency quantiles ---------------------------------------------------------------------
+
 
 class RecentLatency:
     """Recent latency quantile per level: a quantile of measured / card latency over the last frames.
@@ -330,6 +367,7 @@ class RecentLatency:
 
 # --- the policy -----------------------------------------------------------------------------------
 
+
 class LearnedPolicy(Policy):
     """Pick the level with the highest UCB of the learned reward; learn online from measured latency.
 
@@ -339,13 +377,22 @@ class LearnedPolicy(Policy):
 
     required_inputs = (DEADLINE,)
 
-    def __init__(self, config: ControllerConfig, bandit: LinUCB, utilizations: Sequence[float],
-                 accuracies: Sequence[float], profile: LatencyProfile, online: bool = True,
-                 frame_period_ms: float = 1000.0 / 15.0, weights: RewardWeights = RewardWeights(),
-                 source: str = "learned") -> None:
+    def __init__(
+        self,
+        config: ControllerConfig,
+        bandit: LinUCB,
+        utilizations: Sequence[float],
+        accuracies: Sequence[float],
+        profile: LatencyProfile,
+        online: bool = True,
+        frame_period_ms: float = 1000.0 / 15.0,
+        weights: RewardWeights = RewardWeights(),
+        source: str = "learned",
+    ) -> None:
         if bandit.num_arms != len(utilizations) or len(accuracies) != len(utilizations):
-            raise ValueError(f"{len(utilizations)} utilizations / {len(accuracies)} accuracies for "
-                             f"{bandit.num_arms} arms")
+            raise ValueError(
+                f"{len(utilizations)} utilizations / {len(accuracies)} accuracies for {bandit.num_arms} arms"
+            )
         self.config = config
         self.bandit = bandit
         self.utilizations = [float(u) for u in utilizations]
@@ -359,7 +406,7 @@ class LearnedPolicy(Policy):
         self.updates = 0
         self.confidence: float | None = None
         self._last_latency_stamp: float | None = None
-        self._pending: tuple[int, np.ndarray, Context] | None = None   # (arm, x, context) of the last pick
+        self._pending: tuple[int, np.ndarray, Context] | None = None  # (arm, x, context) of the last pick
         self._current: int | None = None
 
     def observe_confidence(self, confidence: float) -> bool:
@@ -370,12 +417,20 @@ class LearnedPolicy(Policy):
         return True
 
     def context_of(self, inputs: ControlInputs) -> Context:
-        return Context(inputs.battery_fraction, inputs.temperature_c, inputs.deadline_ms, inputs.cpu_load,
-                       self.confidence)
+        return Context(
+            inputs.battery_fraction,
+            inputs.temperature_c,
+            inputs.deadline_ms,
+            inputs.cpu_load,
+            self.confidence,
+        )
 
     def allowed_arms(self) -> list[int]:
-        arms = [a for a, u in enumerate(self.utilizations)
-                if self.config.min_utilization - 1e-9 <= u <= self.config.max_utilization + 1e-9]
+        arms = [
+            a
+            for a, u in enumerate(self.utilizations)
+            if self.config.min_utilization - 1e-9 <= u <= self.config.max_utilization + 1e-9
+        ]
         if arms:
             return arms
         below = [a for a, u in enumerate(self.utilizations) if u <= self.config.max_utilization]
@@ -393,7 +448,7 @@ class LearnedPolicy(Policy):
         if not self.online or self._pending is None or inputs.deadline_ms is None:
             return
         arm, x, context = self._pending
-        if abs(self.utilizations[arm] - applied) > 1e-3:   # the frame did not run the level we picked
+        if abs(self.utilizations[arm] - applied) > 1e-3:  # the frame did not run the level we picked
             return
         hit = expected_hit(inputs.latency_ms, inputs.deadline_ms, self.frame_period_ms)
         # busy fraction of the machine, as offline (CPU time / period / cores); wall latency stands in
@@ -407,13 +462,21 @@ class LearnedPolicy(Policy):
         self._learn(inputs)
         context = self.context_of(inputs)
         arms = self.allowed_arms()
-        contexts = np.stack([arm_context(context, self.latency.predict_ms(self.utilizations[a]),
-                                         self.config.deadline_margin,
-                                         self.latency.predict_ms(self.utilizations[a], 0.5),
-                                         self.frame_period_ms) for a in arms])
+        contexts = np.stack(
+            [
+                arm_context(
+                    context,
+                    self.latency.predict_ms(self.utilizations[a]),
+                    self.config.deadline_margin,
+                    self.latency.predict_ms(self.utilizations[a], 0.5),
+                    self.frame_period_ms,
+                )
+                for a in arms
+            ]
+        )
         mean, ucb = self.bandit.scores(contexts, arms)
         best = int(np.argmax(ucb))
-        if self._current in arms:   # switch only for a clear gain: noise must not make the level chatter
+        if self._current in arms:  # switch only for a clear gain: noise must not make the level chatter
             current = arms.index(self._current)
             if ucb[best] - ucb[current] < self.config.learned_switch_margin:
                 best = current
@@ -423,8 +486,10 @@ class LearnedPolicy(Policy):
         u = self.utilizations[arm]
         predicted = self.latency.predict_ms(u)
         deadline = f"{context.deadline_ms:.1f} ms" if context.deadline_ms is not None else "none"
-        reason = (f"learned: u {u:.2f} (reward {mean[best]:+.2f}, ucb {ucb[best]:+.2f}), "
-                  f"p95 {predicted:.1f} ms / deadline {deadline}")
+        reason = (
+            f"learned: u {u:.2f} (reward {mean[best]:+.2f}, ucb {ucb[best]:+.2f}), "
+            f"p95 {predicted:.1f} ms / deadline {deadline}"
+        )
         return Decision(u, reason, "learned")
 
     def reset(self, setpoint: float, now: float) -> None:
@@ -433,8 +498,11 @@ class LearnedPolicy(Policy):
         self._pending = None
 
 
-def make_learned_policy(config: ControllerConfig, latency: LatencyQuantiles | LatencyProfile | None,
-                        model_path: str | pathlib.Path | None) -> Policy:
+def make_learned_policy(
+    config: ControllerConfig,
+    latency: LatencyQuantiles | LatencyProfile | None,
+    model_path: str | pathlib.Path | None,
+) -> Policy:
     """The learned policy from ``model_path``, or ``auto`` with ``fallback_reason`` set when unusable.
 
     ``latency`` is what the controller feeds with measured frames (quantiles over a card profile) or a
@@ -450,11 +518,17 @@ def make_learned_policy(config: ControllerConfig, latency: LatencyQuantiles | La
             profile = LatencyProfile.synthetic(card["utilizations"])
         accuracies = card.get("accuracies") or [1.0] * bandit.num_arms
         bandit.alpha = config.learned_alpha
-        policy: Policy = LearnedPolicy(config, bandit, card["utilizations"], accuracies, profile,
-                                       online=config.learned_online,
-                                       frame_period_ms=float(card.get("frame_period_ms", 1000.0 / 15.0)),
-                                       weights=RewardWeights(**card.get("reward_weights", {})),
-                                       source=str(model_path))
+        policy: Policy = LearnedPolicy(
+            config,
+            bandit,
+            card["utilizations"],
+            accuracies,
+            profile,
+            online=config.learned_online,
+            frame_period_ms=float(card.get("frame_period_ms", 1000.0 / 15.0)),
+            weights=RewardWeights(**card.get("reward_weights", {})),
+            source=str(model_path),
+        )
         policy.fallback_reason = None
     except (LearnedModelError, ValueError, TypeError) as error:
         policy = AutoPolicy(config, latency)

@@ -110,15 +110,24 @@ class RulePolicy(Policy):
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
         self.battery = ThresholdLadder(
-            [(config.battery_low, config.battery_low_cap),
-             (config.battery_critical, config.battery_critical_cap)],
-            config.battery_hysteresis, above=False)
+            [
+                (config.battery_low, config.battery_low_cap),
+                (config.battery_critical, config.battery_critical_cap),
+            ],
+            config.battery_hysteresis,
+            above=False,
+        )
         self.thermal = ThresholdLadder(
-            [(config.thermal_warn_c, config.thermal_warn_cap),
-             (config.thermal_critical_c, config.thermal_critical_cap)],
-            config.thermal_hysteresis_c, above=True)
-        self.cpu = ThresholdLadder([(config.cpu_load_high, config.cpu_load_cap)], config.cpu_load_hysteresis,
-                                   above=True)
+            [
+                (config.thermal_warn_c, config.thermal_warn_cap),
+                (config.thermal_critical_c, config.thermal_critical_cap),
+            ],
+            config.thermal_hysteresis_c,
+            above=True,
+        )
+        self.cpu = ThresholdLadder(
+            [(config.cpu_load_high, config.cpu_load_cap)], config.cpu_load_hysteresis, above=True
+        )
 
     def caps(self, inputs: ControlInputs) -> list[Cap]:
         caps = []
@@ -126,20 +135,36 @@ class RulePolicy(Policy):
             self.battery.update(inputs.battery_fraction)
             step = self.battery.active()
             if step:
-                caps.append(Cap(step[1], "battery", f"battery {inputs.battery_fraction * 100:.0f}% < "
-                                f"{step[0] * 100:.0f}% cap {step[1]:.2f}"))
+                caps.append(
+                    Cap(
+                        step[1],
+                        "battery",
+                        f"battery {inputs.battery_fraction * 100:.0f}% < "
+                        f"{step[0] * 100:.0f}% cap {step[1]:.2f}",
+                    )
+                )
         if inputs.temperature_c is not None:
             self.thermal.update(inputs.temperature_c)
             step = self.thermal.active()
             if step:
-                caps.append(Cap(step[1], "thermal", f"thermal {inputs.temperature_c:.1f}C > "
-                                f"{step[0]:.1f}C cap {step[1]:.2f}"))
+                caps.append(
+                    Cap(
+                        step[1],
+                        "thermal",
+                        f"thermal {inputs.temperature_c:.1f}C > {step[0]:.1f}C cap {step[1]:.2f}",
+                    )
+                )
         if inputs.cpu_load is not None and self.config.cpu_load_high < 1.0:
             self.cpu.update(inputs.cpu_load)
             step = self.cpu.active()
             if step:
-                caps.append(Cap(step[1], "cpu", f"cpu load {inputs.cpu_load * 100:.0f}% > "
-                                f"{step[0] * 100:.0f}% cap {step[1]:.2f}"))
+                caps.append(
+                    Cap(
+                        step[1],
+                        "cpu",
+                        f"cpu load {inputs.cpu_load * 100:.0f}% > {step[0] * 100:.0f}% cap {step[1]:.2f}",
+                    )
+                )
         return caps
 
     def decide(self, inputs: ControlInputs, now: float) -> Decision:
@@ -161,10 +186,15 @@ def _status(inputs: ControlInputs, config: ControllerConfig) -> str:
 def make_latency_model(profile: LatencyProfile, config: ControllerConfig) -> LatencyQuantiles:
     """Per-level latency quantiles over the card ``profile``, tuned by ``config``'s latency_* fields."""
     return LatencyQuantiles(
-        profile, quantile=config.latency_quantile, window=config.latency_window,
-        horizon_s=config.latency_horizon_s, min_samples=config.latency_min_samples,
-        prior_samples=config.latency_min_samples, contention_window_s=config.contention_window_s,
-        contention_on=config.contention_threshold)
+        profile,
+        quantile=config.latency_quantile,
+        window=config.latency_window,
+        horizon_s=config.latency_horizon_s,
+        min_samples=config.latency_min_samples,
+        prior_samples=config.latency_min_samples,
+        contention_window_s=config.contention_window_s,
+        contention_on=config.contention_threshold,
+    )
 
 
 class DeadlinePolicy(Policy):
@@ -193,7 +223,7 @@ class DeadlinePolicy(Policy):
     def cap(self, inputs: ControlInputs, now: float | None = None) -> Cap | None:
         if inputs.deadline_ms is None:
             return None
-        if now is None:   # no clock given: as of the newest measurement
+        if now is None:  # no clock given: as of the newest measurement
             now = self.latency.last_time if self.latency.last_time is not None else 0.0
         budget_ms = inputs.deadline_ms * (1.0 - self.config.deadline_margin)
         utilizations = self.latency.utilizations
@@ -205,12 +235,20 @@ class DeadlinePolicy(Policy):
         if fitting:
             u = max(fitting)
             ms, source = predictions[u]
-            return Cap(u, "deadline", f"deadline {inputs.deadline_ms:.1f} ms: u {u:.2f} predicts "
-                       f"p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})")
+            return Cap(
+                u,
+                "deadline",
+                f"deadline {inputs.deadline_ms:.1f} ms: u {u:.2f} predicts "
+                f"p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})",
+            )
         u = min(levels)
         ms, source = predictions[u]
-        return Cap(u, "deadline", f"deadline {inputs.deadline_ms:.1f} ms unreachable: lowest u {u:.2f} "
-                   f"predicts p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})")
+        return Cap(
+            u,
+            "deadline",
+            f"deadline {inputs.deadline_ms:.1f} ms unreachable: lowest u {u:.2f} "
+            f"predicts p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})",
+        )
 
     def decide(self, inputs: ControlInputs, now: float) -> Decision:
         cap = self.cap(inputs, now)
@@ -244,8 +282,7 @@ class AutoPolicy(Policy):
 
     required_inputs = (BATTERY, THERMAL, DEADLINE)
 
-    def __init__(self, config: ControllerConfig,
-                 profile: LatencyQuantiles | LatencyProfile | None) -> None:
+    def __init__(self, config: ControllerConfig, profile: LatencyQuantiles | LatencyProfile | None) -> None:
         self.config = config
         self.rule = RulePolicy(config)
         self.deadline = DeadlinePolicy(config, profile) if profile is not None else None

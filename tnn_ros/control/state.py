@@ -13,7 +13,7 @@ DEADLINE = "deadline"
 CPU_LOAD = "cpu_load"
 LATENCY = "latency"
 APPLIED = "applied"
-QUEUE = "queue"   # the frame's queueing delay before processing, ms (sent just before its latency)
+QUEUE = "queue"  # the frame's queueing delay before processing, ms (sent just before its latency)
 INPUT_NAMES = (BATTERY, THERMAL, DEADLINE, CPU_LOAD, LATENCY, APPLIED, QUEUE)
 
 # Plausible value ranges; anything outside is a broken sender, not a reading to act on.

@@ -19,8 +19,9 @@ from tnn_ros.control.policies import (
 )
 
 
-def make_policy(strategy: str, config: ControllerConfig,
-                latency_profile: LatencyQuantiles | LatencyProfile | None) -> Policy:
+def make_policy(
+    strategy: str, config: ControllerConfig, latency_profile: LatencyQuantiles | LatencyProfile | None
+) -> Policy:
     """Build the policy for ``strategy`` (manual | rule | deadline | auto | learned), config validated.
 
     ``deadline`` needs a latency model: the :class:`LatencyQuantiles` that is fed with the measured
@@ -38,7 +39,7 @@ def make_policy(strategy: str, config: ControllerConfig,
         policy = DeadlinePolicy(config, latency_profile)
     elif strategy == "auto":
         policy = AutoPolicy(config, latency_profile)
-    elif strategy == "learned":   # a contextual bandit; falls back to auto (fallback_reason) without a model
+    elif strategy == "learned":  # a contextual bandit; falls back to auto (fallback_reason) without a model
         policy = make_learned_policy(config, latency_profile, config.learned_model)
     else:
         raise ValueError(f"unknown strategy {strategy!r}")

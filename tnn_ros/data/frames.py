@@ -30,7 +30,7 @@ class FrameSource:
 
     path: Path
     kind: str
-    count: int | None        # frames available (None: unknown until read, e.g. some videos)
+    count: int | None  # frames available (None: unknown until read, e.g. some videos)
     topic: str | None = None
     files: tuple[Path, ...] = ()
 
@@ -89,8 +89,13 @@ class FrameSource:
             for connection, _, data in reader.messages(connections=connections):
                 msg = store.deserialize_cdr(data, connection.msgtype)
                 try:
-                    yield decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data.tobytes()
-                                       if hasattr(msg.data, "tobytes") else bytes(msg.data))
+                    yield decode_image(
+                        msg.height,
+                        msg.width,
+                        msg.encoding,
+                        msg.step,
+                        msg.data.tobytes() if hasattr(msg.data, "tobytes") else bytes(msg.data),
+                    )
                 except ImageDecodeError as exc:
                     raise FrameSourceError(f"{self.path} {self.topic}: {exc}") from None
         finally:
@@ -131,8 +136,9 @@ def open_frames(source: str | Path, topic: str | None = None) -> FrameSource:
         if not ok:
             raise FrameSourceError(f"{path}: no readable frames (empty or unsupported video)")
         return FrameSource(path, "video", count)
-    raise FrameSourceError(f"{path}: not an image folder, a video ({', '.join(VIDEO_SUFFIXES)}) or a "
-                           "rosbag2 bag directory")
+    raise FrameSourceError(
+        f"{path}: not an image folder, a video ({', '.join(VIDEO_SUFFIXES)}) or a rosbag2 bag directory"
+    )
 
 
 def _open_bag(path: Path, topic: str | None) -> FrameSource:
@@ -150,12 +156,14 @@ def _open_bag(path: Path, topic: str | None) -> FrameSource:
         raise FrameSourceError(f"{path}: the bag has no {IMAGE_TYPE} topic")
     if topic is None:
         if len(images) > 1:
-            raise FrameSourceError(f"{path}: several image topics ({', '.join(sorted(images))}); "
-                                   "pick one with --topic")
+            raise FrameSourceError(
+                f"{path}: several image topics ({', '.join(sorted(images))}); pick one with --topic"
+            )
         topic = next(iter(images))
     elif topic not in images:
-        raise FrameSourceError(f"{path}: no {IMAGE_TYPE} topic {topic!r} "
-                               f"(image topics: {', '.join(sorted(images))})")
+        raise FrameSourceError(
+            f"{path}: no {IMAGE_TYPE} topic {topic!r} (image topics: {', '.join(sorted(images))})"
+        )
     if images[topic] == 0:
         raise FrameSourceError(f"{path}: topic {topic} has no messages")
     return FrameSource(path, "bag", images[topic], topic=topic)

@@ -20,8 +20,14 @@ class SyntheticGestureDataset(Dataset):
     every class is equally frequent. Clips are rendered on demand (about 1 ms per 48x48 frame).
     """
 
-    def __init__(self, num_clips: int, seed: int = 0, clip_length: int = 16,
-                 frame_size: tuple[int, int] = (48, 48), classes: Sequence[str] = GESTURE_CLASSES) -> None:
+    def __init__(
+        self,
+        num_clips: int,
+        seed: int = 0,
+        clip_length: int = 16,
+        frame_size: tuple[int, int] = (48, 48),
+        classes: Sequence[str] = GESTURE_CLASSES,
+    ) -> None:
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         for label in classes:

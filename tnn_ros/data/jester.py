@@ -33,7 +33,7 @@ VIDEO_DIR_NAMES = ("20bn-jester-v1", "videos", "frames", ".")
 
 
 def normalize_label(label: str) -> str:
-    """"Swiping Left" -> "swiping_left"; "No gesture" -> "no_gesture"."""
+    """Jester label to class name: "Swiping Left" -> "swiping_left", "No gesture" -> "no_gesture"."""
     return re.sub(r"[^0-9a-z]+", "_", label.strip().lower()).strip("_")
 
 
@@ -81,9 +81,17 @@ class JesterDataset(Dataset):
         random_offset: jitter the sampled frame positions (training); uses ``seed`` and the index.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", clip_length: int = 16,
-                 frame_size: tuple[int, int] = (48, 48), classes: Sequence[str] | None = None,
-                 csv_path: str | Path | None = None, random_offset: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        clip_length: int = 16,
+        frame_size: tuple[int, int] = (48, 48),
+        classes: Sequence[str] | None = None,
+        csv_path: str | Path | None = None,
+        random_offset: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"Jester root {self.root} is not a folder")
@@ -107,8 +115,10 @@ class JesterDataset(Dataset):
                 continue
             self.videos.append((frames, index[label]))
         if not self.videos:
-            raise ValueError(f"no usable videos in {self.root} ({self.skipped_missing} missing or empty, "
-                             f"{self.skipped_label} with labels outside {self.classes})")
+            raise ValueError(
+                f"no usable videos in {self.root} ({self.skipped_missing} missing or empty, "
+                f"{self.skipped_label} with labels outside {self.classes})"
+            )
 
     def _classes(self, classes: Sequence[str] | None, rows: list[tuple[str, str]]) -> list[str]:
         if classes is not None:
@@ -149,8 +159,9 @@ class JesterDataset(Dataset):
                 else:
                     clip[i] = previous
                     continue
-            previous = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), self.frame_size,
-                                  interpolation=cv2.INTER_AREA)
+            previous = cv2.resize(
+                cv2.cvtColor(image, cv2.COLOR_BGR2RGB), self.frame_size, interpolation=cv2.INTER_AREA
+            )
             clip[i] = previous
         return torch.from_numpy(clip), label
 

@@ -32,9 +32,14 @@ def _coverage(first: int, last: int, clip_end: int, clip_length: int) -> float:
     return max(0, hi - lo + 1) / (last - first + 1)
 
 
-def render_stream_clip(rng: np.random.Generator, label: str, clip_length: int = 16,
-                       frame_size: tuple[int, int] = (48, 48), fps: float = 15.0,
-                       script_s: float = 8.0) -> np.ndarray:
+def render_stream_clip(
+    rng: np.random.Generator,
+    label: str,
+    clip_length: int = 16,
+    frame_size: tuple[int, int] = (48, 48),
+    fps: float = 15.0,
+    script_s: float = 8.0,
+) -> np.ndarray:
     """A ``clip_length`` window of a simulated camera stream showing ``label``: (T, H, W, 3) uint8.
 
     A scene (drifting objects) with a scripted hand (:class:`GestureScript`) is rendered at
@@ -51,11 +56,10 @@ def render_stream_clip(rng: np.random.Generator, label: str, clip_length: int = 
     seed = int(rng.integers(2**31))
     script = GestureScript(seed=seed, gestures=None if label == NO_GESTURE else [label])
     width, height = STREAM_RENDER_SIZE
-    scene = SceneSequence(seed, width, height, num_objects=int(rng.integers(0, 5)),
-                          speed=40.0 * width / 320)
+    scene = SceneSequence(seed, width, height, num_objects=int(rng.integers(0, 5)), speed=40.0 * width / 320)
     count = int(script_s * fps)
     labels = [script.hand_at(i / fps).label for i in range(count)]
-    runs, start = [], None   # (first, last) frame of each gesture
+    runs, start = [], None  # (first, last) frame of each gesture
     for i, name in enumerate([*labels, NO_GESTURE]):
         if name != NO_GESTURE and start is None:
             start = i
@@ -64,8 +68,9 @@ def render_stream_clip(rng: np.random.Generator, label: str, clip_length: int = 
             start = None
     ends = range(clip_length - 1, count)
     if label == NO_GESTURE:
-        candidates = [f for f in ends
-                      if all(_coverage(a, b, f, clip_length) <= NEGATIVE_COVERAGE for a, b in runs)]
+        candidates = [
+            f for f in ends if all(_coverage(a, b, f, clip_length) <= NEGATIVE_COVERAGE for a, b in runs)
+        ]
     else:
         first, last = runs[1] if len(runs) > 1 else runs[0]
         candidates = [f for f in ends if _coverage(first, last, f, clip_length) >= POSITIVE_COVERAGE]
@@ -86,8 +91,14 @@ class StreamGestureDataset(torch.utils.data.Dataset):
     clip ``i`` depends only on ``(seed, i)``.
     """
 
-    def __init__(self, num_clips: int, seed: int = 0, clip_length: int = 16,
-                 frame_size: tuple[int, int] = (48, 48), classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        num_clips: int,
+        seed: int = 0,
+        clip_length: int = 16,
+        frame_size: tuple[int, int] = (48, 48),
+        classes: Sequence[str] | None = None,
+    ) -> None:
         from tnn_ros.sim.gestures import GESTURE_CLASSES
 
         if num_clips < 1:

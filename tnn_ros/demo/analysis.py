@@ -58,19 +58,19 @@ class RunSeries:
     bag: str
     t0_ns: int
     duration_s: float
-    battery: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))   # t, fraction, volts, amps
+    battery: np.ndarray = field(default_factory=lambda: np.empty((0, 4)))  # t, fraction, volts, amps
     temperature: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # t, deg C
-    deadline: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))     # t, ms
+    deadline: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # t, ms
     cpu_load: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     setpoint: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     applied: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     latency: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
-    cpu_ms: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))        # t, measured CPU ms/frame
+    cpu_ms: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # t, measured CPU ms/frame
     queue_ms: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     energy_meter: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # t, J since meter start
-    energy_sources: list[tuple[float, str]] = field(default_factory=list)       # resource monitor says
-    frames: list[dict] = field(default_factory=list)     # detections/json payloads + "t" (receive time)
-    gestures: list[dict] = field(default_factory=list)   # gesture/json payloads + "t"
+    energy_sources: list[tuple[float, str]] = field(default_factory=list)  # resource monitor says
+    frames: list[dict] = field(default_factory=list)  # detections/json payloads + "t" (receive time)
+    gestures: list[dict] = field(default_factory=list)  # gesture/json payloads + "t"
     truth: dict[int, dict] = field(default_factory=dict)  # stamp_ns -> ground_truth/json payload + "t"
     reasons: list[tuple[float, str]] = field(default_factory=list)
 
@@ -80,7 +80,7 @@ def _pick_topics(topics: list[str], namespace: str | None) -> dict[str, str]:
     chosen = {}
     for kind, suffix in TOPIC_SUFFIXES.items():
         matches = sorted(t for t in topics if t.endswith(suffix))
-        if namespace is not None and kind != "diagnostics":   # /diagnostics is absolute
+        if namespace is not None and kind != "diagnostics":  # /diagnostics is absolute
             exact = f"{namespace.rstrip('/')}{suffix}"
             matches = [exact] if exact in topics else []
         # /a/controller/reason also ends with /reason-like suffixes of other kinds: take the shortest
@@ -128,18 +128,30 @@ def load_run(bag: str | Path, namespace: str | None = None) -> RunSeries:
         return np.asarray(values, dtype=float).reshape(-1, width)
 
     run.battery = series("battery", 4)
-    for kind, attr in (("thermal", "temperature"), ("deadline", "deadline"), ("cpu_load", "cpu_load"),
-                       ("setpoint", "setpoint"), ("applied", "applied"), ("latency", "latency"),
-                       ("cpu_ms", "cpu_ms"), ("queue_ms", "queue_ms"), ("energy_meter", "energy_meter")):
+    for kind, attr in (
+        ("thermal", "temperature"),
+        ("deadline", "deadline"),
+        ("cpu_load", "cpu_load"),
+        ("setpoint", "setpoint"),
+        ("applied", "applied"),
+        ("latency", "latency"),
+        ("cpu_ms", "cpu_ms"),
+        ("queue_ms", "queue_ms"),
+        ("energy_meter", "energy_meter"),
+    ):
         setattr(run, attr, series(kind, 2))
-    run.energy_sources = [((stamp_ns - t0_ns) / 1e9, source)
-                          for _ns, (stamp_ns, _mission_s, source) in rows["diagnostics"] if source]
+    run.energy_sources = [
+        ((stamp_ns - t0_ns) / 1e9, source)
+        for _ns, (stamp_ns, _mission_s, source) in rows["diagnostics"]
+        if source
+    ]
     for ns, payload in rows["detections"]:
         run.frames.append({**payload, "t": (ns - t0_ns) / 1e9})
     for ns, payload in rows["gesture"]:
         run.gestures.append({**payload, "t": (ns - t0_ns) / 1e9})
-    run.truth = {int(payload["stamp_ns"]): {**payload, "t": (ns - t0_ns) / 1e9}
-                 for ns, payload in rows["truth"]}
+    run.truth = {
+        int(payload["stamp_ns"]): {**payload, "t": (ns - t0_ns) / 1e9} for ns, payload in rows["truth"]
+    }
     run.reasons = [((ns - t0_ns) / 1e9, text) for ns, text in rows["reason"]]
     return run
 
@@ -151,14 +163,17 @@ def _mission_start_ns(diagnostics: list[tuple[int, object]]) -> int | None:
     the first *recorded* battery message is up to a second late; the diagnostics say the mission
     time at a stamped instant. The median over all of them is robust to the 0.1 s rounding.
     """
-    starts = [stamp_ns - int(mission_s * 1e9) for _ns, (stamp_ns, mission_s, _source) in diagnostics
-              if mission_s is not None]
+    starts = [
+        stamp_ns - int(mission_s * 1e9)
+        for _ns, (stamp_ns, mission_s, _source) in diagnostics
+        if mission_s is not None
+    ]
     return int(np.median(starts)) if starts else None
 
 
 def _decode(kind: str, msg: object) -> object:
     """The numbers (tuple) or payload (dict / str) a message of ``kind`` contributes."""
-    if kind == "diagnostics":   # (stamp_ns, mission time or None, energy_source or None)
+    if kind == "diagnostics":  # (stamp_ns, mission time or None, energy_source or None)
         stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
         mission_s, source = None, None
         for status in msg.status:
@@ -166,7 +181,7 @@ def _decode(kind: str, msg: object) -> object:
                 if item.key == "mission_time_s":
                     try:
                         mission_s = float(item.value)
-                    except ValueError:   # "not started"
+                    except ValueError:  # "not started"
                         mission_s = None
                 elif item.key == "energy_source":
                     source = str(item.value)
@@ -193,8 +208,9 @@ def mission_phases(mission: object) -> list[Phase]:
     """
     phases = []
     for i, (t0, t1, _watts) in enumerate(mission.heat_events):
-        phases.append(Phase("thermal_spike" if len(mission.heat_events) == 1 else f"thermal_spike_{i + 1}",
-                            t0, t1))
+        phases.append(
+            Phase("thermal_spike" if len(mission.heat_events) == 1 else f"thermal_spike_{i + 1}", t0, t1)
+        )
     keys = mission.deadline_keyframes
     for (ta, va), (_tb, vb) in zip(keys, keys[1:]):
         if vb < va:
@@ -225,28 +241,35 @@ def detection_map50(frames: list[dict], truth: dict[int, dict]) -> float | None:
         if gt is None:
             continue
         dets = frame.get("detections", [])
-        predictions.append({
-            "boxes": torch.tensor([d["box"] for d in dets], dtype=torch.float32).reshape(-1, 4),
-            "scores": torch.tensor([d["score"] for d in dets], dtype=torch.float32),
-            "labels": torch.tensor([d["class_id"] for d in dets], dtype=torch.int64),
-        })
+        predictions.append(
+            {
+                "boxes": torch.tensor([d["box"] for d in dets], dtype=torch.float32).reshape(-1, 4),
+                "scores": torch.tensor([d["score"] for d in dets], dtype=torch.float32),
+                "labels": torch.tensor([d["class_id"] for d in dets], dtype=torch.int64),
+            }
+        )
         objects = gt.get("objects", [])
-        targets.append({
-            "boxes": torch.tensor([o["box"] for o in objects], dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor([o["class_id"] for o in objects], dtype=torch.int64),
-        })
+        targets.append(
+            {
+                "boxes": torch.tensor([o["box"] for o in objects], dtype=torch.float32).reshape(-1, 4),
+                "labels": torch.tensor([o["class_id"] for o in objects], dtype=torch.int64),
+            }
+        )
     if not targets or not any(len(t["labels"]) for t in targets):
         return None
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5])
     metric.update(predictions, targets)
     value = float(metric.compute()["map"])
-    return value if value >= 0.0 else None   # torchmetrics returns -1 when undefined
+    return value if value >= 0.0 else None  # torchmetrics returns -1 when undefined
 
 
 def gesture_accuracy(gestures: list[dict], truth: dict[int, dict]) -> float | None:
     """Fraction of emitted gesture labels equal to the ground-truth gesture of their frame."""
-    matched = [(g["label"], truth[int(g["stamp_ns"])].get("gesture")) for g in gestures
-               if int(g["stamp_ns"]) in truth]
+    matched = [
+        (g["label"], truth[int(g["stamp_ns"])].get("gesture"))
+        for g in gestures
+        if int(g["stamp_ns"]) in truth
+    ]
     if not matched:
         return None
     return sum(label == expected for label, expected in matched) / len(matched)
@@ -266,8 +289,12 @@ def gesture_event_accuracy(gestures: list[dict], truth: dict[int, dict]) -> floa
     announced = sorted((int(g["stamp_ns"]), g["label"]) for g in gestures if "label" in g)
     if not frames or not announced:
         return None
-    scores = score_stream([s / 1e9 for s, _ in frames], [label or "no_gesture" for _, label in frames],
-                          [s / 1e9 for s, _ in announced], [label for _, label in announced])
+    scores = score_stream(
+        [s / 1e9 for s, _ in frames],
+        [label or "no_gesture" for _, label in frames],
+        [s / 1e9 for s, _ in announced],
+        [label for _, label in announced],
+    )
     return scores.levenshtein_accuracy
 
 
@@ -298,8 +325,9 @@ def cpu_seconds(frames: list[dict]) -> tuple[float | None, int]:
     return (sum(known) / 1e3 if known else None), len(known)
 
 
-def run_energy(run: RunSeries, start_s: float = -math.inf,
-               end_s: float = math.inf) -> tuple[float | None, str]:
+def run_energy(
+    run: RunSeries, start_s: float = -math.inf, end_s: float = math.inf
+) -> tuple[float | None, str]:
     """Energy of the run in ``[start_s, end_s)`` and its source.
 
     A real meter (``energy_j`` topic; the resource monitor's ``energy_source`` rapl / jtop / battery
@@ -307,8 +335,9 @@ def run_energy(run: RunSeries, start_s: float = -math.inf,
     Otherwise the sim battery's integral, whose source the resource monitor named
     (``sim-from-measured-cpu``, or ``sim-from-utilization`` before any cpu_ms arrived).
     """
-    sources = [source for t, source in run.energy_sources if start_s <= t < end_s] \
-        or [source for _t, source in run.energy_sources]
+    sources = [source for t, source in run.energy_sources if start_s <= t < end_s] or [
+        source for _t, source in run.energy_sources
+    ]
     meter = run.energy_meter
     if sources and all(source in METER_SOURCES for source in sources) and len(set(sources)) == 1:
         rows = meter[(meter[:, 0] >= start_s) & (meter[:, 0] < end_s)] if len(meter) else meter
@@ -323,8 +352,11 @@ def run_energy(run: RunSeries, start_s: float = -math.inf,
 
 def _cost_figures(frames: list[dict]) -> dict:
     cpu_s, counted = cpu_seconds(frames)
-    queues = [float(f["queue_ms"]) for f in frames
-              if isinstance(f.get("queue_ms"), (int, float)) and math.isfinite(f["queue_ms"])]
+    queues = [
+        float(f["queue_ms"])
+        for f in frames
+        if isinstance(f.get("queue_ms"), (int, float)) and math.isfinite(f["queue_ms"])
+    ]
     return {
         "cpu_s": _round(cpu_s),
         "cpu_ms_per_frame": _round(cpu_s * 1e3 / counted, 3) if cpu_s is not None and counted else None,
@@ -340,7 +372,7 @@ def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> 
         if math.isfinite(deadline):
             hits.append(float(frame["latency_ms"]) <= deadline)
         truth = run.truth.get(int(frame["stamp_ns"]))
-        if truth is not None and "t" in truth:   # camera publish -> result, both as recorded
+        if truth is not None and "t" in truth:  # camera publish -> result, both as recorded
             e2e.append((frame["t"] - truth["t"]) * 1000.0)
     utilizations = [float(f["utilization"]) for f in frames]
     return {
@@ -373,18 +405,21 @@ def summarize(run: RunSeries, phases: list[Phase] = ()) -> dict:
     figures = _frame_figures(run, run.frames, run.gestures)
     battery = run.battery
     energy, source = run_energy(run)
-    figures.update({
-        "duration_s": _round(run.duration_s, 2),
-        "frames_published": len(run.truth),
-        "energy_j": _round(energy, 2),
-        "energy_source": source,
-        "energy_sim_j": _round(energy_joules(battery), 2),
-        "battery_start": _round(float(battery[0, 1])) if len(battery) else None,
-        "battery_end": _round(float(battery[-1, 1])) if len(battery) else None,
-        "max_temperature_c": (_round(float(np.nanmax(run.temperature[:, 1])), 2)
-                              if len(run.temperature) else None),
-        "mean_setpoint": _round(float(np.mean(run.setpoint[:, 1]))) if len(run.setpoint) else None,
-    })
+    figures.update(
+        {
+            "duration_s": _round(run.duration_s, 2),
+            "frames_published": len(run.truth),
+            "energy_j": _round(energy, 2),
+            "energy_source": source,
+            "energy_sim_j": _round(energy_joules(battery), 2),
+            "battery_start": _round(float(battery[0, 1])) if len(battery) else None,
+            "battery_end": _round(float(battery[-1, 1])) if len(battery) else None,
+            "max_temperature_c": (
+                _round(float(np.nanmax(run.temperature[:, 1])), 2) if len(run.temperature) else None
+            ),
+            "mean_setpoint": _round(float(np.mean(run.setpoint[:, 1]))) if len(run.setpoint) else None,
+        }
+    )
     figures["phases"] = {}
     for phase in phases:
         frames = [f for f in run.frames if phase.start_s <= f["t"] < phase.end_s]
@@ -420,7 +455,8 @@ def compare(auto: dict, baseline: dict) -> dict:
         "deadline_hit_rate_delta": delta(auto.get("deadline_hit_rate"), baseline.get("deadline_hit_rate")),
         "detection_map50_delta": delta(auto.get("detection_map50"), baseline.get("detection_map50")),
         "gesture_accuracy_delta": delta(auto.get("gesture_accuracy"), baseline.get("gesture_accuracy")),
-        "gesture_event_accuracy_delta": delta(auto.get("gesture_event_accuracy"),
-                                              baseline.get("gesture_event_accuracy")),
+        "gesture_event_accuracy_delta": delta(
+            auto.get("gesture_event_accuracy"), baseline.get("gesture_event_accuracy")
+        ),
         "battery_left_delta": delta(auto.get("battery_end"), baseline.get("battery_end")),
     }

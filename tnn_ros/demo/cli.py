@@ -32,21 +32,43 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run the demo (default)")
     for target in (parser, run):
-        target.add_argument("--duration", type=_positive, default=60.0,
-                            help="seconds of mission per run (the mission is rescaled; default 60)")
-        target.add_argument("--output", "-o", type=Path, default=Path("demo_output"),
-                            help="output folder (default demo_output)")
-        target.add_argument("--mission", default="mission_demo.yaml",
-                            help="mission file (path or a name in config/; default mission_demo.yaml)")
+        target.add_argument(
+            "--duration",
+            type=_positive,
+            default=60.0,
+            help="seconds of mission per run (the mission is rescaled; default 60)",
+        )
+        target.add_argument(
+            "--output",
+            "-o",
+            type=Path,
+            default=Path("demo_output"),
+            help="output folder (default demo_output)",
+        )
+        target.add_argument(
+            "--mission",
+            default="mission_demo.yaml",
+            help="mission file (path or a name in config/; default mission_demo.yaml)",
+        )
         target.add_argument("--namespace", default="/tnn", help="ROS namespace of the nodes (default /tnn)")
         target.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage")
-        target.add_argument("--no-baseline", action="store_true",
-                            help="skip the static full-utilization run (halves the time)")
-        target.add_argument("--baseline-images", action="store_true",
-                            help="also record camera frames in the baseline run's bag")
+        target.add_argument(
+            "--no-baseline",
+            action="store_true",
+            help="skip the static full-utilization run (halves the time)",
+        )
+        target.add_argument(
+            "--baseline-images",
+            action="store_true",
+            help="also record camera frames in the baseline run's bag",
+        )
         target.add_argument("--params-file", default=None, help="ROS parameter YAML passed to bringup")
-        target.add_argument("--startup-timeout", type=_positive, default=180.0,
-                            help="seconds to wait for the nodes to come up (default 180)")
+        target.add_argument(
+            "--startup-timeout",
+            type=_positive,
+            default=180.0,
+            help="seconds to wait for the nodes to come up (default 180)",
+        )
 
     analyze = commands.add_parser("analyze", help="recompute summary.json and timeline.png from bags")
     analyze.add_argument("bag", help="bag of a throttled run")
@@ -67,8 +89,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
         mission = Mission.load(find_mission_file(args.mission), duration_s=args.duration)
     output = args.output or Path(args.bag).resolve().parent
-    summary = write_report(args.bag, output, mission=mission, baseline_bag=args.baseline,
-                           namespace=args.namespace)
+    summary = write_report(
+        args.bag, output, mission=mission, baseline_bag=args.baseline, namespace=args.namespace
+    )
     print_summary(summary, sys.stdout)
     print(f"wrote {summary['files']['summary']} and {summary['files']['timeline']}")
     return 0
@@ -81,17 +104,24 @@ def _run(args: argparse.Namespace) -> int:
     stop_event = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        if stop_event.is_set():   # second Ctrl-C: leave now; atexit kills the children
+        if stop_event.is_set():  # second Ctrl-C: leave now; atexit kills the children
             raise KeyboardInterrupt
         print("\nstopping (Ctrl-C again to abort at once) ...", file=sys.stderr, flush=True)
         stop_event.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    options = DemoOptions(duration_s=args.duration, output=args.output, mission=args.mission,
-                          namespace=args.namespace, storage=args.storage, baseline=not args.no_baseline,
-                          baseline_images=args.baseline_images, params_file=args.params_file,
-                          startup_timeout_s=args.startup_timeout)
+    options = DemoOptions(
+        duration_s=args.duration,
+        output=args.output,
+        mission=args.mission,
+        namespace=args.namespace,
+        storage=args.storage,
+        baseline=not args.no_baseline,
+        baseline_images=args.baseline_images,
+        params_file=args.params_file,
+        startup_timeout_s=args.startup_timeout,
+    )
     summary = DemoRunner(options, stop_event=stop_event).run()
     print()
     print_summary(summary, sys.stdout)

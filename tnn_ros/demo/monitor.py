@@ -29,15 +29,20 @@ class DemoMonitor(Node):
         self._lock = threading.Lock()
         self.latest: dict[str, Any] = {}
         self.frames = 0
-        self.first_resource_time: float | None = None   # monotonic time of the first battery message
-        self._mission_start: float | None = None        # monotonic time the sim mission started
+        self.first_resource_time: float | None = None  # monotonic time of the first battery message
+        self._mission_start: float | None = None  # monotonic time the sim mission started
         self.controller_fqn = f"{namespace.rstrip('/')}/{controller}"
         qos = qos_profile_sensor_data  # best effort matches reliable and best-effort publishers
         self.create_subscription(BatteryState, "battery", self._on_battery, qos)
-        self.create_subscription(Temperature, "thermal",
-                                 lambda m: self._set("temperature", m.temperature), qos)
-        for topic, key in (("deadline_ms", "deadline"), ("utilization_setpoint", "setpoint"),
-                           ("utilization_applied", "applied"), ("latency_ms", "latency")):
+        self.create_subscription(
+            Temperature, "thermal", lambda m: self._set("temperature", m.temperature), qos
+        )
+        for topic, key in (
+            ("deadline_ms", "deadline"),
+            ("utilization_setpoint", "setpoint"),
+            ("utilization_applied", "applied"),
+            ("latency_ms", "latency"),
+        ):
             self.create_subscription(Float32, topic, lambda m, k=key: self._set(k, m.data), qos)
         self.create_subscription(String, "detections/json", self._on_detections, qos)
         self.create_subscription(String, "gesture/json", self._on_gesture, qos)
@@ -66,7 +71,7 @@ class DemoMonitor(Node):
                 if item.key == "mission_time_s":
                     try:
                         mission_s = float(item.value)
-                    except ValueError:   # "not started"
+                    except ValueError:  # "not started"
                         return
                     with self._lock:
                         self._mission_start = time.monotonic() - mission_s
@@ -110,7 +115,8 @@ class DemoMonitor(Node):
         if not self._set_client.wait_for_service(timeout_sec=timeout_s):
             return f"{self.controller_fqn}/set_parameters not available"
         request = SetParameters.Request(
-            parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+            parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
+        )
         response = self._call(self._set_client, request, timeout_s)
         if response is None:
             return f"{self.controller_fqn}/set_parameters did not answer in {timeout_s} s"

@@ -29,15 +29,28 @@ atexit.register(_kill_all_at_exit)
 class ManagedProcess:
     """A child process in its own process group, with its output going to a log file."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: str | Path,
-                 cwd: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        log_path: str | Path,
+        cwd: str | Path | None = None,
+    ) -> None:
         self.name = name
         self.command = command
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = self.log_path.open("wb")
-        self.popen = subprocess.Popen(command, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         _LIVE.add(self)
 
     @property

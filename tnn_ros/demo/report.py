@@ -10,8 +10,13 @@ from tnn_ros.demo.analysis import compare, load_run, mission_phases, summarize
 from tnn_ros.demo.timeline import plot_timeline
 
 
-def write_report(bag: str | Path, output: str | Path, mission: object | None = None,
-                 baseline_bag: str | Path | None = None, namespace: str | None = None) -> dict:
+def write_report(
+    bag: str | Path,
+    output: str | Path,
+    mission: object | None = None,
+    baseline_bag: str | Path | None = None,
+    namespace: str | None = None,
+) -> dict:
     """Analyze ``bag`` (and the static baseline bag, if any); write summary.json and timeline.png.
 
     ``mission`` (a :class:`tnn_ros.resources.mission.Mission`) supplies the phases; without it the
@@ -28,9 +33,14 @@ def write_report(bag: str | Path, output: str | Path, mission: object | None = N
         baseline = load_run(baseline_bag, namespace)
         summary["baseline_static_full"] = {"bag": str(baseline_bag), **summarize(baseline, phases)}
         summary["comparison"] = compare(summary, summary["baseline_static_full"])
-    timeline = plot_timeline(run, output / "timeline.png", phases, baseline=baseline,
-                             title=f"tnn_ros: {getattr(mission, 'name', Path(bag).name)} "
-                                   "(throttled; dashed/grey: static full utilization)")
+    timeline = plot_timeline(
+        run,
+        output / "timeline.png",
+        phases,
+        baseline=baseline,
+        title=f"tnn_ros: {getattr(mission, 'name', Path(bag).name)} "
+        "(throttled; dashed/grey: static full utilization)",
+    )
     summary["files"] = {"summary": str(output / "summary.json"), "timeline": str(timeline)}
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -39,14 +49,19 @@ def write_report(bag: str | Path, output: str | Path, mission: object | None = N
 def print_summary(summary: dict, out: TextIO) -> None:
     """A short side-by-side table of the headline figures."""
     base = summary.get("baseline_static_full") or {}
-    rows = [("frames processed", "frames", "{:d}"), ("deadline hit rate", "deadline_hit_rate", "{:.1%}"),
-            ("mean utilization", "mean_utilization", "{:.2f}"),
-            ("perception CPU (s)", "cpu_s", "{:.2f}"), ("CPU per frame (ms)", "cpu_ms_per_frame", "{:.1f}"),
-            ("energy (J)", "energy_j", "{:.1f}"),
-            ("battery at end", "battery_end", "{:.1%}"), ("detection mAP@0.5", "detection_map50", "{:.3f}"),
-            ("gesture accuracy", "gesture_accuracy", "{:.1%}"),
-            ("gesture events (Lev.)", "gesture_event_accuracy", "{:.1%}"),
-            ("mean latency (ms)", "mean_latency_ms", "{:.1f}")]
+    rows = [
+        ("frames processed", "frames", "{:d}"),
+        ("deadline hit rate", "deadline_hit_rate", "{:.1%}"),
+        ("mean utilization", "mean_utilization", "{:.2f}"),
+        ("perception CPU (s)", "cpu_s", "{:.2f}"),
+        ("CPU per frame (ms)", "cpu_ms_per_frame", "{:.1f}"),
+        ("energy (J)", "energy_j", "{:.1f}"),
+        ("battery at end", "battery_end", "{:.1%}"),
+        ("detection mAP@0.5", "detection_map50", "{:.3f}"),
+        ("gesture accuracy", "gesture_accuracy", "{:.1%}"),
+        ("gesture events (Lev.)", "gesture_event_accuracy", "{:.1%}"),
+        ("mean latency (ms)", "mean_latency_ms", "{:.1f}"),
+    ]
 
     def cell(value, fmt: str) -> str:
         return "n/a" if value is None else fmt.format(value)

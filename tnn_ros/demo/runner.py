@@ -37,7 +37,7 @@ class DemoOptions:
     namespace: str = "/tnn"
     storage: str = "mcap"
     baseline: bool = True
-    baseline_images: bool = False      # the static run's camera frames are not needed for the report
+    baseline_images: bool = False  # the static run's camera frames are not needed for the report
     params_file: str | None = None
     startup_timeout_s: float = 180.0
     extra_bringup_args: list[str] = field(default_factory=list)
@@ -52,7 +52,7 @@ class RunSpec:
     strategy: str
     manual_windows: bool
     record_images: bool
-    fixed_utilization: float | None = None   # static run: manual strategy at this utilization
+    fixed_utilization: float | None = None  # static run: manual strategy at this utilization
 
 
 @dataclass
@@ -87,8 +87,9 @@ def demo_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 class DemoRunner:
     """Runs the mission once per :class:`RunSpec` and writes the report; see the module docstring."""
 
-    def __init__(self, options: DemoOptions, stop_event: threading.Event | None = None,
-                 out: TextIO | None = None) -> None:
+    def __init__(
+        self, options: DemoOptions, stop_event: threading.Event | None = None, out: TextIO | None = None
+    ) -> None:
         from tnn_ros.resources.mission import Mission, find_mission_file
 
         if not options.duration_s > 0:
@@ -128,8 +129,12 @@ class DemoRunner:
         def section(node: str) -> dict:
             return params.setdefault(f"/**/{node}", {}).setdefault("ros__parameters", {})
 
-        section("resource_monitor").update(backend="sim", mission_file=str(self.mission_path),
-                                           mission_duration_s=float(self.options.duration_s), rate_hz=5.0)
+        section("resource_monitor").update(
+            backend="sim",
+            mission_file=str(self.mission_path),
+            mission_duration_s=float(self.options.duration_s),
+            rate_hz=5.0,
+        )
         # torch's OpenMP threads spin and thrash when they outnumber the free cores: leave one core
         # to the camera, the recorder and the other nodes (unless the user's file says otherwise)
         section("perception").setdefault("num_threads", max(1, min(2, (os.cpu_count() or 2) - 1)))
@@ -145,23 +150,57 @@ class DemoRunner:
     def _camera_command(self, params_file: Path) -> list[str]:
         from tnn_ros.resources.mission import find_config_file
 
-        return [sys.executable, "-m", "tnn_ros.nodes.sim_camera", "--ros-args",
-                "-r", f"__ns:={self.options.namespace}",
-                "--params-file", str(find_config_file("sim_camera.yaml")), "--params-file", str(params_file)]
+        return [
+            sys.executable,
+            "-m",
+            "tnn_ros.nodes.sim_camera",
+            "--ros-args",
+            "-r",
+            f"__ns:={self.options.namespace}",
+            "--params-file",
+            str(find_config_file("sim_camera.yaml")),
+            "--params-file",
+            str(params_file),
+        ]
 
     def _bringup_command(self, spec: RunSpec, params_file: Path) -> list[str]:
         # The sim camera runs in its own process: rendering frames in the perception process costs
         # the perception worker the GIL (measured: multi-second frame latencies on two cores).
-        return [sys.executable, "-m", self.options.bringup_module, "--no-sim-camera", "--backend", "sim",
-                "--strategy", spec.strategy, "--namespace", self.options.namespace,
-                # bringup's own time limit is only a watchdog: the demo stops it at the mission's end
-                "--duration", f"{self.options.duration_s + self.options.startup_timeout_s + 30.0:g}",
-                "--params-file", str(params_file), *self.options.extra_bringup_args]
+        return [
+            sys.executable,
+            "-m",
+            self.options.bringup_module,
+            "--no-sim-camera",
+            "--backend",
+            "sim",
+            "--strategy",
+            spec.strategy,
+            "--namespace",
+            self.options.namespace,
+            # bringup's own time limit is only a watchdog: the demo stops it at the mission's end
+            "--duration",
+            f"{self.options.duration_s + self.options.startup_timeout_s + 30.0:g}",
+            "--params-file",
+            str(params_file),
+            *self.options.extra_bringup_args,
+        ]
 
     def _recorder_command(self, spec: RunSpec, bag: Path) -> list[str]:
         exclude = NEVER_RECORD if spec.record_images else rf"{NEVER_RECORD}|/image$"
-        return [sys.executable, "-m", "tnn_ros.bag.cli", "record", "-o", str(bag), "--all",
-                "--storage", self.options.storage, "--exclude", exclude, "--quiet"]
+        return [
+            sys.executable,
+            "-m",
+            "tnn_ros.bag.cli",
+            "record",
+            "-o",
+            str(bag),
+            "--all",
+            "--storage",
+            self.options.storage,
+            "--exclude",
+            exclude,
+            "--quiet",
+        ]
 
     def run_once(self, spec: RunSpec, context) -> RunResult:
         """Record one mission run; never leaves a child process behind."""
@@ -188,30 +227,49 @@ class DemoRunner:
         recorder = camera = bringup = None
         status = StatusLine(stream=self.out, period_s=1.0, tty_period_s=0.5)
         try:
-            recorder = ManagedProcess("recorder", self._recorder_command(spec, bag), self.env,
-                                      self.logs / f"recorder_{spec.label}.log")
-            if not wait_until(lambda: RECORDER_NODE in monitor.get_node_names(), 60.0,
-                              abort=lambda: self.stop_event.is_set() or recorder.poll() is not None):
+            recorder = ManagedProcess(
+                "recorder",
+                self._recorder_command(spec, bag),
+                self.env,
+                self.logs / f"recorder_{spec.label}.log",
+            )
+            if not wait_until(
+                lambda: RECORDER_NODE in monitor.get_node_names(),
+                60.0,
+                abort=lambda: self.stop_event.is_set() or recorder.poll() is not None,
+            ):
                 return RunResult(spec, bag, False, self._why("recorder", recorder))
             params_file = self._params_file(spec)
-            camera = ManagedProcess("sim_camera", self._camera_command(params_file), self.env,
-                                    self.logs / f"sim_camera_{spec.label}.log")
-            bringup = ManagedProcess("bringup", self._bringup_command(spec, params_file), self.env,
-                                     self.logs / f"bringup_{spec.label}.log")
+            camera = ManagedProcess(
+                "sim_camera",
+                self._camera_command(params_file),
+                self.env,
+                self.logs / f"sim_camera_{spec.label}.log",
+            )
+            bringup = ManagedProcess(
+                "bringup",
+                self._bringup_command(spec, params_file),
+                self.env,
+                self.logs / f"bringup_{spec.label}.log",
+            )
             self.say(f"[{spec.label}] starting nodes (models load and warm up; log: {bringup.log_path})")
-            if not wait_until(lambda: monitor.first_resource_time is not None, self.options.startup_timeout_s,
-                              abort=lambda: self.stop_event.is_set() or bringup.poll() is not None):
+            if not wait_until(
+                lambda: monitor.first_resource_time is not None,
+                self.options.startup_timeout_s,
+                abort=lambda: self.stop_event.is_set() or bringup.poll() is not None,
+            ):
                 return RunResult(spec, bag, False, self._why("bringup", bringup, "no battery message"))
             if spec.fixed_utilization is not None:
                 wait_until(monitor.controller_ready, 30.0, abort=self.stop_event.is_set)
                 problem = monitor.set_controller_parameters(
-                    {"strategy": "manual", "manual_utilization": float(spec.fixed_utilization)})
+                    {"strategy": "manual", "manual_utilization": float(spec.fixed_utilization)}
+                )
                 if problem:
                     self.say(f"[{spec.label}] warning: could not fix the utilization: {problem}")
             return self._mission_loop(spec, bag, monitor, (recorder, camera, bringup), status)
         finally:
             status.finish()
-            for process in (camera, bringup, recorder):   # the recorder last: it catches their last words
+            for process in (camera, bringup, recorder):  # the recorder last: it catches their last words
                 if process is not None:
                     code = process.stop()
                     if process is recorder and code not in (0, None):
@@ -231,12 +289,15 @@ class DemoRunner:
             t = monitor.mission_time() or 0.0
             if not warned_no_frames and monitor.frames == 0 and t > min(10.0, self.options.duration_s / 3):
                 warned_no_frames = True
-                self.say(f"[{spec.label}] warning: no detections yet; is perception configured? "
-                         f"see {bringup.log_path}", status)
+                self.say(
+                    f"[{spec.label}] warning: no detections yet; is perception configured? "
+                    f"see {bringup.log_path}",
+                    status,
+                )
             if t >= self.options.duration_s:
                 return RunResult(spec, bag, True)
             if bringup.poll() == 0 and t >= 0.9 * self.options.duration_s:
-                return RunResult(spec, bag, True)   # bringup's own --duration ran out first
+                return RunResult(spec, bag, True)  # bringup's own --duration ran out first
             for process in processes:
                 if process.poll() is not None:
                     return RunResult(spec, bag, False, self._why(process.name, process))
@@ -251,8 +312,9 @@ class DemoRunner:
             self.stop_event.wait(0.1)
         return RunResult(spec, bag, False, "interrupted")
 
-    def _set_override(self, spec: RunSpec, monitor, t: float, wanted: float | None, saved_strategy: str,
-                      status: StatusLine) -> None:
+    def _set_override(
+        self, spec: RunSpec, monitor, t: float, wanted: float | None, saved_strategy: str, status: StatusLine
+    ) -> None:
         """Enter (``wanted`` = u) or leave (None) a manual window through the controller's parameters."""
         if wanted is not None:
             values = {"strategy": "manual", "manual_utilization": float(wanted)}
@@ -282,11 +344,20 @@ class DemoRunner:
         output.mkdir(parents=True, exist_ok=True)
         specs = [RunSpec("auto", "auto", manual_windows=True, record_images=True)]
         if self.options.baseline:
-            specs.append(RunSpec("static_full", "manual", manual_windows=False,
-                                 record_images=self.options.baseline_images, fixed_utilization=1.0))
-        self.say(f"tnn_ros demo: mission '{self.mission.name}' ({self.mission_path}), "
-                 f"{self.options.duration_s:g} s per run, {len(specs)} run(s) one after the other; "
-                 f"ROS_DOMAIN_ID={self.env['ROS_DOMAIN_ID']}, discovery LOCALHOST")
+            specs.append(
+                RunSpec(
+                    "static_full",
+                    "manual",
+                    manual_windows=False,
+                    record_images=self.options.baseline_images,
+                    fixed_utilization=1.0,
+                )
+            )
+        self.say(
+            f"tnn_ros demo: mission '{self.mission.name}' ({self.mission_path}), "
+            f"{self.options.duration_s:g} s per run, {len(specs)} run(s) one after the other; "
+            f"ROS_DOMAIN_ID={self.env['ROS_DOMAIN_ID']}, discovery LOCALHOST"
+        )
         os.environ.update({k: self.env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
         context = Context()
         rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
@@ -315,9 +386,13 @@ class DemoRunner:
         from tnn_ros.demo.report import write_report
 
         bags = {r.spec.label: r.bag for r in results}
-        summary = write_report(bags.get("auto") or next(iter(bags.values())), Path(self.options.output),
-                               mission=self.mission, baseline_bag=bags.get("static_full"),
-                               namespace=self.options.namespace)
+        summary = write_report(
+            bags.get("auto") or next(iter(bags.values())),
+            Path(self.options.output),
+            mission=self.mission,
+            baseline_bag=bags.get("static_full"),
+            namespace=self.options.namespace,
+        )
         summary["runs_completed"] = {r.spec.label: r.completed for r in results}
         (Path(self.options.output) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary

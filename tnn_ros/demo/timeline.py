@@ -22,8 +22,9 @@ def rolling_accuracy(run: RunSeries, window_s: float = 5.0) -> np.ndarray:
         gestures = [g for g in run.gestures if start <= g["t"] < start + window_s]
         map50 = detection_map50(frames, run.truth) if frames else None
         gesture = gesture_accuracy(gestures, run.truth)
-        rows.append((start + window_s / 2, np.nan if map50 is None else map50,
-                     np.nan if gesture is None else gesture))
+        rows.append(
+            (start + window_s / 2, np.nan if map50 is None else map50, np.nan if gesture is None else gesture)
+        )
     return np.asarray(rows, dtype=float).reshape(-1, 3)
 
 
@@ -33,9 +34,16 @@ def _shade_phases(axes: list, phases: list[Phase]) -> None:
         for ax in axes:
             ax.axvspan(phase.start_s, phase.end_s, color=color, alpha=0.08, lw=0)
         # labels on two rows so that overlapping phases stay readable
-        axes[0].text((phase.start_s + phase.end_s) / 2, 1.02 + 0.09 * (index % 2),
-                     phase.name.replace("_", " "), transform=axes[0].get_xaxis_transform(),
-                     ha="center", va="bottom", fontsize=7, color=color)
+        axes[0].text(
+            (phase.start_s + phase.end_s) / 2,
+            1.02 + 0.09 * (index % 2),
+            phase.name.replace("_", " "),
+            transform=axes[0].get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color=color,
+        )
 
 
 def _step(ax, series: np.ndarray, **kwargs) -> None:
@@ -43,9 +51,14 @@ def _step(ax, series: np.ndarray, **kwargs) -> None:
         ax.step(series[:, 0], series[:, 1], where="post", **kwargs)
 
 
-def plot_timeline(auto: RunSeries, path: str | Path, phases: list[Phase] = (),
-                  baseline: RunSeries | None = None, title: str = "tnn_ros demo",
-                  accuracy_window_s: float = 5.0) -> Path:
+def plot_timeline(
+    auto: RunSeries,
+    path: str | Path,
+    phases: list[Phase] = (),
+    baseline: RunSeries | None = None,
+    title: str = "tnn_ros demo",
+    accuracy_window_s: float = 5.0,
+) -> Path:
     """Draw the four-panel timeline of a run (and the static baseline, in grey) to ``path``."""
     import matplotlib
 
@@ -59,17 +72,30 @@ def plot_timeline(auto: RunSeries, path: str | Path, phases: list[Phase] = (),
     if len(auto.battery):
         res_ax.plot(auto.battery[:, 0], 100 * auto.battery[:, 1], color="tab:blue", label="battery % (auto)")
     if baseline is not None and len(baseline.battery):
-        res_ax.plot(baseline.battery[:, 0], 100 * baseline.battery[:, 1], color="tab:blue", ls="--",
-                    alpha=0.5, label="battery % (static full)")
+        res_ax.plot(
+            baseline.battery[:, 0],
+            100 * baseline.battery[:, 1],
+            color="tab:blue",
+            ls="--",
+            alpha=0.5,
+            label="battery % (static full)",
+        )
     res_ax.set_ylabel("battery %")
     res_ax.set_ylim(0, 100)
     temp_ax = res_ax.twinx()
     if len(auto.temperature):
-        temp_ax.plot(auto.temperature[:, 0], auto.temperature[:, 1], color="tab:red",
-                     label="temperature (auto)")
+        temp_ax.plot(
+            auto.temperature[:, 0], auto.temperature[:, 1], color="tab:red", label="temperature (auto)"
+        )
     if baseline is not None and len(baseline.temperature):
-        temp_ax.plot(baseline.temperature[:, 0], baseline.temperature[:, 1], color="tab:red", ls="--",
-                     alpha=0.5, label="temperature (static full)")
+        temp_ax.plot(
+            baseline.temperature[:, 0],
+            baseline.temperature[:, 1],
+            color="tab:red",
+            ls="--",
+            alpha=0.5,
+            label="temperature (static full)",
+        )
     temp_ax.set_ylabel("deg C")
     lines = res_ax.get_legend_handles_labels()[0] + temp_ax.get_legend_handles_labels()[0]
     res_ax.legend(lines, [ln.get_label() for ln in lines], loc="lower left", fontsize=7, ncol=2)
@@ -83,13 +109,24 @@ def plot_timeline(auto: RunSeries, path: str | Path, phases: list[Phase] = (),
     util_ax.legend(loc="lower left", fontsize=7, ncol=3)
 
     if baseline is not None and baseline.frames:
-        lat_ax.scatter([f["t"] for f in baseline.frames], [f["latency_ms"] for f in baseline.frames],
-                       s=3, color="gray", alpha=0.5, label="latency (static full)")
+        lat_ax.scatter(
+            [f["t"] for f in baseline.frames],
+            [f["latency_ms"] for f in baseline.frames],
+            s=3,
+            color="gray",
+            alpha=0.5,
+            label="latency (static full)",
+        )
     if auto.frames:
-        lat_ax.scatter([f["t"] for f in auto.frames], [f["latency_ms"] for f in auto.frames], s=3,
-                       color="tab:green", label="latency (auto)")
+        lat_ax.scatter(
+            [f["t"] for f in auto.frames],
+            [f["latency_ms"] for f in auto.frames],
+            s=3,
+            color="tab:green",
+            label="latency (auto)",
+        )
     _step(lat_ax, auto.deadline, color="black", lw=1.5, label="deadline")
-    lat_ax.set_yscale("log")   # a few slow frames must not flatten the deadline
+    lat_ax.set_yscale("log")  # a few slow frames must not flatten the deadline
     lat_ax.set_ylabel("latency ms (log)")
     lat_ax.legend(loc="upper left", fontsize=7, ncol=3)
 
@@ -98,10 +135,24 @@ def plot_timeline(auto: RunSeries, path: str | Path, phases: list[Phase] = (),
             continue
         rows = rolling_accuracy(run, accuracy_window_s)
         if len(rows):
-            acc_ax.plot(rows[:, 0], rows[:, 1], ls=style, marker="o", ms=3, color="tab:blue",
-                        label=f"detection mAP@0.5 ({name})")
-            acc_ax.plot(rows[:, 0], rows[:, 2], ls=style, marker="s", ms=3, color="tab:purple",
-                        label=f"gesture accuracy ({name})")
+            acc_ax.plot(
+                rows[:, 0],
+                rows[:, 1],
+                ls=style,
+                marker="o",
+                ms=3,
+                color="tab:blue",
+                label=f"detection mAP@0.5 ({name})",
+            )
+            acc_ax.plot(
+                rows[:, 0],
+                rows[:, 2],
+                ls=style,
+                marker="s",
+                ms=3,
+                color="tab:purple",
+                label=f"gesture accuracy ({name})",
+            )
     acc_ax.set_ylabel(f"accuracy ({accuracy_window_s:g} s windows)")
     acc_ax.set_ylim(-0.05, 1.05)
     acc_ax.set_xlabel("mission time (s)")

@@ -35,10 +35,17 @@ def onnxruntime_missing() -> str:
     return ""
 
 
-def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLike | None = None,
-                  num_threads: int = 1, cache_dir: str | os.PathLike | None = None,
-                  spinning: bool | None = None, log: Callable[[str], None] | None = None,
-                  warmup: bool = True) -> EngineModel:
+def create_engine(
+    model,
+    backend: str = "torch",
+    *,
+    model_path: str | os.PathLike | None = None,
+    num_threads: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    spinning: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    warmup: bool = True,
+) -> EngineModel:
     """Put ``model`` (a throttleable torch model in eval mode) behind ``backend``.
 
     Args:
@@ -67,8 +74,14 @@ def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLik
             return EngineModel(model, TorchEngine(model), fallback_reason=reason)
         from .ort_engine import DEFAULT_SPINNING, OrtEngine
 
-        engine = OrtEngine(model, model_path, num_threads=num_threads, cache_dir=cache_dir,
-                           spinning=DEFAULT_SPINNING if spinning is None else spinning, log=log)
+        engine = OrtEngine(
+            model,
+            model_path,
+            num_threads=num_threads,
+            cache_dir=cache_dir,
+            spinning=DEFAULT_SPINNING if spinning is None else spinning,
+            log=log,
+        )
         wrapped = EngineModel(model, engine)
         if warmup:
             wrapped.warmup()
@@ -76,5 +89,12 @@ def create_engine(model, backend: str = "torch", *, model_path: str | os.PathLik
     return EngineModel(model, TorchEngine(model))
 
 
-__all__ = ["BACKENDS", "Engine", "EngineError", "EngineModel", "TorchEngine", "create_engine",
-           "onnxruntime_missing"]
+__all__ = [
+    "BACKENDS",
+    "Engine",
+    "EngineError",
+    "EngineModel",
+    "TorchEngine",
+    "create_engine",
+    "onnxruntime_missing",
+]

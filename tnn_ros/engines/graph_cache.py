@@ -125,9 +125,16 @@ def export_level(model: nn.Module, level: int, example: Tensor, path: str | os.P
     with warnings.catch_warnings():
         # The shape checks in forward are constant for a static graph: exactly what we want traced.
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=[f"output{i}" for i in range(count)],
-                          do_constant_folding=True)
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[f"output{i}" for i in range(count)],
+            do_constant_folding=True,
+        )
 
 
 class GraphCache:
@@ -140,8 +147,13 @@ class GraphCache:
         directories: folders to look in, preferred first; graphs are written to the first writable one.
     """
 
-    def __init__(self, model_digest: str, stem: str, input_shape: Sequence[int],
-                 directories: Sequence[str | os.PathLike]) -> None:
+    def __init__(
+        self,
+        model_digest: str,
+        stem: str,
+        input_shape: Sequence[int],
+        directories: Sequence[str | os.PathLike],
+    ) -> None:
         if not directories:
             raise ValueError("GraphCache needs at least one directory")
         self.model_digest = model_digest
@@ -150,8 +162,12 @@ class GraphCache:
         self.directories = [Path(d) / stem for d in directories]
 
     @classmethod
-    def for_model_file(cls, model_path: str | os.PathLike, input_shape: Sequence[int],
-                       cache_dir: str | os.PathLike | None = None) -> GraphCache:
+    def for_model_file(
+        cls,
+        model_path: str | os.PathLike,
+        input_shape: Sequence[int],
+        cache_dir: str | os.PathLike | None = None,
+    ) -> GraphCache:
         """Cache of the model in ``model_path``: beside it, else in the user cache dir."""
         from ..models.io import card_path
 
@@ -167,8 +183,12 @@ class GraphCache:
 
     def key(self, level: int) -> dict:
         """What a graph of ``level`` must have been made from."""
-        return {"model_sha256": self.model_digest, "level": int(level), "input_shape": self.input_shape,
-                "exporter": exporter_tag()}
+        return {
+            "model_sha256": self.model_digest,
+            "level": int(level),
+            "input_shape": self.input_shape,
+            "exporter": exporter_tag(),
+        }
 
     def _name(self, level: int) -> str:
         shape = "x".join(str(v) for v in self.input_shape)
@@ -204,8 +224,9 @@ class GraphCache:
         for folder in self.directories:
             if _writable(folder):
                 return folder
-        raise PermissionError(f"no writable folder for exported graphs among "
-                              f"{', '.join(str(d) for d in self.directories)}")
+        raise PermissionError(
+            f"no writable folder for exported graphs among {', '.join(str(d) for d in self.directories)}"
+        )
 
     def store(self, level: int, export: Callable[[str], None]) -> Path:
         """Export ``level`` with ``export(tmp_path)`` into the write folder; returns the graph path."""

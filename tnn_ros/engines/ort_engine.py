@@ -71,9 +71,16 @@ class OrtEngine(Engine):
 
     backend = "onnxruntime"
 
-    def __init__(self, model, model_path: str | os.PathLike | None = None, num_threads: int = 1,
-                 cache_dir: str | os.PathLike | None = None, spinning: bool = DEFAULT_SPINNING,
-                 providers: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        model_path: str | os.PathLike | None = None,
+        num_threads: int = 1,
+        cache_dir: str | os.PathLike | None = None,
+        spinning: bool = DEFAULT_SPINNING,
+        providers: Sequence[str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         if model.training:
@@ -120,8 +127,9 @@ class OrtEngine(Engine):
         try:
             return self.cache.store(level, lambda tmp: export_level(model, level, example, tmp))
         except Exception as exc:
-            raise EngineError(f"cannot export level {level} of {self.cache.stem} to ONNX: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise EngineError(
+                f"cannot export level {level} of {self.cache.stem} to ONNX: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _session(self, model, level: int, example: Tensor, path: Path):
         options = session_options(self.num_threads, self.spinning)
@@ -131,18 +139,20 @@ class OrtEngine(Engine):
             self._log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
             self.cache_events["rebuilt"] += 1
             path = self._export(model, level, example)
-            self.graph_paths[level:level + 1] = [path]
+            self.graph_paths[level : level + 1] = [path]
             try:
                 return self._ort.InferenceSession(str(path), options, providers=self.providers)
             except Exception as exc:
-                raise EngineError(f"{path}: onnxruntime cannot load the rebuilt graph: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise EngineError(
+                    f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
+                ) from exc
 
     # --- running ------------------------------------------------------------------------------------
     def run(self, level: int, inputs: Tensor):
         if tuple(inputs.shape) != self.input_shape:
-            raise ValueError(f"the exported graphs take inputs of shape {self.input_shape}, "
-                             f"got {tuple(inputs.shape)}")
+            raise ValueError(
+                f"the exported graphs take inputs of shape {self.input_shape}, got {tuple(inputs.shape)}"
+            )
         if inputs.dtype != torch.float32:
             raise ValueError(f"expected float32 inputs, got {inputs.dtype}")
         # ORT reads C-contiguous buffers; channels-last images (from preprocess) are copied once here,
@@ -158,7 +168,12 @@ class OrtEngine(Engine):
         return self._sessions[level]
 
     def info(self) -> dict:
-        return {"backend": self.backend, "provider": self.provider, "threads": self.num_threads,
-                "spinning": self.spinning, "onnxruntime": self._ort.__version__,
-                "graph_cache": str(self.graph_paths[0].parent) if self.graph_paths else "",
-                "cache_events": dict(self.cache_events)}
+        return {
+            "backend": self.backend,
+            "provider": self.provider,
+            "threads": self.num_threads,
+            "spinning": self.spinning,
+            "onnxruntime": self._ort.__version__,
+            "graph_cache": str(self.graph_paths[0].parent) if self.graph_paths else "",
+            "cache_events": dict(self.cache_events),
+        }

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-PSEUDO_THRESHOLD = 0.3   # the original's detections kept as pseudo ground truth
-SCORE_FLOOR = 0.01       # detections a level must report to be ranked by mAP
-MAX_DETECTIONS = 300     # SSDlite reports up to 300 per image; rank them all
+PSEUDO_THRESHOLD = 0.3  # the original's detections kept as pseudo ground truth
+SCORE_FLOOR = 0.01  # detections a level must report to be ranked by mAP
+MAX_DETECTIONS = 300  # SSDlite reports up to 300 per image; rank them all
 
 
 def _raw_modules(net: nn.Module) -> dict[str, nn.Module]:
@@ -51,8 +51,10 @@ def detector_raw_outputs(run, net: nn.Module, include_detections: bool = True) -
     captured: dict[str, list[Tensor]] = {}
     handles = []
     for name, module in _raw_modules(net).items():
+
         def hook(_module, _inputs, output, name=name):
             captured.setdefault(name, []).extend(t.detach().clone() for t in _tensors(output))
+
         handles.append(module.register_forward_hook(hook))
     try:
         detections = run()
@@ -83,8 +85,9 @@ def max_abs_difference(reference: dict[str, list[Tensor]], candidate: dict[str, 
 
 
 @torch.no_grad()
-def full_level_difference(model, original: nn.Module, inputs: Iterable[Tensor],
-                          include_detections: bool = True) -> float:
+def full_level_difference(
+    model, original: nn.Module, inputs: Iterable[Tensor], include_detections: bool = True
+) -> float:
     """Max abs difference of every output between ``model`` at its top level and ``original``.
 
     Detectors: backbone features, head outputs and (``include_detections``) final detections;
@@ -136,9 +139,13 @@ def equivalence_report(model, original: nn.Module, inputs: Sequence[Tensor]) -> 
 
 
 @torch.no_grad()
-def detection_agreement(model, original: nn.Module, images: Sequence[Tensor],
-                        levels: Sequence[int] | None = None,
-                        pseudo_threshold: float = PSEUDO_THRESHOLD) -> list[float]:
+def detection_agreement(
+    model,
+    original: nn.Module,
+    images: Sequence[Tensor],
+    levels: Sequence[int] | None = None,
+    pseudo_threshold: float = PSEUDO_THRESHOLD,
+) -> list[float]:
     """mAP@0.5 of each level against the original's detections (score >= ``pseudo_threshold``).
 
     ``images`` are (3, H, W) floats in [0, 1]. Frames on which the original finds nothing count
@@ -160,8 +167,9 @@ def detection_agreement(model, original: nn.Module, images: Sequence[Tensor],
     try:
         for level in levels:
             model.set_level(level)
-            metric = MeanAveragePrecision(iou_thresholds=[0.5], box_format="xyxy",
-                                          max_detection_thresholds=[1, 10, MAX_DETECTIONS])
+            metric = MeanAveragePrecision(
+                iou_thresholds=[0.5], box_format="xyxy", max_detection_thresholds=[1, 10, MAX_DETECTIONS]
+            )
             metric.warn_on_many_detections = False
             for image, target in zip(images, targets):
                 det = model(image[None])[0]
@@ -174,8 +182,9 @@ def detection_agreement(model, original: nn.Module, images: Sequence[Tensor],
 
 
 @torch.no_grad()
-def top1_agreement(model, original: nn.Module, clips: Sequence[Tensor],
-                   levels: Sequence[int] | None = None) -> list[float]:
+def top1_agreement(
+    model, original: nn.Module, clips: Sequence[Tensor], levels: Sequence[int] | None = None
+) -> list[float]:
     """Share of clips whose top-1 class at each level equals the original's (clips: (3, T, H, W))."""
     batch = torch.stack(list(clips))
     reference = original(batch).argmax(1)
@@ -199,7 +208,9 @@ def agreement_per_level(model, original: nn.Module, held_out: Sequence[Tensor]) 
     """
     if getattr(model, "architecture", {}).get("task") == "detection":
         scores = detection_agreement(model, original, held_out)
-        return scores, (f"mAP@0.5 (torchmetrics) against the original's detections with score >= "
-                        f"{PSEUDO_THRESHOLD} on {len(held_out)} held-out frames")
+        return scores, (
+            f"mAP@0.5 (torchmetrics) against the original's detections with score >= "
+            f"{PSEUDO_THRESHOLD} on {len(held_out)} held-out frames"
+        )
     metric = f"top-1 agreement with the original on {len(held_out)} held-out clips"
     return top1_agreement(model, original, held_out), metric

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 NO_GESTURE = "no_gesture"
-DEFAULT_ALLOWANCE_S = 0.8   # the scripted rests last >= 0.8 s, so windows never reach the next gesture
+DEFAULT_ALLOWANCE_S = 0.8  # the scripted rests last >= 0.8 s, so windows never reach the next gesture
 
 
 @dataclass(frozen=True)
@@ -94,29 +94,30 @@ def levenshtein_accuracy(announced: Sequence[str], truth: Sequence[str]) -> floa
 class EventScores:
     """Event-level figures of one stretch of stream."""
 
-    gestures: int                 # scripted gestures scored
-    announced: int                # announced events in the scored span
-    detected: int                 # gestures with a right-class announcement inside their window
-    misclassified: int            # gestures whose window holds announcements, none of the right class
-    missed: int                   # gestures whose window holds no announcement at all
-    false_alarms: int             # announced events that detect nothing
+    gestures: int  # scripted gestures scored
+    announced: int  # announced events in the scored span
+    detected: int  # gestures with a right-class announcement inside their window
+    misclassified: int  # gestures whose window holds announcements, none of the right class
+    missed: int  # gestures whose window holds no announcement at all
+    false_alarms: int  # announced events that detect nothing
     levenshtein_accuracy: float | None
     detection_rate: float | None  # detected / gestures
-    mean_delay_s: float | None    # announcement time - gesture start, over detections
+    mean_delay_s: float | None  # announcement time - gesture start, over detections
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def match_events(truth: Sequence[GestureEvent], announced: Sequence[GestureEvent],
-                 allowance_s: float = DEFAULT_ALLOWANCE_S) -> EventScores:
+def match_events(
+    truth: Sequence[GestureEvent], announced: Sequence[GestureEvent], allowance_s: float = DEFAULT_ALLOWANCE_S
+) -> EventScores:
     """Score announced events against the truth gestures (see the module docstring)."""
     if not allowance_s >= 0 or not math.isfinite(allowance_s):
         raise ValueError(f"allowance_s must be finite and >= 0, got {allowance_s}")
     truth = sorted(truth, key=lambda e: e.start)
     announced = sorted(announced, key=lambda e: e.start)
     windows = _windows(truth, allowance_s)
-    owner = []   # index of the truth window each announced event falls in (None: outside all)
+    owner = []  # index of the truth window each announced event falls in (None: outside all)
     for event in announced:
         inside = [i for i, (a, b) in enumerate(windows) if a <= event.start <= b]
         owner.append(inside[0] if inside else None)
@@ -135,8 +136,12 @@ def match_events(truth: Sequence[GestureEvent], announced: Sequence[GestureEvent
         else:
             missed += 1
     return EventScores(
-        gestures=len(truth), announced=len(announced), detected=detected, misclassified=misclassified,
-        missed=missed, false_alarms=len(announced) - len(used),
+        gestures=len(truth),
+        announced=len(announced),
+        detected=detected,
+        misclassified=misclassified,
+        missed=missed,
+        false_alarms=len(announced) - len(used),
         levenshtein_accuracy=levenshtein_accuracy([e.label for e in announced], [e.label for e in truth]),
         detection_rate=detected / len(truth) if truth else None,
         mean_delay_s=sum(delays) / len(delays) if delays else None,
@@ -163,10 +168,14 @@ def _windows(truth: Sequence[GestureEvent], allowance_s: float) -> list[tuple[fl
     return windows
 
 
-def score_stream(truth_times: Sequence[float], truth_labels: Sequence[str],
-                 announce_times: Sequence[float], announce_labels: Sequence[str],
-                 allowance_s: float = DEFAULT_ALLOWANCE_S, span: tuple[float, float] | None = None
-                 ) -> EventScores:
+def score_stream(
+    truth_times: Sequence[float],
+    truth_labels: Sequence[str],
+    announce_times: Sequence[float],
+    announce_labels: Sequence[str],
+    allowance_s: float = DEFAULT_ALLOWANCE_S,
+    span: tuple[float, float] | None = None,
+) -> EventScores:
     """Event scores of a recognizer run: per-frame truth + timed announcements.
 
     Only the stretch the recognizer watched counts: ``span`` (default: first to last announcement)
@@ -183,6 +192,7 @@ def score_stream(truth_times: Sequence[float], truth_labels: Sequence[str],
     windows = _windows(truth, allowance_s)
     kept = [lo <= a and b <= hi for a, b in windows]
     dropped = [w for w, keep in zip(windows, kept) if not keep]
-    announced = [e for e in announced if lo <= e.start <= hi
-                 and not any(a <= e.start <= b for a, b in dropped)]
+    announced = [
+        e for e in announced if lo <= e.start <= hi and not any(a <= e.start <= b for a, b in dropped)
+    ]
     return match_events([g for g, keep in zip(truth, kept) if keep], announced, allowance_s)

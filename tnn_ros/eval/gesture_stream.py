@@ -32,8 +32,15 @@ class StreamRecording:
     labels: list[str]
 
 
-def record_stream(frame_size: tuple[int, int], seconds: float = 90.0, seed: int = 11, fps: float = 15.0,
-                  width: int = 320, height: int = 240, progress: bool = False) -> StreamRecording:
+def record_stream(
+    frame_size: tuple[int, int],
+    seconds: float = 90.0,
+    seed: int = 11,
+    fps: float = 15.0,
+    width: int = 320,
+    height: int = 240,
+    progress: bool = False,
+) -> StreamRecording:
     """Render ``seconds`` of the simulated camera and fit each frame to ``frame_size`` (width, height)."""
     from ..models.gesture import resize_frame
     from ..sim.stream import SimFrameSource
@@ -63,8 +70,11 @@ def run_recognizer(recognizer, recording: StreamRecording) -> tuple[list[float],
     return times, announced, truth
 
 
-def score_recognizer(make_recognizer: Callable[[], object], recording: StreamRecording,
-                     allowance_s: float = DEFAULT_ALLOWANCE_S) -> dict:
+def score_recognizer(
+    make_recognizer: Callable[[], object],
+    recording: StreamRecording,
+    allowance_s: float = DEFAULT_ALLOWANCE_S,
+) -> dict:
     """Frame- and event-level figures of a fresh recognizer over ``recording``."""
     recognizer = make_recognizer()
     start = time.perf_counter()
@@ -82,20 +92,30 @@ def score_recognizer(make_recognizer: Callable[[], object], recording: StreamRec
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tnn-bench gesture-stream", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None,
-                        help="gesture model file (default: shipped models/gesture.pt)")
+    parser.add_argument(
+        "--model", default=None, help="gesture model file (default: shipped models/gesture.pt)"
+    )
     parser.add_argument("--seconds", type=float, default=90.0, help="stream length (scene time)")
     parser.add_argument("--seed", type=int, default=11, help="sim_camera seed (scene + gesture script)")
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
-    parser.add_argument("--levels", type=int, nargs="*", default=None,
-                        help="levels to score (default: lowest and full)")
+    parser.add_argument(
+        "--levels", type=int, nargs="*", default=None, help="levels to score (default: lowest and full)"
+    )
     parser.add_argument("--stride", type=int, default=None, help="recognizer stride (default: its own)")
     parser.add_argument("--smoothing", type=int, default=None, help="recognizer smoothing (default: its own)")
-    parser.add_argument("--event-gate", action=argparse.BooleanOptionalAction, default=True,
-                        help="one announcement per gesture (GestureRecognizer event_gate), as the node does")
-    parser.add_argument("--allowance", type=float, default=DEFAULT_ALLOWANCE_S,
-                        help="seconds after a gesture's end its announcement may still come")
+    parser.add_argument(
+        "--event-gate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one announcement per gesture (GestureRecognizer event_gate), as the node does",
+    )
+    parser.add_argument(
+        "--allowance",
+        type=float,
+        default=DEFAULT_ALLOWANCE_S,
+        help="seconds after a gesture's end its announcement may still come",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     return parser
@@ -117,8 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings["event_gate"] = args.event_gate
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
     recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
-    results = {"model": args.model or "shipped", "seconds": args.seconds, "seed": args.seed, "fps": args.fps,
-               "size": list(args.size), "allowance_s": args.allowance, "recognizer": {}, "levels": {}}
+    results = {
+        "model": args.model or "shipped",
+        "seconds": args.seconds,
+        "seed": args.seed,
+        "fps": args.fps,
+        "size": list(args.size),
+        "allowance_s": args.allowance,
+        "recognizer": {},
+        "levels": {},
+    }
     for level in levels:
         net.set_level(level)
 
@@ -130,10 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["recognizer"] = {k: getattr(make(), k) for k in names if hasattr(make(), k)}
         results["levels"][str(level)] = figures
         e = figures["events"]
-        print(f"level {level}: frame-level {figures['frame_accuracy']:.3f}  event-level (Levenshtein) "
-              f"{figures['event_accuracy']:.3f}  detected {e['detected']}/{e['gestures']}  "
-              f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
-              f"{figures['ms_per_frame']:.2f} ms/frame", flush=True)
+        print(
+            f"level {level}: frame-level {figures['frame_accuracy']:.3f}  event-level (Levenshtein) "
+            f"{figures['event_accuracy']:.3f}  detected {e['detected']}/{e['gestures']}  "
+            f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
+            f"{figures['ms_per_frame']:.2f} ms/frame",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -64,9 +64,11 @@ def measure_latency(
         return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
 
     def summary(name):
-        return {"median_ms": [statistics.median(samples[name][k]) for k in levels],
-                "p90_ms": [p90(samples[name][k]) for k in levels],
-                "cpu_median_ms": [statistics.median(cpu_samples[name][k]) for k in levels]}
+        return {
+            "median_ms": [statistics.median(samples[name][k]) for k in levels],
+            "p90_ms": [p90(samples[name][k]) for k in levels],
+            "cpu_median_ms": [statistics.median(cpu_samples[name][k]) for k in levels],
+        }
 
     result = {"levels": levels, **summary("")}
     if others:
@@ -76,8 +78,9 @@ def measure_latency(
     return result
 
 
-def measure_cpu_per_frame(model, example: torch.Tensor, level: int, frames: int = 20,
-                          period_s: float = 1 / 15) -> float:
+def measure_cpu_per_frame(
+    model, example: torch.Tensor, level: int, frames: int = 20, period_s: float = 1 / 15
+) -> float:
     """Process CPU time (ms) per frame when ``model`` runs one frame every ``period_s`` at ``level``.
 
     Unlike latency this also counts what worker threads burn between frames (onnxruntime's spinning).

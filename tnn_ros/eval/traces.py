@@ -21,19 +21,19 @@ class Trace:
     (row-major over frame, level). Gesture runs happen on frames ``gesture_frames``.
     """
 
-    latency_ms: np.ndarray          # (N, L) wall time of detector (+ gesture net on run frames)
-    cpu_ms: np.ndarray              # (N, L) process CPU time of the same work
-    det_offsets: np.ndarray         # (N * L + 1,)
-    det_boxes: np.ndarray           # (M, 4) xyxy pixels
-    det_scores: np.ndarray          # (M,)
-    det_labels: np.ndarray          # (M,)
-    gt_offsets: np.ndarray          # (N + 1,)
-    gt_boxes: np.ndarray            # (G, 4)
-    gt_labels: np.ndarray           # (G,)
-    gesture_frames: np.ndarray      # (R,) frame index of each gesture-net run
-    gesture_probs: np.ndarray       # (R, L, C)
-    gesture_truth: np.ndarray       # (N,) class index of the ground-truth gesture per frame
-    f1: np.ndarray                  # (N, L) per-frame detection F1 at IoU 0.5 (oracle, training)
+    latency_ms: np.ndarray  # (N, L) wall time of detector (+ gesture net on run frames)
+    cpu_ms: np.ndarray  # (N, L) process CPU time of the same work
+    det_offsets: np.ndarray  # (N * L + 1,)
+    det_boxes: np.ndarray  # (M, 4) xyxy pixels
+    det_scores: np.ndarray  # (M,)
+    det_labels: np.ndarray  # (M,)
+    gt_offsets: np.ndarray  # (N + 1,)
+    gt_boxes: np.ndarray  # (G, 4)
+    gt_labels: np.ndarray  # (G,)
+    gesture_frames: np.ndarray  # (R,) frame index of each gesture-net run
+    gesture_probs: np.ndarray  # (R, L, C)
+    gesture_truth: np.ndarray  # (N,) class index of the ground-truth gesture per frame
+    f1: np.ndarray  # (N, L) per-frame detection F1 at IoU 0.5 (oracle, training)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -63,8 +63,9 @@ class Trace:
                 for level in range(self.num_levels):
                     index = frame * self.num_levels + level
                     lo, hi = self.det_offsets[index], self.det_offsets[index + 1]
-                    cached[lo:hi] = match_detections(self.det_boxes[lo:hi], self.det_labels[lo:hi],
-                                                     gt_boxes, gt_labels)
+                    cached[lo:hi] = match_detections(
+                        self.det_boxes[lo:hi], self.det_labels[lo:hi], gt_boxes, gt_labels
+                    )
             self._true_positives = cached
         return cached
 
@@ -81,8 +82,9 @@ class Trace:
             return cls(**values, meta=json.loads(str(data["meta"])))
 
 
-def match_detections(boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
-                     iou: float = 0.5) -> np.ndarray:
+def match_detections(
+    boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray, iou: float = 0.5
+) -> np.ndarray:
     """True-positive flag per detection (best score first), matched as COCO does at one IoU threshold.
 
     Each detection takes the unmatched ground-truth box of its class with the highest IoU >= ``iou``.
@@ -93,8 +95,9 @@ def match_detections(boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray
     flags = np.zeros(len(boxes), bool)
     if len(boxes) == 0 or len(gt_boxes) == 0:
         return flags
-    overlaps = box_iou(torch.as_tensor(boxes, dtype=torch.float32),
-                       torch.as_tensor(gt_boxes, dtype=torch.float32)).numpy()
+    overlaps = box_iou(
+        torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(gt_boxes, dtype=torch.float32)
+    ).numpy()
     overlaps[labels[:, None] != gt_labels[None, :]] = -1.0
     taken = np.zeros(len(gt_boxes), bool)
     for d, row in enumerate(overlaps):
@@ -106,8 +109,9 @@ def match_detections(boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray
     return flags
 
 
-def frame_f1(boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
-             iou: float = 0.5) -> float:
+def frame_f1(
+    boxes: np.ndarray, labels: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray, iou: float = 0.5
+) -> float:
     """F1 of one frame's detections vs ground truth at IoU >= ``iou``; a frame with neither scores 1."""
     if len(gt_boxes) == 0 and len(boxes) == 0:
         return 1.0

@@ -13,7 +13,7 @@ def __getattr__(name: str):
         from . import gesture
 
         return getattr(gesture, name)
-    if name in _LOADERS:   # loading knows every architecture, converted ones too
+    if name in _LOADERS:  # loading knows every architecture, converted ones too
         from . import loading
 
         return getattr(loading, name)

@@ -38,22 +38,23 @@ NO_GESTURE = "no_gesture"
 class ArchSpec:
     """A supported torchvision network."""
 
-    task: str            # "detection" or "video"
-    weights_enum: str    # torchvision weights enum (for the category names and the download URL)
+    task: str  # "detection" or "video"
+    weights_enum: str  # torchvision weights enum (for the category names and the download URL)
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "ssdlite320_mobilenet_v3_large": ArchSpec("detection", "SSDLite320_MobileNet_V3_Large_Weights.COCO_V1"),
     "fasterrcnn_mobilenet_v3_large_320_fpn": ArchSpec(
-        "detection", "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1"),
+        "detection", "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1"
+    ),
     "r3d_18": ArchSpec("video", "R3D_18_Weights.KINETICS400_V1"),
     "mc3_18": ArchSpec("video", "MC3_18_Weights.KINETICS400_V1"),
     "r2plus1d_18": ArchSpec("video", "R2Plus1D_18_Weights.KINETICS400_V1"),
 }
 
-DETECTION_INPUT_SIZE = (320, 320)   # width, height the example input (MACs, latency) uses
-VIDEO_CLIP_LENGTH = 16              # the Kinetics weights' clip length
-VIDEO_FRAME_SIZE = (112, 112)       # the Kinetics weights' crop
+DETECTION_INPUT_SIZE = (320, 320)  # width, height the example input (MACs, latency) uses
+VIDEO_CLIP_LENGTH = 16  # the Kinetics weights' clip length
+VIDEO_FRAME_SIZE = (112, 112)  # the Kinetics weights' crop
 # Kinetics normalisation of torchvision's video weights (``weights.transforms()``).
 VIDEO_MEAN = (0.43216, 0.394666, 0.37645)
 VIDEO_STD = (0.22803, 0.22145, 0.216989)
@@ -73,8 +74,11 @@ def arch_spec(arch: str) -> ArchSpec:
 def weights_meta(arch: str) -> dict:
     """Metadata of the pretrained weights of ``arch`` (offline: it ships in the wheel)."""
     weights = torchvision.models.get_weight(arch_spec(arch).weights_enum)
-    return {"categories": list(weights.meta["categories"]), "url": weights.url,
-            "enum": arch_spec(arch).weights_enum}
+    return {
+        "categories": list(weights.meta["categories"]),
+        "url": weights.url,
+        "enum": arch_spec(arch).weights_enum,
+    }
 
 
 def weights_hint(arch: str) -> str:
@@ -125,8 +129,11 @@ def load_original_weights(model: nn.Module, path: str | os.PathLike) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]})")
@@ -170,8 +177,12 @@ def calibrate_random_init(model: nn.Module, example: Tensor, seed: int = 0, batc
 
 
 def _options(architecture: dict) -> ConvertOptions:
-    return ConvertOptions(int(architecture["num_levels"]), float(architecture["min_width_fraction"]),
-                          int(architecture["channel_multiple"]), float(architecture["depth_fraction"]))
+    return ConvertOptions(
+        int(architecture["num_levels"]),
+        float(architecture["min_width_fraction"]),
+        int(architecture["channel_multiple"]),
+        float(architecture["depth_fraction"]),
+    )
 
 
 def _prepare(architecture: dict, source: nn.Module | None):
@@ -216,8 +227,13 @@ class ConvertedDetector(ThrottleableModule):
             rebuilds the layout of a converted file (weights come from its state dict).
     """
 
-    def __init__(self, architecture: dict, classes: Sequence[str], card: dict | None = None,
-                 source: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        architecture: dict,
+        classes: Sequence[str],
+        card: dict | None = None,
+        source: nn.Module | None = None,
+    ) -> None:
         super().__init__(num_levels=int(architecture["num_levels"]))
         net, state, min_levels, options = _prepare(architecture, source)
         self.net = net
@@ -259,8 +275,9 @@ class ConvertedDetector(ThrottleableModule):
             cap = rpn.post_nms_top_n()
             height, width = images.tensors.shape[-2:]
             filler = torch.tensor([[0.0, 0.0, float(width), float(height)]])
-            boxes = [torch.cat([b, filler.to(b).expand(cap - len(b), 4)]) if len(b) < cap else b
-                     for b in boxes]
+            boxes = [
+                torch.cat([b, filler.to(b).expand(cap - len(b), 4)]) if len(b) < cap else b for b in boxes
+            ]
             return boxes, losses
 
         rpn.forward = padded
@@ -314,8 +331,13 @@ class ConvertedVideoNet(ThrottleableModule):
     probability 0): the gesture recognizer announces it when no class is confident enough.
     """
 
-    def __init__(self, architecture: dict, labels: Sequence[str], card: dict | None = None,
-                 source: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        architecture: dict,
+        labels: Sequence[str],
+        card: dict | None = None,
+        source: nn.Module | None = None,
+    ) -> None:
         super().__init__(num_levels=int(architecture["num_levels"]))
         net, state, min_levels, _ = _prepare(architecture, source)
         self.net = net
@@ -367,9 +389,15 @@ class ConvertedVideoNet(ThrottleableModule):
         return probabilities
 
 
-def convert(arch: str, weights: str | os.PathLike | None = None, options: ConvertOptions | None = None,
-            seed: int = 0, architecture: dict | None = None, example: Tensor | None = None,
-            classes: Sequence[str] | None = None) -> tuple[ThrottleableModule, nn.Module, dict]:
+def convert(
+    arch: str,
+    weights: str | os.PathLike | None = None,
+    options: ConvertOptions | None = None,
+    seed: int = 0,
+    architecture: dict | None = None,
+    example: Tensor | None = None,
+    classes: Sequence[str] | None = None,
+) -> tuple[ThrottleableModule, nn.Module, dict]:
     """Build the original ``arch`` (``weights``, or a random init with ``seed``) and convert a copy.
 
     A random init gets trained-like BatchNorm layers (:func:`calibrate_random_init`) on batches
@@ -389,11 +417,15 @@ def convert(arch: str, weights: str | os.PathLike | None = None, options: Conver
     if weights is not None:
         load_original_weights(original, weights)
     else:
-        calibrate_random_init(original, example if example is not None else _example(arch, architecture),
-                              seed=seed)
+        calibrate_random_init(
+            original, example if example is not None else _example(arch, architecture), seed=seed
+        )
     original.eval()
-    architecture = {**default_architecture(arch, options), **(architecture or {}),
-                    "num_classes": len(meta["categories"])}
+    architecture = {
+        **default_architecture(arch, options),
+        **(architecture or {}),
+        "num_classes": len(meta["categories"]),
+    }
     source = copy.deepcopy(original)
     if spec.task == "detection":
         model = ConvertedDetector(architecture, meta["categories"], source=source)
@@ -427,5 +459,8 @@ def build_converted(card: dict) -> ThrottleableModule:
 
 def is_converted_card(card: Any) -> bool:
     """Whether a model card describes a converted torchvision model."""
-    return isinstance(card, dict) and isinstance(card.get("architecture"), dict) \
+    return (
+        isinstance(card, dict)
+        and isinstance(card.get("architecture"), dict)
         and card["architecture"].get("type") == CONVERTED_TYPE
+    )

@@ -299,9 +299,13 @@ def decode(
             offsets = (classes * (float(boxes.max()) + 1.0)).astype(np.float32)[:, None]
             keep = box_ops.nms(torch.from_numpy(boxes + offsets), torch.from_numpy(scores), NMS_IOU).numpy()
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        results.append((torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
-                        torch.from_numpy(np.ascontiguousarray(scores, np.float32)),
-                        torch.from_numpy(classes)))
+        results.append(
+            (
+                torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
+                torch.from_numpy(np.ascontiguousarray(scores, np.float32)),
+                torch.from_numpy(classes),
+            )
+        )
     return results
 
 

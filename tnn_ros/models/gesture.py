@@ -36,13 +36,13 @@ PIXEL_STD = 0.25
 DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "type": "gated_c3d",
     "clip_length": 16,
-    "frame_size": [48, 48],          # (width, height) of a frame inside the net
+    "frame_size": [48, 48],  # (width, height) of a frame inside the net
     "num_levels": 8,
-    "conv1": 8,                      # ungated
+    "conv1": 8,  # ungated
     "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
     "fc": [256, 256],
-    "min_fraction": 0.375,           # width fraction of the gated layers at the lowest level
-    "temporal": "same",              # "same": zero-padded 3x3x3 convs (C3D); "valid": see temporal_plan
+    "min_fraction": 0.375,  # width fraction of the gated layers at the lowest level
+    "temporal": "same",  # "same": zero-padded 3x3x3 convs (C3D); "valid": see temporal_plan
 }
 TEMPORAL_MODES = ("same", "valid")
 
@@ -100,8 +100,9 @@ def fold_temporal_weight(weight: Tensor) -> Tensor:
     return weight.permute(0, 2, 1, 3, 4).reshape(c_out, kt * c_in, kh, kw)
 
 
-def conv3d_by_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=1, dilation=1,
-                     groups: int = 1) -> Tensor:
+def conv3d_by_conv2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=1, dilation=1, groups: int = 1
+) -> Tensor:
     """``F.conv3d(x, weight, bias, padding=(pt, 1, 1))`` for a kt x 3 x 3 kernel, by one ``conv2d``.
 
     ``x`` is (N, C, T, H, W); ``weight`` is the 5-D conv3d weight or its :func:`fold_temporal_weight`
@@ -115,13 +116,13 @@ def conv3d_by_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, p
         weight = fold_temporal_weight(weight)
     kt = weight.shape[1] // c
     pt = int(padding[0] if isinstance(padding, (tuple, list)) else padding)
-    frames = x.permute(0, 2, 1, 3, 4).contiguous()                      # (N, T, C, H, W); free if frame-major
+    frames = x.permute(0, 2, 1, 3, 4).contiguous()  # (N, T, C, H, W); free if frame-major
     if pt:
-        frames = F.pad(frames, (0, 0, 0, 0, 0, 0, pt, pt))              # zero frames before and after
+        frames = F.pad(frames, (0, 0, 0, 0, 0, 0, pt, pt))  # zero frames before and after
     t_out = frames.shape[1] - kt + 1
     if t_out < 1:
         raise ValueError(f"{t} frames are too few for a temporal kernel of {kt} with padding {pt}")
-    stacked = frames if kt == 1 else torch.cat([frames[:, d:d + t_out] for d in range(kt)], dim=2)
+    stacked = frames if kt == 1 else torch.cat([frames[:, d : d + t_out] for d in range(kt)], dim=2)
     out = F.conv2d(stacked.reshape(n * t_out, kt * c, h, w), weight, bias, padding=1)
     return out.view(n, t_out, out.shape[1], h, w).permute(0, 2, 1, 3, 4)
 
@@ -139,14 +140,31 @@ class TemporalFoldConv3d(GatedConv3d):
 
     _conv_fn = staticmethod(conv3d_by_conv2d)
 
-    def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int = 3,
-                 temporal_padding: int = 1, **gating) -> None:
-        if temporal_kernel not in (1, 3) or temporal_padding not in (0, 1) \
-                or temporal_padding > temporal_kernel // 2:
-            raise ValueError(f"temporal kernel 3 or 1 with padding <= kernel // 2 needed, got "
-                             f"{temporal_kernel} / {temporal_padding}")
-        super().__init__(in_channels, out_channels, (temporal_kernel, 3, 3), stride=1,
-                         padding=(temporal_padding, 1, 1), **gating)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        temporal_kernel: int = 3,
+        temporal_padding: int = 1,
+        **gating,
+    ) -> None:
+        if (
+            temporal_kernel not in (1, 3)
+            or temporal_padding not in (0, 1)
+            or temporal_padding > temporal_kernel // 2
+        ):
+            raise ValueError(
+                f"temporal kernel 3 or 1 with padding <= kernel // 2 needed, got "
+                f"{temporal_kernel} / {temporal_padding}"
+            )
+        super().__init__(
+            in_channels,
+            out_channels,
+            (temporal_kernel, 3, 3),
+            stride=1,
+            padding=(temporal_padding, 1, 1),
+            **gating,
+        )
 
     @torch.no_grad()
     def rebuild_cache(self) -> None:
@@ -175,7 +193,7 @@ def max_pool_clip(x: Tensor, temporal: int) -> Tensor:
         raise ValueError(f"temporal pooling must be 1 or 2, got {temporal}")
     if temporal == 2 and x.shape[2] % 2:
         raise ValueError(f"cannot pool {x.shape[2]} frames by 2")
-    frames = x.permute(0, 2, 1, 3, 4)                                   # (N, T, C, H, W) view
+    frames = x.permute(0, 2, 1, 3, 4)  # (N, T, C, H, W) view
     pooled = _pairwise_max(_pairwise_max(frames, 4), 3)
     if temporal == 2:
         pooled = _pairwise_max(pooled, 1)
@@ -195,8 +213,9 @@ def _check_architecture(arch: dict[str, Any]) -> None:
         raise ValueError(f"temporal must be one of {TEMPORAL_MODES}, got {arch.get('temporal')!r}")
     pools = 2 ** len(arch["stages"])
     if arch.get("temporal", "same") == "same" and arch["clip_length"] % pools:
-        raise ValueError(f"clip_length {arch['clip_length']} must be divisible by {pools} "
-                         f"(one 2x temporal pool per stage)")
+        raise ValueError(
+            f"clip_length {arch['clip_length']} must be divisible by {pools} (one 2x temporal pool per stage)"
+        )
     if arch["clip_length"] < 3:
         raise ValueError(f"clip_length must be >= 3, got {arch['clip_length']}")
     widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
@@ -217,8 +236,12 @@ class ThrottleableGestureNet(ThrottleableModule):
     ``forward`` takes (N, 3, T, H, W) float clips normalised by :meth:`preprocess`.
     """
 
-    def __init__(self, classes: Sequence[str] = GESTURE_CLASSES, architecture: dict[str, Any] | None = None,
-                 card: dict | None = None) -> None:
+    def __init__(
+        self,
+        classes: Sequence[str] = GESTURE_CLASSES,
+        architecture: dict[str, Any] | None = None,
+        card: dict | None = None,
+    ) -> None:
         arch = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
         arch["frame_size"] = [int(v) for v in arch["frame_size"]]
         arch["stages"] = [[int(c) for c in stage] for stage in arch["stages"]]
@@ -240,17 +263,28 @@ class ThrottleableGestureNet(ThrottleableModule):
         self.temporal_plan = plan
         kernels = iter(zip(plan.kernels, plan.paddings))
         kt, pt = next(kernels)
-        self.conv1 = TemporalFoldConv3d(3, arch["conv1"], kt, pt, num_levels=levels, norm=True,
-                                        activation="relu")
-        self.convs = nn.ModuleList()   # flat list of gated convs; self._pool_after marks stage ends
-        self._pool_after: list[int] = []   # temporal pool after each conv (0: none, 1 or 2: stage end)
+        self.conv1 = TemporalFoldConv3d(
+            3, arch["conv1"], kt, pt, num_levels=levels, norm=True, activation="relu"
+        )
+        self.convs = nn.ModuleList()  # flat list of gated convs; self._pool_after marks stage ends
+        self._pool_after: list[int] = []  # temporal pool after each conv (0: none, 1 or 2: stage end)
         in_widths = [arch["conv1"]] * levels
         for stage, stage_pool in zip(arch["stages"], plan.pools):
             for i, channels in enumerate(stage):
                 out_widths = widths(channels)
                 kt, pt = next(kernels)
-                self.convs.append(TemporalFoldConv3d(in_widths[-1], channels, kt, pt, in_widths=in_widths,
-                                                     out_widths=out_widths, norm=True, activation="relu"))
+                self.convs.append(
+                    TemporalFoldConv3d(
+                        in_widths[-1],
+                        channels,
+                        kt,
+                        pt,
+                        in_widths=in_widths,
+                        out_widths=out_widths,
+                        norm=True,
+                        activation="relu",
+                    )
+                )
                 self._pool_after.append(stage_pool if i == len(stage) - 1 else 0)
                 in_widths = out_widths
         # Flattened size after the last pool (C3D flattens; keeps where in the frame things happened).
@@ -264,8 +298,11 @@ class ThrottleableGestureNet(ThrottleableModule):
         features = [c * positions for c in in_widths]
         for channels in arch["fc"]:
             out_widths = widths(channels)
-            fc_layers.append(GatedLinear(features[-1], channels, in_widths=features, out_widths=out_widths,
-                                         activation="relu"))
+            fc_layers.append(
+                GatedLinear(
+                    features[-1], channels, in_widths=features, out_widths=out_widths, activation="relu"
+                )
+            )
             features = out_widths
         self.fcs = nn.ModuleList(fc_layers)
         self.classifier = GatedLinear(features[-1], len(self.classes), in_widths=features)
@@ -285,7 +322,7 @@ class ThrottleableGestureNet(ThrottleableModule):
         """uint8 (N, T, H, W, 3) RGB -> float (N, 3, T, H, W) normalised, frame-major in memory."""
         if clips.dim() != 5 or clips.shape[-1] != 3:
             raise ValueError(f"expected uint8 clips of shape (N, T, H, W, 3), got {tuple(clips.shape)}")
-        frames = clips.permute(0, 1, 4, 2, 3).float()                    # (N, T, 3, H, W), contiguous
+        frames = clips.permute(0, 1, 4, 2, 3).float()  # (N, T, 3, H, W), contiguous
         frames = frames.mul_(1.0 / (255.0 * PIXEL_STD)).sub_(PIXEL_MEAN / PIXEL_STD)
         return frames.permute(0, 2, 1, 3, 4)
 
@@ -293,8 +330,9 @@ class ThrottleableGestureNet(ThrottleableModule):
         """Class logits (N, num_classes) of normalised clips (N, 3, T, H, W) at ``self.level``."""
         expected = (3, self.clip_length, self.frame_size[1], self.frame_size[0])
         if clips.dim() != 5 or tuple(clips.shape[1:]) != expected:
-            raise ValueError(f"expected clips of shape (N, {', '.join(map(str, expected))}), "
-                             f"got {tuple(clips.shape)}")
+            raise ValueError(
+                f"expected clips of shape (N, {', '.join(map(str, expected))}), got {tuple(clips.shape)}"
+            )
         level = self.level
         x = max_pool_clip(self.conv1(clips, level), temporal=1)
         for conv, pool in zip(self.convs, self._pool_after):
@@ -328,8 +366,14 @@ def resize_frame(frame_rgb: np.ndarray, frame_size: tuple[int, int]) -> np.ndarr
     The frame is centre-cropped to the target aspect ratio first, so the hand keeps its shape (the
     net was trained on undistorted hands), then resized with area averaging.
     """
-    if not isinstance(frame_rgb, np.ndarray) or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 \
-            or frame_rgb.dtype != np.uint8 or frame_rgb.shape[0] < 1 or frame_rgb.shape[1] < 1:
+    if (
+        not isinstance(frame_rgb, np.ndarray)
+        or frame_rgb.ndim != 3
+        or frame_rgb.shape[2] != 3
+        or frame_rgb.dtype != np.uint8
+        or frame_rgb.shape[0] < 1
+        or frame_rgb.shape[1] < 1
+    ):
         got = f"{getattr(frame_rgb, 'dtype', type(frame_rgb).__name__)} {getattr(frame_rgb, 'shape', '')}"
         raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {got}")
     width, height = int(frame_size[0]), int(frame_size[1])
@@ -340,7 +384,7 @@ def resize_frame(frame_rgb: np.ndarray, frame_size: tuple[int, int]) -> np.ndarr
     crop_w = min(frame_w, max(1, round(frame_h * width / height)))
     crop_h = min(frame_h, max(1, round(frame_w * height / width)))
     x0, y0 = (frame_w - crop_w) // 2, (frame_h - crop_h) // 2
-    cropped = frame_rgb[y0:y0 + crop_h, x0:x0 + crop_w]
+    cropped = frame_rgb[y0 : y0 + crop_h, x0 : x0 + crop_w]
     return cv2.resize(cropped, (width, height), interpolation=cv2.INTER_AREA)
 
 
@@ -348,6 +392,7 @@ fit_frame = resize_frame  # the name the perception pipeline can use to pre-shri
 
 
 # --- online recognition ---------------------------------------------------------------------------------
+
 
 @dataclass
 class GestureResult:
@@ -373,9 +418,17 @@ class GestureRecognizer:
     ``no_gesture``. The net runs at whatever level it is set to.
     """
 
-    def __init__(self, net: ThrottleableGestureNet, stride: int = 4, smoothing: int = 3,
-                 min_confidence: float = 0.5, event_gate: bool = False, commit_mass: float = 0.8,
-                 commit_margin: float = 0.4, release_runs: int = 2) -> None:
+    def __init__(
+        self,
+        net: ThrottleableGestureNet,
+        stride: int = 4,
+        smoothing: int = 3,
+        min_confidence: float = 0.5,
+        event_gate: bool = False,
+        commit_mass: float = 0.8,
+        commit_margin: float = 0.4,
+        release_runs: int = 2,
+    ) -> None:
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an int >= 1, got {stride!r}")
         if not isinstance(smoothing, int) or smoothing < 1:
@@ -430,9 +483,12 @@ class GestureRecognizer:
             top = classes.index(NO_GESTURE)
         if self.event_gate:
             top = self._gate(top, probabilities)
-        return GestureResult(label=classes[top], class_id=top, confidence=float(probabilities[top]),
-                             probabilities={name: float(p) for name, p in zip(classes, probabilities)})
-
+        return GestureResult(
+            label=classes[top],
+            class_id=top,
+            confidence=float(probabilities[top]),
+            probabilities={name: float(p) for name, p in zip(classes, probabilities)},
+        )
 
     def _gate(self, top: int, probabilities: np.ndarray) -> int:
         """One announcement per gesture: commit to a class once its evidence is clear, hold it.
@@ -452,8 +508,10 @@ class GestureRecognizer:
                 evidence = self._evidence.copy()
                 evidence[no_gesture] = -np.inf
                 first, second = np.argsort(evidence)[::-1][:2]
-                if evidence[first] >= self.commit_mass \
-                        and evidence[first] - evidence[second] >= self.commit_margin:
+                if (
+                    evidence[first] >= self.commit_mass
+                    and evidence[first] - evidence[second] >= self.commit_margin
+                ):
                     self._committed = int(first)
         else:
             self._quiet += 1
@@ -464,6 +522,7 @@ class GestureRecognizer:
 
 
 # --- model files -----------------------------------------------------------------------------------------
+
 
 def build_from_card(card: dict) -> ThrottleableGestureNet:
     """Rebuild the (untrained) network a model card describes."""

@@ -57,12 +57,14 @@ class _Layer:
 def _build_chain(net: ThrottleableGestureNet) -> list[_Layer]:
     plan = net.temporal_plan
     if net.architecture.get("temporal", "same") != "valid":
-        raise ValueError("streaming inference needs a net with architecture temporal='valid' (no temporal "
-                         "zero padding); this net pads time, so its clip outputs depend on the clip start")
+        raise ValueError(
+            "streaming inference needs a net with architecture temporal='valid' (no temporal "
+            "zero padding); this net pads time, so its clip outputs depend on the clip start"
+        )
     chain: list[_Layer] = []
     dilation = 1
     convs = [net.conv1, *net.convs]
-    pools = [1, *net._pool_after]   # pool1 (spatial only) after conv1
+    pools = [1, *net._pool_after]  # pool1 (spatial only) after conv1
     for conv, pool in zip(convs, pools):
         chain.append(_Layer("conv", conv.kernel_size[0], dilation, conv))
         if pool:
@@ -87,10 +89,11 @@ class StreamingGestureNet:
         self.clip_length = net.clip_length
         # Normalised frames of the current clip, to rebuild the caches after a level change.
         self._frames: collections.deque[Tensor] = collections.deque(maxlen=net.clip_length)
-        self._histories: list[collections.deque[Tensor]] = [collections.deque(maxlen=max(layer.span - 1, 1))
-                                                            for layer in self.chain]
+        self._histories: list[collections.deque[Tensor]] = [
+            collections.deque(maxlen=max(layer.span - 1, 1)) for layer in self.chain
+        ]
         self._level: int | None = None
-        self.replays = 0   # level changes that rebuilt the caches (diagnostics)
+        self.replays = 0  # level changes that rebuilt the caches (diagnostics)
 
     def reset(self) -> None:
         """Forget all frames and cached activations."""
@@ -161,21 +164,21 @@ class StreamingGestureNet:
             positions = [*history, new]
             taps = [positions[d * layer.dilation] for d in range(layer.taps)]
             if span > 1:
-                history.append(new)   # maxlen span - 1 drops the oldest
+                history.append(new)  # maxlen span - 1 drops the oldest
         else:
             seq = torch.cat([*history, new]) if history else new
             if span > 1:
                 history.clear()
-                history.extend(seq[-(span - 1):].split(1))
+                history.extend(seq[-(span - 1) :].split(1))
             count = len(seq) - span + 1
             if count < 1:
                 return None
-            taps = [seq[d * layer.dilation: d * layer.dilation + count] for d in range(layer.taps)]
+            taps = [seq[d * layer.dilation : d * layer.dilation + count] for d in range(layer.taps)]
         count = len(taps[0])
         if layer.kind == "conv":
             conv = layer.conv
             conv._check_input(taps[0], level)
-            weight, bias = conv._weights_for(level)   # folded (C_out, taps * C_in, 3, 3), BN folded in
+            weight, bias = conv._weights_for(level)  # folded (C_out, taps * C_in, 3, 3), BN folded in
             stacked = taps[0] if layer.taps == 1 else torch.cat(taps, dim=1)
             return F.relu(F.conv2d(stacked, weight, bias, padding=1), inplace=True)
         if layer.kind == "pool":
@@ -186,6 +189,7 @@ class StreamingGestureNet:
 
 
 # --- cost ---------------------------------------------------------------------------------------------------
+
 
 def streamable_twin(net: ThrottleableGestureNet) -> ThrottleableGestureNet:
     """``net`` itself if it is ``temporal="valid"``, else an untrained valid net of the same widths.
@@ -200,8 +204,9 @@ def streamable_twin(net: ThrottleableGestureNet) -> ThrottleableGestureNet:
 
 
 @torch.no_grad()
-def measure_streaming(net: ThrottleableGestureNet, levels: list[int] | None = None,
-                      repeats: int = 30) -> dict:
+def measure_streaming(
+    net: ThrottleableGestureNet, levels: list[int] | None = None, repeats: int = 30
+) -> dict:
     """Median per-frame (streaming) vs clip (forward of the whole clip) latency, per level, in ms.
 
     Both are timed in the same rounds, interleaved, on the same frames, so their ratio is fair on a
@@ -219,16 +224,18 @@ def measure_streaming(net: ThrottleableGestureNet, levels: list[int] | None = No
     levels = [0, model.num_levels - 1] if levels is None else list(levels)
     stream = StreamingGestureNet(model)
     generator = torch.Generator().manual_seed(0)
-    frames = [torch.randn(1, 3, model.frame_size[1], model.frame_size[0], generator=generator)
-              for _ in range(model.clip_length)]
-    clip = torch.cat(frames).permute(1, 0, 2, 3)[None]       # (1, 3, T, H, W)
+    frames = [
+        torch.randn(1, 3, model.frame_size[1], model.frame_size[0], generator=generator)
+        for _ in range(model.clip_length)
+    ]
+    clip = torch.cat(frames).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
     costs = {c.level: c.macs for c in count_level_costs(model, model.example_input())}
     previous = model.level
     result = {}
     for level in levels:
         model.set_level(level)
         stream.reset()
-        for frame in frames:                                  # fill the caches at this level
+        for frame in frames:  # fill the caches at this level
             stream.push_tensor(frame)
         model(clip)
         per_frame, whole, per_frame_cpu, whole_cpu = [], [], [], []
@@ -243,15 +250,19 @@ def measure_streaming(net: ThrottleableGestureNet, levels: list[int] | None = No
             whole_cpu.append(time.thread_time() - start_cpu)
         frame_ms, clip_ms = statistics.median(per_frame) * 1e3, statistics.median(whole) * 1e3
         frame_cpu, clip_cpu = statistics.median(per_frame_cpu) * 1e3, statistics.median(whole_cpu) * 1e3
-        result[str(level)] = {"per_frame_ms_median": round(frame_ms, 3), "clip_ms_median": round(clip_ms, 3),
-                              "ratio": round(frame_ms / clip_ms, 3),
-                              # CPU time of this thread: what the work costs when other processes
-                              # preempt it (exact only with 1 torch thread)
-                              "per_frame_cpu_ms_median": round(frame_cpu, 3),
-                              "clip_cpu_ms_median": round(clip_cpu, 3),
-                              "cpu_ratio": round(frame_cpu / clip_cpu, 3) if clip_cpu > 0 else None,
-                              "clip_macs": costs[level], "per_frame_macs": streaming_macs(model, level),
-                              "mac_ratio": round(streaming_macs(model, level) / costs[level], 3)}
+        result[str(level)] = {
+            "per_frame_ms_median": round(frame_ms, 3),
+            "clip_ms_median": round(clip_ms, 3),
+            "ratio": round(frame_ms / clip_ms, 3),
+            # CPU time of this thread: what the work costs when other processes
+            # preempt it (exact only with 1 torch thread)
+            "per_frame_cpu_ms_median": round(frame_cpu, 3),
+            "clip_cpu_ms_median": round(clip_cpu, 3),
+            "cpu_ratio": round(frame_cpu / clip_cpu, 3) if clip_cpu > 0 else None,
+            "clip_macs": costs[level],
+            "per_frame_macs": streaming_macs(model, level),
+            "mac_ratio": round(streaming_macs(model, level) / costs[level], 3),
+        }
     model.set_level(previous)
     measured_on = "this model" if model is net else "an untrained temporal='valid' twin of the same widths"
     return {"measured_on": measured_on, "threads": torch.get_num_threads(), "levels": result}

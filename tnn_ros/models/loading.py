@@ -24,8 +24,11 @@ def _builder(path: str | os.PathLike, native: Callable[[dict], nn.Module], task:
         return native
     architecture = card["architecture"]
     if architecture.get("task") != task:
-        raise ModelFileError(card_path(path), f"a converted {architecture.get('task')} model, but a {task} "
-                                              f"model was expected (check detector_model / gesture_model)")
+        raise ModelFileError(
+            card_path(path),
+            f"a converted {architecture.get('task')} model, but a {task} "
+            f"model was expected (check detector_model / gesture_model)",
+        )
     return build_converted
 
 

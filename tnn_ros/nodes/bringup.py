@@ -43,7 +43,8 @@ def load_node_classes(names: Sequence[str]) -> dict[str, type]:
             classes[name] = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError) as error:
             raise MissingNodeError(
-                f"cannot load the {name} node ({module_name}.{class_name}): {error}") from error
+                f"cannot load the {name} node ({module_name}.{class_name}): {error}"
+            ) from error
     return classes
 
 
@@ -55,13 +56,22 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         index = argv.index("--ros-args")
         argv, ros_args = argv[:index], argv[index:]
     parser = argparse.ArgumentParser(prog="bringup", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params-file", default="",
-                        help="ROS 2 parameter YAML applied on top of config/<node>.yaml")
+    parser.add_argument(
+        "--params-file", default="", help="ROS 2 parameter YAML applied on top of config/<node>.yaml"
+    )
     parser.add_argument("--namespace", default="tnn", help="namespace of every node (default: tnn)")
-    parser.add_argument("--backend", default=None, choices=("auto", "jtop", "psutil", "sim", "trace"),
-                        help="resource_monitor backend (default: from the parameter files)")
-    parser.add_argument("--strategy", default=None, choices=STRATEGIES,
-                        help="controller strategy (default: from the parameter files)")
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "jtop", "psutil", "sim", "trace"),
+        help="resource_monitor backend (default: from the parameter files)",
+    )
+    parser.add_argument(
+        "--strategy",
+        default=None,
+        choices=STRATEGIES,
+        help="controller strategy (default: from the parameter files)",
+    )
     parser.add_argument("--image", default="", help="image topic for perception (default: the sim camera's)")
     parser.add_argument("--no-sim-camera", action="store_true", help="do not start the simulated camera")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
@@ -119,18 +129,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = EXIT_OK
     try:
         for name, parameters, cli in specs:
-            node = classes[name](namespace=args.namespace,
-                                 parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()],
-                                 cli_args=cli or None)
+            node = classes[name](
+                namespace=args.namespace,
+                parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()],
+                cli_args=cli or None,
+            )
             nodes.append(node)
             executor.add_node(node)
         logger = rclpy.logging.get_logger("bringup")
-        logger.info(f"{', '.join(n.get_fully_qualified_name() for n in nodes)} in one process"
-                    + (f" for {args.duration:g} s" if args.duration else ""))
+        logger.info(
+            f"{', '.join(n.get_fully_qualified_name() for n in nodes)} in one process"
+            + (f" for {args.duration:g} s" if args.duration else "")
+        )
         started = time.monotonic()
         spin_until_stopped(executor, stop, timeout_s=args.duration)
-        logger.info(f"stopping after {time.monotonic() - started:.1f} s"
-                    + (f" ({_signals.signal_name})" if _signals.signal_name else ""))
+        logger.info(
+            f"stopping after {time.monotonic() - started:.1f} s"
+            + (f" ({_signals.signal_name})" if _signals.signal_name else "")
+        )
     except ExternalShutdownException:
         pass
     except (ValueError, ParameterException, NameValidationException) as error:

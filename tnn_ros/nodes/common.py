@@ -24,8 +24,9 @@ class DiagnosticsPublisher:
     ``status()`` returns (level, message, values); it is called every DIAGNOSTICS_PERIOD_S.
     """
 
-    def __init__(self, node: Node, component: str,
-                 status: Callable[[], tuple[int, str, Mapping[str, Any]]]) -> None:
+    def __init__(
+        self, node: Node, component: str, status: Callable[[], tuple[int, str, Mapping[str, Any]]]
+    ) -> None:
         self._node, self._component, self._status = node, component, status
         self._publisher = node.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish)
@@ -33,8 +34,13 @@ class DiagnosticsPublisher:
     def publish(self) -> None:
         level, message, values = self._status()
         name = f"{self._node.get_fully_qualified_name()}: {self._component}"
-        status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="tnn_ros",
-                                  values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
+        status = DiagnosticStatus(
+            level=level,
+            name=name,
+            message=message,
+            hardware_id="tnn_ros",
+            values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
+        )
         header = Header(stamp=self._node.get_clock().now().to_msg())
         self._publisher.publish(DiagnosticArray(header=header, status=[status]))
 

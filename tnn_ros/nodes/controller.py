@@ -37,10 +37,12 @@ def _unit(name: str, description: str) -> ParamSpec:
 
 
 PARAMETERS = (
-    ParamSpec("strategy", _DEFAULTS.strategy,
-              "Control policy: manual | rule | deadline | auto (min of all caps) | "
-              "learned (contextual bandit)",
-              choices=STRATEGIES),
+    ParamSpec(
+        "strategy",
+        _DEFAULTS.strategy,
+        "Control policy: manual | rule | deadline | auto (min of all caps) | learned (contextual bandit)",
+        choices=STRATEGIES,
+    ),
     _unit("manual_utilization", "Utilization commanded by the manual strategy / manual_override"),
     ParamSpec("manual_override", False, "Force manual_utilization whatever the strategy"),
     _unit("min_utilization", "Lowest utilization ever commanded (except safe_utilization)"),
@@ -49,62 +51,150 @@ PARAMETERS = (
     _unit("battery_low_cap", "Utilization cap while the battery is low"),
     _unit("battery_critical", "Battery fraction below which battery_critical_cap applies"),
     _unit("battery_critical_cap", "Utilization cap while the battery is critical"),
-    ParamSpec("battery_hysteresis", _DEFAULTS.battery_hysteresis,
-              "A battery cap is lifted only this far (fraction) above its threshold",
-              min_value=0.0, max_value=0.5),
-    ParamSpec("thermal_warn_c", _DEFAULTS.thermal_warn_c,
-              "Temperature (C) above which thermal_warn_cap applies", min_value=0.0, max_value=150.0),
+    ParamSpec(
+        "battery_hysteresis",
+        _DEFAULTS.battery_hysteresis,
+        "A battery cap is lifted only this far (fraction) above its threshold",
+        min_value=0.0,
+        max_value=0.5,
+    ),
+    ParamSpec(
+        "thermal_warn_c",
+        _DEFAULTS.thermal_warn_c,
+        "Temperature (C) above which thermal_warn_cap applies",
+        min_value=0.0,
+        max_value=150.0,
+    ),
     _unit("thermal_warn_cap", "Utilization cap while the temperature is above thermal_warn_c"),
-    ParamSpec("thermal_critical_c", _DEFAULTS.thermal_critical_c,
-              "Temperature (C) above which thermal_critical_cap applies", min_value=0.0, max_value=150.0),
+    ParamSpec(
+        "thermal_critical_c",
+        _DEFAULTS.thermal_critical_c,
+        "Temperature (C) above which thermal_critical_cap applies",
+        min_value=0.0,
+        max_value=150.0,
+    ),
     _unit("thermal_critical_cap", "Utilization cap while the temperature is above thermal_critical_c"),
-    ParamSpec("thermal_hysteresis_c", _DEFAULTS.thermal_hysteresis_c,
-              "A thermal cap is lifted only this far (C) below its threshold",
-              min_value=0.0, max_value=30.0),
+    ParamSpec(
+        "thermal_hysteresis_c",
+        _DEFAULTS.thermal_hysteresis_c,
+        "A thermal cap is lifted only this far (C) below its threshold",
+        min_value=0.0,
+        max_value=30.0,
+    ),
     _unit("cpu_load_high", "CPU load above which cpu_load_cap applies (1.0 disables)"),
     _unit("cpu_load_cap", "Utilization cap while the CPU load is high"),
-    ParamSpec("cpu_load_hysteresis", _DEFAULTS.cpu_load_hysteresis, "CPU cap hysteresis (fraction)",
-              min_value=0.0, max_value=0.5),
-    ParamSpec("deadline_margin", _DEFAULTS.deadline_margin,
-              "Predicted latency must stay below deadline * (1 - margin)", min_value=0.0, max_value=0.9),
-    ParamSpec("latency_ema_alpha", _DEFAULTS.latency_ema_alpha,
-              "Weight of a new measured/predicted latency ratio in the profile scale",
-              min_value=0.01, max_value=1.0),
-    ParamSpec("latency_quantile", _DEFAULTS.latency_quantile,
-              "deadline: latency quantile per level that must fit the deadline (0.95 = p95)",
-              min_value=0.5, max_value=0.999),
-    ParamSpec("latency_window", _DEFAULTS.latency_window, "deadline: frames kept per level for the quantile",
-              min_value=2, max_value=4096),
-    ParamSpec("latency_horizon_s", _DEFAULTS.latency_horizon_s,
-              "deadline: frames older than this no longer count", min_value=0.5, max_value=600.0),
-    ParamSpec("latency_min_samples", _DEFAULTS.latency_min_samples,
-              "deadline: frames a level needs before its own quantile is used (else card x slowdown)",
-              min_value=1, max_value=4096),
-    ParamSpec("contention_window_s", _DEFAULTS.contention_window_s,
-              "deadline: recent window compared with older frames to notice a load change",
-              min_value=0.05, max_value=60.0),
-    ParamSpec("contention_threshold", _DEFAULTS.contention_threshold,
-              "deadline: median latency ratio (either way) that counts as a load change",
-              min_value=1.05, max_value=10.0),
+    ParamSpec(
+        "cpu_load_hysteresis",
+        _DEFAULTS.cpu_load_hysteresis,
+        "CPU cap hysteresis (fraction)",
+        min_value=0.0,
+        max_value=0.5,
+    ),
+    ParamSpec(
+        "deadline_margin",
+        _DEFAULTS.deadline_margin,
+        "Predicted latency must stay below deadline * (1 - margin)",
+        min_value=0.0,
+        max_value=0.9,
+    ),
+    ParamSpec(
+        "latency_ema_alpha",
+        _DEFAULTS.latency_ema_alpha,
+        "Weight of a new measured/predicted latency ratio in the profile scale",
+        min_value=0.01,
+        max_value=1.0,
+    ),
+    ParamSpec(
+        "latency_quantile",
+        _DEFAULTS.latency_quantile,
+        "deadline: latency quantile per level that must fit the deadline (0.95 = p95)",
+        min_value=0.5,
+        max_value=0.999,
+    ),
+    ParamSpec(
+        "latency_window",
+        _DEFAULTS.latency_window,
+        "deadline: frames kept per level for the quantile",
+        min_value=2,
+        max_value=4096,
+    ),
+    ParamSpec(
+        "latency_horizon_s",
+        _DEFAULTS.latency_horizon_s,
+        "deadline: frames older than this no longer count",
+        min_value=0.5,
+        max_value=600.0,
+    ),
+    ParamSpec(
+        "latency_min_samples",
+        _DEFAULTS.latency_min_samples,
+        "deadline: frames a level needs before its own quantile is used (else card x slowdown)",
+        min_value=1,
+        max_value=4096,
+    ),
+    ParamSpec(
+        "contention_window_s",
+        _DEFAULTS.contention_window_s,
+        "deadline: recent window compared with older frames to notice a load change",
+        min_value=0.05,
+        max_value=60.0,
+    ),
+    ParamSpec(
+        "contention_threshold",
+        _DEFAULTS.contention_threshold,
+        "deadline: median latency ratio (either way) that counts as a load change",
+        min_value=1.05,
+        max_value=10.0,
+    ),
     ParamSpec("model_card", "", "Model card (JSON) with levels[].latency_ms; empty = shipped detector card"),
-    ParamSpec("stale_timeout_s", _DEFAULTS.stale_timeout_s,
-              "An input silent this long puts the controller in safe mode", min_value=0.1, max_value=600.0),
+    ParamSpec(
+        "stale_timeout_s",
+        _DEFAULTS.stale_timeout_s,
+        "An input silent this long puts the controller in safe mode",
+        min_value=0.1,
+        max_value=600.0,
+    ),
     _unit("safe_utilization", "Utilization commanded in safe mode (stale inputs)"),
-    ParamSpec("max_step_per_s", _DEFAULTS.max_step_per_s, "auto: fastest rise of the setpoint (1/s)",
-              min_value=0.01, max_value=10.0),
-    ParamSpec("max_step_down_per_s", _DEFAULTS.max_step_down_per_s,
-              "auto: fastest fall of the setpoint (1/s)", min_value=0.01, max_value=10.0),
+    ParamSpec(
+        "max_step_per_s",
+        _DEFAULTS.max_step_per_s,
+        "auto: fastest rise of the setpoint (1/s)",
+        min_value=0.01,
+        max_value=10.0,
+    ),
+    ParamSpec(
+        "max_step_down_per_s",
+        _DEFAULTS.max_step_down_per_s,
+        "auto: fastest fall of the setpoint (1/s)",
+        min_value=0.01,
+        max_value=10.0,
+    ),
     ParamSpec("rate_hz", 10.0, "Setpoint publish rate", min_value=0.5, max_value=100.0),
-    ParamSpec("learned_model", "", "learned: controller file (tnn-train controller); empty = shipped "
-              "models/controller.pt; missing or corrupt -> auto, with the reason logged once"),
-    ParamSpec("learned_alpha", _DEFAULTS.learned_alpha,
-              "learned: exploration weight of the upper confidence bound",
-              min_value=0.0, max_value=10.0),
-    ParamSpec("learned_online", _DEFAULTS.learned_online,
-              "learned: keep learning online from measured latency (off: the trained file as is)"),
-    ParamSpec("learned_switch_margin", _DEFAULTS.learned_switch_margin,
-              "learned: change level only when the bound improves by this much",
-              min_value=0.0, max_value=1.0),
+    ParamSpec(
+        "learned_model",
+        "",
+        "learned: controller file (tnn-train controller); empty = shipped "
+        "models/controller.pt; missing or corrupt -> auto, with the reason logged once",
+    ),
+    ParamSpec(
+        "learned_alpha",
+        _DEFAULTS.learned_alpha,
+        "learned: exploration weight of the upper confidence bound",
+        min_value=0.0,
+        max_value=10.0,
+    ),
+    ParamSpec(
+        "learned_online",
+        _DEFAULTS.learned_online,
+        "learned: keep learning online from measured latency (off: the trained file as is)",
+    ),
+    ParamSpec(
+        "learned_switch_margin",
+        _DEFAULTS.learned_switch_margin,
+        "learned: change level only when the bound improves by this much",
+        min_value=0.0,
+        max_value=1.0,
+    ),
 )
 
 _CONFIG_FIELDS = {field.name for field in dataclasses.fields(ControllerConfig)}
@@ -119,12 +209,14 @@ def load_latency_profile(model_card: str, ema_alpha: float) -> tuple[LatencyProf
         profile = LatencyProfile.from_card(model_card, ema_alpha=ema_alpha)
         return profile, profile.description
     from tnn_ros.paths import find_package_file
+
     try:
         path = find_package_file("models", DEFAULT_CARD)
         profile = LatencyProfile.from_card(path, ema_alpha=ema_alpha)
         return profile, profile.description
     except (FileNotFoundError, LatencyProfileError) as error:
         from tnn_ros.throttle.levels import LevelSchedule
+
         levels = LevelSchedule(DEFAULT_NUM_LEVELS).utilizations()
         profile = LatencyProfile.synthetic(levels, ema_alpha=ema_alpha)
         return profile, f"synthetic profile ({error}); the online scale correction sets its scale"
@@ -134,10 +226,11 @@ def _config_from(values: Mapping[str, Any]) -> ControllerConfig:
     config = ControllerConfig.from_mapping({k: v for k, v in values.items() if k in _CONFIG_FIELDS})
     if config.strategy == "learned" and not config.learned_model:
         from tnn_ros.paths import find_package_file
+
         try:
             config = config.replace(learned_model=str(find_package_file("models", DEFAULT_LEARNED_MODEL)))
         except FileNotFoundError:
-            pass   # the learned policy falls back to auto and says so
+            pass  # the learned policy falls back to auto and says so
     return config
 
 
@@ -168,11 +261,11 @@ class ControllerNode(Node):
 
     def __init__(self, node_name: str = "controller", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.params = LiveParameters(self, PARAMETERS, validate=validate_parameters,
-                                     on_change=self._on_parameters)
+        self.params = LiveParameters(
+            self, PARAMETERS, validate=validate_parameters, on_change=self._on_parameters
+        )
         values = self.params.as_dict()
-        profile, self.profile_source = load_latency_profile(
-            values["model_card"], values["latency_ema_alpha"])
+        profile, self.profile_source = load_latency_profile(values["model_card"], values["latency_ema_alpha"])
         self.get_logger().info(f"latency profile: {self.profile_source}")
         self.controller = Controller(_config_from(values), profile)
         self._report_fallback()
@@ -185,11 +278,16 @@ class ControllerNode(Node):
         # utilization_applied and queue_ms before latency_ms: when all are waiting, the executor takes
         # them in creation order, so a latency is paired with the utilization and queueing delay of
         # its own frame (perception publishes them in that order).
-        for topic, name in ((topics.DEADLINE_MS, DEADLINE), (topics.CPU_LOAD, CPU_LOAD),
-                            (topics.UTILIZATION_APPLIED, APPLIED), (topics.QUEUE_MS, QUEUE),
-                            (topics.LATENCY_MS, LATENCY)):
-            self.create_subscription(Float32, topic,
-                                     lambda msg, name=name: self._on_value(name, msg.data), 10)
+        for topic, name in (
+            (topics.DEADLINE_MS, DEADLINE),
+            (topics.CPU_LOAD, CPU_LOAD),
+            (topics.UTILIZATION_APPLIED, APPLIED),
+            (topics.QUEUE_MS, QUEUE),
+            (topics.LATENCY_MS, LATENCY),
+        ):
+            self.create_subscription(
+                Float32, topic, lambda msg, name=name: self._on_value(name, msg.data), 10
+            )
         # detection confidence is context for the learned strategy (ignored by the others)
         self.create_subscription(String, topics.DETECTIONS_JSON, self._on_detections, 10)
         self.timer = replace_timer(self, None, values["rate_hz"], self._tick)
@@ -200,19 +298,21 @@ class ControllerNode(Node):
         problem = self.controller.update(name, value, time.monotonic())
         if problem:
             dropped = self.controller.tracker.dropped[name]
-            self.get_logger().warning(f"dropped input {problem} ({dropped} dropped so far)",
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+            self.get_logger().warning(
+                f"dropped input {problem} ({dropped} dropped so far)", throttle_duration_sec=LOG_THROTTLE_S
+            )
 
     def _on_detections(self, msg: String) -> None:
         try:
             confidence = mean_detection_score(msg.data)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             self.controller.tracker.dropped["confidence"] += 1
-            self.get_logger().warning(f"dropped detections/json: {error!r}",
-                                      throttle_duration_sec=LOG_THROTTLE_S)
+            self.get_logger().warning(
+                f"dropped detections/json: {error!r}", throttle_duration_sec=LOG_THROTTLE_S
+            )
             return
         if math.isnan(confidence):
-            return   # no detections: confidence unknown, nothing to learn from
+            return  # no detections: confidence unknown, nothing to learn from
         problem = self.controller.observe_confidence(confidence)
         if problem:
             self.get_logger().warning(f"dropped input {problem}", throttle_duration_sec=LOG_THROTTLE_S)
@@ -259,7 +359,8 @@ class ControllerNode(Node):
         values = self.params.as_dict()
         if "model_card" in changed:
             self.controller.profile, self.profile_source = load_latency_profile(
-                values["model_card"], values["latency_ema_alpha"])
+                values["model_card"], values["latency_ema_alpha"]
+            )
             self.get_logger().info(f"latency profile: {self.profile_source}")
         if "rate_hz" in changed:
             self.timer = replace_timer(self, self.timer, values["rate_hz"], self._tick)

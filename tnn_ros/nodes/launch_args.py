@@ -37,8 +37,11 @@ def parse_argument_value(text: str) -> Any:
 
 def passed_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
     """The arguments the user passed (non-empty), parsed; unset (empty) ones are left out."""
-    return {name: parse_argument_value(text) for name, text in arguments.items()
-            if text is not None and text.strip() != NOT_PASSED}
+    return {
+        name: parse_argument_value(text)
+        for name, text in arguments.items()
+        if text is not None and text.strip() != NOT_PASSED
+    }
 
 
 def is_true(text: str) -> bool:
@@ -65,13 +68,20 @@ def common_arguments(node_description: str) -> list:
 
     return [
         DeclareLaunchArgument("namespace", default_value="tnn", description=node_description),
-        DeclareLaunchArgument("params_file", default_value="",
-                              description="ROS 2 parameter YAML layered on top of the shipped "
-                                          "config/<node>.yaml (launch arguments passed win over both)"),
-        DeclareLaunchArgument("respawn", default_value="false",
-                              description="restart a node that exits or crashes (true | false)"),
-        DeclareLaunchArgument("respawn_delay", default_value="1.0",
-                              description="seconds to wait before a respawn"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value="",
+            description="ROS 2 parameter YAML layered on top of the shipped "
+            "config/<node>.yaml (launch arguments passed win over both)",
+        ),
+        DeclareLaunchArgument(
+            "respawn",
+            default_value="false",
+            description="restart a node that exits or crashes (true | false)",
+        ),
+        DeclareLaunchArgument(
+            "respawn_delay", default_value="1.0", description="seconds to wait before a respawn"
+        ),
     ]
 
 
@@ -79,5 +89,6 @@ def override_argument(name: str, description: str) -> Any:
     """A DeclareLaunchArgument for a parameter override: empty default = not passed, the files decide."""
     from launch.actions import DeclareLaunchArgument
 
-    return DeclareLaunchArgument(name, default_value=NOT_PASSED,
-                                 description=f"{description} (unset: from the parameter files)")
+    return DeclareLaunchArgument(
+        name, default_value=NOT_PASSED, description=f"{description} (unset: from the parameter files)"
+    )

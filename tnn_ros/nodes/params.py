@@ -93,8 +93,9 @@ class ParamSpec:
         """Return why ``value`` is not acceptable for this parameter, or None when it is."""
         value = self.coerce(value)
         if type(value) is not self.value_type:
-            return (f"{self.name}: expected {_TYPE_NAMES[self.value_type]}, "
-                    f"got {type(value).__name__} {value!r}")
+            return (
+                f"{self.name}: expected {_TYPE_NAMES[self.value_type]}, got {type(value).__name__} {value!r}"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             return f"{self.name}: must be finite, got {value}"
         if self.min_value is not None and not (self.min_value <= value <= self.max_value):
@@ -108,11 +109,19 @@ class ParamSpec:
         descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
         if self.min_value is not None:
             if self.value_type is float:
-                descriptor.floating_point_range = [FloatingPointRange(
-                    from_value=float(self.min_value), to_value=float(self.max_value), step=float(self.step))]
+                descriptor.floating_point_range = [
+                    FloatingPointRange(
+                        from_value=float(self.min_value),
+                        to_value=float(self.max_value),
+                        step=float(self.step),
+                    )
+                ]
             else:
-                descriptor.integer_range = [IntegerRange(
-                    from_value=int(self.min_value), to_value=int(self.max_value), step=int(self.step))]
+                descriptor.integer_range = [
+                    IntegerRange(
+                        from_value=int(self.min_value), to_value=int(self.max_value), step=int(self.step)
+                    )
+                ]
         if self.choices is not None:
             descriptor.additional_constraints = "one of: " + ", ".join(self.choices)
         return descriptor
@@ -137,8 +146,13 @@ class LiveParameters:
     ``ros2 param set`` and rqt show to the user.
     """
 
-    def __init__(self, node: Node, specs: Iterable[ParamSpec], validate: Validator | None = None,
-                 on_change: ChangeHandler | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        specs: Iterable[ParamSpec],
+        validate: Validator | None = None,
+        on_change: ChangeHandler | None = None,
+    ) -> None:
         self._node = node
         self.specs: dict[str, ParamSpec] = {}
         for spec in specs:
@@ -150,8 +164,9 @@ class LiveParameters:
         self._values: dict[str, Any] = {}
 
         self._coerce_overrides()
-        declared = node.declare_parameters("", [
-            (spec.name, spec.default, spec.descriptor()) for spec in self.specs.values()])
+        declared = node.declare_parameters(
+            "", [(spec.name, spec.default, spec.descriptor()) for spec in self.specs.values()]
+        )
         for parameter in declared:
             self._values[parameter.name] = parameter.value
         # Start-up values (YAML / launch overrides) get the same checks as live changes.
@@ -222,9 +237,9 @@ class LiveParameters:
                 self._node.get_logger().error(f"applying parameters {sorted(changed)} failed: {error}")
 
 
-
-def node_parameters_from_yaml(path: str | pathlib.Path, node_name: str,
-                              namespace: str = "") -> dict[str, Any]:
+def node_parameters_from_yaml(
+    path: str | pathlib.Path, node_name: str, namespace: str = ""
+) -> dict[str, Any]:
     """The ``ros__parameters`` a ROS 2 parameter file gives one node, as a flat ``{name: value}`` dict.
 
     Matches node keys the way rcl does for ``--ros-args --params-file``: a key is the node's fully
@@ -281,8 +296,12 @@ def _flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def resolve_node_parameters(node_name: str, namespace: str = "", params_file: str | pathlib.Path = "",
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve_node_parameters(
+    node_name: str,
+    namespace: str = "",
+    params_file: str | pathlib.Path = "",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Start-up parameters of one node, merged in order (later wins).
 
     1. the shipped defaults ``config/<node_name>.yaml`` (source tree or installed share), if present;

@@ -37,31 +37,72 @@ from tnn_ros.perception.pipeline import PerceptionPipeline
 from tnn_ros.perception.vision_msgs_converter import import_vision_msgs, to_detection2d_array
 
 PARAMETERS = (
-    ParamSpec("mode", "auto", "auto: follow utilization_setpoint; manual: follow the utilization parameter",
-              choices=MODES),
+    ParamSpec(
+        "mode",
+        "auto",
+        "auto: follow utilization_setpoint; manual: follow the utilization parameter",
+        choices=MODES,
+    ),
     ParamSpec("utilization", 1.0, "Utilization used in manual mode", min_value=0.0, max_value=1.0),
     ParamSpec("score_threshold", 0.3, "Minimum detection score published", min_value=0.0, max_value=1.0),
     ParamSpec("gesture.enabled", True, "Run the gesture recognizer"),
-    ParamSpec("gesture.stride", 4, "Frames between gesture classifications of the sliding clip",
-              min_value=1, max_value=32),
-    ParamSpec("gesture.smoothing", 2, "Gesture windows averaged before a gesture is announced",
-              min_value=1, max_value=16),
+    ParamSpec(
+        "gesture.stride",
+        4,
+        "Frames between gesture classifications of the sliding clip",
+        min_value=1,
+        max_value=32,
+    ),
+    ParamSpec(
+        "gesture.smoothing",
+        2,
+        "Gesture windows averaged before a gesture is announced",
+        min_value=1,
+        max_value=16,
+    ),
     ParamSpec("num_threads", 2, "torch intra-op threads of the perception worker", min_value=1, max_value=64),
-    ParamSpec("stale_timeout_s", 2.0, "Auto mode: a setpoint older than this falls back to safe_utilization",
-              min_value=0.05, max_value=600.0),
-    ParamSpec("safe_utilization", 0.5, "Utilization used in auto mode without a fresh setpoint",
-              min_value=0.0, max_value=1.0),
+    ParamSpec(
+        "stale_timeout_s",
+        2.0,
+        "Auto mode: a setpoint older than this falls back to safe_utilization",
+        min_value=0.05,
+        max_value=600.0,
+    ),
+    ParamSpec(
+        "safe_utilization",
+        0.5,
+        "Utilization used in auto mode without a fresh setpoint",
+        min_value=0.0,
+        max_value=1.0,
+    ),
     ParamSpec("detector_model", "", "Detector state dict (.pt); empty = shipped model. Applied on configure"),
     ParamSpec("gesture_model", "", "Gesture state dict (.pt); empty = shipped model. Applied on configure"),
-    ParamSpec("backend", "torch", "Inference backend of both models: torch | onnxruntime (per-level ONNX "
-              "graphs; falls back to torch with a logged reason if not installed). Applied on configure",
-              choices=("torch", "onnxruntime")),
-    ParamSpec("image_reliability", "best_effort", "QoS reliability of the image subscription. Applied on "
-              "configure", choices=("best_effort", "reliable")),
-    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Frames with more pixels are dropped (counted)",
-              min_value=1, max_value=8192 * 8192),
-    ParamSpec("auto_activate", True, "Configure and activate at start-up (no lifecycle manager needed)",
-              read_only=True),
+    ParamSpec(
+        "backend",
+        "torch",
+        "Inference backend of both models: torch | onnxruntime (per-level ONNX "
+        "graphs; falls back to torch with a logged reason if not installed). Applied on configure",
+        choices=("torch", "onnxruntime"),
+    ),
+    ParamSpec(
+        "image_reliability",
+        "best_effort",
+        "QoS reliability of the image subscription. Applied on configure",
+        choices=("best_effort", "reliable"),
+    ),
+    ParamSpec(
+        "max_image_pixels",
+        DEFAULT_MAX_PIXELS,
+        "Frames with more pixels are dropped (counted)",
+        min_value=1,
+        max_value=8192 * 8192,
+    ),
+    ParamSpec(
+        "auto_activate",
+        True,
+        "Configure and activate at start-up (no lifecycle manager needed)",
+        read_only=True,
+    ),
 )
 
 # The model runs in a worker thread. torch releases the GIL inside every op and must take it back
@@ -91,14 +132,14 @@ class PerceptionNode(LifecycleNode):
         self._latency_sum_ms = 0.0
         self.cost = CostTotals()
         self._pending: Image | None = None
-        self._pending_received_s = 0.0   # time.monotonic() when the pending frame arrived
+        self._pending_received_s = 0.0  # time.monotonic() when the pending frame arrived
         self._frame_ready = threading.Condition()
         self._active = threading.Event()
         self._stop = threading.Event()
         self._pipeline_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        self.worker_torch_threads = 0   # what torch reports in the worker thread (diagnostics)
-        self.worker_clock: WorkerClock | None = None   # worker + torch helper threads' CPU clock
+        self.worker_torch_threads = 0  # what torch reports in the worker thread (diagnostics)
+        self.worker_clock: WorkerClock | None = None  # worker + torch helper threads' CPU clock
         self._inputs: list = []
         self._outputs: dict[str, Any] = {}
         self.diagnostics = DiagnosticsPublisher(self, "perception", self._diagnostic_status)
@@ -118,10 +159,15 @@ class PerceptionNode(LifecycleNode):
         try:
             torch_threads(self.params["num_threads"])
             # load_detector / load_gesture warm up every level before they return.
-            pipeline = load_models(self.params["detector_model"], self.params["gesture_model"],
-                                   self.params["gesture.stride"], smoothing=self.params["gesture.smoothing"],
-                                   backend=self.params["backend"], num_threads=self.params["num_threads"],
-                                   log=self.get_logger().warning)
+            pipeline = load_models(
+                self.params["detector_model"],
+                self.params["gesture_model"],
+                self.params["gesture.stride"],
+                smoothing=self.params["gesture.smoothing"],
+                backend=self.params["backend"],
+                num_threads=self.params["num_threads"],
+                log=self.get_logger().warning,
+            )
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
             self.counters["configure_failures"] += 1
@@ -133,7 +179,8 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(
             f"configured: backend {info['backend']} ({info['provider']}), "
             f"detector {pipeline.schedule.num_levels} levels, "
-            f"gesture {'on' if pipeline.gesture_recognizer is not None else 'off'}")
+            f"gesture {'on' if pipeline.gesture_recognizer is not None else 'off'}"
+        )
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -181,8 +228,11 @@ class PerceptionNode(LifecycleNode):
         self._worker = None
 
     def _create_interfaces(self) -> None:
-        reliability = (ReliabilityPolicy.RELIABLE if self.params["image_reliability"] == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
+        reliability = (
+            ReliabilityPolicy.RELIABLE
+            if self.params["image_reliability"] == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        )
         # Depth 1: an image that arrives while one waits replaces it, so no backlog can build.
         image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
         # No QoS event handlers on what cleanup destroys: rclpy 7.1's MultiThreadedExecutor adds a
@@ -191,10 +241,12 @@ class PerceptionNode(LifecycleNode):
         sub_events = SubscriptionEventCallbacks(use_default_callbacks=False)
         pub_events = PublisherEventCallbacks(use_default_callbacks=False)
         self._inputs = [
-            self.create_subscription(Image, topics.IMAGE, self._on_image, image_qos,
-                                     event_callbacks=sub_events),
-            self.create_subscription(Float32, topics.UTILIZATION_SETPOINT, self._on_setpoint, 10,
-                                     event_callbacks=sub_events),
+            self.create_subscription(
+                Image, topics.IMAGE, self._on_image, image_qos, event_callbacks=sub_events
+            ),
+            self.create_subscription(
+                Float32, topics.UTILIZATION_SETPOINT, self._on_setpoint, 10, event_callbacks=sub_events
+            ),
         ]
         publishers = {
             "detections_json": (String, topics.DETECTIONS_JSON),
@@ -205,12 +257,14 @@ class PerceptionNode(LifecycleNode):
             "queue_ms": (Float32, topics.QUEUE_MS),
             "debug_image": (Image, topics.DEBUG_IMAGE),
         }
-        self._outputs = {key: self.create_lifecycle_publisher(msg_type, topic, 10,
-                                                              event_callbacks=pub_events)
-                         for key, (msg_type, topic) in publishers.items()}
+        self._outputs = {
+            key: self.create_lifecycle_publisher(msg_type, topic, 10, event_callbacks=pub_events)
+            for key, (msg_type, topic) in publishers.items()
+        }
         if self.vision_msgs is not None:
             self._outputs["detections"] = self.create_lifecycle_publisher(
-                self.vision_msgs.Detection2DArray, topics.DETECTIONS, 10, event_callbacks=pub_events)
+                self.vision_msgs.Detection2DArray, topics.DETECTIONS, 10, event_callbacks=pub_events
+            )
 
     def _destroy_interfaces(self) -> None:
         for subscription in self._inputs:
@@ -284,8 +338,9 @@ class PerceptionNode(LifecycleNode):
                 clock.discover(before)
                 discovering -= 1
 
-    def process_frame(self, msg: Image, received_s: float | None = None,
-                      clock: WorkerClock | None = None) -> None:
+    def process_frame(
+        self, msg: Image, received_s: float | None = None, clock: WorkerClock | None = None
+    ) -> None:
         """Decode, run at the current utilization and publish one frame; bad frames are counted.
 
         The frame's cost (CPU time of decode + inference on ``clock``, the worker thread and its torch
@@ -294,8 +349,14 @@ class PerceptionNode(LifecycleNode):
         """
         meter = CostMeter(received_s, thread_clock_ns=clock or time.thread_time_ns)
         try:
-            rgb = decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data,
-                               max_pixels=self.params["max_image_pixels"])
+            rgb = decode_image(
+                msg.height,
+                msg.width,
+                msg.encoding,
+                msg.step,
+                msg.data,
+                max_pixels=self.params["max_image_pixels"],
+            )
         except ImageDecodeError as error:
             self._drop(error.reason, f"dropped image: {error}")
             return
@@ -304,8 +365,12 @@ class PerceptionNode(LifecycleNode):
             if self.pipeline is None:
                 return
             try:
-                result = self.pipeline.process(rgb, decision.utilization, self.params["score_threshold"],
-                                               run_gesture=self.params["gesture.enabled"])
+                result = self.pipeline.process(
+                    rgb,
+                    decision.utilization,
+                    self.params["score_threshold"],
+                    run_gesture=self.params["gesture.enabled"],
+                )
             except Exception as error:  # a model failure costs this frame, never the node
                 self._drop("processing_error", f"processing failed: {type(error).__name__}: {error}")
                 return
@@ -319,16 +384,18 @@ class PerceptionNode(LifecycleNode):
 
     def _drop(self, reason: str, text: str) -> None:
         self.drops[reason] += 1
-        self.get_logger().warning(f"{text} ({self.drops[reason]} dropped for {reason})",
-                                  throttle_duration_sec=LOG_THROTTLE_S)
+        self.get_logger().warning(
+            f"{text} ({self.drops[reason]} dropped for {reason})", throttle_duration_sec=LOG_THROTTLE_S
+        )
 
     def _publish(self, msg: Image, rgb, result, cost: FrameCost | None = None) -> None:
         publishers = self._outputs
         if not publishers or self._stop.is_set():  # deactivating / shutting down: the frame is dropped
             return
         stamp_ns = stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
-        publishers["detections_json"].publish(String(data=detections_to_json(result, stamp_ns,
-                                                                             msg.header.frame_id, cost)))
+        publishers["detections_json"].publish(
+            String(data=detections_to_json(result, stamp_ns, msg.header.frame_id, cost))
+        )
         if result.gesture is not None:
             self.last_gesture_label = f"{result.gesture.label} {result.gesture.confidence:.2f}"
             publishers["gesture_json"].publish(String(data=gesture_to_json(result, stamp_ns)))
@@ -340,14 +407,23 @@ class PerceptionNode(LifecycleNode):
         publishers["latency_ms"].publish(Float32(data=float(result.latency_ms)))
         if "detections" in publishers:
             publishers["detections"].publish(
-                to_detection2d_array(result.detections, msg.header, self.vision_msgs))
+                to_detection2d_array(result.detections, msg.header, self.vision_msgs)
+            )
         debug = publishers["debug_image"]
         # Drawing and encoding cost a few ms: only while someone looks.
         if debug.get_subscription_count() > 0:
             canvas = draw_debug(rgb, result, self.last_gesture_label or None)
             step, data = encode_image(canvas, "rgb8")
-            debug.publish(Image(header=msg.header, height=canvas.shape[0], width=canvas.shape[1],
-                                encoding="rgb8", step=step, data=data))
+            debug.publish(
+                Image(
+                    header=msg.header,
+                    height=canvas.shape[0],
+                    width=canvas.shape[1],
+                    encoding="rgb8",
+                    step=step,
+                    data=data,
+                )
+            )
 
     # -- diagnostics -------------------------------------------------------------------------------
 

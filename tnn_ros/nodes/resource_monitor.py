@@ -36,44 +36,106 @@ SIM_PREFIX = "sim."
 
 _SIM = SimParams()
 PARAMETERS = (
-    ParamSpec("backend", "auto", "Resource source: auto (jtop > psutil > sim) | jtop | psutil | sim | trace",
-              choices=BACKENDS),
-    ParamSpec("rate_hz", 2.0, "Publish rate of battery / thermal / cpu_load / deadline_ms",
-              min_value=0.1, max_value=50.0),
-    ParamSpec("deadline_ms", 80.0,
-              "Per-frame deadline published on deadline_ms (a trace or mission overrides it)",
-              min_value=1.0, max_value=2000.0),
+    ParamSpec(
+        "backend",
+        "auto",
+        "Resource source: auto (jtop > psutil > sim) | jtop | psutil | sim | trace",
+        choices=BACKENDS,
+    ),
+    ParamSpec(
+        "rate_hz",
+        2.0,
+        "Publish rate of battery / thermal / cpu_load / deadline_ms",
+        min_value=0.1,
+        max_value=50.0,
+    ),
+    ParamSpec(
+        "deadline_ms",
+        80.0,
+        "Per-frame deadline published on deadline_ms (a trace or mission overrides it)",
+        min_value=1.0,
+        max_value=2000.0,
+    ),
     ParamSpec("frame_id", "", "frame_id of the battery / thermal headers"),
-    ParamSpec("energy_meter", "auto", "Energy meter: auto (rapl > jtop > battery, else none) | rapl | jtop | "
-              "battery | none. Applied at start-up", choices=METERS, read_only=True),
+    ParamSpec(
+        "energy_meter",
+        "auto",
+        "Energy meter: auto (rapl > jtop > battery, else none) | rapl | jtop | "
+        "battery | none. Applied at start-up",
+        choices=METERS,
+        read_only=True,
+    ),
     ParamSpec("trace_file", "", "CSV / YAML resource trace for backend=trace (see docs/resources.md)"),
     ParamSpec("trace_loop", True, "Replay the trace in a loop"),
-    ParamSpec("mission_file", "",
-              "Mission YAML driving the sim backend (path or a name in config/); empty = none"),
-    ParamSpec("mission_duration_s", 0.0, "Rescale the mission to this length (0 = its nominal duration)",
-              min_value=0.0, max_value=86400.0),
-    ParamSpec("sim.capacity_wh", _SIM.capacity_wh, "Simulated battery capacity (a mission may resize it)",
-              min_value=0.001, max_value=10000.0),
-    ParamSpec("sim.initial_fraction", _SIM.initial_fraction, "Simulated state of charge at start",
-              min_value=0.0, max_value=1.0),
-    ParamSpec("sim.idle_power_w", _SIM.idle_power_w, "Simulated power at utilization 0",
-              min_value=0.0, max_value=1000.0),
-    ParamSpec("sim.max_power_w", _SIM.max_power_w, "Simulated power at utilization 1",
-              min_value=0.0, max_value=1000.0),
-    ParamSpec("sim.ambient_c", _SIM.ambient_c, "Simulated ambient temperature",
-              min_value=-40.0, max_value=80.0),
-    ParamSpec("sim.thermal_resistance_c_per_w", _SIM.thermal_resistance_c_per_w,
-              "Steady-state temperature rise per watt", min_value=0.0, max_value=100.0),
-    ParamSpec("sim.thermal_time_constant_s", _SIM.thermal_time_constant_s, "Thermal time constant",
-              min_value=0.1, max_value=36000.0),
+    ParamSpec(
+        "mission_file", "", "Mission YAML driving the sim backend (path or a name in config/); empty = none"
+    ),
+    ParamSpec(
+        "mission_duration_s",
+        0.0,
+        "Rescale the mission to this length (0 = its nominal duration)",
+        min_value=0.0,
+        max_value=86400.0,
+    ),
+    ParamSpec(
+        "sim.capacity_wh",
+        _SIM.capacity_wh,
+        "Simulated battery capacity (a mission may resize it)",
+        min_value=0.001,
+        max_value=10000.0,
+    ),
+    ParamSpec(
+        "sim.initial_fraction",
+        _SIM.initial_fraction,
+        "Simulated state of charge at start",
+        min_value=0.0,
+        max_value=1.0,
+    ),
+    ParamSpec(
+        "sim.idle_power_w",
+        _SIM.idle_power_w,
+        "Simulated power at utilization 0",
+        min_value=0.0,
+        max_value=1000.0,
+    ),
+    ParamSpec(
+        "sim.max_power_w",
+        _SIM.max_power_w,
+        "Simulated power at utilization 1",
+        min_value=0.0,
+        max_value=1000.0,
+    ),
+    ParamSpec(
+        "sim.ambient_c", _SIM.ambient_c, "Simulated ambient temperature", min_value=-40.0, max_value=80.0
+    ),
+    ParamSpec(
+        "sim.thermal_resistance_c_per_w",
+        _SIM.thermal_resistance_c_per_w,
+        "Steady-state temperature rise per watt",
+        min_value=0.0,
+        max_value=100.0,
+    ),
+    ParamSpec(
+        "sim.thermal_time_constant_s",
+        _SIM.thermal_time_constant_s,
+        "Thermal time constant",
+        min_value=0.1,
+        max_value=36000.0,
+    ),
 )
 # Changing these restarts the backend; other sim.* values are applied to the running simulation.
-_RESTART_KEYS = {"backend", "trace_file", "trace_loop", "mission_file", "mission_duration_s",
-                 "sim.initial_fraction"}
+_RESTART_KEYS = {
+    "backend",
+    "trace_file",
+    "trace_loop",
+    "mission_file",
+    "mission_duration_s",
+    "sim.initial_fraction",
+}
 
 
 def sim_params_from(values: Mapping[str, Any]) -> SimParams:
-    sim = {key[len(SIM_PREFIX):]: value for key, value in values.items() if key.startswith(SIM_PREFIX)}
+    sim = {key[len(SIM_PREFIX) :]: value for key, value in values.items() if key.startswith(SIM_PREFIX)}
     return dataclasses.replace(_SIM, **sim)
 
 
@@ -109,8 +171,13 @@ def validate_parameters(values: Mapping[str, Any]) -> str | None:
 
 def build_backend(values: Mapping[str, Any]) -> tuple[ResourceBackend, str]:
     """Create the backend the parameters ask for; raises with a reason when it cannot start."""
-    return make_backend(values["backend"], sim=sim_params_from(values), mission=load_mission(values),
-                        trace_file=values["trace_file"], trace_loop=values["trace_loop"])
+    return make_backend(
+        values["backend"],
+        sim=sim_params_from(values),
+        mission=load_mission(values),
+        trace_file=values["trace_file"],
+        trace_loop=values["trace_loop"],
+    )
 
 
 class ResourceMonitorNode(Node):
@@ -118,8 +185,9 @@ class ResourceMonitorNode(Node):
 
     def __init__(self, node_name: str = "resource_monitor", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self.params = LiveParameters(self, PARAMETERS, validate=validate_parameters,
-                                     on_change=self._on_parameters)
+        self.params = LiveParameters(
+            self, PARAMETERS, validate=validate_parameters, on_change=self._on_parameters
+        )
         self.errors: Counter[str] = Counter()
         self.last_error = ""
         self.samples = 0
@@ -180,7 +248,8 @@ class ResourceMonitorNode(Node):
             self.errors["bad_cpu_ms"] += 1
             self.get_logger().warning(
                 f"dropped cpu_ms: {problem}; {self.errors['bad_cpu_ms']} so far",
-                throttle_duration_sec=LOG_THROTTLE_S)
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
 
     def _on_utilization(self, msg: Float32) -> None:
         u = msg.data
@@ -188,7 +257,8 @@ class ResourceMonitorNode(Node):
             self.errors["bad_utilization"] += 1
             self.get_logger().warning(
                 f"dropped utilization_applied {u} (not in [0, 1]); {self.errors['bad_utilization']} so far",
-                throttle_duration_sec=LOG_THROTTLE_S)
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
             return
         if self.backend is not None:
             self.backend.set_utilization(u)
@@ -205,7 +275,8 @@ class ResourceMonitorNode(Node):
                 self.last_error = f"{self.backend.name}: {error}"
                 self.get_logger().error(
                     f"backend sample failed: {self.last_error} ({self.errors['sample']} failures)",
-                    throttle_duration_sec=LOG_THROTTLE_S)
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
             else:
                 self.samples += 1
                 self._publish_sample(sample, header)
@@ -216,28 +287,37 @@ class ResourceMonitorNode(Node):
         if lost:
             self.errors["meter_lost"] += 1
             self.last_error = lost
-            self.get_logger().error(lost)   # once: the reader drops the meter for good
+            self.get_logger().error(lost)  # once: the reader drops the meter for good
         if math.isfinite(energy_j):
             self.energy_pub.publish(Float64(data=float(energy_j)))
 
     def _publish_sample(self, sample, header: Header) -> None:
         current = sample.battery_current_a
         battery = BatteryState(
-            header=header, voltage=float(sample.battery_voltage), temperature=math.nan,
+            header=header,
+            voltage=float(sample.battery_voltage),
+            temperature=math.nan,
             current=-float(current) if math.isfinite(current) else math.nan,  # negative = discharging
-            charge=math.nan, capacity=math.nan, design_capacity=math.nan,
+            charge=math.nan,
+            capacity=math.nan,
+            design_capacity=math.nan,
             percentage=float(sample.battery_fraction),
-            power_supply_status=(BatteryState.POWER_SUPPLY_STATUS_DISCHARGING if math.isfinite(current)
-                                 and current > 0 else BatteryState.POWER_SUPPLY_STATUS_UNKNOWN),
+            power_supply_status=(
+                BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+                if math.isfinite(current) and current > 0
+                else BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
+            ),
             power_supply_health=BatteryState.POWER_SUPPLY_HEALTH_UNKNOWN,
             power_supply_technology=BatteryState.POWER_SUPPLY_TECHNOLOGY_UNKNOWN,
-            present=math.isfinite(sample.battery_fraction))
+            present=math.isfinite(sample.battery_fraction),
+        )
         if isinstance(self.backend, SimBackend):
             battery.capacity = float(self.backend.params.capacity_wh / self.backend.params.voltage_full)
             battery.charge = float(battery.capacity * sample.battery_fraction)
         self.battery_pub.publish(battery)
-        self.thermal_pub.publish(Temperature(header=header, temperature=float(sample.temperature_c),
-                                             variance=0.0))
+        self.thermal_pub.publish(
+            Temperature(header=header, temperature=float(sample.temperature_c), variance=0.0)
+        )
         self.cpu_pub.publish(Float32(data=float(sample.cpu_load)))
 
     def diagnostics_values(self) -> dict[str, str]:
@@ -270,8 +350,12 @@ class ResourceMonitorNode(Node):
         values = self.diagnostics_values()
         if self.backend is None:
             level, message = ERROR, self.last_error
-        elif self.errors["sample"] or self.errors["bad_utilization"] or self.errors["bad_cpu_ms"] \
-                or self.errors["meter_lost"]:
+        elif (
+            self.errors["sample"]
+            or self.errors["bad_utilization"]
+            or self.errors["bad_cpu_ms"]
+            or self.errors["meter_lost"]
+        ):
             level = WARN
             message = f"{values['errors.total']} errors; last: {self.last_error}"
         else:
@@ -287,7 +371,7 @@ class ResourceMonitorNode(Node):
         elif isinstance(self.backend, SimBackend) and any(k.startswith(SIM_PREFIX) for k in changed):
             for key, value in changed.items():  # live physics change, battery state kept
                 if key.startswith(SIM_PREFIX):
-                    setattr(self.backend.params, key[len(SIM_PREFIX):], value)
+                    setattr(self.backend.params, key[len(SIM_PREFIX) :], value)
         self.get_logger().info("parameters applied: " + ", ".join(f"{k}={v}" for k, v in changed.items()))
 
     def destroy_node(self) -> None:

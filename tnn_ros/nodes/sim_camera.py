@@ -45,8 +45,9 @@ class SimCameraNode(Node):
         super().__init__(node_name, **kwargs)
         self.params = LiveParameters(self, PARAMETERS, on_change=self._on_parameters)
         # Reliable publisher: matches both best-effort and reliable image subscribers.
-        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
-                               reliability=ReliabilityPolicy.RELIABLE)
+        image_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
+        )
         self.image_pub = self.create_publisher(Image, topics.IMAGE, image_qos)
         self.truth_pub = self.create_publisher(String, topics.GROUND_TRUTH_JSON, 10)
         self.frames_published = 0
@@ -54,12 +55,18 @@ class SimCameraNode(Node):
         self.timer = replace_timer(self, None, self.params["fps"], self._tick)
         self.get_logger().info(
             f"publishing {self.params['width']}x{self.params['height']} {self.params['encoding']} "
-            f"at {self.params['fps']} fps")
+            f"at {self.params['fps']} fps"
+        )
 
     def _make_source(self) -> SimFrameSource:
-        return SimFrameSource(self.params["width"], self.params["height"], seed=self.params["seed"],
-                              fps=self.params["fps"], num_objects=self.params["num_objects"],
-                              gestures=self.params["gestures"])
+        return SimFrameSource(
+            self.params["width"],
+            self.params["height"],
+            seed=self.params["seed"],
+            fps=self.params["fps"],
+            num_objects=self.params["num_objects"],
+            gestures=self.params["gestures"],
+        )
 
     def _on_parameters(self, changed: dict) -> None:
         if _SOURCE_PARAMETERS & set(changed):
@@ -71,8 +78,9 @@ class SimCameraNode(Node):
         frame = self.source.next_frame()
         encoding = self.params["encoding"]
         step, data = encode_image(frame.rgb, encoding)
-        msg = Image(height=frame.rgb.shape[0], width=frame.rgb.shape[1], encoding=encoding, step=step,
-                    data=data)
+        msg = Image(
+            height=frame.rgb.shape[0], width=frame.rgb.shape[1], encoding=encoding, step=step, data=data
+        )
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.params["frame_id"]
         stamp_ns = stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)

@@ -15,9 +15,21 @@ from tnn_ros.perception.vision_msgs_converter import import_vision_msgs, to_dete
 _LAZY = {"FrameResult": "tnn_ros.perception.pipeline", "PerceptionPipeline": "tnn_ros.perception.pipeline"}
 
 __all__ = [
-    "SUPPORTED_ENCODINGS", "CostMeter", "CostTotals", "FrameCost", "ImageDecodeError", "decode_image",
-    "encode_image", "draw_debug", "detections_to_json", "gesture_to_json", "stamp_to_ns", "FrameResult",
-    "PerceptionPipeline", "import_vision_msgs", "to_detection2d_array",
+    "SUPPORTED_ENCODINGS",
+    "CostMeter",
+    "CostTotals",
+    "FrameCost",
+    "ImageDecodeError",
+    "decode_image",
+    "encode_image",
+    "draw_debug",
+    "detections_to_json",
+    "gesture_to_json",
+    "stamp_to_ns",
+    "FrameResult",
+    "PerceptionPipeline",
+    "import_vision_msgs",
+    "to_detection2d_array",
 ]
 
 

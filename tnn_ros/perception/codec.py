@@ -42,8 +42,14 @@ class ImageDecodeError(ValueError):
         self.reason = reason
 
 
-def decode_image(height: int, width: int, encoding: str, step: int, data: bytes | memoryview,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    height: int,
+    width: int,
+    encoding: str,
+    step: int,
+    data: bytes | memoryview,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
     """Return the image as a contiguous ``HxWx3`` uint8 RGB array.
 
     ``step`` is the row length in bytes; rows may carry padding after ``width * channels`` bytes,
@@ -53,23 +59,29 @@ def decode_image(height: int, width: int, encoding: str, step: int, data: bytes 
     """
     channels = _CHANNELS.get(encoding)
     if channels is None:
-        raise ImageDecodeError("encoding", f"unsupported encoding {encoding!r}; "
-                                           f"supported: {', '.join(SUPPORTED_ENCODINGS)}")
+        raise ImageDecodeError(
+            "encoding", f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
     if height <= 0 or width <= 0:
         raise ImageDecodeError("empty", f"zero-sized image ({width}x{height})")
     if height * width > max_pixels:
-        raise ImageDecodeError("too_large", f"image {width}x{height} has {width * height} pixels, "
-                                            f"over max_image_pixels={max_pixels}")
+        raise ImageDecodeError(
+            "too_large",
+            f"image {width}x{height} has {width * height} pixels, over max_image_pixels={max_pixels}",
+        )
     row_bytes = width * channels
     if step < row_bytes:
-        raise ImageDecodeError("bad_step", f"step {step} is shorter than width*channels = {row_bytes} "
-                                           f"for {encoding}")
+        raise ImageDecodeError(
+            "bad_step", f"step {step} is shorter than width*channels = {row_bytes} for {encoding}"
+        )
     buffer = np.frombuffer(data, dtype=np.uint8)
     # The last row needs only its pixel bytes, but ROS requires height*step; accept exactly that.
     if buffer.size < height * step:
-        raise ImageDecodeError("short_data", f"data has {buffer.size} bytes, expected height*step = "
-                                             f"{height}*{step} = {height * step}")
-    rows = buffer[:height * step].reshape(height, step)[:, :row_bytes]
+        raise ImageDecodeError(
+            "short_data",
+            f"data has {buffer.size} bytes, expected height*step = {height}*{step} = {height * step}",
+        )
+    rows = buffer[: height * step].reshape(height, step)[:, :row_bytes]
     pixels = rows.reshape(height, width, channels)
     conversion = _TO_RGB[encoding]
     if conversion is None:

@@ -25,9 +25,9 @@ _TASKS = "/proc/self/task"
 class FrameCost:
     """What one frame cost, in milliseconds. ``queue_ms`` is NaN when the receive time is unknown."""
 
-    cpu_ms: float      # CPU time of the worker thread while it worked on the frame
-    wall_ms: float     # wall time of the same stretch
-    queue_ms: float    # frame received -> work started (waiting for the worker)
+    cpu_ms: float  # CPU time of the worker thread while it worked on the frame
+    wall_ms: float  # wall time of the same stretch
+    queue_ms: float  # frame received -> work started (waiting for the worker)
 
     @property
     def response_ms(self) -> float:
@@ -65,8 +65,8 @@ class WorkerClock:
 
     def __init__(self) -> None:
         self.helpers: set[int] = set()
-        self._last_ns: dict[int, int] = {}   # last reading per helper
-        self._retired_ns = 0                 # CPU time of helpers that have exited
+        self._last_ns: dict[int, int] = {}  # last reading per helper
+        self._retired_ns = 0  # CPU time of helpers that have exited
 
     def discover(self, before: set[int]) -> int:
         """Adopt threads that exist now but not in ``before`` (a :func:`thread_ids` snapshot)."""
@@ -80,7 +80,7 @@ class WorkerClock:
         helpers = 0
         for tid in sorted(self.helpers):
             value = thread_cpu_ns(tid)
-            if value is None:   # the helper exited: keep what it had used
+            if value is None:  # the helper exited: keep what it had used
                 self.helpers.discard(tid)
                 self._retired_ns += self._last_ns.pop(tid, 0)
                 continue
@@ -97,9 +97,12 @@ class CostMeter:
     CPU clocks are per thread).
     """
 
-    def __init__(self, received_s: float | None = None,
-                 thread_clock_ns: Callable[[], int] = time.thread_time_ns,
-                 wall_clock_s: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        received_s: float | None = None,
+        thread_clock_ns: Callable[[], int] = time.thread_time_ns,
+        wall_clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._thread_clock_ns = thread_clock_ns
         self._wall_clock_s = wall_clock_s
         self.start_s = wall_clock_s()

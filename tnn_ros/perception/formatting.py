@@ -51,15 +51,17 @@ def gesture_to_json(result: Any, stamp_ns: int) -> str:
     gesture = result.gesture
     if gesture is None:
         raise ValueError("this frame produced no gesture result")
-    return json.dumps({
-        "stamp_ns": int(stamp_ns),
-        "label": str(gesture.label),
-        "class_id": int(gesture.class_id),
-        "confidence": _round(gesture.confidence),
-        "probabilities": {str(k): _round(v) for k, v in gesture.probabilities.items()},
-        "level": int(result.level),
-        "utilization": _round(result.utilization_applied),
-    })
+    return json.dumps(
+        {
+            "stamp_ns": int(stamp_ns),
+            "label": str(gesture.label),
+            "class_id": int(gesture.class_id),
+            "confidence": _round(gesture.confidence),
+            "probabilities": {str(k): _round(v) for k, v in gesture.probabilities.items()},
+            "level": int(result.level),
+            "utilization": _round(result.utilization_applied),
+        }
+    )
 
 
 def stamp_to_ns(sec: int, nanosec: int) -> int:

@@ -17,7 +17,7 @@ class GateDecision:
     """The utilization to run the next frame at and where it came from."""
 
     utilization: float
-    source: str   # "manual" | "setpoint" | "stale" (auto mode without a fresh setpoint)
+    source: str  # "manual" | "setpoint" | "stale" (auto mode without a fresh setpoint)
 
 
 class UtilizationGate:
@@ -33,8 +33,8 @@ class UtilizationGate:
         self.stale_timeout_s = stale_timeout_s
         self.setpoint: float | None = None
         self.setpoint_stamp: float | None = None
-        self.rejected = 0   # NaN / inf setpoints ignored
-        self.clamped = 0    # finite setpoints outside [0, 1] clamped
+        self.rejected = 0  # NaN / inf setpoints ignored
+        self.clamped = 0  # finite setpoints outside [0, 1] clamped
 
     def offer_setpoint(self, value: float, now: float) -> str | None:
         """Record a setpoint received at monotonic time ``now``.

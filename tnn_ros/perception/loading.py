@@ -7,17 +7,25 @@ from collections.abc import Callable
 from tnn_ros.perception.pipeline import PerceptionPipeline
 
 
-def load_models(detector_path: str, gesture_path: str, stride: int, with_gesture: bool = True,
-                smoothing: int = 2, backend: str = "torch", num_threads: int = 1,
-                log: Callable[[str], None] | None = None) -> PerceptionPipeline:
+def load_models(
+    detector_path: str,
+    gesture_path: str,
+    stride: int,
+    with_gesture: bool = True,
+    smoothing: int = 2,
+    backend: str = "torch",
+    num_threads: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> PerceptionPipeline:
     """Load the shipped or user models and build the pipeline; raises with a reason on failure."""
     from tnn_ros.engines import create_engine
     from tnn_ros.models import GestureRecognizer, load_detector, load_gesture, shipped_model_path
     from tnn_ros.throttle import LevelSchedule
 
     def on_backend(model, path: str, name: str):
-        return create_engine(model, backend, model_path=path or shipped_model_path(name),
-                             num_threads=num_threads, log=log)
+        return create_engine(
+            model, backend, model_path=path or shipped_model_path(name), num_threads=num_threads, log=log
+        )
 
     detector = on_backend(load_detector(detector_path or None), detector_path, "detector")
     recognizer = None
@@ -36,6 +44,7 @@ def torch_threads(count: int) -> int:
     model. Returns the count torch reports afterwards.
     """
     import torch
+
     torch.set_num_threads(int(count))
     return torch.get_num_threads()
 

@@ -22,13 +22,13 @@ class FrameResult:
     """What one processed frame produced and at which operating point."""
 
     detections: list
-    gesture: Any | None            # GestureResult when the recognizer emitted on this frame
+    gesture: Any | None  # GestureResult when the recognizer emitted on this frame
     level: int
     utilization_applied: float
-    latency_ms: float              # detector + gesture, wall clock, this frame
+    latency_ms: float  # detector + gesture, wall clock, this frame
     detector_ms: float = 0.0
     gesture_ms: float = 0.0
-    image_size: tuple[int, int] = (0, 0)   # (width, height) of the processed image
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the processed image
     extra: dict = field(default_factory=dict)
 
 
@@ -63,8 +63,9 @@ class PerceptionPipeline:
         # frames would hold hundreds of MB at 4K, and the net resizes to this size anyway.
         self._gesture_frame_size = tuple(getattr(net, "frame_size", ())) or None
 
-    def process(self, rgb: np.ndarray, utilization: float, score_threshold: float,
-                run_gesture: bool = True) -> FrameResult:
+    def process(
+        self, rgb: np.ndarray, utilization: float, score_threshold: float, run_gesture: bool = True
+    ) -> FrameResult:
         """Run one ``HxWx3`` uint8 RGB frame at ``utilization`` (clamped to [0, 1]; NaN rejected)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected HxWx3 uint8 RGB, got shape {rgb.shape} dtype {rgb.dtype}")
@@ -82,9 +83,15 @@ class PerceptionPipeline:
             gesture = self.gesture_recognizer.push(self._gesture_frame(rgb))
         end = time.perf_counter()
         return FrameResult(
-            detections=list(detections), gesture=gesture, level=level, utilization_applied=applied,
-            latency_ms=(end - start) * 1e3, detector_ms=(detector_done - start) * 1e3,
-            gesture_ms=(end - detector_done) * 1e3, image_size=(rgb.shape[1], rgb.shape[0]))
+            detections=list(detections),
+            gesture=gesture,
+            level=level,
+            utilization_applied=applied,
+            latency_ms=(end - start) * 1e3,
+            detector_ms=(detector_done - start) * 1e3,
+            gesture_ms=(end - detector_done) * 1e3,
+            image_size=(rgb.shape[1], rgb.shape[0]),
+        )
 
     def reset_gesture(self) -> None:
         """Forget the buffered clip (after a pause, a stride change or re-enabling gestures)."""

@@ -7,6 +7,16 @@ from tnn_ros.resources.mission import Mission, MissionError, find_mission_file
 from tnn_ros.resources.sim import SimBackend, SimParams
 
 __all__ = [
-    "BACKENDS", "BackendError", "Mission", "MissionError", "ResourceBackend", "ResourceSample", "SimBackend",
-    "SimParams", "find_config_file", "find_mission_file", "find_package_file", "make_backend",
+    "BACKENDS",
+    "BackendError",
+    "Mission",
+    "MissionError",
+    "ResourceBackend",
+    "ResourceSample",
+    "SimBackend",
+    "SimParams",
+    "find_config_file",
+    "find_mission_file",
+    "find_package_file",
+    "make_backend",
 ]

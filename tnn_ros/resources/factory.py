@@ -11,10 +11,17 @@ from tnn_ros.resources.sim import SimBackend, SimParams
 BACKENDS = ("auto", "jtop", "psutil", "sim", "trace")
 
 
-def make_backend(name: str, *, sim: SimParams | dict | None = None, mission: Mission | None = None,
-                 trace_file: str = "", trace_loop: bool = True, jtop_socket: str | None = None,
-                 jtop_factory: Callable[[], Any] | None = None,
-                 psutil_module: Any = None) -> tuple[ResourceBackend, str]:
+def make_backend(
+    name: str,
+    *,
+    sim: SimParams | dict | None = None,
+    mission: Mission | None = None,
+    trace_file: str = "",
+    trace_loop: bool = True,
+    jtop_socket: str | None = None,
+    jtop_factory: Callable[[], Any] | None = None,
+    psutil_module: Any = None,
+) -> tuple[ResourceBackend, str]:
     """Create the backend called ``name`` and say why it is the one in use.
 
     ``auto`` tries jtop (package importable and its service socket present), then psutil, then sim.
@@ -33,16 +40,20 @@ def make_backend(name: str, *, sim: SimParams | dict | None = None, mission: Mis
         if not trace_file:
             raise ValueError("backend 'trace' needs trace_file")
         from tnn_ros.resources.trace import TraceBackend
+
         return TraceBackend(trace_file, loop=trace_loop), f"trace requested: {trace_file}"
     if name == "jtop":
         from tnn_ros.resources.jtop_backend import JtopBackend
+
         return JtopBackend(jtop_factory), "jtop requested"
     if name == "psutil":
         from tnn_ros.resources.psutil_backend import PsutilBackend
+
         return PsutilBackend(psutil_module), "psutil requested"
 
     # auto: the richest source that works here
     from tnn_ros.resources.jtop_backend import JTOP_SOCKET, JtopBackend, jtop_available
+
     reasons = []
     if jtop_factory is not None:
         available, why = True, "jtop client given"
@@ -56,6 +67,7 @@ def make_backend(name: str, *, sim: SimParams | dict | None = None, mission: Mis
     reasons.append(f"jtop: {why}")
     try:
         from tnn_ros.resources.psutil_backend import PsutilBackend
+
         return PsutilBackend(psutil_module), "auto: " + "; ".join(reasons + ["psutil available"])
     except Exception as error:  # ImportError, or psutil failing on an exotic platform
         reasons.append(f"psutil: {error}")

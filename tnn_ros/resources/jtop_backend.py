@@ -78,13 +78,19 @@ class JtopBackend(ResourceBackend):
         idle = cpu.get("total", {}).get("idle") if isinstance(cpu, dict) else None
         cpu_load = min(max(1.0 - idle / 100.0, 0.0), 1.0) if isinstance(idle, (int, float)) else math.nan
         gpu_load = math.nan
-        for gpu in (gpus.values() if isinstance(gpus, dict) else []):
+        for gpu in gpus.values() if isinstance(gpus, dict) else []:
             load = gpu.get("status", {}).get("load") if isinstance(gpu, dict) else None
             if isinstance(load, (int, float)):
                 gpu_load = min(max(load / 100.0, 0.0), 1.0)
                 break
-        return ResourceSample(stamp=now, battery_voltage=voltage, power_w=power_w, temperature_c=temperature,
-                              cpu_load=cpu_load, gpu_load=gpu_load)
+        return ResourceSample(
+            stamp=now,
+            battery_voltage=voltage,
+            power_w=power_w,
+            temperature_c=temperature,
+            cpu_load=cpu_load,
+            gpu_load=gpu_load,
+        )
 
     def close(self) -> None:
         try:

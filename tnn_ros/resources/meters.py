@@ -50,8 +50,9 @@ def _read_int(path: pathlib.Path) -> int:
     try:
         return int(path.read_text().strip())
     except PermissionError as error:
-        raise MeterError(f"{path}: permission denied (RAPL energy_uj is root-only since Linux 5.10)") \
-            from error
+        raise MeterError(
+            f"{path}: permission denied (RAPL energy_uj is root-only since Linux 5.10)"
+        ) from error
     except FileNotFoundError as error:
         raise MeterError(f"{path}: gone") from error
     except (OSError, ValueError) as error:
@@ -83,7 +84,7 @@ class RaplMeter(EnergyMeter):
         for i, domain in enumerate(self.domains):
             value = _read_int(domain / "energy_uj")
             delta = value - self._last_uj[i]
-            if delta < 0:   # the counter wrapped (or was reset): add the range it ran through
+            if delta < 0:  # the counter wrapped (or was reset): add the range it ran through
                 if self._max_uj[i] <= 0:
                     raise MeterError(f"{domain}: counter went backwards and max_energy_range_uj is unknown")
                 delta += self._max_uj[i]
@@ -170,12 +171,14 @@ class BatteryMeter(EnergyMeter):
             except OSError:
                 plugged = None
         if plugged or (status and status != "Discharging"):
-            raise MeterError(f"{self.path.name} is not discharging (status {status or 'unknown'}, "
-                             f"plugged {plugged}): it does not measure the draw")
+            raise MeterError(
+                f"{self.path.name} is not discharging (status {status or 'unknown'}, "
+                f"plugged {plugged}): it does not measure the draw"
+            )
 
     def remaining_j(self) -> float:
         if (self.path / "energy_now").exists():
-            return _read_int(self.path / "energy_now") * 3.6e-3   # uWh -> J
+            return _read_int(self.path / "energy_now") * 3.6e-3  # uWh -> J
         if (self.path / "charge_now").exists() and (self.path / "voltage_now").exists():
             charge_uah = _read_int(self.path / "charge_now")
             voltage_uv = _read_int(self.path / "voltage_now")
@@ -187,10 +190,14 @@ class BatteryMeter(EnergyMeter):
         return max(self._start_j - self.remaining_j(), 0.0)
 
 
-def make_energy_meter(name: str, *, powercap_root: pathlib.Path | str = POWERCAP_ROOT,
-                      power_supply_root: pathlib.Path | str = POWER_SUPPLY_ROOT,
-                      jtop_factory: Callable[[], Any] | None = None,
-                      psutil_module: Any = None) -> tuple[EnergyMeter | None, str]:
+def make_energy_meter(
+    name: str,
+    *,
+    powercap_root: pathlib.Path | str = POWERCAP_ROOT,
+    power_supply_root: pathlib.Path | str = POWER_SUPPLY_ROOT,
+    jtop_factory: Callable[[], Any] | None = None,
+    psutil_module: Any = None,
+) -> tuple[EnergyMeter | None, str]:
     """The meter called ``name`` (or, for ``auto``, the first of rapl, jtop, battery that works); and why.
 
     Returns ``(None, why)`` for ``none`` and when no meter works; a named meter that cannot start
@@ -207,6 +214,7 @@ def make_energy_meter(name: str, *, powercap_root: pathlib.Path | str = POWERCAP
         if kind == "jtop":
             if jtop_factory is None:
                 from tnn_ros.resources.jtop_backend import JTOP_SOCKET, jtop_available
+
                 available, why = jtop_available(JTOP_SOCKET)
                 if not available:
                     raise MeterError(why)

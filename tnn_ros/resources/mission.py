@@ -41,8 +41,17 @@ from tnn_ros.paths import find_config_file
 
 DEFAULT_MISSION_FILE = "mission_demo.yaml"
 
-_SIM_KEYS = {"capacity_wh", "idle_power_w", "max_power_w", "ambient_c", "thermal_resistance_c_per_w",
-             "thermal_time_constant_s", "initial_temperature_c", "voltage_full", "voltage_empty"}
+_SIM_KEYS = {
+    "capacity_wh",
+    "idle_power_w",
+    "max_power_w",
+    "ambient_c",
+    "thermal_resistance_c_per_w",
+    "thermal_time_constant_s",
+    "initial_temperature_c",
+    "voltage_full",
+    "voltage_empty",
+}
 _SCALED_SIM_KEYS = {"thermal_time_constant_s"}
 
 
@@ -59,8 +68,8 @@ class Mission:
     battery_initial: float | None = None
     battery_final: float | None = None
     nominal_utilization: float = 0.7
-    heat_events: list[tuple[float, float, float]] = field(default_factory=list)   # (t0, t1, extra_w)
-    deadline_keyframes: list[tuple[float, float]] = field(default_factory=list)   # (t, deadline_ms)
+    heat_events: list[tuple[float, float, float]] = field(default_factory=list)  # (t0, t1, extra_w)
+    deadline_keyframes: list[tuple[float, float]] = field(default_factory=list)  # (t, deadline_ms)
     manual_windows: list[tuple[float, float, float]] = field(default_factory=list)  # (t0, t1, u)
     sim_overrides: dict[str, float] = field(default_factory=dict)
     time_scale: float = 1.0
@@ -87,22 +96,29 @@ class Mission:
         if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
             raise MissionError(f"{source}: duration must be > 0, got {duration_s}")
         scale = (duration_s / nominal) if duration_s is not None else 1.0
-        mission = cls(name=str(spec.get("name", pathlib.Path(source).stem)), duration_s=nominal * scale,
-                      time_scale=scale, source=source)
+        mission = cls(
+            name=str(spec.get("name", pathlib.Path(source).stem)),
+            duration_s=nominal * scale,
+            time_scale=scale,
+            source=source,
+        )
 
         battery = spec.get("battery") or {}
         where = f"{source}: battery"
         _no_unknown(battery, {"initial_fraction", "final_fraction", "nominal_utilization"}, where)
         if battery:
-            mission.battery_initial = _number(battery.get("initial_fraction"), f"{where}.initial_fraction",
-                                              low=0.0, high=1.0)
+            mission.battery_initial = _number(
+                battery.get("initial_fraction"), f"{where}.initial_fraction", low=0.0, high=1.0
+            )
             if "final_fraction" in battery:
-                mission.battery_final = _number(battery["final_fraction"], f"{where}.final_fraction",
-                                                low=0.0, high=1.0)
+                mission.battery_final = _number(
+                    battery["final_fraction"], f"{where}.final_fraction", low=0.0, high=1.0
+                )
                 if mission.battery_final >= mission.battery_initial:
                     raise MissionError(f"{where}: final_fraction must be < initial_fraction")
-            mission.nominal_utilization = _number(battery.get("nominal_utilization", 0.7),
-                                                  f"{where}.nominal_utilization", low=0.0, high=1.0)
+            mission.nominal_utilization = _number(
+                battery.get("nominal_utilization", 0.7), f"{where}.nominal_utilization", low=0.0, high=1.0
+            )
 
         sim = spec.get("sim") or {}
         _no_unknown(sim, _SIM_KEYS, f"{source}: sim")

@@ -16,8 +16,11 @@ def pick_temperature(sensors: dict[str, list[Any]]) -> float:
     if not sensors:
         return math.nan
     chips = [name for name in CPU_SENSOR_NAMES if sensors.get(name)] or list(sensors)
-    readings = [entry.current for entry in sensors[chips[0]]
-                if entry.current is not None and math.isfinite(entry.current)]
+    readings = [
+        entry.current
+        for entry in sensors[chips[0]]
+        if entry.current is not None and math.isfinite(entry.current)
+    ]
     return max(readings) if readings else math.nan
 
 
@@ -53,5 +56,9 @@ class PsutilBackend(ResourceBackend):
                 battery = None
             if battery is not None and battery.percent is not None:
                 battery_fraction = min(max(battery.percent / 100.0, 0.0), 1.0)
-        return ResourceSample(stamp=now, battery_fraction=battery_fraction, temperature_c=temperature,
-                              cpu_load=min(max(cpu_load, 0.0), 1.0))
+        return ResourceSample(
+            stamp=now,
+            battery_fraction=battery_fraction,
+            temperature_c=temperature,
+            cpu_load=min(max(cpu_load, 0.0), 1.0),
+        )

@@ -46,7 +46,7 @@ class SimParams:
     ambient_c: float = 25.0
     thermal_resistance_c_per_w: float = 5.0
     thermal_time_constant_s: float = 30.0
-    initial_temperature_c: float | None = None   # None: start at ambient
+    initial_temperature_c: float | None = None  # None: start at ambient
     voltage_full: float = 12.6
     voltage_empty: float = 10.5
     base_cpu_load: float = 0.05
@@ -89,8 +89,12 @@ class SimBackend(ResourceBackend):
 
     name = "sim"
 
-    def __init__(self, params: SimParams | None = None, mission: Mission | None = None,
-                 initial_utilization: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: SimParams | None = None,
+        mission: Mission | None = None,
+        initial_utilization: float = 0.0,
+    ) -> None:
         params = dataclasses.replace(params or SimParams())
         if mission is not None:
             params = dataclasses.replace(params, **mission.sim_overrides)
@@ -111,8 +115,9 @@ class SimBackend(ResourceBackend):
         self.work = MeasuredWork(max_busy=float(os.cpu_count() or 1))
         self.busy_fraction = 0.0
         self.energy_j = params.initial_fraction * params.capacity_wh * 3600.0
-        self.temperature_c = params.ambient_c if params.initial_temperature_c is None \
-            else params.initial_temperature_c
+        self.temperature_c = (
+            params.ambient_c if params.initial_temperature_c is None else params.initial_temperature_c
+        )
         self.start: float | None = None
         self.last: float | None = None
 
@@ -166,6 +171,12 @@ class SimBackend(ResourceBackend):
         voltage = params.voltage_empty + (params.voltage_full - params.voltage_empty) * fraction
         cpu = self.params.base_cpu_load + (1.0 - self.params.base_cpu_load) * min(self.busy_fraction, 1.0)
         return ResourceSample(
-            stamp=now, battery_fraction=fraction, battery_voltage=voltage, power_w=power,
-            temperature_c=self.temperature_c, cpu_load=cpu, gpu_load=math.nan,
-            deadline_ms=self.mission.deadline_at(t) if self.mission is not None else None)
+            stamp=now,
+            battery_fraction=fraction,
+            battery_voltage=voltage,
+            power_w=power,
+            temperature_c=self.temperature_c,
+            cpu_load=cpu,
+            gpu_load=math.nan,
+            deadline_ms=self.mission.deadline_at(t) if self.mission is not None else None,
+        )

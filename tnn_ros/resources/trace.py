@@ -25,8 +25,15 @@ import yaml
 from tnn_ros.resources.base import ResourceBackend, ResourceSample
 
 TIME_COLUMN = "time_s"
-VALUE_COLUMNS = ("battery_fraction", "battery_voltage", "power_w", "temperature_c", "cpu_load", "gpu_load",
-                 "deadline_ms")
+VALUE_COLUMNS = (
+    "battery_fraction",
+    "battery_voltage",
+    "power_w",
+    "temperature_c",
+    "cpu_load",
+    "gpu_load",
+    "deadline_ms",
+)
 _FRACTIONS = ("battery_fraction", "cpu_load", "gpu_load")
 
 

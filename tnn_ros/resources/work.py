@@ -23,8 +23,8 @@ class MeasuredWork:
         if not max_busy > 0.0:
             raise ValueError(f"max_busy must be > 0, got {max_busy}")
         self.max_busy = max_busy
-        self.pending_s = 0.0        # measured CPU time not yet turned into power
-        self.total_cpu_s = 0.0      # every valid sample, ever
+        self.pending_s = 0.0  # measured CPU time not yet turned into power
+        self.total_cpu_s = 0.0  # every valid sample, ever
         self.samples = 0
         self.rejected: Counter[str] = Counter()
         self.last_busy = 0.0

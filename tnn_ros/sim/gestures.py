@@ -26,15 +26,29 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 GESTURE_CLASSES: tuple[str, ...] = (
-    "no_gesture", "swipe_left", "swipe_right", "swipe_up", "swipe_down", "push", "pull", "rotate",
+    "no_gesture",
+    "swipe_left",
+    "swipe_right",
+    "swipe_up",
+    "swipe_down",
+    "push",
+    "pull",
+    "rotate",
 )
 NO_GESTURE = "no_gesture"
 
 # Skin tones (RGB 0..1) from light to dark; a clip picks one and jitters it.
-_SKIN_TONES = np.array([
-    [0.96, 0.80, 0.69], [0.92, 0.72, 0.58], [0.84, 0.62, 0.47], [0.72, 0.51, 0.36],
-    [0.58, 0.39, 0.26], [0.42, 0.28, 0.19],
-], dtype=np.float32)
+_SKIN_TONES = np.array(
+    [
+        [0.96, 0.80, 0.69],
+        [0.92, 0.72, 0.58],
+        [0.84, 0.62, 0.47],
+        [0.72, 0.51, 0.36],
+        [0.58, 0.39, 0.26],
+        [0.42, 0.28, 0.19],
+    ],
+    dtype=np.float32,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class GestureMotion:
     dy: float = 0.0
     size_factor: float = 1.0
     dangle: float = 0.0
-    wiggle: float = 0.0      # amplitude of a slow random-looking sway (no_gesture)
+    wiggle: float = 0.0  # amplitude of a slow random-looking sway (no_gesture)
     phase: float = 0.0
 
     def pose_at(self, progress: float) -> HandPose:
@@ -77,7 +91,7 @@ class GestureMotion:
             self.start,
             x=self.start.x + self.dx * eased + sway_x,
             y=self.start.y + self.dy * eased + sway_y,
-            size=self.start.size * (self.size_factor ** eased),
+            size=self.start.size * (self.size_factor**eased),
             angle=self.start.angle + self.dangle * eased,
         )
 
@@ -91,13 +105,19 @@ def sample_motion(rng: np.random.Generator, label: str) -> GestureMotion:
     """Draw a random instance of gesture ``label`` (position, scale, extent, direction)."""
     _check_label(label)
     size = float(rng.uniform(0.16, 0.27))
-    start = HandPose(x=float(rng.uniform(0.3, 0.7)), y=float(rng.uniform(0.35, 0.7)), size=size,
-                     angle=float(rng.normal(0.0, 0.25)), mirrored=bool(rng.random() < 0.5))
+    start = HandPose(
+        x=float(rng.uniform(0.3, 0.7)),
+        y=float(rng.uniform(0.35, 0.7)),
+        size=size,
+        angle=float(rng.normal(0.0, 0.25)),
+        mirrored=bool(rng.random() < 0.5),
+    )
     if label.startswith("swipe_"):
         distance = float(rng.uniform(0.35, 0.6))
         across = float(rng.uniform(-0.08, 0.08))
-        direction = {"swipe_left": (-1, 0), "swipe_right": (1, 0), "swipe_up": (0, -1),
-                     "swipe_down": (0, 1)}[label]
+        direction = {"swipe_left": (-1, 0), "swipe_right": (1, 0), "swipe_up": (0, -1), "swipe_down": (0, 1)}[
+            label
+        ]
         # Start so that the path is centred on the frame with some random offset.
         cx, cy = float(rng.uniform(0.4, 0.6)), float(rng.uniform(0.4, 0.6))
         dx = direction[0] * distance + (across if direction[0] == 0 else 0.0)
@@ -108,25 +128,39 @@ def sample_motion(rng: np.random.Generator, label: str) -> GestureMotion:
         factor = float(rng.uniform(1.6, 2.2))
         if label == "push":
             start = replace(start, size=float(rng.uniform(0.12, 0.18)))
-            return GestureMotion(label, start, size_factor=factor,
-                                 dx=float(rng.normal(0, 0.03)), dy=float(rng.normal(0, 0.03)))
+            return GestureMotion(
+                label, start, size_factor=factor, dx=float(rng.normal(0, 0.03)), dy=float(rng.normal(0, 0.03))
+            )
         start = replace(start, size=float(rng.uniform(0.26, 0.34)))
-        return GestureMotion(label, start, size_factor=1.0 / factor,
-                             dx=float(rng.normal(0, 0.03)), dy=float(rng.normal(0, 0.03)))
+        return GestureMotion(
+            label,
+            start,
+            size_factor=1.0 / factor,
+            dx=float(rng.normal(0, 0.03)),
+            dy=float(rng.normal(0, 0.03)),
+        )
     if label == "rotate":
         turn = float(rng.uniform(math.pi / 2, math.pi)) * (1 if rng.random() < 0.5 else -1)
         return GestureMotion(label, start, dangle=turn)
     # no_gesture: resting hand with jitter / slow drift, or no hand in view.
     visible = rng.random() > 0.2
-    return GestureMotion(label, replace(start, visible=visible), dx=float(rng.uniform(-0.06, 0.06)),
-                         dy=float(rng.uniform(-0.06, 0.06)), wiggle=float(rng.uniform(0.0, 0.025)),
-                         phase=float(rng.uniform(0, 2 * math.pi)), dangle=float(rng.normal(0, 0.15)))
+    return GestureMotion(
+        label,
+        replace(start, visible=visible),
+        dx=float(rng.uniform(-0.06, 0.06)),
+        dy=float(rng.uniform(-0.06, 0.06)),
+        wiggle=float(rng.uniform(0.0, 0.025)),
+        phase=float(rng.uniform(0, 2 * math.pi)),
+        dangle=float(rng.normal(0, 0.15)),
+    )
 
 
 # --- drawing ------------------------------------------------------------------------------------------
 
-def _capsule_distance(u: np.ndarray, v: np.ndarray, a: tuple[float, float], b: tuple[float, float],
-                      radius: float) -> np.ndarray:
+
+def _capsule_distance(
+    u: np.ndarray, v: np.ndarray, a: tuple[float, float], b: tuple[float, float], radius: float
+) -> np.ndarray:
     """Signed distance from points (u, v) to a capsule between a and b."""
     bu, bv = b[0] - a[0], b[1] - a[1]
     pu, pv = u - a[0], v - a[1]
@@ -159,13 +193,14 @@ def draw_hand(canvas: np.ndarray, pose: HandPose, color: Sequence[float]) -> Non
     v = (-sin_a * dx - cos_a * dy) / s
     if pose.mirrored:
         u = -u
-    dist = np.sqrt((u / 0.42) ** 2 + (v / 0.5) ** 2) * 0.42 - 0.42           # palm (ellipse, approx.)
+    dist = np.sqrt((u / 0.42) ** 2 + (v / 0.5) ** 2) * 0.42 - 0.42  # palm (ellipse, approx.)
     for base_u, length in ((-0.28, 0.48), (-0.095, 0.62), (0.095, 0.58), (0.28, 0.42)):
-        dist = np.minimum(dist, _capsule_distance(u, v, (base_u, 0.38), (base_u * 1.25, 0.38 + length),
-                                                  0.085))
+        dist = np.minimum(
+            dist, _capsule_distance(u, v, (base_u, 0.38), (base_u * 1.25, 0.38 + length), 0.085)
+        )
     dist = np.minimum(dist, _capsule_distance(u, v, (0.3, -0.05), (0.68, 0.28), 0.1))  # thumb
-    alpha = np.clip(0.5 - dist * s, 0.0, 1.0)[..., None]                    # 1-pixel anti-aliasing
-    shade = (0.88 + 0.12 * np.clip(v, -0.6, 0.6))[..., None]                # lit from the fingertips
+    alpha = np.clip(0.5 - dist * s, 0.0, 1.0)[..., None]  # 1-pixel anti-aliasing
+    shade = (0.88 + 0.12 * np.clip(v, -0.6, 0.6))[..., None]  # lit from the fingertips
     region = canvas[y0:y1, x0:x1]
     region[...] = region * (1.0 - alpha) + alpha * (np.asarray(color, np.float32) * shade)
 
@@ -190,7 +225,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
             x0, y0 = rng.integers(0, width), rng.integers(0, height)
             w = rng.integers(width // 8 + 1, width // 2 + 2)
             h = rng.integers(height // 8 + 1, height // 2 + 2)
-            canvas[y0:y0 + h, x0:x0 + w] = _random_color(rng)
+            canvas[y0 : y0 + h, x0 : x0 + w] = _random_color(rng)
         return canvas
     coarse = rng.uniform(0.1, 0.9, size=(4, 4, 3)).astype(np.float32)
     rows = np.linspace(0, 3, height, dtype=np.float32)
@@ -235,10 +270,15 @@ class _Distractor:
 def _random_distractor(rng: np.random.Generator) -> _Distractor:
     color = _random_color(rng)
     color[2] = max(color[2], color[0] + 0.15)  # bluer than red: never skin-like
-    return _Distractor(x=float(rng.uniform(0, 1)), y=float(rng.uniform(0, 1)),
-                       vx=float(rng.uniform(-0.04, 0.04)), vy=float(rng.uniform(-0.04, 0.04)),
-                       radius=float(rng.uniform(0.04, 0.1)), color=np.clip(color, 0, 1),
-                       box=bool(rng.random() < 0.5))
+    return _Distractor(
+        x=float(rng.uniform(0, 1)),
+        y=float(rng.uniform(0, 1)),
+        vx=float(rng.uniform(-0.04, 0.04)),
+        vy=float(rng.uniform(-0.04, 0.04)),
+        radius=float(rng.uniform(0.04, 0.1)),
+        color=np.clip(color, 0, 1),
+        box=bool(rng.random() < 0.5),
+    )
 
 
 def skin_color(rng: np.random.Generator) -> np.ndarray:
@@ -247,16 +287,18 @@ def skin_color(rng: np.random.Generator) -> np.ndarray:
     return np.clip(tone + rng.normal(0.0, 0.03, size=3), 0.0, 1.0).astype(np.float32)
 
 
-def render_clip(rng: np.random.Generator, label: str, num_frames: int = 16, width: int = 48,
-                height: int = 48) -> np.ndarray:
+def render_clip(
+    rng: np.random.Generator, label: str, num_frames: int = 16, width: int = 48, height: int = 48
+) -> np.ndarray:
     """Render one clip of gesture ``label``: ``num_frames`` x height x width x 3 uint8 RGB.
 
     All randomness comes from ``rng``, so the same generator state gives the same clip.
     """
     _check_label(label)
     if num_frames < 2 or width < 8 or height < 8:
-        raise ValueError(f"need num_frames >= 2 and a frame of at least 8x8, got {num_frames} frames of "
-                         f"{width}x{height}")
+        raise ValueError(
+            f"need num_frames >= 2 and a frame of at least 8x8, got {num_frames} frames of {width}x{height}"
+        )
     motion = sample_motion(rng, label)
     # The gesture spans 40-100% of the clip, starting anywhere that lets it finish inside the clip.
     duration = max(2, int(round(num_frames * rng.uniform(0.4, 1.0))))
@@ -283,6 +325,7 @@ def render_clip(rng: np.random.Generator, label: str, num_frames: int = 16, widt
 
 
 # --- streaming: a scripted gesturing hand for a simulated camera -------------------------------------
+
 
 @dataclass(frozen=True)
 class ScriptSegment:
@@ -315,9 +358,13 @@ class GestureScript:
         gesture_s / rest_s: (min, max) duration ranges in seconds.
     """
 
-    def __init__(self, seed: int = 0, gestures: Sequence[str] | None = None,
-                 gesture_s: tuple[float, float] = (0.6, 1.0),
-                 rest_s: tuple[float, float] = (0.8, 2.0)) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        gestures: Sequence[str] | None = None,
+        gesture_s: tuple[float, float] = (0.6, 1.0),
+        rest_s: tuple[float, float] = (0.8, 2.0),
+    ) -> None:
         self.gestures = [g for g in (gestures or GESTURE_CLASSES) if g != NO_GESTURE]
         if not self.gestures:
             raise ValueError("a gesture script needs at least one gesture other than no_gesture")
@@ -339,9 +386,12 @@ class GestureScript:
             start = self._segments[-1].end_s if self._segments else 0.0
             gesture = sample_motion(self._rng, self.gestures[self._rng.integers(len(self.gestures))])
             gesture = replace(gesture, start=replace(gesture.start, mirrored=self._mirrored))
-            rest = GestureMotion(NO_GESTURE, replace(gesture.start, visible=self._rng.random() > 0.15),
-                                 wiggle=float(self._rng.uniform(0.0, 0.01)),
-                                 phase=float(self._rng.uniform(0, 2 * math.pi)))
+            rest = GestureMotion(
+                NO_GESTURE,
+                replace(gesture.start, visible=self._rng.random() > 0.15),
+                wiggle=float(self._rng.uniform(0.0, 0.01)),
+                phase=float(self._rng.uniform(0, 2 * math.pi)),
+            )
             rest_end = start + float(self._rng.uniform(*self.rest_s))
             gesture_end = rest_end + float(self._rng.uniform(*self.gesture_s))
             self._segments.append(ScriptSegment(start, rest_end, rest))
@@ -384,8 +434,12 @@ class GestureScript:
             y0, y1 = max(int(cy - 1.6 * s), 0), min(int(cy + 1.6 * s) + 1, height)
             if x0 < x1 and y0 < y1:
                 patch = out[y0:y1, x0:x1].astype(np.float32) / 255.0
-                shifted = replace(state.pose, x=(cx - x0) / (x1 - x0), y=(cy - y0) / (y1 - y0),
-                                  size=s / min(x1 - x0, y1 - y0))
+                shifted = replace(
+                    state.pose,
+                    x=(cx - x0) / (x1 - x0),
+                    y=(cy - y0) / (y1 - y0),
+                    size=s / min(x1 - x0, y1 - y0),
+                )
                 draw_hand(patch, shifted, self._color)
                 out[y0:y1, x0:x1] = np.clip(patch * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return out, state.label

@@ -22,7 +22,7 @@ class Sprite:
     """One object: its pixels, its mask (tight to the object) and its class id."""
 
     label: int
-    rgb: np.ndarray   # h x w x 3 uint8
+    rgb: np.ndarray  # h x w x 3 uint8
     mask: np.ndarray  # h x w bool
 
 
@@ -67,7 +67,7 @@ def _draw_mask(label: int, h: int, w: int, rng: np.random.Generator) -> np.ndarr
         neck_w, neck_h = max(2, int(w * 0.4)), int(h * 0.3)
         x0 = (w - neck_w) // 2
         mask[neck_h:, :] = 1
-        mask[:neck_h + 1, x0:x0 + neck_w] = 1
+        mask[: neck_h + 1, x0 : x0 + neck_w] = 1
         cv2.ellipse(mask, (w // 2, neck_h), (w // 2, max(2, neck_h // 3)), 0, 180, 360, 1, -1)
     elif name == "cone":
         pts = np.array([[w // 2, 0], [w - 1, h - 1], [0, h - 1]], np.int32)
@@ -78,7 +78,7 @@ def _draw_mask(label: int, h: int, w: int, rng: np.random.Generator) -> np.ndarr
         cv2.circle(mask, (cx, head), head, 1, -1)
         torso_top, torso_bot = 2 * head, int(h * 0.62)
         tw = max(2, int(w * 0.3))
-        mask[torso_top:torso_bot, cx - tw:cx + tw] = 1
+        mask[torso_top:torso_bot, cx - tw : cx + tw] = 1
         leg = max(2, int(w * 0.12))
         cv2.line(mask, (cx - tw // 2, torso_bot - 1), (max(leg, int(w * 0.22)), h - 1), 1, leg)
         cv2.line(mask, (cx + tw // 2, torso_bot - 1), (min(w - 1 - leg, int(w * 0.78)), h - 1), 1, leg)
@@ -89,8 +89,13 @@ def _draw_mask(label: int, h: int, w: int, rng: np.random.Generator) -> np.ndarr
 
 
 # height / width ranges per class, so shapes are recognisable by silhouette, not only by size
-_ASPECT = {"box": (0.6, 1.4), "ball": (0.9, 1.1), "bottle": (1.8, 3.0), "cone": (1.0, 1.6),
-           "person": (2.0, 2.8)}
+_ASPECT = {
+    "box": (0.6, 1.4),
+    "ball": (0.9, 1.1),
+    "bottle": (1.8, 3.0),
+    "cone": (1.0, 1.6),
+    "person": (2.0, 2.8),
+}
 
 
 def make_sprite(rng: np.random.Generator, width: int, height: int, label: int | None = None) -> Sprite:
@@ -108,7 +113,7 @@ def make_sprite(rng: np.random.Generator, width: int, height: int, label: int | 
         rgb = rgb * np.clip(1.15 - r, 0.4, 1.0)[..., None]
     if CLASSES[label] == "cone" and rng.random() < 0.6:  # reflective bands
         for frac in (0.35, 0.65):
-            rgb[int(h * frac):int(h * (frac + 0.1))] = 235
+            rgb[int(h * frac) : int(h * (frac + 0.1))] = 235
     return Sprite(label, np.clip(rgb, 0, 255).astype(np.uint8), mask)
 
 
@@ -129,8 +134,13 @@ def make_background(rng: np.random.Generator, width: int, height: int) -> np.nda
             center = (int(rng.integers(width)), int(rng.integers(height)))
             cv2.circle(img, center, int(rng.integers(4, 30)), color, -1)
         else:
-            cv2.line(img, (int(rng.integers(width)), int(rng.integers(height))),
-                     (int(rng.integers(width)), int(rng.integers(height))), color, int(rng.integers(1, 5)))
+            cv2.line(
+                img,
+                (int(rng.integers(width)), int(rng.integers(height))),
+                (int(rng.integers(width)), int(rng.integers(height))),
+                color,
+                int(rng.integers(1, 5)),
+            )
     return img
 
 
@@ -141,9 +151,9 @@ def paste(img: np.ndarray, sprite: Sprite, x: int, y: int) -> tuple[float, float
     x1, y1, x2, y2 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x2 - x1 < 4 or y2 - y1 < 4:
         return None
-    mask = sprite.mask[y1 - y:y2 - y, x1 - x:x2 - x]
+    mask = sprite.mask[y1 - y : y2 - y, x1 - x : x2 - x]
     region = img[y1:y2, x1:x2]
-    region[mask] = sprite.rgb[y1 - y:y2 - y, x1 - x:x2 - x][mask]
+    region[mask] = sprite.rgb[y1 - y : y2 - y, x1 - x : x2 - x][mask]
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
@@ -167,8 +177,9 @@ def finish_image(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def render_scene(rng: np.random.Generator, width: int = 320, height: int = 240,
-                 max_objects: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_scene(
+    rng: np.random.Generator, width: int = 320, height: int = 240, max_objects: int = 6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one random scene.
 
     Returns:
@@ -195,8 +206,11 @@ def render_scene(rng: np.random.Generator, width: int = 320, height: int = 240,
         if box is not None:
             boxes.append(box)
             labels.append(sprite.label)
-    return (finish_image(img, rng), np.asarray(boxes, np.float32).reshape(-1, 4),
-            np.asarray(labels, np.int64))
+    return (
+        finish_image(img, rng),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(labels, np.int64),
+    )
 
 
 class SceneSequence:
@@ -205,15 +219,20 @@ class SceneSequence:
     ``frame(t)`` is a pure function of (seed, t), so any frame can be rendered in any order.
     """
 
-    def __init__(self, seed: int, width: int = 320, height: int = 240, num_objects: int = 4,
-                 speed: float = 40.0) -> None:
+    def __init__(
+        self, seed: int, width: int = 320, height: int = 240, num_objects: int = 4, speed: float = 40.0
+    ) -> None:
         rng = np.random.default_rng(seed)
         self.seed, self.width, self.height = seed, width, height
         self.background = make_background(rng, width, height)
         self.sprites = [make_sprite(rng, width, height) for _ in range(num_objects)]
-        self.start = np.array([[rng.uniform(0, width - s.mask.shape[1]),
-                                rng.uniform(0, height - s.mask.shape[0])]
-                               for s in self.sprites], dtype=np.float64).reshape(-1, 2)
+        self.start = np.array(
+            [
+                [rng.uniform(0, width - s.mask.shape[1]), rng.uniform(0, height - s.mask.shape[0])]
+                for s in self.sprites
+            ],
+            dtype=np.float64,
+        ).reshape(-1, 2)
         angles = rng.uniform(0, 2 * np.pi, num_objects)
         speeds = rng.uniform(0.3, 1.0, num_objects) * speed  # pixels per second
         self.velocity = np.stack([np.cos(angles), np.sin(angles)], 1) * speeds[:, None]
@@ -238,5 +257,8 @@ class SceneSequence:
                 boxes.append(box)
                 labels.append(sprite.label)
         noise_rng = np.random.default_rng((self.seed, int(round(t * 1000))))
-        return (finish_image(img, noise_rng), np.asarray(boxes, np.float32).reshape(-1, 4),
-                np.asarray(labels, np.int64))
+        return (
+            finish_image(img, noise_rng),
+            np.asarray(boxes, np.float32).reshape(-1, 4),
+            np.asarray(labels, np.int64),
+        )

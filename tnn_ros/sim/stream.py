@@ -15,7 +15,7 @@ import numpy as np
 from tnn_ros.sim.gestures import NO_GESTURE, GestureScript
 from tnn_ros.sim.scenes import CLASSES, SceneSequence
 
-MIN_SIZE = 32   # the scene renderer needs room for its clutter and sprites
+MIN_SIZE = 32  # the scene renderer needs room for its clutter and sprites
 
 
 @dataclass
@@ -23,19 +23,22 @@ class StreamFrame:
     """One simulated camera frame with its ground truth."""
 
     seq: int
-    time_s: float              # scene time: seq / fps
-    rgb: np.ndarray            # HxWx3 uint8
-    boxes: np.ndarray          # (N, 4) float32 x1, y1, x2, y2 in pixels
-    class_ids: np.ndarray      # (N,) int64 into CLASSES
-    gesture: str               # ground-truth gesture label ("no_gesture" between gestures)
+    time_s: float  # scene time: seq / fps
+    rgb: np.ndarray  # HxWx3 uint8
+    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels
+    class_ids: np.ndarray  # (N,) int64 into CLASSES
+    gesture: str  # ground-truth gesture label ("no_gesture" between gestures)
 
     def ground_truth(self, stamp_ns: int, frame_id: str) -> dict:
         """The ``ground_truth/json`` payload (see docs/core_api.md)."""
         return {
-            "stamp_ns": int(stamp_ns), "frame_id": frame_id, "seq": int(self.seq),
-            "objects": [{"class_id": int(c), "label": CLASSES[int(c)],
-                         "box": [round(float(v), 2) for v in box]}
-                        for box, c in zip(self.boxes, self.class_ids)],
+            "stamp_ns": int(stamp_ns),
+            "frame_id": frame_id,
+            "seq": int(self.seq),
+            "objects": [
+                {"class_id": int(c), "label": CLASSES[int(c)], "box": [round(float(v), 2) for v in box]}
+                for box, c in zip(self.boxes, self.class_ids)
+            ],
             "gesture": self.gesture,
         }
 
@@ -51,8 +54,15 @@ class SimFrameSource:
         gestures: overlay the scripted hand (False: objects only, gesture label ``no_gesture``).
     """
 
-    def __init__(self, width: int = 320, height: int = 240, seed: int = 0, fps: float = 15.0,
-                 num_objects: int = 4, gestures: bool = True) -> None:
+    def __init__(
+        self,
+        width: int = 320,
+        height: int = 240,
+        seed: int = 0,
+        fps: float = 15.0,
+        num_objects: int = 4,
+        gestures: bool = True,
+    ) -> None:
         if width < MIN_SIZE or height < MIN_SIZE:
             raise ValueError(f"frame must be at least {MIN_SIZE}x{MIN_SIZE}, got {width}x{height}")
         if not fps > 0:

@@ -15,7 +15,20 @@ from .ops import (
 )
 
 __all__ = [
-    "CHANNEL_MULTIPLE", "LevelSchedule", "level_widths", "round_channels", "LevelCost", "count_level_costs",
-    "count_macs", "ThrottleableModule", "DepthGatedResidual", "GatedBasicBlock", "GatedConv2d",
-    "GatedConv3d", "GatedLinear", "GatedOp", "GatedSequential", "gated_ops",
+    "CHANNEL_MULTIPLE",
+    "LevelSchedule",
+    "level_widths",
+    "round_channels",
+    "LevelCost",
+    "count_level_costs",
+    "count_macs",
+    "ThrottleableModule",
+    "DepthGatedResidual",
+    "GatedBasicBlock",
+    "GatedConv2d",
+    "GatedConv3d",
+    "GatedLinear",
+    "GatedOp",
+    "GatedSequential",
+    "gated_ops",
 ]

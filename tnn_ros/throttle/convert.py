@@ -88,23 +88,41 @@ def hidden_widths(channels: int, options: ConvertOptions) -> list[int]:
 
 # --- BatchNorm and conv helpers -----------------------------------------------------------------------
 
+
 def _bn_tensors(norm: nn.Module) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
     """(weight, bias, running_mean, running_var, eps) of a BatchNorm or torchvision FrozenBatchNorm."""
     return norm.weight, norm.bias, norm.running_mean, norm.running_var, float(norm.eps)
 
 
-def _gated_from(conv: nn.Conv2d | nn.Conv3d, norm: nn.Module | None, in_order: Tensor | None,
-                out_order: Tensor | None, in_widths: Sequence[int] | None, out_widths: Sequence[int] | None,
-                num_levels: int) -> _GatedConvNd:
+def _gated_from(
+    conv: nn.Conv2d | nn.Conv3d,
+    norm: nn.Module | None,
+    in_order: Tensor | None,
+    out_order: Tensor | None,
+    in_widths: Sequence[int] | None,
+    out_widths: Sequence[int] | None,
+    num_levels: int,
+) -> _GatedConvNd:
     """A gated copy of ``conv`` (+ ``norm``) with its channels permuted by the given orders.
 
     ``None`` orders keep that side as is; ``None`` widths keep it at full width on every level.
     Every level's BatchNorm starts as the matching slice of the original one.
     """
     cls = GatedConv3d if conv.weight.dim() == 5 else GatedConv2d
-    gated = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                conv.dilation, conv.groups, bias=conv.bias is not None, in_widths=in_widths,
-                out_widths=out_widths, num_levels=num_levels, norm=norm is not None)
+    gated = cls(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=conv.bias is not None,
+        in_widths=in_widths,
+        out_widths=out_widths,
+        num_levels=num_levels,
+        norm=norm is not None,
+    )
     with torch.no_grad():
         weight = conv.weight
         if out_order is not None:
@@ -167,6 +185,7 @@ class ConvertedBlock(nn.Module):
 
 # --- MobileNetV3 --------------------------------------------------------------------------------------
 
+
 class GatedSqueezeExcitation(nn.Module):
     """torchvision's ``SqueezeExcitation`` on the first ``widths[level]`` hidden channels."""
 
@@ -190,8 +209,14 @@ class GatedInvertedResidual(ConvertedBlock):
     their width; they can still be skipped when they have an identity shortcut.
     """
 
-    def __init__(self, block: InvertedResidual, options: ConvertOptions, state: LevelState,
-                 min_level: int = 0, permute: bool = True) -> None:
+    def __init__(
+        self,
+        block: InvertedResidual,
+        options: ConvertOptions,
+        state: LevelState,
+        min_level: int = 0,
+        permute: bool = True,
+    ) -> None:
         super().__init__(state, min_level, skippable=block.use_res_connect)
         layers = list(block.block)
         self.use_res_connect = block.use_res_connect
@@ -208,14 +233,19 @@ class GatedInvertedResidual(ConvertedBlock):
             order = _order(_importance(depthwise[1], project[0].weight)) if permute else torch.arange(hidden)
             widths = hidden_widths(hidden, options)
         self.hidden_widths = widths or [hidden] * levels
-        self.expand = None if expand is None else _gated_from(expand[0], expand[1], None, order, None, widths,
-                                                              levels)
+        self.expand = (
+            None if expand is None else _gated_from(expand[0], expand[1], None, order, None, widths, levels)
+        )
         self.expand_act = None if expand is None else _act(expand[2] if len(expand) > 2 else None)
         self.depthwise = _gated_from(depthwise[0], depthwise[1], order, order, widths, widths, levels)
         self.depthwise_act = _act(depthwise[2] if len(depthwise) > 2 else None)
-        self.se = None if se is None else GatedSqueezeExcitation(se, order if order is not None else
-                                                                 torch.arange(hidden), self.hidden_widths,
-                                                                 levels)
+        self.se = (
+            None
+            if se is None
+            else GatedSqueezeExcitation(
+                se, order if order is not None else torch.arange(hidden), self.hidden_widths, levels
+            )
+        )
         self.project = _gated_from(project[0], project[1], order, None, widths, None, levels)
         self.out_channels = block.out_channels
 
@@ -239,6 +269,7 @@ class GatedInvertedResidual(ConvertedBlock):
 
 # --- video ResNets ------------------------------------------------------------------------------------
 
+
 def _conv_bn_act_chain(block: BasicBlock) -> list[tuple[nn.Module, nn.Module, nn.Module | None]]:
     """A BasicBlock as (conv, norm, activation) stages; R(2+1)D's factorised convs give two each."""
     stages = []
@@ -259,8 +290,14 @@ def _conv_bn_act_chain(block: BasicBlock) -> list[tuple[nn.Module, nn.Module, nn
 class GatedVideoBasicBlock(ConvertedBlock):
     """A video-ResNet ``BasicBlock`` (R3D, MC3, R(2+1)D) with every inner channel dimension gated."""
 
-    def __init__(self, block: BasicBlock, options: ConvertOptions, state: LevelState, min_level: int = 0,
-                 permute: bool = True) -> None:
+    def __init__(
+        self,
+        block: BasicBlock,
+        options: ConvertOptions,
+        state: LevelState,
+        min_level: int = 0,
+        permute: bool = True,
+    ) -> None:
         super().__init__(state, min_level, skippable=block.downsample is None)
         stages = _conv_bn_act_chain(block)
         levels = options.num_levels
@@ -274,7 +311,8 @@ class GatedVideoBasicBlock(ConvertedBlock):
         widths.append(None)
         self.convs = nn.ModuleList(
             _gated_from(conv, norm, orders[i], orders[i + 1], widths[i], widths[i + 1], levels)
-            for i, (conv, norm, _) in enumerate(stages))
+            for i, (conv, norm, _) in enumerate(stages)
+        )
         self.acts = nn.ModuleList(_act(act) or nn.Identity() for _, _, act in stages)
         self.downsample = block.downsample
         self.relu = nn.ReLU()
@@ -291,6 +329,7 @@ class GatedVideoBasicBlock(ConvertedBlock):
 
 
 # --- whole networks -----------------------------------------------------------------------------------
+
 
 def _block_importance(block: nn.Module) -> float:
     """Depth importance of a block: mean |scale| of the BatchNorm that ends its residual branch."""
@@ -328,8 +367,12 @@ def _convertible_blocks(model: nn.Module) -> list[tuple[nn.Module, str, nn.Modul
     return found
 
 
-def convert_blocks(model: nn.Module, options: ConvertOptions, block_min_levels: Sequence[int] | None = None,
-                   permute: bool = True) -> tuple[LevelState, list[int]]:
+def convert_blocks(
+    model: nn.Module,
+    options: ConvertOptions,
+    block_min_levels: Sequence[int] | None = None,
+    permute: bool = True,
+) -> tuple[LevelState, list[int]]:
     """Replace every InvertedResidual / video BasicBlock of ``model`` by its gated version, in place.
 
     Args:

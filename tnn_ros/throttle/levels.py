@@ -65,8 +65,9 @@ def round_channels(channels: float, multiple: int = CHANNEL_MULTIPLE) -> int:
     return max(multiple, int(round(channels / multiple)) * multiple)
 
 
-def level_widths(channels: int, num_levels: int, min_fraction: float = 0.5,
-                 multiple: int = CHANNEL_MULTIPLE) -> list[int]:
+def level_widths(
+    channels: int, num_levels: int, min_fraction: float = 0.5, multiple: int = CHANNEL_MULTIPLE
+) -> list[int]:
     """Channels kept at each level for a layer of ``channels`` full width.
 
     The width fraction grows linearly from ``min_fraction`` (level 0) to 1 (top level); counts are

@@ -59,8 +59,10 @@ class ThrottleableModule(nn.Module):
         ops = gated_ops(self)
         wrong = sorted({op.num_levels for op in ops} - {self.num_levels})
         if wrong:
-            raise ValueError(f"{type(self).__name__} has {self.num_levels} levels but contains gated ops "
-                             f"with {wrong} levels")
+            raise ValueError(
+                f"{type(self).__name__} has {self.num_levels} levels but contains gated ops "
+                f"with {wrong} levels"
+            )
         for op in ops:
             op.rebuild_cache()
 

@@ -36,9 +36,16 @@ class GatedOp:
     norms: nn.ModuleList | None
     cache_builds: int
 
-    def _setup_gating(self, in_full: int, out_full: int, in_widths: Sequence[int] | None,
-                      out_widths: Sequence[int] | None, num_levels: int | None, activation: str | None,
-                      norm_type: type[nn.Module] | None) -> None:
+    def _setup_gating(
+        self,
+        in_full: int,
+        out_full: int,
+        in_widths: Sequence[int] | None,
+        out_widths: Sequence[int] | None,
+        num_levels: int | None,
+        activation: str | None,
+        norm_type: type[nn.Module] | None,
+    ) -> None:
         name = type(self).__name__
         if num_levels is None:
             lengths = {len(w) for w in (in_widths, out_widths) if w is not None}
@@ -80,8 +87,12 @@ class GatedOp:
                     shift = shift + bias * scale
                 weight = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
                 bias = shift
-            cache.append((weight.detach().contiguous().clone(),
-                          None if bias is None else bias.detach().contiguous().clone()))
+            cache.append(
+                (
+                    weight.detach().contiguous().clone(),
+                    None if bias is None else bias.detach().contiguous().clone(),
+                )
+            )
         self._cache = cache
         self.cache_builds += 1
 
@@ -109,8 +120,10 @@ class GatedOp:
             raise ValueError(f"{type(self).__name__}: level {level} out of range [0, {self.num_levels - 1}]")
         expected = self.in_widths[level]
         if x.dim() < 2 or x.shape[1] != expected:
-            raise ValueError(f"{type(self).__name__}: level {level} expects {expected} input channels, "
-                             f"got input of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: level {level} expects {expected} input channels, "
+                f"got input of shape {tuple(x.shape)}"
+            )
 
     def _weights_for(self, level: int) -> tuple[Tensor, Tensor | None]:
         if self.training:
@@ -143,10 +156,19 @@ class _GatedConvNd(GatedOp):
             raise ValueError(f"{type(self).__name__}: only padding_mode='zeros' is supported")
         self.depthwise = self.groups > 1
         if self.depthwise and not (self.groups == self.in_channels == self.out_channels):
-            raise ValueError(f"{type(self).__name__}: grouped convs must be depthwise "
-                             "(groups == in_channels == out_channels)")
-        self._setup_gating(self.in_channels, self.out_channels, in_widths, out_widths, num_levels,
-                           activation, norm_type if norm else None)
+            raise ValueError(
+                f"{type(self).__name__}: grouped convs must be depthwise "
+                "(groups == in_channels == out_channels)"
+            )
+        self._setup_gating(
+            self.in_channels,
+            self.out_channels,
+            in_widths,
+            out_widths,
+            num_levels,
+            activation,
+            norm_type if norm else None,
+        )
         if self.depthwise and self.in_widths != self.out_widths:
             raise ValueError(f"{type(self).__name__}: a depthwise conv needs in_widths == out_widths")
         self.pointwise = (
@@ -158,15 +180,20 @@ class _GatedConvNd(GatedOp):
 
     def _sliced(self, level: int) -> tuple[Tensor, Tensor | None]:
         c_out = self.out_widths[level]
-        weight = self.weight[:c_out] if self.depthwise else self.weight[:c_out, :self.in_widths[level]]
+        weight = self.weight[:c_out] if self.depthwise else self.weight[:c_out, : self.in_widths[level]]
         return weight, None if self.bias is None else self.bias[:c_out]
 
     def forward(self, x: Tensor, level: int) -> Tensor:  # noqa: D102 - documented on the classes
         self._check_input(x, level)
         weight, bias = self._weights_for(level)
         layout = _CHANNELS_LAST.get(x.dim())
-        if (self.pointwise and not self.training and layout and not torch.jit.is_tracing()
-                and x.is_contiguous(memory_format=layout)):
+        if (
+            self.pointwise
+            and not self.training
+            and layout
+            and not torch.jit.is_tracing()
+            and x.is_contiguous(memory_format=layout)
+        ):
             # A 1x1 conv on channels-last data is a GEMM over the pixels: F.linear on a permuted view
             # (no copy) avoids the slow im2col path PyTorch picks for small 1x1 convs on CPU. Not
             # while tracing for an export: graph runtimes want a plain Conv they can fuse.
@@ -192,12 +219,34 @@ class GatedConv2d(_GatedConvNd, nn.Conv2d):
 
     _conv_fn = staticmethod(F.conv2d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool | None = None, *, in_widths: Sequence[int] | None = None,
-                 out_widths: Sequence[int] | None = None, num_levels: int | None = None, norm: bool = False,
-                 activation: str | None = None) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                           bias=(not norm) if bias is None else bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool | None = None,
+        *,
+        in_widths: Sequence[int] | None = None,
+        out_widths: Sequence[int] | None = None,
+        num_levels: int | None = None,
+        norm: bool = False,
+        activation: str | None = None,
+    ) -> None:
+        nn.Conv2d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias=(not norm) if bias is None else bias,
+        )
         self._init_conv(in_widths, out_widths, num_levels, norm, activation, nn.BatchNorm2d)
 
 
@@ -206,12 +255,34 @@ class GatedConv3d(_GatedConvNd, nn.Conv3d):
 
     _conv_fn = staticmethod(F.conv3d)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool | None = None, *, in_widths: Sequence[int] | None = None,
-                 out_widths: Sequence[int] | None = None, num_levels: int | None = None, norm: bool = False,
-                 activation: str | None = None) -> None:
-        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                           bias=(not norm) if bias is None else bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool | None = None,
+        *,
+        in_widths: Sequence[int] | None = None,
+        out_widths: Sequence[int] | None = None,
+        num_levels: int | None = None,
+        norm: bool = False,
+        activation: str | None = None,
+    ) -> None:
+        nn.Conv3d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias=(not norm) if bias is None else bias,
+        )
         self._init_conv(in_widths, out_widths, num_levels, norm, activation, nn.BatchNorm3d)
 
 
@@ -221,16 +292,32 @@ class GatedLinear(GatedOp, nn.Linear):
     Same gating arguments as :class:`GatedConv2d`; ``norm`` adds one ``BatchNorm1d`` per level.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool | None = None, *,
-                 in_widths: Sequence[int] | None = None, out_widths: Sequence[int] | None = None,
-                 num_levels: int | None = None, norm: bool = False, activation: str | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool | None = None,
+        *,
+        in_widths: Sequence[int] | None = None,
+        out_widths: Sequence[int] | None = None,
+        num_levels: int | None = None,
+        norm: bool = False,
+        activation: str | None = None,
+    ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias=(not norm) if bias is None else bias)
-        self._setup_gating(in_features, out_features, in_widths, out_widths, num_levels, activation,
-                           nn.BatchNorm1d if norm else None)
+        self._setup_gating(
+            in_features,
+            out_features,
+            in_widths,
+            out_widths,
+            num_levels,
+            activation,
+            nn.BatchNorm1d if norm else None,
+        )
 
     def _sliced(self, level: int) -> tuple[Tensor, Tensor | None]:
         c_out = self.out_widths[level]
-        weight = self.weight[:c_out, :self.in_widths[level]]
+        weight = self.weight[:c_out, : self.in_widths[level]]
         return weight, None if self.bias is None else self.bias[:c_out]
 
     def forward(self, x: Tensor, level: int) -> Tensor:
@@ -291,8 +378,16 @@ class GatedBasicBlock(DepthGatedResidual):
         super().__init__(min_level)
         conv = {2: GatedConv2d, 3: GatedConv3d}[dims]
         channels = widths[-1]
-        self.conv1 = conv(channels, channels, 3, padding=1, in_widths=widths, out_widths=widths, norm=True,
-                          activation="relu")
+        self.conv1 = conv(
+            channels,
+            channels,
+            3,
+            padding=1,
+            in_widths=widths,
+            out_widths=widths,
+            norm=True,
+            activation="relu",
+        )
         self.conv2 = conv(channels, channels, 3, padding=1, in_widths=widths, out_widths=widths, norm=True)
 
     def residual(self, x: Tensor, level: int) -> Tensor:

@@ -44,24 +44,38 @@ from .convert import add_level_options, fail, measure_levels, print_levels, sha2
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="tnn-train adapt", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tnn-train adapt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", help="converted model file (.pt, from tnn-train convert)")
     parser.add_argument("--frames", required=True, metavar="DIR|VIDEO|BAG", help="unlabeled frames")
     parser.add_argument("--topic", default=None, help="image topic when --frames is a bag")
     parser.add_argument("-o", "--output", required=True, help="adapted model file (.pt)")
-    parser.add_argument("--max-frames", type=int, default=512,
-                        help="frames read from the source (default 512)")
+    parser.add_argument(
+        "--max-frames", type=int, default=512, help="frames read from the source (default 512)"
+    )
     parser.add_argument("--frame-stride", type=int, default=1, help="use every n-th frame (default 1)")
-    parser.add_argument("--holdout", type=float, default=0.25,
-                        help="share of the frames kept out of training to measure agreement (default 0.25)")
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=0.25,
+        help="share of the frames kept out of training to measure agreement (default 0.25)",
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=None,
-                        help="AdamW learning rate (default 1e-3 with --trainable norms, 1e-5 with all)")
-    parser.add_argument("--trainable", choices=("norms", "all"), default="norms",
-                        help="norms (default): only the lower levels' own BN scales/shifts, the full level "
-                             "stays the original; all: also the shared gated conv weights")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="AdamW learning rate (default 1e-3 with --trainable norms, 1e-5 with all)",
+    )
+    parser.add_argument(
+        "--trainable",
+        choices=("norms", "all"),
+        default="norms",
+        help="norms (default): only the lower levels' own BN scales/shifts, the full level "
+        "stays the original; all: also the shared gated conv weights",
+    )
     parser.add_argument("--calibration-batches", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default=None, help="checkpoint path (default OUTPUT.ckpt)")
@@ -72,6 +86,7 @@ def _parse(argv):
 
 
 # --- model-specific pieces ------------------------------------------------------------------------------
+
 
 def _is_detector(model) -> bool:
     return model.architecture["task"] == "detection"
@@ -100,8 +115,9 @@ def distill_outputs(model, batch: Tensor) -> list[Tensor]:
 def distill_loss(model, student: list[Tensor], teacher: list[Tensor]) -> Tensor:
     """Detectors: MSE per tensor normalised by the teacher's variance; video: KL of class distributions."""
     if not _is_detector(model):
-        return F.kl_div(F.log_softmax(student[0], 1), F.log_softmax(teacher[0], 1), log_target=True,
-                        reduction="batchmean")
+        return F.kl_div(
+            F.log_softmax(student[0], 1), F.log_softmax(teacher[0], 1), log_target=True, reduction="batchmean"
+        )
     losses = [F.mse_loss(s, t) / (t.var() + 1e-6) for s, t in zip(student, teacher)]
     return torch.stack(losses).mean()
 
@@ -194,6 +210,7 @@ def _trainable_parameters(model, which: str) -> list[torch.nn.Parameter]:
 
 # --- data ------------------------------------------------------------------------------------------------
 
+
 def load_inputs(model, source, max_frames: int, stride: int) -> list[Tensor]:
     """Frames of ``source`` in the model's forward format (clips of consecutive frames for video)."""
     frames = list(source.frames(limit=max_frames, stride=stride))
@@ -201,11 +218,14 @@ def load_inputs(model, source, max_frames: int, stride: int) -> list[Tensor]:
         import cv2
 
         width, height = model.input_size
-        return [model.preprocess(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA))[0]
-                for f in frames]
+        return [
+            model.preprocess(cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA))[0] for f in frames
+        ]
     length = model.clip_length
-    return [model.preprocess(model.frames_to_clip(frames[i:i + length]))[0]
-            for i in range(0, len(frames) - length + 1, length)]
+    return [
+        model.preprocess(model.frames_to_clip(frames[i : i + length]))[0]
+        for i in range(0, len(frames) - length + 1, length)
+    ]
 
 
 def _batches(inputs: list[Tensor], batch_size: int, rng: random.Random):
@@ -214,6 +234,7 @@ def _batches(inputs: list[Tensor], batch_size: int, rng: random.Random):
 
 
 # --- main ------------------------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tnn-train adapt`."""
@@ -264,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    calibration = [torch.stack(train_inputs[i:i + args.batch_size])
-                   for i in range(0, len(train_inputs), args.batch_size)][:args.calibration_batches]
+    calibration = [
+        torch.stack(train_inputs[i : i + args.batch_size])
+        for i in range(0, len(train_inputs), args.batch_size)
+    ][: args.calibration_batches]
     lower = list(range(top))
     start_step, history = 0, {}
     started = time.perf_counter()
@@ -276,15 +299,24 @@ def main(argv: list[str] | None = None) -> int:
         history = torch.load(checkpoint, map_location="cpu", weights_only=True)["extra"].get("history", {})
         print(f"resumed from {checkpoint} at step {start_step}", flush=True)
     else:
-        print(f"agreement before adaptation ({len(held_out)} held-out, {len(train_inputs)} training "
-              "inputs) ...", flush=True)
+        print(
+            f"agreement before adaptation ({len(held_out)} held-out, {len(train_inputs)} training "
+            "inputs) ...",
+            flush=True,
+        )
         history["before"], _ = agreement_per_level(model, original, held_out)
         recalibrate_bn(model, calibration, lower)
         history["after_bn_recalibration"], _ = agreement_per_level(model, original, held_out)
     batches = _batches(train_inputs, args.batch_size, rng)
     set_gated_mode(model, True)
-    progress = tqdm(range(start_step, args.steps), desc="adapt", initial=start_step, total=args.steps,
-                    mininterval=5.0, dynamic_ncols=True)
+    progress = tqdm(
+        range(start_step, args.steps),
+        desc="adapt",
+        initial=start_step,
+        total=args.steps,
+        mininterval=5.0,
+        dynamic_ncols=True,
+    )
     loss_value = float("nan")
     for step in progress:
         batch = next(batches)
@@ -300,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             loss = distill_loss(model, distill_outputs(model, batch), target)
             if not torch.isfinite(loss):
                 set_gated_mode(model, False)
-                return fail(f"adaptation diverged (loss {float(loss)} at step {step}, level {level}); "
-                            "try a lower --lr")
+                return fail(
+                    f"adaptation diverged (loss {float(loss)} at step {step}, level {level}); "
+                    "try a lower --lr"
+                )
             loss.backward()
             total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -314,8 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     model.set_level(top)
     recalibrate_bn(model, calibration, lower)
     with torch.no_grad():
-        drift = full_level_difference(model, teacher if not _is_detector(model) else _teacher_net(teacher),
-                                      [held_out[0][None]], include_detections=False)
+        drift = full_level_difference(
+            model,
+            teacher if not _is_detector(model) else _teacher_net(teacher),
+            [held_out[0][None]],
+            include_detections=False,
+        )
     levels, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
     for row, before, bn_only in zip(levels, history["before"], history["after_bn_recalibration"]):
         row["agreement_before_adaptation"] = _round(before)
@@ -331,11 +369,19 @@ def main(argv: list[str] | None = None) -> int:
             "teacher": f"full level of {args.model} (= the unthrottled {card['architecture']['arch']})",
             "teacher_file_sha256": sha256_file(args.model),
             "weights_origin": card.get("source", {}),
-            "frames": {**source.describe(), "inputs_used_for_training": len(train_inputs),
-                       "frame_stride": args.frame_stride, "max_frames": args.max_frames,
-                       "sha256": frames_digest([x.numpy() for x in inputs])},
-            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "trainable": args.trainable,
-            "seed": args.seed, "final_loss": _round(loss_value),
+            "frames": {
+                **source.describe(),
+                "inputs_used_for_training": len(train_inputs),
+                "frame_stride": args.frame_stride,
+                "max_frames": args.max_frames,
+                "sha256": frames_digest([x.numpy() for x in inputs]),
+            },
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "trainable": args.trainable,
+            "seed": args.seed,
+            "final_loss": _round(loss_value),
             "bn_recalibration": "teacher-matched (lower levels normalise the frames like the full level)",
             "full_level_max_abs_diff_vs_teacher": drift,
             "seconds": round(time.perf_counter() - started, 1),

@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch to ``tnn_ros.train.<model>.main(argv)``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in TRAINERS:
-        print("usage: tnn-train {detector,gesture,convert,adapt,controller} [options]   "
-              "(tnn-train COMMAND --help)")
+        print(
+            "usage: tnn-train {detector,gesture,convert,adapt,controller} [options]   "
+            "(tnn-train COMMAND --help)"
+        )
         for name, (_, text) in TRAINERS.items():
             print(f"  {name:9s} {text}")
         if argv and argv[0] not in ("-h", "--help"):

@@ -241,6 +241,7 @@ def _level_norms(model: nn.Module, level: int) -> list:
 
 # --- the epilogue every trainer shares: output path, baseline, latency profile, card -----------------
 
+
 def default_output(name: str, baseline: bool) -> Path:
     """Where a trainer writes by default: the shipped ``models/<name>.pt`` or a baseline checkpoint.
 
@@ -268,9 +269,17 @@ def baseline_accuracy(card_file: str | os.PathLike | None) -> float | None:
     return float(card["levels"][-1]["accuracy"])
 
 
-def write_model_card(model: ThrottleableModule, output: str | os.PathLike, accuracies: list[float],
-                     training: dict, make_card: Callable[..., dict], *, baseline_card: str | None,
-                     latency_threads: int, latency_repeats: int) -> dict:
+def write_model_card(
+    model: ThrottleableModule,
+    output: str | os.PathLike,
+    accuracies: list[float],
+    training: dict,
+    make_card: Callable[..., dict],
+    *,
+    baseline_card: str | None,
+    latency_threads: int,
+    latency_repeats: int,
+) -> dict:
     """Measure the per-level latency profile and write the card beside the weights; returns the card.
 
     The card's ``latency_ms`` is the controller's latency profile, so every trainer measures it the

@@ -39,13 +39,18 @@ from tnn_ros.control.learned import (
 )
 
 FPS = 15.0
-THROTTLE_C, THROTTLE_FACTOR = 85.0, 2.0   # the bench's thermal throttling model
-RECENT = 15                               # frames in the recent latency quantile (learned.RecentLatency)
+THROTTLE_C, THROTTLE_FACTOR = 85.0, 2.0  # the bench's thermal throttling model
+RECENT = 15  # frames in the recent latency quantile (learned.RecentLatency)
 
 
-def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int, margin: float,
-                       weights: RewardWeights,
-                       bad: list[int] | None = None) -> list[tuple[int, np.ndarray, float]]:
+def samples_from_trace(
+    trace,
+    rng: np.random.Generator,
+    contexts_per_frame: int,
+    margin: float,
+    weights: RewardWeights,
+    bad: list[int] | None = None,
+) -> list[tuple[int, np.ndarray, float]]:
     """(arm, context vector, reward) for every level of every frame under random contexts.
 
     Samples with NaN / inf / missing values are left out and counted in ``bad[0]``.
@@ -63,27 +68,42 @@ def samples_from_trace(trace, rng: np.random.Generator, contexts_per_frame: int,
         for _ in range(contexts_per_frame):
             temperature = float(rng.uniform(30.0, 95.0))
             factor = THROTTLE_FACTOR if temperature > THROTTLE_C else 1.0
-            context = Context(battery=float(rng.uniform(0.0, 1.0)), temperature_c=temperature,
-                              deadline_ms=float(ref * rng.uniform(0.3, 3.0)),
-                              cpu_load=float(rng.uniform(0.0, 1.0)),
-                              confidence=None)
+            context = Context(
+                battery=float(rng.uniform(0.0, 1.0)),
+                temperature_c=temperature,
+                deadline_ms=float(ref * rng.uniform(0.3, 3.0)),
+                cpu_load=float(rng.uniform(0.0, 1.0)),
+                confidence=None,
+            )
             for arm in range(trace.num_levels):
-                values = (trace.latency_ms[i, arm], trace.cpu_ms[i, arm], trace.f1[i, arm], recent[arm],
-                          typical[arm])
+                values = (
+                    trace.latency_ms[i, arm],
+                    trace.cpu_ms[i, arm],
+                    trace.f1[i, arm],
+                    recent[arm],
+                    typical[arm],
+                )
                 if not all(math.isfinite(float(v)) for v in values) or trace.latency_ms[i, arm] <= 0:
-                    bad[0] += 1   # NaN / inf / missing sample: counted, left out
+                    bad[0] += 1  # NaN / inf / missing sample: counted, left out
                     continue
                 service = float(trace.latency_ms[i, arm]) * factor
-                x = arm_context(context, float(recent[arm]) * factor, margin, float(typical[arm]) * factor,
-                                period)
+                x = arm_context(
+                    context, float(recent[arm]) * factor, margin, float(typical[arm]) * factor, period
+                )
                 hit = expected_hit(service, context.deadline_ms, period)
                 busy = float(trace.cpu_ms[i, arm]) * factor / period / max(trace.meta.get("cores") or 1, 1)
                 out.append((arm, x, reward(float(trace.f1[i, arm]), hit, busy, context, weights)))
     return out
 
 
-def samples_from_bag(bag: str, utilizations: list[float], base_ms: list[float], margin: float,
-                     weights: RewardWeights, problems: dict[str, int]) -> tuple[list, list]:
+def samples_from_bag(
+    bag: str,
+    utilizations: list[float],
+    base_ms: list[float],
+    margin: float,
+    weights: RewardWeights,
+    problems: dict[str, int],
+) -> tuple[list, list]:
     """(arm, context, reward) for every processed frame with ground truth; ([], []) when unusable.
 
     Also returns (arm, f1) pairs for the per-level accuracy proxy in the card.
@@ -129,24 +149,28 @@ def samples_from_bag(bag: str, utilizations: list[float], base_ms: list[float], 
             temperature_c=_finite(_value_at(run.temperature, t)),
             deadline_ms=_finite(deadline),
             cpu_load=_finite(_value_at(run.cpu_load, t)),
-            confidence=_confidence(frame.get("detections", [])))
+            confidence=_confidence(frame.get("detections", [])),
+        )
         dets = frame.get("detections", [])
         objects = truth.get("objects", [])
-        f1 = frame_f1(np.array([d["box"] for d in dets], np.float32).reshape(-1, 4),
-                      np.array([d["class_id"] for d in dets], np.int64),
-                      np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
-                      np.array([o["class_id"] for o in objects], np.int64))
+        f1 = frame_f1(
+            np.array([d["box"] for d in dets], np.float32).reshape(-1, 4),
+            np.array([d["class_id"] for d in dets], np.int64),
+            np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
+            np.array([o["class_id"] for o in objects], np.int64),
+        )
         predicted = float(np.quantile(recent, 0.95)) * base_ms[arm]
         typical = float(np.quantile(recent, 0.5)) * base_ms[arm]
         x = arm_context(context, predicted, margin, typical, period)
         hit = expected_hit(latency, context.deadline_ms, period)
-        cpu = frame.get("cpu_ms", latency)   # measured CPU time where the bag records it
+        cpu = frame.get("cpu_ms", latency)  # measured CPU time where the bag records it
         busy = float(cpu) / period if cpu is not None and math.isfinite(float(cpu)) else latency / period
         out.append((arm, x, reward(f1, hit, busy, context, weights)))
         accuracy.append((arm, f1))
     if skipped:
-        problems[f"{bag}: {skipped} frame(s) without ground truth or with NaN/inf "
-                 f"latency/utilization"] = skipped
+        problems[f"{bag}: {skipped} frame(s) without ground truth or with NaN/inf latency/utilization"] = (
+            skipped
+        )
     return out, accuracy
 
 
@@ -162,18 +186,21 @@ def _confidence(detections: list) -> float | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tnn-train controller", description=__doc__.split("\n")[0])
-    parser.add_argument("--bags", nargs="*", default=[],
-                        help="rosbag2 runs with ground truth (tnn-demo bags)")
-    parser.add_argument("--traces", nargs="*", default=[],
-                        help="per-level traces (.npz) from tnn-bench control")
+    parser.add_argument(
+        "--bags", nargs="*", default=[], help="rosbag2 runs with ground truth (tnn-demo bags)"
+    )
+    parser.add_argument(
+        "--traces", nargs="*", default=[], help="per-level traces (.npz) from tnn-bench control"
+    )
     parser.add_argument("-o", "--output", default="controller.pt", help="state dict (.pt torch, .npz numpy)")
     parser.add_argument("--contexts-per-frame", type=int, default=4, help="random contexts per trace frame")
     parser.add_argument("--alpha", type=float, default=0.1, help="exploration weight stored in the file")
     parser.add_argument("--ridge", type=float, default=1.0, help="ridge prior of every arm")
     parser.add_argument("--margin", type=float, default=0.1, help="deadline_margin the 'fits' feature uses")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model-card", default=None,
-                        help="detector card for utilizations/latency shape (default: shipped)")
+    parser.add_argument(
+        "--model-card", default=None, help="detector card for utilizations/latency shape (default: shipped)"
+    )
     return parser
 
 
@@ -198,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = []
     for path in args.traces:
         from tnn_ros.eval.traces import Trace
+
         try:
             trace = Trace.load(path)
         except (OSError, ValueError, KeyError) as error:
@@ -214,15 +242,26 @@ def main(argv: list[str] | None = None) -> int:
             bandit.update(arm, x, value)
         accuracy_sums += trace.f1.sum(axis=0)
         accuracy_counts += trace.num_frames
-        sources.append({"traces": str(path), "samples": len(samples),
-                        "recorded": {key: trace.meta.get(key) for key in
-                                     ("seed", "contention", "threads", "cores", "loadavg_after")},
-                        "frames": trace.num_frames})
-        print(f"  {path}: {len(samples)} samples ({trace.num_frames} frames x {trace.num_levels} levels x "
-              f"{args.contexts_per_frame} contexts), {time.monotonic() - started:.0f} s", flush=True)
+        sources.append(
+            {
+                "traces": str(path),
+                "samples": len(samples),
+                "recorded": {
+                    key: trace.meta.get(key)
+                    for key in ("seed", "contention", "threads", "cores", "loadavg_after")
+                },
+                "frames": trace.num_frames,
+            }
+        )
+        print(
+            f"  {path}: {len(samples)} samples ({trace.num_frames} frames x {trace.num_levels} levels x "
+            f"{args.contexts_per_frame} contexts), {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
     for bag in args.bags:
-        samples, accuracy = samples_from_bag(bag, utilizations, profile.latencies_ms, args.margin, weights,
-                                             problems)
+        samples, accuracy = samples_from_bag(
+            bag, utilizations, profile.latencies_ms, args.margin, weights, problems
+        )
         for arm, x, value in samples:
             bandit.update(arm, x, value)
         for arm, f1 in accuracy:
@@ -231,23 +270,33 @@ def main(argv: list[str] | None = None) -> int:
         if samples:
             sources.append({"bag": str(bag), "samples": len(samples)})
             print(f"  {bag}: {len(samples)} frames, {time.monotonic() - started:.0f} s", flush=True)
-    for problem in problems:   # each reason once
+    for problem in problems:  # each reason once
         print(f"tnn-train controller: skipped: {problem}", file=sys.stderr)
     if not sources:
         print("tnn-train controller: no usable data (see the reasons above)", file=sys.stderr)
         return 2
     card_accuracy = [level.get("accuracy") for level in json.loads(Path(card_file).read_text())["levels"]]
-    accuracies = [float(accuracy_sums[a] / accuracy_counts[a]) if accuracy_counts[a]
-                  else float(card_accuracy[a] or 0) for a in range(len(utilizations))]
+    accuracies = [
+        float(accuracy_sums[a] / accuracy_counts[a]) if accuracy_counts[a] else float(card_accuracy[a] or 0)
+        for a in range(len(utilizations))
+    ]
     card = {
-        "name": "controller", "task": "control", "algorithm": "disjoint LinUCB (Li et al. 2010)",
-        "utilizations": utilizations, "accuracies": [round(a, 4) for a in accuracies],
+        "name": "controller",
+        "task": "control",
+        "algorithm": "disjoint LinUCB (Li et al. 2010)",
+        "utilizations": utilizations,
+        "accuracies": [round(a, 4) for a in accuracies],
         "accuracy_proxy": "mean per-frame detection F1 at IoU 0.5 vs ground truth in the training data",
-        "frame_period_ms": 1000.0 / FPS, "reward_weights": dataclasses.asdict(weights),
+        "frame_period_ms": 1000.0 / FPS,
+        "reward_weights": dataclasses.asdict(weights),
         "samples_per_arm": [int(c) for c in bandit.counts],
-        "training": {"command": "tnn-train controller " + " ".join(sys.argv[1:] if argv is None else argv),
-                     "sources": sources, "seed": args.seed, "skipped": list(problems),
-                     "wall_time_s": round(time.monotonic() - started, 1)},
+        "training": {
+            "command": "tnn-train controller " + " ".join(sys.argv[1:] if argv is None else argv),
+            "sources": sources,
+            "seed": args.seed,
+            "skipped": list(problems),
+            "wall_time_s": round(time.monotonic() - started, 1),
+        },
     }
     weights_path, card_path = save_bandit(bandit, args.output, card)
     theta = bandit.theta()
@@ -260,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def card_features() -> tuple[str, ...]:
     from tnn_ros.control.learned import FEATURES
+
     return FEATURES
 
 

@@ -392,8 +392,16 @@ def main(argv: list[str] | None = None) -> int:
         write_card(output, card)
         print(json.dumps({"baseline_accuracy": accuracies[0]}), flush=True)
         return 0
-    write_model_card(model, output, accuracies, training, make_card, baseline_card=args.baseline_card,
-                     latency_threads=args.latency_threads, latency_repeats=args.latency_repeats)
+    write_model_card(
+        model,
+        output,
+        accuracies,
+        training,
+        make_card,
+        baseline_card=args.baseline_card,
+        latency_threads=args.latency_threads,
+        latency_repeats=args.latency_repeats,
+    )
     return 0
 
 

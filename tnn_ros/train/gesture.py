@@ -40,6 +40,7 @@ ACCURACY_METRIC = "top1 on held-out seeded synthetic clips (tnn_ros.sim.gestures
 
 # --- losses -------------------------------------------------------------------------------------------
 
+
 def classification_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, dict]:
     """Cross-entropy with label smoothing, and the batch accuracy for the log."""
     loss = F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
@@ -52,6 +53,7 @@ def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor) -> Tenso
 
 
 # --- data ---------------------------------------------------------------------------------------------
+
 
 class Interleaved(Dataset):
     """Items of two datasets in turn: even indices from ``first``, odd ones from ``second``."""
@@ -66,8 +68,15 @@ class Interleaved(Dataset):
         return (self.second if index % 2 else self.first)[index // 2]
 
 
-def synthetic_batches(arch: dict, classes: list[str], batch_size: int, seed: int, start_step: int = 0,
-                      workers: int = 1, stream_mix: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+def synthetic_batches(
+    arch: dict,
+    classes: list[str],
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    workers: int = 1,
+    stream_mix: bool = False,
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless fresh synthetic batches, preprocessed for the net.
 
     ``stream_mix``: every other clip is a window of the simulated camera stream
@@ -77,17 +86,30 @@ def synthetic_batches(arch: dict, classes: list[str], batch_size: int, seed: int
     Batch ``s`` depends only on (seed, s), so a resumed run goes on with new clips instead of
     replaying the ones it already saw.
     """
-    dataset = SyntheticGestureDataset(10**9, seed=seed, clip_length=arch["clip_length"],
-                                      frame_size=tuple(arch["frame_size"]), classes=classes)
+    dataset = SyntheticGestureDataset(
+        10**9,
+        seed=seed,
+        clip_length=arch["clip_length"],
+        frame_size=tuple(arch["frame_size"]),
+        classes=classes,
+    )
     if stream_mix:
         from ..data.stream import StreamGestureDataset
 
-        dataset = Interleaved(dataset, StreamGestureDataset(10**9, seed=seed, clip_length=arch["clip_length"],
-                                                            frame_size=tuple(arch["frame_size"]),
-                                                            classes=classes))
+        dataset = Interleaved(
+            dataset,
+            StreamGestureDataset(
+                10**9,
+                seed=seed,
+                clip_length=arch["clip_length"],
+                frame_size=tuple(arch["frame_size"]),
+                classes=classes,
+            ),
+        )
     indices = range(start_step * batch_size, 10**9)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=indices, num_workers=workers, persistent_workers=workers > 0
+    )
     for clips, labels in loader:
         yield ThrottleableGestureNet.preprocess(clips), labels
 
@@ -98,8 +120,14 @@ def dataset_batches(dataset: Dataset, batch_size: int, seed: int, workers: int =
     while True:
         if hasattr(dataset, "epoch"):
             dataset.epoch = epoch  # JesterDataset: other random frame offsets each pass
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                            generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(seed * 1000 + epoch),
+        )
         for clips, labels in loader:
             yield ThrottleableGestureNet.preprocess(clips), labels
         epoch += 1
@@ -122,17 +150,20 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
             if value.dim() == 5 and target.shape[2] == 1 and value.shape[:2] == target.shape[:2]:
                 value = value.float().sum(dim=2, keepdim=True)
             else:
-                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, "
-                                 f"the net {tuple(target.shape)}")
+                raise ValueError(
+                    f"{path}: {key} has shape {tuple(value.shape)}, the net {tuple(target.shape)}"
+                )
         own[key] = value.to(target.dtype)
     model.load_state_dict(own)
 
 
 # --- evaluation ---------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def accuracy_on(model: ThrottleableGestureNet, dataset: Dataset, levels: list[int] | None = None,
-                batch_size: int = 16) -> list[float]:
+def accuracy_on(
+    model: ThrottleableGestureNet, dataset: Dataset, levels: list[int] | None = None, batch_size: int = 16
+) -> list[float]:
     """Top-1 accuracy (0..1) of each of ``levels`` (default: all) on ``dataset``; restores the level."""
     levels = list(range(model.num_levels)) if levels is None else list(levels)
     previous, was_training = model.level, model.training
@@ -158,13 +189,24 @@ def evaluate(model: ThrottleableGestureNet, num_clips: int = 400, seed: int = EV
     on identical clips; the default seed is the held-out one no training run draws from. The model's
     classes must be the synthetic gesture classes.
     """
-    dataset = SyntheticGestureDataset(num_clips, seed=seed, clip_length=model.clip_length,
-                                      frame_size=model.frame_size, classes=model.classes)
+    dataset = SyntheticGestureDataset(
+        num_clips,
+        seed=seed,
+        clip_length=model.clip_length,
+        frame_size=model.frame_size,
+        classes=model.classes,
+    )
     return accuracy_on(model, dataset, [model.level])[0]
 
 
-def make_card(model: ThrottleableGestureNet, accuracies: list[float], latencies: list[float],
-              training: dict, baseline_accuracy: float | None, name: str = "gesture") -> dict:
+def make_card(
+    model: ThrottleableGestureNet,
+    accuracies: list[float],
+    latencies: list[float],
+    training: dict,
+    baseline_accuracy: float | None,
+    name: str = "gesture",
+) -> dict:
     """The model card: how to rebuild the net, what each level costs and scores, how it was trained."""
     costs = count_level_costs(model, model.example_input())
     full = costs[-1].macs
@@ -176,9 +218,18 @@ def make_card(model: ThrottleableGestureNet, accuracies: list[float], latencies:
         "clip_length": model.clip_length,
         "frame_size": list(model.frame_size),
         "num_levels": model.num_levels,
-        "levels": [{"level": c.level, "utilization": model.utilization_of(c.level), "macs": c.macs,
-                    "params": c.params, "mac_ratio": round(c.macs / full, 4), "accuracy": round(acc, 4),
-                    "latency_ms": round(lat, 3)} for c, acc, lat in zip(costs, accuracies, latencies)],
+        "levels": [
+            {
+                "level": c.level,
+                "utilization": model.utilization_of(c.level),
+                "macs": c.macs,
+                "params": c.params,
+                "mac_ratio": round(c.macs / full, 4),
+                "accuracy": round(acc, 4),
+                "latency_ms": round(lat, 3),
+            }
+            for c, acc, lat in zip(costs, accuracies, latencies)
+        ],
         "accuracy_metric": "top1",
         "accuracy_eval": ACCURACY_METRIC,
         "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
@@ -193,8 +244,10 @@ def save_half(model: ThrottleableGestureNet, path: str | Path, card: dict) -> No
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu().clone()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -203,47 +256,87 @@ def save_half(model: ThrottleableGestureNet, path: str | Path, card: dict) -> No
 
 # --- command line -----------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tnn-train gesture", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=("synthetic", "stream-mix", "jester"), default="synthetic",
-                        help="stream-mix: half isolated synthetic clips, half simulated-stream windows")
-    parser.add_argument("--init", default=None,
-                        help="start from this model file's weights (same architecture) instead of random")
+    parser = argparse.ArgumentParser(
+        prog="tnn-train gesture", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        choices=("synthetic", "stream-mix", "jester"),
+        default="synthetic",
+        help="stream-mix: half isolated synthetic clips, half simulated-stream windows",
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="start from this model file's weights (same architecture) instead of random",
+    )
     parser.add_argument("--data-dir", help="Jester-style root (with --data jester; see docs/gesture.md)")
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads while training")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="data loader processes (0: render in the main one)")
-    parser.add_argument("--frame-size", type=int, nargs=2, metavar=("W", "H"),
-                        default=DEFAULT_ARCHITECTURE["frame_size"])
+    parser.add_argument(
+        "--workers", type=int, default=1, help="data loader processes (0: render in the main one)"
+    )
+    parser.add_argument(
+        "--frame-size", type=int, nargs=2, metavar=("W", "H"), default=DEFAULT_ARCHITECTURE["frame_size"]
+    )
     parser.add_argument("--clip-length", type=int, default=DEFAULT_ARCHITECTURE["clip_length"])
     parser.add_argument("--levels", type=int, default=DEFAULT_ARCHITECTURE["num_levels"])
-    parser.add_argument("--temporal", choices=("same", "valid"), default=DEFAULT_ARCHITECTURE["temporal"],
-                        help="valid: no temporal padding, so the net can run frame by frame (streaming)")
-    parser.add_argument("--random-levels", type=int, default=1,
-                        help="random middle levels per step besides the full and lowest (sandwich rule)")
-    parser.add_argument("--baseline", action="store_true",
-                        help="train only the full width (one level): the non-throttleable baseline")
-    parser.add_argument("--output", default=None,
-                        help="weights path (default: the shipped models/gesture.pt, or "
-                             "checkpoints/gesture_baseline.pt with --baseline); the card goes next to it")
+    parser.add_argument(
+        "--temporal",
+        choices=("same", "valid"),
+        default=DEFAULT_ARCHITECTURE["temporal"],
+        help="valid: no temporal padding, so the net can run frame by frame (streaming)",
+    )
+    parser.add_argument(
+        "--random-levels",
+        type=int,
+        default=1,
+        help="random middle levels per step besides the full and lowest (sandwich rule)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="train only the full width (one level): the non-throttleable baseline",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="weights path (default: the shipped models/gesture.pt, or "
+        "checkpoints/gesture_baseline.pt with --baseline); the card goes next to it",
+    )
     parser.add_argument("--checkpoint", default=None, help="resumable checkpoint (default <output>.ckpt)")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    parser.add_argument("--baseline-card", default=None,
-                        help="card of a --baseline run: its accuracy goes into this model's card")
+    parser.add_argument(
+        "--baseline-card",
+        default=None,
+        help="card of a --baseline run: its accuracy goes into this model's card",
+    )
     parser.add_argument("--val-clips", type=int, default=400, help="held-out clips for the card's accuracy")
-    parser.add_argument("--calibrate-batches", type=int, default=12,
-                        help="batches for per-level BN calibration")
-    parser.add_argument("--latency-threads", type=int, default=2,
-                        help="threads for the card's latency profile (the controller's default profile)")
-    parser.add_argument("--latency-repeats", type=int, default=30,
-                        help="timing rounds (each runs every level) for the card's latency")
-    parser.add_argument("--card-only", action="store_true",
-                        help="do not train: re-measure accuracy/latency of --output and rewrite its card")
+    parser.add_argument(
+        "--calibrate-batches", type=int, default=12, help="batches for per-level BN calibration"
+    )
+    parser.add_argument(
+        "--latency-threads",
+        type=int,
+        default=2,
+        help="threads for the card's latency profile (the controller's default profile)",
+    )
+    parser.add_argument(
+        "--latency-repeats",
+        type=int,
+        default=30,
+        help="timing rounds (each runs every level) for the card's latency",
+    )
+    parser.add_argument(
+        "--card-only",
+        action="store_true",
+        help="do not train: re-measure accuracy/latency of --output and rewrite its card",
+    )
     return parser
 
 
@@ -251,10 +344,20 @@ def _validation_set(args, arch: dict, classes: list[str]) -> Dataset:
     if args.data == "jester":
         from ..data.jester import JesterDataset
 
-        return JesterDataset(args.data_dir, split="validation", clip_length=arch["clip_length"],
-                             frame_size=tuple(arch["frame_size"]), classes=classes)
-    return SyntheticGestureDataset(args.val_clips, seed=EVAL_SEED, clip_length=arch["clip_length"],
-                                   frame_size=tuple(arch["frame_size"]), classes=classes)
+        return JesterDataset(
+            args.data_dir,
+            split="validation",
+            clip_length=arch["clip_length"],
+            frame_size=tuple(arch["frame_size"]),
+            classes=classes,
+        )
+    return SyntheticGestureDataset(
+        args.val_clips,
+        seed=EVAL_SEED,
+        clip_length=arch["clip_length"],
+        frame_size=tuple(arch["frame_size"]),
+        classes=classes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,18 +371,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--data jester needs --data-dir")
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    arch = {**DEFAULT_ARCHITECTURE, "num_levels": 1 if args.baseline else args.levels,
-            "frame_size": list(args.frame_size), "clip_length": args.clip_length, "temporal": args.temporal}
+    arch = {
+        **DEFAULT_ARCHITECTURE,
+        "num_levels": 1 if args.baseline else args.levels,
+        "frame_size": list(args.frame_size),
+        "clip_length": args.clip_length,
+        "temporal": args.temporal,
+    }
     train_set = None
     classes = list(GESTURE_CLASSES)
     if args.data == "jester":
         from ..data.jester import JesterDataset
 
-        train_set = JesterDataset(args.data_dir, split="train", clip_length=arch["clip_length"],
-                                  frame_size=tuple(arch["frame_size"]), random_offset=True, seed=args.seed)
+        train_set = JesterDataset(
+            args.data_dir,
+            split="train",
+            clip_length=arch["clip_length"],
+            frame_size=tuple(arch["frame_size"]),
+            random_offset=True,
+            seed=args.seed,
+        )
         classes = train_set.classes
-        print(f"Jester data: {len(train_set)} training videos, {len(classes)} classes "
-              f"({train_set.skipped_missing} rows without frames skipped)", flush=True)
+        print(
+            f"Jester data: {len(train_set)} training videos, {len(classes)} classes "
+            f"({train_set.skipped_missing} rows without frames skipped)",
+            flush=True,
+        )
     name = "gesture_baseline" if args.baseline else "gesture"
     output = Path(args.output or default_output("gesture", args.baseline))
     model = ThrottleableGestureNet(classes, arch)
@@ -297,50 +414,93 @@ def main(argv: list[str] | None = None) -> int:
             init_from(model, args.init)
             print(f"starting from the weights of {args.init}", flush=True)
         if train_set is None:
-            batches = synthetic_batches(arch, classes, args.batch_size, TRAIN_SEED_BASE + args.seed, start,
-                                        args.workers, stream_mix=args.data == "stream-mix")
+            batches = synthetic_batches(
+                arch,
+                classes,
+                args.batch_size,
+                TRAIN_SEED_BASE + args.seed,
+                start,
+                args.workers,
+                stream_mix=args.data == "stream-mix",
+            )
         else:
             batches = dataset_batches(train_set, args.batch_size, args.seed, args.workers)
-        config = TrainConfig(steps=args.steps, lr=args.lr, sandwich=not args.baseline, seed=args.seed,
-                             checkpoint=checkpoint, resume=args.resume, num_random_levels=args.random_levels,
-                             warmup_steps=min(50, args.steps // 10 + 1), checkpoint_every=50, log_every=25)
+        config = TrainConfig(
+            steps=args.steps,
+            lr=args.lr,
+            sandwich=not args.baseline,
+            seed=args.seed,
+            checkpoint=checkpoint,
+            resume=args.resume,
+            num_random_levels=args.random_levels,
+            warmup_steps=min(50, args.steps // 10 + 1),
+            checkpoint_every=50,
+            log_every=25,
+        )
         kind = "baseline" if args.baseline else "throttleable"
-        print(f"training {kind} gesture net: {args.steps} steps of {args.batch_size} clips ({args.data}), "
-              f"{args.threads} threads", flush=True)
+        print(
+            f"training {kind} gesture net: {args.steps} steps of {args.batch_size} clips ({args.data}), "
+            f"{args.threads} threads",
+            flush=True,
+        )
         result = train(model, batches, classification_loss, config, distill_fn=distillation_loss, desc=name)
         if train_set is None:
-            calibration = synthetic_batches(arch, classes, args.batch_size,
-                                            CALIBRATION_SEED_BASE + args.seed, workers=0,
-                                            stream_mix=args.data == "stream-mix")
+            calibration = synthetic_batches(
+                arch,
+                classes,
+                args.batch_size,
+                CALIBRATION_SEED_BASE + args.seed,
+                workers=0,
+                stream_mix=args.data == "stream-mix",
+            )
         else:
             calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
         calibrate_bn(model, calibration, args.calibrate_batches)
         fresh = f"fresh every step, seed {args.seed}"
-        data = {"synthetic": f"synthetic gesture clips (tnn_ros.sim.gestures), {fresh}",
-                "stream-mix": "every other clip synthetic (tnn_ros.sim.gestures), every other a "
-                              f"simulated-stream window (tnn_ros.data.stream.StreamGestureDataset), {fresh}",
-                }.get(args.data, f"jester: {args.data_dir}")
+        data = {
+            "synthetic": f"synthetic gesture clips (tnn_ros.sim.gestures), {fresh}",
+            "stream-mix": "every other clip synthetic (tnn_ros.sim.gestures), every other a "
+            f"simulated-stream window (tnn_ros.data.stream.StreamGestureDataset), {fresh}",
+        }.get(args.data, f"jester: {args.data_dir}")
         if args.init:
             data += f"; fine-tuned from {args.init}"
-        training = {"command": command, "data": data, "seed": args.seed,
-                    "epochs": round(args.steps * args.batch_size / len(train_set), 3) if train_set else 1,
-                    "steps": args.steps, "batch_size": args.batch_size,
-                    "clips_seen": args.steps * args.batch_size, "lr": args.lr,
-                    "optimizer": "AdamW, cosine schedule with warmup", "sandwich_rule": not args.baseline,
-                    "random_levels_per_step": 0 if args.baseline else args.random_levels,
-                    "inplace_distillation": not args.baseline, "threads": args.threads,
-                    "wall_time_s": round(result.seconds, 1),
-                    "loss_curve": [round(v, 4) for v in result.losses]}
-        save_half(model, output, {"name": name, "architecture": model.architecture, "classes": classes,
-                                  "training": training})
+        training = {
+            "command": command,
+            "data": data,
+            "seed": args.seed,
+            "epochs": round(args.steps * args.batch_size / len(train_set), 3) if train_set else 1,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "clips_seen": args.steps * args.batch_size,
+            "lr": args.lr,
+            "optimizer": "AdamW, cosine schedule with warmup",
+            "sandwich_rule": not args.baseline,
+            "random_levels_per_step": 0 if args.baseline else args.random_levels,
+            "inplace_distillation": not args.baseline,
+            "threads": args.threads,
+            "wall_time_s": round(result.seconds, 1),
+            "loss_curve": [round(v, 4) for v in result.losses],
+        }
+        save_half(
+            model,
+            output,
+            {"name": name, "architecture": model.architecture, "classes": classes, "training": training},
+        )
         load_state(output, model)  # measure what was saved: the float16-rounded weights
 
     val_set = _validation_set(args, arch, classes)
     accuracies = accuracy_on(model, val_set)
     print(f"top-1 per level: {[round(a, 3) for a in accuracies]}", flush=True)
-    write_model_card(model, output, accuracies, training,
-                     lambda *card_args: make_card(*card_args, name=name), baseline_card=args.baseline_card,
-                     latency_threads=args.latency_threads, latency_repeats=args.latency_repeats)
+    write_model_card(
+        model,
+        output,
+        accuracies,
+        training,
+        lambda *card_args: make_card(*card_args, name=name),
+        baseline_card=args.baseline_card,
+        latency_threads=args.latency_threads,
+        latency_repeats=args.latency_repeats,
+    )
     return 0
 
 
