@@ -1,12 +1,10 @@
 """`colcon build` of the package into a temporary prefix installs the layout a robot expects."""
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from colcon_utils import colcon_build_copy, colcon_executable
 
 REPO = Path(__file__).resolve().parents[2]
 EXECUTABLES = [
@@ -24,44 +22,10 @@ EXECUTABLES = [
 
 @pytest.fixture(scope="module")
 def install_tree(tmp_path_factory) -> Path:
-    colcon = Path(sys.executable).with_name("colcon")
-    if not colcon.exists():
-        colcon = shutil.which("colcon")
+    colcon = colcon_executable()
     assert colcon, "colcon is not installed (make setup installs it)"
-    work = tmp_path_factory.mktemp("colcon")
     # Build from a copy of the tracked sources so the checkout's build outputs are never touched.
-    src = work / "src" / "tnn_ros"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.split()
-    for rel in files:
-        if not (REPO / rel).is_file():
-            continue
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, src / rel)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    result = subprocess.run(
-        [
-            str(colcon),
-            "--log-base",
-            str(work / "log"),
-            "build",
-            "--base-paths",
-            str(work / "src"),
-            "--build-base",
-            str(work / "build"),
-            "--install-base",
-            str(work / "install"),
-            "--event-handlers",
-            "console_direct-",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, f"colcon build failed:\n{result.stdout}\n{result.stderr}"
+    work = colcon_build_copy(colcon, tmp_path_factory.mktemp("colcon"))
     return work / "install" / "tnn_ros"
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from colcon_utils import colcon_build_copy, colcon_executable
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("launch", "launch_ros", "launch_testing", "ros2launch", "ros2cli")
@@ -36,42 +37,10 @@ def colcon_install(tmp_path_factory) -> Path:
             f"the real ROS 2 launch is not installed (missing {', '.join(missing)}): source a "
             "ROS 2 install, or run `make setup` with ../shared/ros2-cli-wheels present"
         )
-    colcon = Path(sys.executable).with_name("colcon")
-    colcon = str(colcon) if colcon.exists() else shutil.which("colcon")
+    colcon = colcon_executable()
     if not colcon:
         pytest.skip("colcon is not installed (make setup installs it)")
-    work = tmp_path_factory.mktemp("launch_colcon")
-    src = work / "src" / "tnn_ros"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, src / rel)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    result = subprocess.run(
-        [
-            colcon,
-            "--log-base",
-            str(work / "log"),
-            "build",
-            "--base-paths",
-            str(work / "src"),
-            "--build-base",
-            str(work / "build"),
-            "--install-base",
-            str(work / "install"),
-            "--event-handlers",
-            "console_direct-",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"colcon build failed:\n{result.stdout}\n{result.stderr}"
+    work = colcon_build_copy(colcon, tmp_path_factory.mktemp("launch_colcon"), timeout=300)
     assert (work / "install" / "setup.bash").is_file(), "no install/setup.bash (colcon-bash missing?)"
     return work / "install"
 
