@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ..throttle import ThrottleableModule
 from ..throttle.convert import ConvertOptions, convert_blocks
 from .detector import Detection
+from .io import state_dict_problems
 
 CONVERTED_TYPE = "torchvision_converted"
 NO_GESTURE = "no_gesture"
@@ -126,21 +127,7 @@ def load_original_weights(model: nn.Module, path: str | os.PathLike) -> None:
         state = state["model"]  # torchvision reference-script checkpoints
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a state dict of tensors")
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = []
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]})")
-    if missing:
-        problems.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    problems = state_dict_problems(model.state_dict(), state, optional=("num_batches_tracked",))
     if problems:
         raise WeightsError(f"{path}: weights do not match {type(model).__name__}: {'; '.join(problems)}")
     model.load_state_dict(state, strict=False)

@@ -104,19 +104,13 @@ def read_card(weights_path: str | os.PathLike, required: Iterable[str] = ()) -> 
     return card
 
 
-def load_state(weights_path: str | os.PathLike, model: nn.Module) -> None:
-    """Load a state dict (``weights_only=True``) into ``model``; every mismatch raises ModelFileError."""
-    path = Path(weights_path)
-    if not path.is_file():
-        raise ModelFileError(path, "weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip, pickle with code, truncated file: all unusable
-        raise ModelFileError(path, f"not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelFileError(path, "expected a state dict of tensors")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+def state_dict_problems(expected: dict, state: dict, optional: tuple[str, ...] = ()) -> list[str]:
+    """What keeps ``state`` from loading into a model whose state dict is ``expected`` ([] = loads).
+
+    Keys ending in one of ``optional`` may be missing (e.g. BatchNorm's ``num_batches_tracked`` in
+    checkpoints of other trainers). Each problem names how many tensors and the first examples.
+    """
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith(optional or ("\0",)))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = [
         f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
@@ -130,6 +124,21 @@ def load_state(weights_path: str | os.PathLike, model: nn.Module) -> None:
         problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
     if wrong_shape:
         problems.append(f"{len(wrong_shape)} shape mismatches (e.g. {'; '.join(wrong_shape[:3])})")
+    return problems
+
+
+def load_state(weights_path: str | os.PathLike, model: nn.Module) -> None:
+    """Load a state dict (``weights_only=True``) into ``model``; every mismatch raises ModelFileError."""
+    path = Path(weights_path)
+    if not path.is_file():
+        raise ModelFileError(path, "weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, pickle with code, truncated file: all unusable
+        raise ModelFileError(path, f"not a readable weights file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(path, "expected a state dict of tensors")
+    problems = state_dict_problems(model.state_dict(), state)
     if problems:
         raise ModelFileError(
             path, "weights do not match the architecture in the card: " + ", ".join(problems)
