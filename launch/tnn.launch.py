@@ -16,7 +16,7 @@ from launch import LaunchDescription
 # (argument, node, parameter, description): launch arguments that override one node's parameter.
 OVERRIDES = (
     ("backend", "resource_monitor", "backend", "resource_monitor backend: auto, jtop, psutil, sim, trace"),
-    ("strategy", "controller", "strategy", "controller strategy: manual | rule | deadline | auto"),
+    ("strategy", "controller", "strategy", "controller strategy: manual | rule | deadline | auto | learned"),
     ("mode", "perception", "mode", "perception mode: auto | manual"),
     ("fps", "sim_camera", "fps", "sim_camera frames per second"),
 )
