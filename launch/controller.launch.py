@@ -9,7 +9,7 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 
-OVERRIDES = (("strategy", "manual | rule | deadline | auto"), ("rate_hz", "setpoint publish rate"))
+OVERRIDES = (("strategy", "manual | rule | deadline | auto | learned"), ("rate_hz", "setpoint publish rate"))
 
 
 def launch_nodes(context, *args, **kwargs):
