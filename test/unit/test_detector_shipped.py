@@ -5,9 +5,10 @@ import torch
 from torchvision.ops import box_iou
 
 from tnn_ros.data.scenes import SyntheticDetectionDataset
+from tnn_ros.eval.accuracy import VAL_SEED_OFFSET, detector_map50
 from tnn_ros.models import load_detector, shipped_model_path
 from tnn_ros.throttle import count_macs
-from tnn_ros.train.detector import VAL_SEED_OFFSET, build_parser, evaluate_dataset
+from tnn_ros.train.detector import build_parser
 
 # A real regression (a broken file, decoder, level or training run) must fail; noise cannot, because
 # the models are re-measured on the card's own seeded evaluation set, which is deterministic.
@@ -52,7 +53,7 @@ def test_card_matches_the_network(detector):
 def test_shipped_detector_meets_its_card_on_the_card_evaluation_set(detector):
     card = detector.card
     levels = [0, detector.num_levels - 1]
-    measured = evaluate_dataset(detector, card_evaluation_set(card, detector.input_size), levels=levels)
+    measured = detector_map50(detector, card_evaluation_set(card, detector.input_size), levels=levels)
     for level, value in zip(levels, measured):
         stated = card["levels"][level]["accuracy"]
         assert value >= stated - CARD_TOLERANCE, f"level {level}: mAP@0.5 {value:.4f}, card says {stated}"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tnn_ros.data.gestures import SyntheticGestureDataset
+from tnn_ros.eval.accuracy import GESTURE_EVAL_SEED, gesture_top1, gesture_top1_heldout
 from tnn_ros.models import load_gesture
 from tnn_ros.models.gesture import ThrottleableGestureNet
 from tnn_ros.sim.gestures import GESTURE_CLASSES
@@ -67,9 +68,9 @@ def test_distillation_loss_is_zero_for_identical_outputs_and_positive_otherwise(
 def test_evaluate_is_a_deterministic_fraction():
     torch.manual_seed(0)
     model = ThrottleableGestureNet(GESTURE_CLASSES, TINY).eval()
-    first = gesture_train.evaluate(model, num_clips=16, seed=5)
+    first = gesture_top1_heldout(model, num_clips=16, seed=5)
     assert 0.0 <= first <= 1.0
-    assert gesture_train.evaluate(model, num_clips=16, seed=5) == first
+    assert gesture_top1_heldout(model, num_clips=16, seed=5) == first
 
 
 def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
@@ -122,13 +123,13 @@ def test_shipped_model_meets_its_card_on_the_card_evaluation_set():
     clips = gesture_train.build_parser().get_default("val_clips")  # what `tnn-train gesture` measured on
     dataset = SyntheticGestureDataset(
         clips,
-        seed=gesture_train.EVAL_SEED,
+        seed=GESTURE_EVAL_SEED,
         clip_length=model.clip_length,
         frame_size=model.frame_size,
         classes=model.classes,
     )
     levels = [0, model.num_levels - 1]
-    for level, value in zip(levels, gesture_train.accuracy_on(model, dataset, levels)):
+    for level, value in zip(levels, gesture_top1(model, dataset, levels)):
         stated = card["levels"][level]["accuracy"]
         assert value >= stated - CARD_TOLERANCE, f"level {level}: top-1 {value:.4f}, card says {stated}"
         assert value <= stated + CARD_TOLERANCE, f"level {level}: top-1 {value:.4f}, card says {stated}"

@@ -38,8 +38,8 @@ def _targets(boxes, labels) -> list[dict]:
 
 def train(minutes: float, output: str, batch_size: int = 8, lr: float = 0.01, seed: int = 0) -> None:
     """Train the non-throttleable SSDlite on synthetic scenes for ``minutes`` of wall time."""
+    from ..data.scenes import collate_detections
     from ..models.converted import build_original
-    from ..train.detector import collate
 
     torch.manual_seed(seed)
     model = build_original(ARCH, len(CATEGORIES)).train()
@@ -48,7 +48,7 @@ def train(minutes: float, output: str, batch_size: int = 8, lr: float = 0.01, se
         dataset,
         batch_size=batch_size,
         shuffle=True,
-        collate_fn=collate,
+        collate_fn=collate_detections,
         generator=torch.Generator().manual_seed(seed),
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5)

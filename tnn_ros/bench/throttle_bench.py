@@ -17,9 +17,9 @@ def _detector_setup(args):
     import torchvision
 
     from ..data.scenes import SyntheticDetectionDataset
+    from ..eval.accuracy import VAL_SEED_OFFSET, detector_map50
     from ..models import load_detector
     from ..sim.scenes import render_scene
-    from ..train.detector import VAL_SEED_OFFSET, evaluate_dataset
 
     model = load_detector(args.path)
     width, height = model.input_size
@@ -38,7 +38,7 @@ def _detector_setup(args):
     dataset = SyntheticDetectionDataset(num_images, width, height, seed=(args.seed or 0) + VAL_SEED_OFFSET)
 
     def accuracy():
-        return evaluate_dataset(model, dataset)
+        return detector_map50(model, dataset)
 
     name = f"torchvision ssdlite320_mobilenet_v3_large (random weights, backbone+head) at {width}x{height}"
     seed = (args.seed or 0) + VAL_SEED_OFFSET
@@ -49,14 +49,9 @@ def _detector_setup(args):
 def _gesture_setup(args):
     import torchvision
 
-    try:
-        from ..models import load_gesture
-        from ..train.gesture import evaluate
-    except (ImportError, AttributeError) as exc:
-        raise SystemExit(
-            f"tnn-bench throttle --model gesture needs tnn_ros.models.load_gesture and "
-            f"tnn_ros.train.gesture.evaluate (the gesture net), which are not available: {exc}"
-        ) from exc
+    from ..eval.accuracy import gesture_top1_heldout
+    from ..models import load_gesture
+
     model = load_gesture(args.path)
     # Random pixels through the net's own preprocessing (normalised, frame-major), not all zeros.
     shape = (1, model.clip_length, model.frame_size[1], model.frame_size[0], 3)
@@ -70,7 +65,7 @@ def _gesture_setup(args):
             model.set_level(level)
             # the gesture trainer's own held-out seed unless --seed is given
             kwargs = {} if args.seed is None else {"seed": args.seed}
-            scores.append(float(evaluate(model, num_clips, **kwargs)))
+            scores.append(float(gesture_top1_heldout(model, num_clips, **kwargs)))
         model.set_level(previous)
         return scores
 

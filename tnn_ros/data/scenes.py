@@ -32,3 +32,9 @@ class SyntheticDetectionDataset(Dataset):
         rgb, boxes, labels = self.scene(index)
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
         return image, {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+
+
+def collate_detections(batch: list) -> tuple:
+    """DataLoader collate for detection items: stacked images, and per-image box / label lists."""
+    images = torch.stack([item[0] for item in batch])
+    return images, ([item[1]["boxes"] for item in batch], [item[1]["labels"] for item in batch])

@@ -21,13 +21,13 @@ import torchvision.ops as box_ops
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.scenes import SyntheticDetectionDataset
+from ..data.scenes import SyntheticDetectionDataset, collate_detections
+from ..eval.accuracy import VAL_SEED_OFFSET, detector_map50
 from ..models.detector import (
     DEFAULT_ARCHITECTURE,
     STRIDE,
     ThrottleableDetector,
     build_detector,
-    decode,
     distances_to_boxes,
 )
 from ..models.io import card_path, load_model, read_card, save_model, write_card
@@ -36,7 +36,6 @@ from .common import TrainConfig, calibrate_bn, default_output, seed_everything, 
 
 GAUSSIAN_ALPHA = 0.54  # Gaussian radius as a share of the box (TTFNet)
 GIOU_WEIGHT = 5.0
-VAL_SEED_OFFSET = 10_000  # validation scenes never share a seed with training scenes
 
 
 # --- targets and losses -------------------------------------------------------------------------------
@@ -117,16 +116,16 @@ def detection_distill(
 
 
 # --- data ---------------------------------------------------------------------------------------------
-def collate(batch):
-    images = torch.stack([b[0] for b in batch])
-    return images, ([b[1]["boxes"] for b in batch], [b[1]["labels"] for b in batch])
-
-
 def endless_batches(dataset: Dataset, batch_size: int, num_classes: int, seed: int) -> Iterator:
     """Shuffled batches forever, with TTFNet targets built on the fly."""
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, drop_last=True, generator=generator
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate_detections,
+        drop_last=True,
+        generator=generator,
     )
     while True:
         for images, (boxes, labels) in loader:
@@ -134,45 +133,6 @@ def endless_batches(dataset: Dataset, batch_size: int, num_classes: int, seed: i
                 boxes, labels, num_classes, images.shape[2] // STRIDE, images.shape[3] // STRIDE
             )
             yield images, targets
-
-
-# --- evaluation ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate_dataset(
-    model: ThrottleableDetector,
-    dataset: Dataset,
-    levels: Sequence[int] | None = None,
-    batch_size: int = 8,
-    score_threshold: float = 0.05,
-) -> list[float]:
-    """mAP@0.5 (torchmetrics, COCO-style 101-point) of each level on ``dataset``; model left in eval."""
-    from torchmetrics.detection import MeanAveragePrecision
-
-    model.eval()
-    previous = model.level
-    levels = list(range(model.num_levels)) if levels is None else list(levels)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    batches = list(loader)
-    scores = []
-    for level in levels:
-        model.set_level(level)
-        metric = MeanAveragePrecision(iou_thresholds=[0.5], box_format="xyxy")
-        for images, (boxes, labels) in batches:
-            heat, dist = model(images)
-            preds = [
-                {"boxes": b, "scores": s, "labels": c} for b, s, c in decode(heat, dist, score_threshold)
-            ]
-            metric.update(preds, [{"boxes": b, "labels": c} for b, c in zip(boxes, labels)])
-        scores.append(float(metric.compute()["map_50"]))
-    model.set_level(previous)
-    return scores
-
-
-def evaluate(model: ThrottleableDetector, num_images: int = 200, seed: int = 0) -> float:
-    """mAP@0.5 of the model's current level on ``num_images`` held-out synthetic scenes."""
-    width, height = model.input_size
-    dataset = SyntheticDetectionDataset(num_images, width, height, seed=seed + VAL_SEED_OFFSET)
-    return evaluate_dataset(model, dataset, [model.level])[0]
 
 
 # --- model card ---------------------------------------------------------------------------------------
@@ -375,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     val_set = _dataset(args, False)
     levels = [model.num_levels - 1] if args.baseline else list(range(model.num_levels))
     t0 = time.monotonic()
-    accuracies = evaluate_dataset(model, val_set, levels)
+    accuracies = detector_map50(model, val_set, levels)
     print(
         f"mAP@0.5 per level: {[round(a, 3) for a in accuracies]} ({time.monotonic() - t0:.0f}s)", flush=True
     )
@@ -407,8 +367,6 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "main",
-    "evaluate",
-    "evaluate_dataset",
     "build_targets",
     "detection_loss",
     "detection_distill",

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.gestures import SyntheticGestureDataset
+from ..eval.accuracy import GESTURE_EVAL_SEED, gesture_top1
 from ..models.gesture import DEFAULT_ARCHITECTURE, ThrottleableGestureNet
 from ..models.io import load_state, read_card, write_card
 from ..sim.gestures import GESTURE_CLASSES
@@ -31,7 +32,6 @@ from ..throttle import count_level_costs
 from .common import TrainConfig, calibrate_bn, default_output, seed_everything, train, write_model_card
 
 # Seeds of the held-out evaluation clips and of the training stream never overlap.
-EVAL_SEED = 20_240_001
 TRAIN_SEED_BASE = 1_000_000
 CALIBRATION_SEED_BASE = 3_000_000
 LABEL_SMOOTHING = 0.1
@@ -161,44 +161,6 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
 
 
 @torch.no_grad()
-def accuracy_on(
-    model: ThrottleableGestureNet, dataset: Dataset, levels: list[int] | None = None, batch_size: int = 16
-) -> list[float]:
-    """Top-1 accuracy (0..1) of each of ``levels`` (default: all) on ``dataset``; restores the level."""
-    levels = list(range(model.num_levels)) if levels is None else list(levels)
-    previous, was_training = model.level, model.training
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size)
-    batches = [(model.preprocess(clips), labels) for clips, labels in loader]
-    accuracies = []
-    try:
-        for level in levels:
-            model.set_level(level)
-            correct = sum(int((model(clips).argmax(1) == labels).sum()) for clips, labels in batches)
-            accuracies.append(correct / max(1, len(dataset)))
-    finally:
-        model.set_level(previous)
-        model.train(was_training)
-    return accuracies
-
-
-def evaluate(model: ThrottleableGestureNet, num_clips: int = 400, seed: int = EVAL_SEED) -> float:
-    """Top-1 accuracy (0..1) of ``model`` at its current level on ``num_clips`` seeded synthetic clips.
-
-    The clips depend only on ``seed`` and the model's clip length / frame size, so models are compared
-    on identical clips; the default seed is the held-out one no training run draws from. The model's
-    classes must be the synthetic gesture classes.
-    """
-    dataset = SyntheticGestureDataset(
-        num_clips,
-        seed=seed,
-        clip_length=model.clip_length,
-        frame_size=model.frame_size,
-        classes=model.classes,
-    )
-    return accuracy_on(model, dataset, [model.level])[0]
-
-
 def make_card(
     model: ThrottleableGestureNet,
     accuracies: list[float],
@@ -353,7 +315,7 @@ def _validation_set(args, arch: dict, classes: list[str]) -> Dataset:
         )
     return SyntheticGestureDataset(
         args.val_clips,
-        seed=EVAL_SEED,
+        seed=GESTURE_EVAL_SEED,
         clip_length=arch["clip_length"],
         frame_size=tuple(arch["frame_size"]),
         classes=classes,
@@ -489,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         load_state(output, model)  # measure what was saved: the float16-rounded weights
 
     val_set = _validation_set(args, arch, classes)
-    accuracies = accuracy_on(model, val_set)
+    accuracies = gesture_top1(model, val_set)
     print(f"top-1 per level: {[round(a, 3) for a in accuracies]}", flush=True)
     write_model_card(
         model,
