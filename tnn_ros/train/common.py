@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,6 +267,28 @@ def baseline_accuracy(card_file: str | os.PathLike | None) -> float | None:
     if card.get("accuracy") is not None:
         return float(card["accuracy"])
     return float(card["levels"][-1]["accuracy"])
+
+
+def level_table(
+    model: ThrottleableModule, accuracies: Sequence[float], latencies: Sequence[float]
+) -> list[dict]:
+    """The card's ``levels``: per level its utilization, executed MACs / params, accuracy and latency."""
+    from ..throttle import count_level_costs
+
+    costs = count_level_costs(model, model.example_input())
+    full = costs[-1].macs
+    return [
+        {
+            "level": c.level,
+            "utilization": model.utilization_of(c.level),
+            "macs": c.macs,
+            "params": c.params,
+            "mac_ratio": round(c.macs / full, 4),
+            "accuracy": round(acc, 4),
+            "latency_ms": round(lat, 3),
+        }
+        for c, acc, lat in zip(costs, accuracies, latencies)
+    ]
 
 
 def write_model_card(

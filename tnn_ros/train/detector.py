@@ -32,7 +32,15 @@ from ..models.detector import (
 )
 from ..models.io import card_path, load_model, read_card, save_model, write_card
 from ..sim.scenes import CLASSES
-from .common import TrainConfig, calibrate_bn, default_output, seed_everything, train, write_model_card
+from .common import (
+    TrainConfig,
+    calibrate_bn,
+    default_output,
+    level_table,
+    seed_everything,
+    train,
+    write_model_card,
+)
 
 GAUSSIAN_ALPHA = 0.54  # Gaussian radius as a share of the box (TTFNet)
 GIOU_WEIGHT = 5.0
@@ -144,10 +152,6 @@ def make_card(
     baseline_accuracy: float | None,
 ) -> dict:
     """The model card: how to rebuild the net and what each level costs and scores."""
-    from ..throttle import count_level_costs
-
-    costs = count_level_costs(model, model.example_input())
-    full = costs[-1].macs
     return {
         "name": "detector",
         "task": "detection",
@@ -155,18 +159,7 @@ def make_card(
         "classes": model.classes,
         "input_size": list(model.input_size),
         "num_levels": model.num_levels,
-        "levels": [
-            {
-                "level": c.level,
-                "utilization": model.utilization_of(c.level),
-                "macs": c.macs,
-                "params": c.params,
-                "mac_ratio": round(c.macs / full, 4),
-                "accuracy": round(acc, 4),
-                "latency_ms": round(lat, 3),
-            }
-            for c, acc, lat in zip(costs, accuracies, latencies)
-        ],
+        "levels": level_table(model, accuracies, latencies),
         "accuracy_metric": "mAP@0.5 (torchmetrics) on held-out seeded synthetic scenes",
         "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
         "training": training,

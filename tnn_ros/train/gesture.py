@@ -28,8 +28,15 @@ from ..eval.accuracy import GESTURE_EVAL_SEED, gesture_top1
 from ..models.gesture import DEFAULT_ARCHITECTURE, ThrottleableGestureNet
 from ..models.io import load_state, read_card, write_card
 from ..sim.gestures import GESTURE_CLASSES
-from ..throttle import count_level_costs
-from .common import TrainConfig, calibrate_bn, default_output, seed_everything, train, write_model_card
+from .common import (
+    TrainConfig,
+    calibrate_bn,
+    default_output,
+    level_table,
+    seed_everything,
+    train,
+    write_model_card,
+)
 
 # Seeds of the held-out evaluation clips and of the training stream never overlap.
 TRAIN_SEED_BASE = 1_000_000
@@ -170,8 +177,6 @@ def make_card(
     name: str = "gesture",
 ) -> dict:
     """The model card: how to rebuild the net, what each level costs and scores, how it was trained."""
-    costs = count_level_costs(model, model.example_input())
-    full = costs[-1].macs
     return {
         "name": name,
         "task": "gesture",
@@ -180,18 +185,7 @@ def make_card(
         "clip_length": model.clip_length,
         "frame_size": list(model.frame_size),
         "num_levels": model.num_levels,
-        "levels": [
-            {
-                "level": c.level,
-                "utilization": model.utilization_of(c.level),
-                "macs": c.macs,
-                "params": c.params,
-                "mac_ratio": round(c.macs / full, 4),
-                "accuracy": round(acc, 4),
-                "latency_ms": round(lat, 3),
-            }
-            for c, acc, lat in zip(costs, accuracies, latencies)
-        ],
+        "levels": level_table(model, accuracies, latencies),
         "accuracy_metric": "top1",
         "accuracy_eval": ACCURACY_METRIC,
         "baseline_accuracy": None if baseline_accuracy is None else round(baseline_accuracy, 4),
