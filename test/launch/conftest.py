@@ -22,6 +22,11 @@ from colcon_utils import colcon_build_copy, colcon_executable
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("launch", "launch_ros", "launch_testing", "ros2launch", "ros2cli")
+RESTORE_SIGINT_AND_EXEC = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
 
 
 def missing_launch_modules() -> list[str]:
@@ -69,8 +74,11 @@ class LaunchProcess:
     def __init__(self, args: list[str], env: dict, log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w")
+        # As from a terminal: SIGINT at its default. A test runner started with SIGINT ignored (a
+        # background job) would pass that on to launch and, through respawned nodes, keep Ctrl-C from
+        # stopping it; exec keeps the pid.
         self.process = subprocess.Popen(
-            ["ros2", "launch", *args],
+            [sys.executable, "-c", RESTORE_SIGINT_AND_EXEC, "ros2", "launch", *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -51,7 +51,12 @@ def test_stop_takes_down_the_whole_process_group_including_grandchildren(tmp_pat
 
 
 def test_stop_lets_a_cooperative_child_exit_on_sigint(tmp_path):
-    script = "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('bye')\n"
+    # A cooperative child handles SIGINT itself (as the node executables do): Python leaves SIGINT
+    # ignored when the test runner was started with it ignored (a background job), so install it.
+    script = (
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('bye')\n"
+    )
     process = ManagedProcess(
         "polite", [sys.executable, "-u", "-c", script], dict(os.environ), tmp_path / "polite.log"
     )

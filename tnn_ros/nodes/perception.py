@@ -316,10 +316,6 @@ class PerceptionNode(LifecycleNode):
         self.worker_clock = clock
         discovering = HELPER_DISCOVERY_FRAMES
         while not self._stop.is_set():
-            # torch's thread count is per OS thread once set: it has to be set where the model runs.
-            if self.worker_torch_threads != self.params["num_threads"]:
-                self.worker_torch_threads = torch_threads(self.params["num_threads"])
-                discovering = HELPER_DISCOVERY_FRAMES
             with self._frame_ready:
                 if self._pending is None:
                     self._frame_ready.wait(timeout=0.1)
@@ -327,6 +323,11 @@ class PerceptionNode(LifecycleNode):
                 received_s = self._pending_received_s
             if msg is None or not self._active.is_set():
                 continue
+            # torch's thread count is per OS thread once set: it has to be set where the model runs,
+            # and right before the frame, so a change made while the worker waited applies to it.
+            if self.worker_torch_threads != self.params["num_threads"]:
+                self.worker_torch_threads = torch_threads(self.params["num_threads"])
+                discovering = HELPER_DISCOVERY_FRAMES
             before = thread_ids() if discovering else None
             try:
                 self.process_frame(msg, received_s, clock)
