@@ -8,7 +8,7 @@ _LOADERS = ("load_detector", "load_gesture")
 
 
 def __getattr__(name: str):
-    # The gesture net lives in its own module (another owner); import it only when asked for.
+    # Imported on first use: the loaders pull in every architecture (torchvision for converted nets).
     if name in _GESTURE_NAMES:
         from . import gesture
 
