@@ -13,7 +13,7 @@ the parsing rules are unit-testable without a ROS install.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -91,4 +91,39 @@ def override_argument(name: str, description: str) -> Any:
 
     return DeclareLaunchArgument(
         name, default_value=NOT_PASSED, description=f"{description} (unset: from the parameter files)"
+    )
+
+
+def single_node_launch(node: str, overrides: Sequence[tuple[str, str]]) -> Any:
+    """The LaunchDescription of a per-node launch file for a plain (non-lifecycle) node.
+
+    Arguments: the common ones, then one per ``(parameter, description)`` in ``overrides``; the node's
+    parameters are merged as everywhere: shipped YAML < ``params_file`` < arguments actually passed.
+    """
+    from launch.actions import OpaqueFunction
+    from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+    from tnn_ros.nodes.params import resolve_node_parameters
+
+    def launch_node(context, *args, **kwargs):
+        arg = performed(context, ("namespace", "params_file"))
+        passed = passed_overrides(performed(context, [name for name, _ in overrides]))
+        parameters = resolve_node_parameters(node, arg["namespace"], arg["params_file"], passed)
+        return [
+            Node(
+                package="tnn_ros",
+                executable=node,
+                name=node,
+                namespace=arg["namespace"],
+                output="screen",
+                parameters=[parameters],
+                **respawn_options(context),
+            )
+        ]
+
+    return LaunchDescription(
+        common_arguments("namespace of the node")
+        + [override_argument(name, description) for name, description in overrides]
+        + [OpaqueFunction(function=launch_node)]
     )
