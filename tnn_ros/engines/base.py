@@ -8,7 +8,6 @@ the torch model runs unchanged on any backend and a level switch stays an index 
 
 from __future__ import annotations
 
-import operator
 import types
 from typing import Any
 
@@ -78,13 +77,7 @@ class EngineModel:
 
     def set_level(self, level: int) -> None:
         """Select the level of the following forwards (an index store: no graph work here)."""
-        try:
-            level = operator.index(level)
-        except TypeError:
-            raise ValueError(f"level must be an int, got {level!r}") from None
-        if not 0 <= level < self.schedule.num_levels:
-            raise ValueError(f"level {level} out of range [0, {self.schedule.num_levels - 1}]")
-        self._level = level
+        self._level = self.schedule.level_index(level)
 
     def set_utilization(self, u: float) -> int:
         """Select the level for utilization ``u`` and return it."""

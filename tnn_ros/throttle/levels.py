@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 # Channel counts are multiples of this: oneDNN/NEON kernels are fastest on vectors of 8 (fp32 AVX2).
@@ -42,6 +43,16 @@ class LevelSchedule:
         kept = math.floor(u * self.num_levels + 1e-5)
         kept = min(max(kept, self.min_level + 1), self.num_levels)
         return kept - 1
+
+    def level_index(self, level) -> int:
+        """``level`` as an int index of this schedule (numpy ints too); ValueError otherwise."""
+        try:
+            level = operator.index(level)
+        except TypeError:
+            raise ValueError(f"level must be an int, got {level!r}") from None
+        if not 0 <= level < self.num_levels:
+            raise ValueError(f"level {level} out of range [0, {self.num_levels - 1}]")
+        return level
 
     def utilization_of(self, level: int) -> float:
         """Return the utilization a level stands for: the fraction of components it keeps, in (0, 1]."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import operator
-
 import torch
 from torch import Tensor, nn
 
@@ -36,13 +34,7 @@ class ThrottleableModule(nn.Module):
 
     def set_level(self, level: int) -> None:
         """Select the level for the following forwards; raises ValueError when out of range."""
-        try:
-            level = operator.index(level)
-        except TypeError:
-            raise ValueError(f"level must be an int, got {level!r}") from None
-        if not 0 <= level < self.schedule.num_levels:
-            raise ValueError(f"level {level} out of range [0, {self.schedule.num_levels - 1}]")
-        self._level = level
+        self._level = self.schedule.level_index(level)
 
     def set_utilization(self, u: float) -> int:
         """Select the level for utilization ``u`` (clamped to [0, 1]) and return it."""
