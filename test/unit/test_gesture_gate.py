@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tnn_ros.models.gesture import GestureRecognizer
+from tnn_ros.models.gesture_recognizer import GestureRecognizer
 
 CLASSES = ["no_gesture", "swipe_left", "push"]
 

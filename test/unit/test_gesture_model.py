@@ -7,13 +7,12 @@ import torch.nn.functional as F
 
 from tnn_ros.models.gesture import (
     DEFAULT_ARCHITECTURE,
-    GestureRecognizer,
-    GestureResult,
     ThrottleableGestureNet,
     conv3d_by_conv2d,
     fit_frame,
     max_pool_clip,
 )
+from tnn_ros.models.gesture_recognizer import GestureRecognizer, GestureResult
 from tnn_ros.models.io import ModelFileError, save_model
 from tnn_ros.models.loading import load_gesture
 from tnn_ros.throttle import count_macs

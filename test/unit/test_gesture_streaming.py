@@ -118,3 +118,72 @@ def test_padded_nets_and_bad_frames_are_refused():
     net.train()
     with pytest.raises(RuntimeError):
         stream.push(_frames(1)[0])
+
+
+# --- the recognizer on the stream ---------------------------------------------------------------------
+
+
+def _recognizer_results(net, frames, levels, streaming, stride=3):
+    from tnn_ros.models.gesture_recognizer import GestureRecognizer
+
+    recognizer = GestureRecognizer(net, stride=stride, smoothing=1, streaming=streaming)
+    results = []
+    for frame, level in zip(frames, levels):
+        net.set_level(level)
+        result = recognizer.push(frame)
+        results.append(None if result is None else result.probabilities)
+    return recognizer, results
+
+
+def test_streaming_recognizer_reports_the_clip_results_at_every_stride():
+    # Reference: the same recognizer running whole clips through the clip model (the C3D forward).
+    net = _net({**DEFAULT_ARCHITECTURE, **SMALL, "clip_length": 8})
+    frames = _frames(40, seed=3)
+    levels = [2] * 15 + [0] * 10 + [1] * 15  # level changes mid-stream replay the stream's caches
+    streamed, stream_results = _recognizer_results(net, frames, levels, streaming=True)
+    clipped, clip_results = _recognizer_results(net, frames, levels, streaming=False)
+    assert streamed.streaming and not clipped.streaming
+    assert [r is None for r in stream_results] == [r is None for r in clip_results]
+    compared = 0
+    for got, want in zip(stream_results, clip_results):
+        if want is not None:
+            np.testing.assert_allclose(list(got.values()), list(want.values()), atol=1e-4)
+            compared += 1
+    assert compared == (40 - 8) // 3 + 1 and streamed.runs == clipped.runs == compared
+
+
+def test_streaming_recognizer_follows_an_engine_facades_level():
+    from tnn_ros.engines import create_engine
+    from tnn_ros.models.gesture_recognizer import GestureRecognizer
+
+    net = _net({**DEFAULT_ARCHITECTURE, **SMALL, "clip_length": 8})
+    facade = create_engine(net, "torch")
+    recognizer = GestureRecognizer(facade, stride=1, smoothing=1)
+    assert recognizer.streaming  # default: stream when the net is temporal="valid"
+    frames = _frames(8, seed=4)
+    facade.set_level(0)
+    net.set_level(2)  # the torch net's own level must not be what the stream uses
+    for frame in frames[:-1]:
+        assert recognizer.push(frame) is None
+    got = recognizer.push(frames[-1]).probabilities
+    net.set_level(0)
+    want = torch.softmax(_clip_logits(net, frames), dim=0).numpy()
+    np.testing.assert_allclose(list(got.values()), want, atol=1e-4)
+
+
+def test_recognizer_streams_only_nets_without_temporal_padding():
+    from tnn_ros.models.gesture_recognizer import GestureRecognizer
+
+    padded = _net({**DEFAULT_ARCHITECTURE, **SMALL, "temporal": "same", "clip_length": 16})
+    assert not GestureRecognizer(padded).streaming
+    with pytest.raises(ValueError, match="temporal='valid'"):
+        GestureRecognizer(padded, streaming=True)
+    valid = _net({**DEFAULT_ARCHITECTURE, **SMALL, "clip_length": 8})
+    assert not GestureRecognizer(valid, streaming=False).streaming
+    recognizer = GestureRecognizer(valid, stride=1, smoothing=1)
+    with pytest.raises(ValueError):
+        recognizer.push(np.zeros((5, 5), np.uint8))
+    frames = _frames(8, seed=5)
+    for frame in frames[:-1]:
+        assert recognizer.push(frame) is None  # the bad frame did not count as one of the clip
+    assert recognizer.push(frames[-1]) is not None

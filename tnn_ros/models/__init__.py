@@ -3,7 +3,8 @@
 from .detector import Detection, ThrottleableDetector
 from .io import ModelFileError, load_model, models_dir, read_card, save_model, shipped_model_path
 
-_GESTURE_NAMES = ("ThrottleableGestureNet", "GestureRecognizer", "GestureResult")
+_GESTURE_NAMES = ("ThrottleableGestureNet",)
+_RECOGNIZER_NAMES = ("GestureRecognizer", "GestureResult")
 _LOADERS = ("load_detector", "load_gesture")
 
 
@@ -13,6 +14,10 @@ def __getattr__(name: str):
         from . import gesture
 
         return getattr(gesture, name)
+    if name in _RECOGNIZER_NAMES:
+        from . import gesture_recognizer
+
+        return getattr(gesture_recognizer, name)
     if name in _LOADERS:  # loading knows every architecture, converted ones too
         from . import loading
 
@@ -30,5 +35,6 @@ __all__ = [
     "save_model",
     "shipped_model_path",
     *_GESTURE_NAMES,
+    *_RECOGNIZER_NAMES,
     *_LOADERS,
 ]

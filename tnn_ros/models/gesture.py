@@ -1,4 +1,4 @@
-"""Throttleable gesture network (gated C3D) and an online gesture recognizer.
+"""Throttleable gesture network (gated C3D); the online recognizer is in ``gesture_recognizer``.
 
 The network follows C3D (Tran et al. 2015) scaled down for a CPU: every convolution is 3x3x3 with
 stride 1, ``pool1`` is 1x2x2 and the later pools 2x2x2, then two fully connected layers and a
@@ -14,7 +14,6 @@ behind the logical (N, C, T, H, W) shape so that no layer has to copy them aroun
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -389,136 +388,6 @@ def resize_frame(frame_rgb: np.ndarray, frame_size: tuple[int, int]) -> np.ndarr
 
 
 fit_frame = resize_frame  # the name the perception pipeline can use to pre-shrink frames
-
-
-# --- online recognition ---------------------------------------------------------------------------------
-
-
-@dataclass
-class GestureResult:
-    """One announcement of the recognizer.
-
-    ``confidence`` is the smoothed probability of ``label`` (for a fallback to ``no_gesture`` that is
-    the smoothed probability of ``no_gesture``); ``probabilities`` are the smoothed class probabilities.
-    """
-
-    label: str
-    class_id: int
-    confidence: float
-    probabilities: dict[str, float]
-
-
-class GestureRecognizer:
-    """Sliding clip buffer + temporal smoothing over a :class:`ThrottleableGestureNet` (no ROS).
-
-    ``push`` stores each frame (resized to the net's frame size). Once ``clip_length`` frames are
-    buffered the net runs on the newest clip every ``stride`` frames; the class probabilities of the
-    last ``smoothing`` runs are averaged, and a result is returned once ``smoothing`` runs exist. The
-    top class is announced when its smoothed probability is at least ``min_confidence``, otherwise
-    ``no_gesture``. The net runs at whatever level it is set to.
-    """
-
-    def __init__(
-        self,
-        net: ThrottleableGestureNet,
-        stride: int = 4,
-        smoothing: int = 3,
-        min_confidence: float = 0.5,
-        event_gate: bool = False,
-        commit_mass: float = 0.8,
-        commit_margin: float = 0.4,
-        release_runs: int = 2,
-    ) -> None:
-        if not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be an int >= 1, got {stride!r}")
-        if not isinstance(smoothing, int) or smoothing < 1:
-            raise ValueError(f"smoothing must be an int >= 1, got {smoothing!r}")
-        if not 0.0 <= float(min_confidence) <= 1.0:
-            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
-        self.net = net
-        self.stride = stride
-        self.smoothing = smoothing
-        self.min_confidence = float(min_confidence)
-        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=net.clip_length)
-        self._history: collections.deque[np.ndarray] = collections.deque(maxlen=smoothing)
-        self._since_run = stride  # the first run happens as soon as the buffer is full
-        self.runs = 0  # number of network evaluations so far (for diagnostics)
-        if commit_mass < 0 or commit_margin < 0 or not isinstance(release_runs, int) or release_runs < 1:
-            raise ValueError("commit_mass and commit_margin must be >= 0 and release_runs an int >= 1")
-        self.event_gate = bool(event_gate)
-        self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
-        self.release_runs = release_runs
-        self._evidence = np.zeros(len(net.classes))
-        self._committed: int | None = None
-        self._quiet = 0
-
-    def reset(self) -> None:
-        """Forget buffered frames and smoothing history (e.g. after a gap in the stream)."""
-        self._frames.clear()
-        self._history.clear()
-        self._since_run = self.stride
-        self._evidence[:] = 0.0
-        self._committed, self._quiet = None, 0
-
-    def push(self, frame_rgb: np.ndarray) -> GestureResult | None:
-        """Add one HxWx3 uint8 RGB frame; return a result when the net ran and smoothing is full.
-
-        A malformed frame raises ValueError and leaves the buffer unchanged.
-        """
-        self._frames.append(resize_frame(frame_rgb, self.net.frame_size))
-        self._since_run += 1
-        if len(self._frames) < self.net.clip_length or self._since_run < self.stride:
-            return None
-        self._since_run = 0
-        self.runs += 1
-        self._history.append(self.net.predict_clip(list(self._frames)))
-        if len(self._history) < self.smoothing:
-            return None
-        return self._announce(np.mean(np.stack(self._history), axis=0))
-
-    def _announce(self, probabilities: np.ndarray) -> GestureResult:
-        classes = self.net.classes
-        top = int(np.argmax(probabilities))
-        if probabilities[top] < self.min_confidence:
-            top = classes.index(NO_GESTURE)
-        if self.event_gate:
-            top = self._gate(top, probabilities)
-        return GestureResult(
-            label=classes[top],
-            class_id=top,
-            confidence=float(probabilities[top]),
-            probabilities={name: float(p) for name, p in zip(classes, probabilities)},
-        )
-
-    def _gate(self, top: int, probabilities: np.ndarray) -> int:
-        """One announcement per gesture: commit to a class once its evidence is clear, hold it.
-
-        While the smoothed top class is a gesture, its probabilities are summed over the runs; a class
-        is committed once its sum reaches ``commit_mass`` and leads the runner-up by
-        ``commit_margin``, and then announced until ``release_runs`` runs in a row say
-        ``no_gesture``. The first runs of a gesture (which often look like another one) and the
-        runs while the hand jumps to its next pose (contiguous with the gesture) thus add up to one
-        event instead of several.
-        """
-        no_gesture = self.net.classes.index(NO_GESTURE)
-        if top != no_gesture:
-            self._quiet = 0
-            self._evidence += probabilities
-            if self._committed is None:
-                evidence = self._evidence.copy()
-                evidence[no_gesture] = -np.inf
-                first, second = np.argsort(evidence)[::-1][:2]
-                if (
-                    evidence[first] >= self.commit_mass
-                    and evidence[first] - evidence[second] >= self.commit_margin
-                ):
-                    self._committed = int(first)
-        else:
-            self._quiet += 1
-            if self._quiet >= self.release_runs:
-                self._evidence[:] = 0.0
-                self._committed = None
-        return no_gesture if self._committed is None else self._committed
 
 
 # --- model files -----------------------------------------------------------------------------------------

@@ -115,19 +115,23 @@ class StreamingGestureNet:
         return frame.mul_(1.0 / (255.0 * PIXEL_STD)).sub_(PIXEL_MEAN / PIXEL_STD)
 
     @torch.no_grad()
-    def push(self, frame_rgb: np.ndarray) -> Tensor | None:
-        """Add one frame; the clip logits (num_classes,) once ``clip_length`` frames have arrived."""
-        return self.push_tensor(self.preprocess_frame(frame_rgb))
+    def push(self, frame_rgb: np.ndarray, level: int | None = None) -> Tensor | None:
+        """Add one frame; the clip logits (num_classes,) once ``clip_length`` frames have arrived.
+
+        ``level``: the level to compute at (default: the net's current level; an inference-engine
+        facade keeps its own level, so a caller running one passes it).
+        """
+        return self.push_tensor(self.preprocess_frame(frame_rgb), level)
 
     @torch.no_grad()
-    def push_tensor(self, frame: Tensor) -> Tensor | None:
+    def push_tensor(self, frame: Tensor, level: int | None = None) -> Tensor | None:
         """:meth:`push` for an already normalised (1, 3, H, W) frame."""
         if self.net.training:
             raise RuntimeError("StreamingGestureNet needs the net in eval mode (net.eval())")
         expected = (1, 3, self.net.frame_size[1], self.net.frame_size[0])
         if tuple(frame.shape) != expected:
             raise ValueError(f"expected a normalised frame of shape {expected}, got {tuple(frame.shape)}")
-        level = self.net.level
+        level = self.net.level if level is None else self.net.schedule.level_index(level)
         self._frames.append(frame)
         if level != self._level:
             # Cached activations are of another level: recompute them from the buffered frames.

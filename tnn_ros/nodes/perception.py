@@ -60,6 +60,11 @@ PARAMETERS = (
         min_value=1,
         max_value=16,
     ),
+    ParamSpec(
+        "gesture.streaming",
+        True,
+        "Run the gesture net frame by frame when it allows it (temporal='valid'); false: whole clips",
+    ),
     ParamSpec("num_threads", 2, "torch intra-op threads of the perception worker", min_value=1, max_value=64),
     ParamSpec(
         "stale_timeout_s",
@@ -167,6 +172,7 @@ class PerceptionNode(LifecycleNode):
                 backend=self.params["backend"],
                 num_threads=self.params["num_threads"],
                 log=self.get_logger().warning,
+                gesture_streaming=self.params["gesture.streaming"],
             )
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
@@ -282,11 +288,12 @@ class PerceptionNode(LifecycleNode):
         if "stale_timeout_s" in changed:
             self.gate.stale_timeout_s = changed["stale_timeout_s"]
         # num_threads: the worker applies it in its own thread before the next frame (see _worker_loop).
-        if {"gesture.stride", "gesture.smoothing", "gesture.enabled"} & set(changed):
+        if {"gesture.stride", "gesture.smoothing", "gesture.enabled", "gesture.streaming"} & set(changed):
             with self._pipeline_lock:
                 if self.pipeline is not None:
                     self.pipeline.set_gesture_stride(self.params["gesture.stride"])
                     self.pipeline.set_gesture_smoothing(self.params["gesture.smoothing"])
+                    self.pipeline.set_gesture_streaming(self.params["gesture.streaming"])
                     self.pipeline.reset_gesture()
         deferred = {"detector_model", "gesture_model", "image_reliability", "backend"} & set(changed)
         if deferred and self.state != "unconfigured":

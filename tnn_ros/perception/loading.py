@@ -16,8 +16,12 @@ def load_models(
     backend: str = "torch",
     num_threads: int = 1,
     log: Callable[[str], None] | None = None,
+    gesture_streaming: bool = True,
 ) -> PerceptionPipeline:
-    """Load the shipped or user models and build the pipeline; raises with a reason on failure."""
+    """Load the shipped or user models and build the pipeline; raises with a reason on failure.
+
+    ``gesture_streaming``: run the gesture net frame by frame when it allows it (temporal="valid").
+    """
     from tnn_ros.engines import create_engine
     from tnn_ros.models import GestureRecognizer, load_detector, load_gesture, shipped_model_path
     from tnn_ros.throttle import LevelSchedule
@@ -32,7 +36,13 @@ def load_models(
     if with_gesture:
         net = on_backend(load_gesture(gesture_path or None), gesture_path, "gesture")
         # event_gate: one announcement per gesture (docs/gesture.md, "Online recognition")
-        recognizer = GestureRecognizer(net, stride=stride, smoothing=smoothing, event_gate=True)
+        recognizer = GestureRecognizer(
+            net,
+            stride=stride,
+            smoothing=smoothing,
+            event_gate=True,
+            streaming=None if gesture_streaming else False,
+        )
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
     return PerceptionPipeline(detector, recognizer, schedule)
 

@@ -106,11 +106,19 @@ class PerceptionPipeline:
         """Rebuild the recognizer to smooth over ``smoothing`` windows (the clip restarts)."""
         self._rebuild_recognizer(smoothing=smoothing)
 
+    def set_gesture_streaming(self, enabled: bool) -> None:
+        """Run the gesture net frame by frame when ``enabled`` and the net allows it, else whole clips."""
+        from tnn_ros.models.gesture_recognizer import supports_streaming
+
+        recognizer = self.gesture_recognizer
+        if recognizer is not None:
+            self._rebuild_recognizer(streaming=bool(enabled) and supports_streaming(recognizer.net))
+
     def _rebuild_recognizer(self, **changes: int) -> None:
         recognizer = self.gesture_recognizer
         if recognizer is None or all(getattr(recognizer, k, None) == v for k, v in changes.items()):
             return
-        names = ("stride", "smoothing", "min_confidence", "event_gate")
+        names = ("stride", "smoothing", "min_confidence", "event_gate", "streaming")
         settings = {name: getattr(recognizer, name) for name in names if hasattr(recognizer, name)}
         settings.update(changes)
         self.gesture_recognizer = type(recognizer)(recognizer.net, **settings)

@@ -1,0 +1,204 @@
+"""Online gesture recognition: a sliding clip (or a frame stream) over a gesture net, smoothing, events.
+
+:class:`GestureRecognizer` turns camera frames into gesture announcements. A net with temporal padding
+runs on whole clips every ``stride`` frames; a ``temporal="valid"`` net runs frame by frame through
+:class:`~tnn_ros.models.gesture_streaming.StreamingGestureNet` with the same results.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..sim.gestures import NO_GESTURE
+from .gesture import ThrottleableGestureNet, resize_frame
+from .gesture_streaming import StreamingGestureNet
+
+
+@dataclass
+class GestureResult:
+    """One announcement of the recognizer.
+
+    ``confidence`` is the smoothed probability of ``label`` (for a fallback to ``no_gesture`` that is
+    the smoothed probability of ``no_gesture``); ``probabilities`` are the smoothed class probabilities.
+    """
+
+    label: str
+    class_id: int
+    confidence: float
+    probabilities: dict[str, float]
+
+
+def supports_streaming(net: Any) -> bool:
+    """Whether ``net`` (a gesture net or an inference-engine facade over one) can run frame by frame.
+
+    Only a ``temporal="valid"`` :class:`ThrottleableGestureNet` can: with temporal zero padding an
+    output depends on where the clip starts.
+    """
+    torch_net = getattr(net, "model", net)  # an inference-engine facade wraps the torch net
+    architecture = getattr(torch_net, "architecture", None) or {}
+    return isinstance(torch_net, ThrottleableGestureNet) and architecture.get("temporal") == "valid"
+
+
+class GestureRecognizer:
+    """Sliding clip buffer + temporal smoothing over a :class:`ThrottleableGestureNet` (no ROS).
+
+    ``push`` stores each frame (resized to the net's frame size). Once ``clip_length`` frames are
+    buffered the net runs on the newest clip every ``stride`` frames; the class probabilities of the
+    last ``smoothing`` runs are averaged, and a result is returned once ``smoothing`` runs exist. The
+    top class is announced when its smoothed probability is at least ``min_confidence``, otherwise
+    ``no_gesture``. The net runs at whatever level it is set to.
+
+    ``streaming``: a ``temporal="valid"`` net can run frame by frame
+    (:class:`~tnn_ros.models.gesture_streaming.StreamingGestureNet`): every frame computes only its
+    own slice of every layer, and every ``stride`` frames the clip result is read off the stream, the
+    same probabilities as a clip forward (1e-4) at a fraction of its cost per frame and without the
+    latency spike of a whole clip on every ``stride``-th frame. ``None`` (default) streams when the
+    net allows it; ``True`` on a net with temporal padding raises ValueError. The stream always runs
+    the torch net (an engine facade's ``model``), whatever inference backend runs clips.
+    """
+
+    def __init__(
+        self,
+        net: ThrottleableGestureNet,
+        stride: int = 4,
+        smoothing: int = 3,
+        min_confidence: float = 0.5,
+        event_gate: bool = False,
+        commit_mass: float = 0.8,
+        commit_margin: float = 0.4,
+        release_runs: int = 2,
+        streaming: bool | None = None,
+    ) -> None:
+        if not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+        if not isinstance(smoothing, int) or smoothing < 1:
+            raise ValueError(f"smoothing must be an int >= 1, got {smoothing!r}")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+        self.net = net
+        self.stride = stride
+        self.smoothing = smoothing
+        self.min_confidence = float(min_confidence)
+        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=net.clip_length)
+        self._history: collections.deque[np.ndarray] = collections.deque(maxlen=smoothing)
+        self._since_run = stride  # the first run happens as soon as the buffer is full
+        self.runs = 0  # number of network evaluations so far (for diagnostics)
+        if commit_mass < 0 or commit_margin < 0 or not isinstance(release_runs, int) or release_runs < 1:
+            raise ValueError("commit_mass and commit_margin must be >= 0 and release_runs an int >= 1")
+        self.event_gate = bool(event_gate)
+        self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
+        self.release_runs = release_runs
+        self._evidence = np.zeros(len(net.classes))
+        self._committed: int | None = None
+        self._quiet = 0
+        self._stream = self._make_stream(net, streaming)
+
+    @staticmethod
+    def _make_stream(net: Any, streaming: bool | None) -> Any:
+        """The per-frame stream over ``net``'s torch module, or None to run whole clips."""
+        streamable = supports_streaming(net)
+        if streaming and not streamable:
+            raise ValueError(
+                "streaming needs a gesture net trained with temporal='valid' (tnn-train gesture "
+                "--temporal valid); this one pads time, so it can only run whole clips"
+            )
+        if not (streamable if streaming is None else streaming):
+            return None
+        return StreamingGestureNet(getattr(net, "model", net).eval())
+
+    @property
+    def streaming(self) -> bool:
+        """Whether frames run one by one through the stream (else whole clips every ``stride``)."""
+        return self._stream is not None
+
+    def reset(self) -> None:
+        """Forget buffered frames and smoothing history (e.g. after a gap in the stream)."""
+        if self._stream is not None:
+            self._stream.reset()
+        self._frames.clear()
+        self._history.clear()
+        self._since_run = self.stride
+        self._evidence[:] = 0.0
+        self._committed, self._quiet = None, 0
+
+    def push(self, frame_rgb: np.ndarray) -> GestureResult | None:
+        """Add one HxWx3 uint8 RGB frame; return a result when the net ran and smoothing is full.
+
+        A malformed frame raises ValueError and leaves the buffer unchanged.
+        """
+        if self._stream is not None:
+            return self._push_streaming(frame_rgb)
+        self._frames.append(resize_frame(frame_rgb, self.net.frame_size))
+        self._since_run += 1
+        if len(self._frames) < self.net.clip_length or self._since_run < self.stride:
+            return None
+        self._since_run = 0
+        self.runs += 1
+        self._history.append(self.net.predict_clip(list(self._frames)))
+        return self._smoothed()
+
+    def _push_streaming(self, frame_rgb: np.ndarray) -> GestureResult | None:
+        # Every frame enters the stream (its slice of every layer is needed by later clips); the
+        # clip result is read only every ``stride`` frames, so results match the clip path.
+        logits = self._stream.push(frame_rgb, level=self.net.level)
+        self._since_run += 1
+        if logits is None or self._since_run < self.stride:
+            return None
+        self._since_run = 0
+        self.runs += 1
+        self._history.append(torch.softmax(logits, dim=0).numpy())
+        return self._smoothed()
+
+    def _smoothed(self) -> GestureResult | None:
+        if len(self._history) < self.smoothing:
+            return None
+        return self._announce(np.mean(np.stack(self._history), axis=0))
+
+    def _announce(self, probabilities: np.ndarray) -> GestureResult:
+        classes = self.net.classes
+        top = int(np.argmax(probabilities))
+        if probabilities[top] < self.min_confidence:
+            top = classes.index(NO_GESTURE)
+        if self.event_gate:
+            top = self._gate(top, probabilities)
+        return GestureResult(
+            label=classes[top],
+            class_id=top,
+            confidence=float(probabilities[top]),
+            probabilities={name: float(p) for name, p in zip(classes, probabilities)},
+        )
+
+    def _gate(self, top: int, probabilities: np.ndarray) -> int:
+        """One announcement per gesture: commit to a class once its evidence is clear, hold it.
+
+        While the smoothed top class is a gesture, its probabilities are summed over the runs; a class
+        is committed once its sum reaches ``commit_mass`` and leads the runner-up by
+        ``commit_margin``, and then announced until ``release_runs`` runs in a row say
+        ``no_gesture``. The first runs of a gesture (which often look like another one) and the
+        runs while the hand jumps to its next pose (contiguous with the gesture) thus add up to one
+        event instead of several.
+        """
+        no_gesture = self.net.classes.index(NO_GESTURE)
+        if top != no_gesture:
+            self._quiet = 0
+            self._evidence += probabilities
+            if self._committed is None:
+                evidence = self._evidence.copy()
+                evidence[no_gesture] = -np.inf
+                first, second = np.argsort(evidence)[::-1][:2]
+                if (
+                    evidence[first] >= self.commit_mass
+                    and evidence[first] - evidence[second] >= self.commit_margin
+                ):
+                    self._committed = int(first)
+        else:
+            self._quiet += 1
+            if self._quiet >= self.release_runs:
+                self._evidence[:] = 0.0
+                self._committed = None
+        return no_gesture if self._committed is None else self._committed
