@@ -213,6 +213,25 @@ def test_gesture_json_is_published_from_the_clip_buffer(served):
     assert client.answer(payload["stamp_ns"]) is not None  # stamps match the frame's
 
 
+def test_the_shipped_gesture_net_streams_and_streaming_can_be_switched_off_live(served):
+    ros, node, client = served
+    fqn = node.get_fully_qualified_name()
+    # The shipped net is temporal="valid" (docs/gesture.md), so the default runs it frame by frame.
+    assert node.pipeline.gesture_recognizer.net.architecture["temporal"] == "valid"
+    assert node.diagnostics_values()["gesture_mode"] == "streaming"
+    source = SimFrameSource(320, 240, seed=6)
+    try:
+        assert ros.set_parameters(fqn, {"gesture.streaming": False})[0].successful
+        assert node.diagnostics_values()["gesture_mode"] == "clips"
+        before = len(client.gestures)
+        for _ in range(node.pipeline.gesture_recognizer.net.clip_length + 4):
+            client.send(source.next_frame().rgb)
+        assert ros.wait_for(lambda: len(client.gestures) > before, 5.0)  # clips still announce
+    finally:
+        assert ros.set_parameters(fqn, {"gesture.streaming": True})[0].successful
+    assert node.diagnostics_values()["gesture_mode"] == "streaming"
+
+
 def test_a_new_setpoint_applies_on_the_next_frame(served, frames):
     ros, node, client = served
     fqn = node.get_fully_qualified_name()

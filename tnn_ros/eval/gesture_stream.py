@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="one announcement per gesture (GestureRecognizer event_gate), as the node does",
     )
     parser.add_argument(
+        "--streaming",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the net frame by frame (default: when it is temporal='valid', as the node does)",
+    )
+    parser.add_argument(
         "--allowance",
         type=float,
         default=DEFAULT_ALLOWANCE_S,
@@ -135,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     settings = {k: v for k, v in (("stride", args.stride), ("smoothing", args.smoothing)) if v is not None}
     settings["event_gate"] = args.event_gate
+    settings["streaming"] = args.streaming
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
     recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
     results = {
@@ -154,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return GestureRecognizer(net, **settings)
 
         figures = score_recognizer(make, recording, args.allowance)
-        names = ("stride", "smoothing", "min_confidence", "event_gate")
+        names = ("stride", "smoothing", "min_confidence", "event_gate", "streaming")
         results["recognizer"] = {k: getattr(make(), k) for k in names if hasattr(make(), k)}
         results["levels"][str(level)] = figures
         e = figures["events"]

@@ -69,8 +69,8 @@ class GestureRecognizer:
         smoothing: int = 3,
         min_confidence: float = 0.5,
         event_gate: bool = False,
-        commit_mass: float = 0.8,
-        commit_margin: float = 0.4,
+        commit_mass: float = 0.4,
+        commit_margin: float = 0.2,
         release_runs: int = 2,
         streaming: bool | None = None,
     ) -> None:

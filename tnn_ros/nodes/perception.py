@@ -185,7 +185,7 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(
             f"configured: backend {info['backend']} ({info['provider']}), "
             f"detector {pipeline.schedule.num_levels} levels, "
-            f"gesture {'on' if pipeline.gesture_recognizer is not None else 'off'}"
+            f"gesture {_gesture_mode(pipeline)}"
         )
         return super().on_configure(state)
 
@@ -453,6 +453,7 @@ class PerceptionNode(LifecycleNode):
             "latency_ms_mean": f"{self._latency_sum_ms / processed:.2f}" if processed else "nan",
             "configure_failures": self.counters["configure_failures"],
             "torch_threads": self.worker_torch_threads,
+            "gesture_mode": _gesture_mode(self.pipeline),
             **{f"engine_{key}": value for key, value in engine_info(self.pipeline).items()},
         }
         values.update(self.cost.values())
@@ -470,6 +471,14 @@ class PerceptionNode(LifecycleNode):
         else:
             level, message = OK, "running"
         return level, message, values
+
+
+def _gesture_mode(pipeline: PerceptionPipeline | None) -> str:
+    """``off``, ``clips`` (whole clip every stride) or ``streaming`` (frame by frame)."""
+    recognizer = getattr(pipeline, "gesture_recognizer", None)
+    if recognizer is None:
+        return "off"
+    return "streaming" if getattr(recognizer, "streaming", False) else "clips"
 
 
 def main(args: list[str] | None = None) -> int:
