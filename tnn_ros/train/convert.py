@@ -53,6 +53,128 @@ def add_level_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return sorted(set(values), reverse=True)
+
+
+def add_knob_options(parser: argparse.ArgumentParser) -> None:
+    """Options that add input resolution / clip length as knobs, chosen as a latency-agreement Pareto set."""
+    group = parser.add_argument_group(
+        "further knobs",
+        "Candidate levels = every width level x each resolution (detection) or clip length x frame "
+        "stride (video); each is measured (latency on this machine, agreement with the original at "
+        "full resolution / clip) and the Pareto-optimal ones, cheapest first, become the model's levels.",
+    )
+    group.add_argument(
+        "--resolutions",
+        type=_int_list,
+        default=None,
+        metavar="R,R,...",
+        help="detection: input resolutions (shorter side the network sees, e.g. 320,256,224,192); "
+        "the original's (320) is always added",
+    )
+    group.add_argument(
+        "--clip-lengths",
+        type=_int_list,
+        default=None,
+        metavar="L,L,...",
+        help="video: frames the network processes (the newest of the clip, e.g. 16,8,4); "
+        "the full clip is always added",
+    )
+    group.add_argument(
+        "--frame-strides",
+        type=_int_list,
+        default=None,
+        metavar="S,S,...",
+        help="video: distance between the processed frames (default 1; e.g. 1,2)",
+    )
+    group.add_argument(
+        "--select-by",
+        choices=("latency", "macs"),
+        default="latency",
+        help="cost axis of the Pareto set: measured latency (default) or counted MACs (reproducible)",
+    )
+    group.add_argument(
+        "--max-levels",
+        type=int,
+        default=None,
+        help="keep at most this many Pareto-optimal levels, spread evenly in cost (default: all)",
+    )
+
+
+def knob_candidates(model, args) -> list[dict] | None:
+    """Candidate knob levels from the options (full configuration last), or None without knob options.
+
+    ValueError (one line) for knobs of the other task or values the network cannot run.
+    """
+    detection = model.architecture["task"] == "detection"
+    resolutions = getattr(args, "resolutions", None)
+    clip_lengths, strides = getattr(args, "clip_lengths", None), getattr(args, "frame_strides", None)
+    if detection and (clip_lengths or strides):
+        raise ValueError("--clip-lengths / --frame-strides are for video nets; detectors take --resolutions")
+    if not detection and resolutions:
+        raise ValueError("--resolutions is for detectors; video nets take --clip-lengths / --frame-strides")
+    if not (resolutions or clip_lengths or strides):
+        return None
+    max_levels = getattr(args, "max_levels", None)
+    if max_levels is not None and max_levels < 2:
+        raise ValueError(f"--max-levels must be >= 2, got {max_levels}")
+    full = model.knobs_of(model.num_levels - 1)
+    candidates = []
+    if detection:
+        for resolution in sorted(set(resolutions) | {full["resolution"]}):
+            if resolution > full["resolution"] or resolution < 32:
+                raise ValueError(
+                    f"resolution {resolution} not in [32, {full['resolution']}] (the original's input)"
+                )
+            candidates += [{"width_level": k, "resolution": resolution} for k in range(model.width_levels)]
+    else:
+        for length in sorted(set(clip_lengths or []) | {full["clip_length"]}):
+            for stride in sorted(set(strides or [1]) | {1}):
+                if (length - 1) * stride + 1 > full["clip_length"]:
+                    continue  # does not fit into the clip (e.g. the full clip at stride 2)
+                candidates += [
+                    {"width_level": k, "clip_length": length, "frame_stride": stride}
+                    for k in range(model.width_levels)
+                ]
+        if clip_lengths and max(clip_lengths) > full["clip_length"]:
+            raise ValueError(
+                f"clip length {max(clip_lengths)} exceeds the clip ({full['clip_length']} frames)"
+            )
+    candidates.remove(full)
+    return candidates + [full]
+
+
+def select_knob_levels(rows: list[dict], cost: str, max_levels: int | None) -> list[int]:
+    """Positions of the rows that become the levels: the Pareto set of (``cost``, agreement), cheapest first.
+
+    The last row is the full configuration (the original); it is always the top level, and only
+    rows cheaper than it compete (a cheaper row that agrees as well as it is kept below it).
+    """
+    from ..throttle.convert import pareto_front, thin_front
+
+    top = len(rows) - 1
+    cheaper = [i for i in range(top) if rows[i][cost] < rows[top][cost]]
+    front = [
+        cheaper[i]
+        for i in pareto_front([rows[i][cost] for i in cheaper], [_quality(rows[i]) for i in cheaper])
+    ]
+    chosen = front + [top]
+    if max_levels is not None and len(chosen) > max_levels:
+        chosen = [chosen[i] for i in thin_front([rows[i][cost] for i in chosen], max_levels)]
+    return chosen
+
+
+def _quality(row: dict) -> float:
+    return float("nan") if row["agreement"] is None else row["agreement"]
+
+
 def held_out_inputs(model, source: str | None, topic: str | None, count: int, seed: int) -> tuple[list, dict]:
     """Held-out inputs in the model's forward format and what the card says about them.
 
@@ -93,7 +215,11 @@ def held_out_inputs(model, source: str | None, topic: str | None, count: int, se
 
 
 def measure_levels(model, original, held_out: list, repeats: int, threads: int) -> tuple[list[dict], str]:
-    """Per-level MACs, params, latency (median ms, this machine) and agreement with ``original``."""
+    """Per-level MACs, params, latency (median ms, this machine) and agreement with ``original``.
+
+    Rows of a model with knob levels also name each level's knobs (width level, resolution or clip
+    length and frame stride) and its share of the hidden channels.
+    """
     from ..eval.agreement import agreement_per_level
     from ..eval.latency import measure_latency
     from ..throttle import count_level_costs
@@ -118,7 +244,68 @@ def measure_levels(model, original, held_out: list, repeats: int, threads: int) 
         }
         for c, ms, a in zip(costs, timing["median_ms"], agreement)
     ]
+    if getattr(model, "knob_levels", None) is not None:
+        for row in levels:
+            row.update(knob_row(model, row["level"]))
     return levels, metric + f"; latency: median of {repeats} runs, {threads} thread(s), batch 1"
+
+
+def knob_row(model, level: int) -> dict:
+    """The knobs of ``level`` for a card row: width level and fraction, resolution or clip."""
+    knobs = model.knobs_of(level)
+    low = float(model.architecture["min_width_fraction"])
+    top = model.width_levels - 1
+    knobs["width_fraction"] = round(low + (1.0 - low) * knobs["width_level"] / top, 4) if top else 1.0
+    proposals = getattr(model, "proposals", None)
+    if proposals:
+        knobs["proposals"] = proposals[knobs["width_level"]]
+    return knobs
+
+
+def measure_knob_levels(
+    model, original, held_out: list, candidates: list[dict], args
+) -> tuple[list[dict], str, dict]:
+    """Measure every candidate side by side, make the Pareto set the model's levels.
+
+    Returns (the chosen levels' rows, re-numbered; the metric; the card's ``knobs`` record with every
+    candidate's measurement and whether it was chosen).
+    """
+    cost = "latency_ms" if args.select_by == "latency" else "macs"
+    model.set_knob_levels(candidates)
+    print(f"measuring {len(candidates)} candidate levels (width x knob) ...", flush=True)
+    rows, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
+    chosen = select_knob_levels(rows, cost, args.max_levels)
+    front = set(select_knob_levels(rows, cost, None))
+    table = [
+        {
+            **{k: v for k, v in row.items() if k not in ("level", "utilization")},
+            "pareto": i in front,
+            "chosen": i in chosen,
+        }
+        for i, row in enumerate(rows)
+    ]
+    model.set_knob_levels([candidates[i] for i in chosen])
+    levels = []
+    for level, i in enumerate(chosen):
+        row = dict(rows[i])
+        row.update(
+            level=level,
+            utilization=model.utilization_of(level),
+            mac_ratio=round(row["macs"] / rows[-1]["macs"], 4),
+        )
+        levels.append(row)
+    record = {
+        "selected_by": f"Pareto set of ({cost}, agreement), measured side by side in one run; "
+        "the full configuration (the original) is always the top level",
+        "max_levels": args.max_levels,
+        "candidates": table,
+    }
+    if model.architecture["task"] == "detection":
+        record["resolutions"] = sorted({c["resolution"] for c in candidates})
+    else:
+        record["clip_lengths"] = sorted({c["clip_length"] for c in candidates})
+        record["frame_strides"] = sorted({c["frame_stride"] for c in candidates})
+    return levels, metric, record
 
 
 def _parse(argv):
@@ -169,6 +356,7 @@ def _parse(argv):
     )
     parser.add_argument("--seed", type=int, default=0)
     add_level_options(parser)
+    add_knob_options(parser)
     return parser.parse_args(argv)
 
 
@@ -218,12 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         model, original, meta = convert(
             args.arch, weights, options, seed=args.seed, architecture=overrides, classes=classes
         )
+        candidates = knob_candidates(model, args)
         held_out, held_info = held_out_inputs(
             model, args.eval_frames, args.eval_topic, args.eval_count, seed=args.seed + 1000
         )
     except (WeightsError, FrameSourceError, ValueError) as exc:
         return fail(str(exc))
-    card = build_card(model, original, meta, args, weights, held_out, held_info, argv)
+    card = build_card(model, original, meta, args, weights, held_out, held_info, argv, candidates)
     card["conversion_seconds"] = round(time.perf_counter() - start, 1)
     weights_path, card_file = save_model(model, args.output, card)
     print_levels(card)
@@ -232,9 +421,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_card(
-    model, original, meta: dict, args, weights: str | None, held_out: list, held_info: dict, argv: list[str]
+    model,
+    original,
+    meta: dict,
+    args,
+    weights: str | None,
+    held_out: list,
+    held_info: dict,
+    argv: list[str],
+    candidates: list[dict] | None = None,
 ) -> dict:
-    """The converted model's card: source, equivalence, per-level MACs / latency / agreement."""
+    """The converted model's card: source, equivalence, per-level MACs / latency / agreement.
+
+    With knob ``candidates`` the model's levels become their Pareto set (:func:`measure_knob_levels`).
+    """
     import torchvision
 
     from ..eval.agreement import equivalence_report
@@ -242,7 +442,11 @@ def build_card(
     example = model.example_input()
     check_inputs = [held_out[0][None]] if held_out else [torch.rand(example.shape)]
     equivalence = equivalence_report(model, original, check_inputs)
-    levels, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
+    knobs = None
+    if candidates:
+        levels, metric, knobs = measure_knob_levels(model, original, held_out, candidates, args)
+    else:
+        levels, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
     source = {
         "arch": args.arch,
         "torchvision": torchvision.__version__,
@@ -271,9 +475,11 @@ def build_card(
         "latency_threads": args.threads,
         "conversion": {"command": "tnn-train convert " + shlex.join(argv)},
     }
+    if knobs is not None:
+        card["knobs"] = knobs
     if model.architecture["task"] == "detection":
         card["input_size"] = list(model.input_size)
-        if getattr(model, "proposals", None):
+        if getattr(model, "proposals", None) and knobs is None:
             card["proposals_per_level"] = model.proposals
     else:
         card["clip_length"] = model.clip_length
@@ -292,13 +498,22 @@ def print_levels(card: dict, header: str | None = None) -> None:
         )
     )
     print(f"agreement: {card['agreement_metric']}")
-    print("level      u     MMACs  ratio  latency ms  agreement")
+    knobs = "width_level" in card["levels"][0]
+    print("level      u     MMACs  ratio  latency ms  agreement" + ("  knobs" if knobs else ""))
     for row in card["levels"]:
         agreement = "n/a" if row["agreement"] is None else f"{row['agreement']:.3f}"
         print(
             f"{row['level']:5d}  {row['utilization']:.3f}  {row['macs'] / 1e6:8.1f}  {row['mac_ratio']:.3f}"
-            f"  {row['latency_ms']:10.2f}  {agreement:>9s}"
+            f"  {row['latency_ms']:10.2f}  {agreement:>9s}" + (f"  {describe_knobs(row)}" if knobs else "")
         )
+
+
+def describe_knobs(row: dict) -> str:
+    """A card row's knobs in a few characters: ``w3 (0.57) @256`` or ``w3 (0.57) 8x2``."""
+    text = f"w{row['width_level']} ({row['width_fraction']:.2f})"
+    if "resolution" in row:
+        return f"{text} @{row['resolution']}"
+    return f"{text} {row['clip_length']}x{row['frame_stride']}"
 
 
 if __name__ == "__main__":
