@@ -435,12 +435,10 @@ def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> list[int
     quality = [float("-inf") if q != q else float(q) for q in qualities]
     order = sorted(range(len(costs)), key=lambda i: (float(costs[i]), -quality[i], i))
     front: list[int] = []
-    best = float("-inf")
     for i in order:
         # Sorted by cost (ties: best quality first), a point is optimal iff it beats every cheaper one.
-        if quality[i] > best:
+        if not front or quality[i] > quality[front[-1]]:
             front.append(i)
-            best = quality[i]
     return front
 
 

@@ -108,23 +108,35 @@ def add_knob_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_knob_options(task: str, args, full_clip: int | None = None) -> bool:
+    """Whether knob options were given.
+
+    ValueError (one line) for knobs of the other task or clip lengths above ``full_clip`` frames.
+    """
+    resolutions = getattr(args, "resolutions", None)
+    clip_lengths, strides = getattr(args, "clip_lengths", None), getattr(args, "frame_strides", None)
+    if task == "detection" and (clip_lengths or strides):
+        raise ValueError("--clip-lengths / --frame-strides are for video nets; detectors take --resolutions")
+    if task != "detection" and resolutions:
+        raise ValueError("--resolutions is for detectors; video nets take --clip-lengths / --frame-strides")
+    max_levels = getattr(args, "max_levels", None)
+    if max_levels is not None and max_levels < 2:
+        raise ValueError(f"--max-levels must be >= 2, got {max_levels}")
+    if clip_lengths and full_clip is not None and max(clip_lengths) > full_clip:
+        raise ValueError(f"clip length {max(clip_lengths)} exceeds the clip ({full_clip} frames)")
+    return bool(resolutions or clip_lengths or strides)
+
+
 def knob_candidates(model, args) -> list[dict] | None:
     """Candidate knob levels from the options (full configuration last), or None without knob options.
 
     ValueError (one line) for knobs of the other task or values the network cannot run.
     """
     detection = model.architecture["task"] == "detection"
+    if not check_knob_options(model.architecture["task"], args, getattr(model, "clip_length", None)):
+        return None
     resolutions = getattr(args, "resolutions", None)
     clip_lengths, strides = getattr(args, "clip_lengths", None), getattr(args, "frame_strides", None)
-    if detection and (clip_lengths or strides):
-        raise ValueError("--clip-lengths / --frame-strides are for video nets; detectors take --resolutions")
-    if not detection and resolutions:
-        raise ValueError("--resolutions is for detectors; video nets take --clip-lengths / --frame-strides")
-    if not (resolutions or clip_lengths or strides):
-        return None
-    max_levels = getattr(args, "max_levels", None)
-    if max_levels is not None and max_levels < 2:
-        raise ValueError(f"--max-levels must be >= 2, got {max_levels}")
     full = model.knobs_of(model.num_levels - 1)
     candidates = []
     if detection:
@@ -369,7 +381,14 @@ def fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tnn-train convert`."""
     from ..data.frames import FrameSourceError
-    from ..models.converted import ARCHITECTURES, WeightsError, convert, default_weights_path, weights_hint
+    from ..models.converted import (
+        ARCHITECTURES,
+        VIDEO_CLIP_LENGTH,
+        WeightsError,
+        convert,
+        default_weights_path,
+        weights_hint,
+    )
     from ..models.io import save_model
     from ..throttle.convert import ConvertOptions
 
@@ -395,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frame_size is not None:
         overrides["frame_size"] = list(args.frame_size)
     try:
+        check_knob_options(ARCHITECTURES[args.arch].task, args, args.clip_length or VIDEO_CLIP_LENGTH)
         options = ConvertOptions(
             args.num_levels, args.min_width_fraction, args.channel_multiple, args.depth_fraction
         )
