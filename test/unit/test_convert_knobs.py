@@ -364,3 +364,55 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+# --- adapt keeps (or re-selects) the knob levels -----------------------------------------------------
+
+
+def test_adapt_works_on_width_levels_and_keeps_or_reselects_the_knob_levels(tmp_path, capsys):
+    import cv2
+
+    from tnn_ros.models import load_gesture
+
+    converted = tmp_path / "mc3.pt"
+    argv = ["convert", "--arch", "mc3_18", *VIDEO_ARGV[3:], "-o", str(converted)]
+    code, _, err = _run_cli(argv + ["--clip-lengths", "2", "--select-by", "macs"], capsys)
+    assert code == 0, err
+    knob_levels = json.loads((tmp_path / "mc3.card.json").read_text())["architecture"]["knob_levels"]
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    common = ["--frames", str(frames), "--steps", "2", "--batch-size", "2", "--holdout", "0.34"]
+    common += ["--latency-repeats", "1"]
+    kept, reselected = tmp_path / "kept.pt", tmp_path / "reselected.pt"
+    code, _, err = _run_cli(["adapt", str(converted), "-o", str(kept), *common], capsys)
+    assert code == 0, err
+    card = json.loads((tmp_path / "kept.card.json").read_text())
+    assert card["architecture"]["knob_levels"] == knob_levels
+    assert len(card["levels"]) == len(knob_levels) and card["levels"][-1]["agreement"] == 1.0
+    assert [r["width_level"] for r in card["adaptation"]["width_levels"]] == [0, 1, 2]
+    before, after = load_gesture(str(converted)), load_gesture(str(kept))
+    clip = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(before(clip), after(clip))  # top level: the original, untouched
+    code, _, err = _run_cli(
+        [
+            "adapt",
+            str(converted),
+            "-o",
+            str(reselected),
+            *common,
+            "--clip-lengths",
+            "2,1",
+            "--select-by",
+            "macs",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    card = json.loads((tmp_path / "reselected.card.json").read_text())
+    assert {c["clip_length"] for c in card["knobs"]["candidates"]} == {1, 2, 4}
+    assert _is_pareto_selection(card["knobs"]["candidates"], card["levels"], "macs")
+    assert load_gesture(str(reselected)).num_levels == len(card["levels"])
