@@ -41,10 +41,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .convert import (
+    add_accuracy,
     add_knob_options,
     add_level_options,
     fail,
     knob_candidates,
+    labeled_inputs,
     measure_knob_levels,
     measure_levels,
     print_levels,
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         knob_levels = model.knob_levels
         model.set_knob_levels(None)
         candidates = knob_candidates(model, args)
+        labeled = labeled_inputs(model, args)
         source = open_frames(args.frames, args.topic)
         inputs = load_inputs(model, source, args.max_frames, args.frame_stride)
     except (ModelFileError, FrameSourceError, ValueError) as exc:
@@ -422,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
+    new_card.pop("accuracy_metric", None)  # the input's accuracy is not this model's
+    new_card.pop("labeled", None)
+    add_accuracy(new_card, model, labeled)
     save_model(model, args.output, new_card)
     if checkpoint.is_file():
         os.remove(checkpoint)

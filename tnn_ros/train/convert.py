@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 DEFAULT_EVAL_COUNT = 16
+DEFAULT_LABEL_COUNT = 200
+COCO_EVAL_SIZE = (640, 480)  # labeled COCO images are resized to COCO's typical size first
 
 
 def sha256_file(path: str | Path) -> str:
@@ -51,6 +53,29 @@ def add_level_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--latency-repeats", type=int, default=3, help="timing rounds per level (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    labels = parser.add_argument_group(
+        "accuracy with labels",
+        "when labels exist, every level's accuracy goes into the card beside its agreement",
+    )
+    labels.add_argument("--coco-json", default=None, metavar="ANN", help="detection: COCO instances JSON")
+    labels.add_argument(
+        "--coco-images", default=None, metavar="DIR", help="detection: the folder of its images"
+    )
+    labels.add_argument(
+        "--jester-csv", default=None, metavar="CSV", help="video: Jester 'video_id;label' CSV"
+    )
+    labels.add_argument(
+        "--jester-dir",
+        default=None,
+        metavar="DIR",
+        help="video: Jester root (<DIR>/<video_id>/00001.jpg ...)",
+    )
+    labels.add_argument(
+        "--label-count",
+        type=int,
+        default=DEFAULT_LABEL_COUNT,
+        help=f"labeled images / clips used, the first ones (default {DEFAULT_LABEL_COUNT})",
+    )
 
 
 def _int_list(text: str) -> list[int]:
@@ -185,6 +210,114 @@ def select_knob_levels(rows: list[dict], cost: str, max_levels: int | None) -> l
 
 def _quality(row: dict) -> float:
     return float("nan") if row["agreement"] is None else row["agreement"]
+
+
+def check_label_options(task: str, args) -> bool:
+    """Whether labels were given; ValueError (one line) for a half-given pair or the other task's labels."""
+    coco = (getattr(args, "coco_json", None), getattr(args, "coco_images", None))
+    jester = (getattr(args, "jester_csv", None), getattr(args, "jester_dir", None))
+    if any(coco) and not all(coco):
+        raise ValueError("--coco-json and --coco-images go together")
+    if any(jester) and not all(jester):
+        raise ValueError("--jester-csv and --jester-dir go together")
+    if task == "detection" and any(jester):
+        raise ValueError("--jester-csv / --jester-dir are for video nets; detectors take --coco-json")
+    if task != "detection" and any(coco):
+        raise ValueError("--coco-json / --coco-images are for detectors; video nets take --jester-csv")
+    if (any(coco) or any(jester)) and args.label_count < 1:
+        raise ValueError(f"--label-count must be >= 1, got {args.label_count}")
+    return any(coco) or any(jester)
+
+
+def labeled_inputs(model, args) -> tuple[list, list, dict] | None:
+    """Labeled inputs in the model's forward format, their labels in the model's ids and a description.
+
+    Detection (COCO): (3, H, W) images at :data:`COCO_EVAL_SIZE` and {"boxes", "labels"} targets;
+    categories are matched to the model's classes by name, annotations of other categories are
+    dropped (and counted). Video (Jester layout): clips of ``clip_length`` frames spread over each
+    video, and class ids; rows of labels the model does not know are skipped (and counted).
+    None without label options; ValueError (one line) when the labels are unusable.
+    """
+    if not check_label_options(model.architecture["task"], args):
+        return None
+    count = args.label_count
+    if model.architecture["task"] == "detection":
+        from ..data.coco import CocoDetectionDataset
+
+        dataset = CocoDetectionDataset(args.coco_images, args.coco_json, *COCO_EVAL_SIZE)
+        index = {name: i for i, name in reversed(list(enumerate(model.classes)))}  # first id of a name
+        known = {i: index[name] for i, name in enumerate(dataset.classes) if name in index}
+        if not known:
+            raise ValueError(
+                f"{args.coco_json}: none of its categories ({', '.join(dataset.classes[:5])} ...) is a class "
+                "of the model"
+            )
+        images, targets, dropped = [], [], 0
+        for i in range(min(count, len(dataset))):
+            image, target = dataset[i]
+            keep = torch.tensor([int(c) in known for c in target["labels"]], dtype=torch.bool)
+            dropped += int((~keep).sum())
+            labels = torch.tensor([known[int(c)] for c in target["labels"][keep]], dtype=torch.int64)
+            images.append(image)
+            targets.append({"boxes": target["boxes"][keep], "labels": labels})
+        info = {
+            "kind": "COCO",
+            "annotations": str(args.coco_json),
+            "images_dir": str(args.coco_images),
+            "images": len(images),
+            "size": list(COCO_EVAL_SIZE),
+            "boxes": sum(len(t["labels"]) for t in targets),
+            "boxes_dropped_unknown_category": dropped,
+            "categories_matched": sorted(dataset.classes[i] for i in known),
+        }
+        return images, targets, info
+    from ..data.jester import JesterDataset
+
+    try:
+        dataset = JesterDataset(
+            args.jester_dir,
+            csv_path=args.jester_csv,
+            clip_length=model.clip_length,
+            frame_size=model.frame_size,
+            classes=model.labels,
+        )
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    # JesterDataset normalises names ("Swiping Left" -> "swiping_left") on both sides, in the
+    # order of model.labels, so its class ids are the model's.
+    clips, labels = [], []
+    for i in range(min(count, len(dataset))):
+        clip, label = dataset[i]
+        clips.append(model.preprocess(clip[None])[0])
+        labels.append(int(label))
+    info = {
+        "kind": "Jester",
+        "csv": str(args.jester_csv),
+        "root": str(args.jester_dir),
+        "clips": len(clips),
+        "rows_skipped_unknown_label": dataset.skipped_label,
+        "rows_skipped_missing_video": dataset.skipped_missing,
+    }
+    return clips, labels, info
+
+
+def add_accuracy(card: dict, model, labeled: tuple[list, list, dict] | None) -> None:
+    """Each level's accuracy on ``labeled`` into the card's rows, with the metric and the data."""
+    if labeled is None:
+        return
+    from ..eval.agreement import detection_map50, top1_accuracy
+
+    inputs, labels, info = labeled
+    if model.architecture["task"] == "detection":
+        accuracy = detection_map50(model, inputs, labels)
+        metric = f"mAP@0.5 (torchmetrics) against the COCO labels on {len(inputs)} images"
+    else:
+        accuracy = top1_accuracy(model, inputs, labels)
+        metric = f"top-1 accuracy against the Jester labels on {len(inputs)} clips"
+    for row, value in zip(card["levels"], accuracy):
+        row["accuracy"] = None if value != value else round(value, 4)
+    card["accuracy_metric"] = metric
+    card["labeled"] = info
 
 
 def held_out_inputs(model, source: str | None, topic: str | None, count: int, seed: int) -> tuple[list, dict]:
@@ -415,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["frame_size"] = list(args.frame_size)
     try:
         check_knob_options(ARCHITECTURES[args.arch].task, args, args.clip_length or VIDEO_CLIP_LENGTH)
+        check_label_options(ARCHITECTURES[args.arch].task, args)
         options = ConvertOptions(
             args.num_levels, args.min_width_fraction, args.channel_multiple, args.depth_fraction
         )
@@ -430,9 +564,11 @@ def main(argv: list[str] | None = None) -> int:
         held_out, held_info = held_out_inputs(
             model, args.eval_frames, args.eval_topic, args.eval_count, seed=args.seed + 1000
         )
+        labeled = labeled_inputs(model, args)
     except (WeightsError, FrameSourceError, ValueError) as exc:
         return fail(str(exc))
     card = build_card(model, original, meta, args, weights, held_out, held_info, argv, candidates)
+    add_accuracy(card, model, labeled)
     card["conversion_seconds"] = round(time.perf_counter() - start, 1)
     weights_path, card_file = save_model(model, args.output, card)
     print_levels(card)
@@ -518,14 +654,24 @@ def print_levels(card: dict, header: str | None = None) -> None:
         )
     )
     print(f"agreement: {card['agreement_metric']}")
+    if "accuracy_metric" in card:
+        print(f"accuracy: {card['accuracy_metric']}")
     knobs = "width_level" in card["levels"][0]
-    print("level      u     MMACs  ratio  latency ms  agreement" + ("  knobs" if knobs else ""))
+    accuracy = "accuracy" in card["levels"][0]
+    print(
+        "level      u     MMACs  ratio  latency ms  agreement"
+        + ("  accuracy" if accuracy else "")
+        + ("  knobs" if knobs else "")
+    )
     for row in card["levels"]:
         agreement = "n/a" if row["agreement"] is None else f"{row['agreement']:.3f}"
-        print(
+        line = (
             f"{row['level']:5d}  {row['utilization']:.3f}  {row['macs'] / 1e6:8.1f}  {row['mac_ratio']:.3f}"
-            f"  {row['latency_ms']:10.2f}  {agreement:>9s}" + (f"  {describe_knobs(row)}" if knobs else "")
+            f"  {row['latency_ms']:10.2f}  {agreement:>9s}"
         )
+        if accuracy:
+            line += f"  {'n/a' if row['accuracy'] is None else format(row['accuracy'], '.3f'):>8s}"
+        print(line + (f"  {describe_knobs(row)}" if knobs else ""))
 
 
 def describe_knobs(row: dict) -> str:
