@@ -416,3 +416,34 @@ def test_adapt_works_on_width_levels_and_keeps_or_reselects_the_knob_levels(tmp_
     assert {c["clip_length"] for c in card["knobs"]["candidates"]} == {1, 2, 4}
     assert _is_pareto_selection(card["knobs"]["candidates"], card["levels"], "macs")
     assert load_gesture(str(reselected)).num_levels == len(card["levels"])
+
+
+def test_perception_pipeline_loads_knob_level_files(tmp_path):
+    """The node's loader runs detector and video net files whose levels carry resolution / clip knobs."""
+    from tnn_ros.perception.loading import load_models
+
+    detector, _ = _converted(SSD)
+    detector.set_knob_levels(
+        [{"width_level": 0, "resolution": 128}, {"width_level": 2, "resolution": 224}, detector.knobs_of(3)]
+    )
+    video, _ = _converted("r3d_18")
+    video.set_knob_levels([{"width_level": 1, "clip_length": 2, "frame_stride": 2}, video.knobs_of(3)])
+    paths = {}
+    for name, model in (("det", detector), ("vid", video)):
+        paths[name] = tmp_path / f"{name}.pt"
+        save_model(
+            model, paths[name], {"name": name, "architecture": model.architecture, "classes": model.classes}
+        )
+    pipeline = load_models(str(paths["det"]), str(paths["vid"]), stride=1, smoothing=1)
+    assert pipeline.detector.num_levels == 3 and pipeline.gesture_recognizer.net.num_levels == 2
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (10, 120, 160, 3), dtype=np.uint8)
+    results = [pipeline.process(frame, 0.34, 0.0) for frame in frames]
+    assert {r.level for r in results} == {0}  # u 0.34 of 3 levels: level 0 (128 px, width level 0)
+    assert all(d.label in detector.classes for r in results for d in r.detections)
+    gestures = [r.gesture for r in results if r.gesture is not None]
+    assert gestures and all(g.label in video.classes for g in gestures)
+    with torch.no_grad():
+        detector.set_level(0)
+        expected = detector.predict(frames[-1], score_threshold=0.0)
+    assert [(d.label, d.box) for d in results[-1].detections] == [(d.label, d.box) for d in expected]
