@@ -295,8 +295,9 @@ def test_cli_levels_are_the_pareto_set_of_the_measured_candidates(tmp_path, caps
     # The same table selected by MACs (the --select-by macs rule), checked the same way.
     from tnn_ros.train.convert import select_knob_levels
 
-    by_macs = [candidates[i] for i in select_knob_levels(candidates, "macs", None)]
-    assert _is_pareto_selection(candidates, by_macs, "macs")
+    for cost in ("macs", "cpu_ms"):
+        selected = [candidates[i] for i in select_knob_levels(candidates, cost, None)]
+        assert _is_pareto_selection(candidates, selected, cost)
     # MACs of a clip level: the loaded model's forward counted by PyTorch's own counter.
     model = load_gesture(str(out))
     assert model.num_levels == len(levels)

@@ -24,6 +24,7 @@ import torch
 
 DEFAULT_EVAL_COUNT = 16
 DEFAULT_LABEL_COUNT = 200
+SELECT_BY = {"latency": "latency_ms", "cpu": "cpu_ms", "macs": "macs"}  # --select-by -> card row key
 COCO_EVAL_SIZE = (640, 480)  # labeled COCO images are resized to COCO's typical size first
 
 
@@ -121,9 +122,10 @@ def add_knob_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--select-by",
-        choices=("latency", "macs"),
+        choices=tuple(SELECT_BY),
         default="latency",
-        help="cost axis of the Pareto set: measured latency (default) or counted MACs (reproducible)",
+        help="cost axis of the Pareto set: measured wall-clock latency (default), the process CPU time "
+        "of a forward (steadier on a machine other processes load) or counted MACs (reproducible)",
     )
     group.add_argument(
         "--max-levels",
@@ -390,8 +392,8 @@ def measure_levels(model, original, held_out: list, repeats: int, threads: int) 
         for c, ms, a in zip(costs, timing["median_ms"], agreement)
     ]
     if getattr(model, "knob_levels", None) is not None:
-        for row in levels:
-            row.update(knob_row(model, row["level"]))
+        for row, cpu_ms in zip(levels, timing["cpu_median_ms"]):
+            row.update(knob_row(model, row["level"]), cpu_ms=round(cpu_ms, 3))
     return levels, metric + f"; latency: median of {repeats} runs, {threads} thread(s), batch 1"
 
 
@@ -415,7 +417,7 @@ def measure_knob_levels(
     Returns (the chosen levels' rows, re-numbered; the metric; the card's ``knobs`` record with every
     candidate's measurement and whether it was chosen).
     """
-    cost = "latency_ms" if args.select_by == "latency" else "macs"
+    cost = SELECT_BY[args.select_by]
     model.set_knob_levels(candidates)
     print(f"measuring {len(candidates)} candidate levels (width x knob) ...", flush=True)
     rows, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
@@ -442,6 +444,7 @@ def measure_knob_levels(
     record = {
         "selected_by": f"Pareto set of ({cost}, agreement), measured side by side in one run; "
         "the full configuration (the original) is always the top level",
+        "select_by": args.select_by,
         "max_levels": args.max_levels,
         "candidates": table,
     }
