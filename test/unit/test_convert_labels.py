@@ -159,3 +159,30 @@ def test_jester_labels_give_each_level_an_accuracy(tmp_path, capsys):
     assert card["levels"][-1]["accuracy"] == 0.8  # 4 of 5 labels are the original's own answer
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in card["levels"])
     assert "Jester labels" in card["accuracy_metric"]
+
+
+def test_jester_labels_the_model_does_not_know_are_one_clear_line(tmp_path):
+    import argparse
+
+    import pytest
+
+    from tnn_ros.train.convert import labeled_inputs
+
+    model, _, _ = convert(
+        "r3d_18",
+        seed=0,
+        options=ConvertOptions(num_levels=2),
+        architecture={"clip_length": 4, "frame_size": [32, 32]},
+    )
+    csv_path = tmp_path / "validation.csv"
+    csv_path.write_text("1;Swiping Left\n2;Thumb Up\n")
+    args = argparse.Namespace(
+        coco_json=None, coco_images=None, jester_csv=str(csv_path), jester_dir=str(tmp_path), label_count=10
+    )
+    with pytest.raises(ValueError, match="none of its 2 rows has a label of the model") as error:
+        labeled_inputs(model, args)  # a Kinetics-400 net knows no Jester gesture
+    assert "\n" not in str(error.value) and len(str(error.value)) < 300
+    csv_path.write_text("1;Abseiling\n")  # a label it knows, but no frame folder
+    with pytest.raises(ValueError, match="no usable videos") as error:
+        labeled_inputs(model, args)
+    assert len(str(error.value)) < 300

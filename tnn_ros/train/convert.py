@@ -273,8 +273,17 @@ def labeled_inputs(model, args) -> tuple[list, list, dict] | None:
             "categories_matched": sorted(dataset.classes[i] for i in known),
         }
         return images, targets, info
-    from ..data.jester import JesterDataset
+    from ..data.jester import JesterDataset, normalize_label, read_annotations
 
+    if not Path(args.jester_csv).is_file():
+        raise ValueError(f"{args.jester_csv}: Jester CSV not found")
+    known = {normalize_label(name) for name in model.labels}
+    rows = read_annotations(args.jester_csv)
+    if not any(label in known for _, label in rows):
+        raise ValueError(
+            f"{args.jester_csv}: none of its {len(rows)} rows has a label of the model "
+            f"({', '.join(model.labels[:3])}, ...); convert with --classes for a net trained on these labels"
+        )
     try:
         dataset = JesterDataset(
             args.jester_dir,
@@ -285,6 +294,8 @@ def labeled_inputs(model, args) -> tuple[list, list, dict] | None:
         )
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
+    except ValueError as exc:  # its message lists every class: keep the first sentence
+        raise ValueError(str(exc).split(" with labels outside")[0].rstrip(", ") + ")") from None
     # JesterDataset normalises names ("Swiping Left" -> "swiping_left") on both sides, in the
     # order of model.labels, so its class ids are the model's.
     clips, labels = [], []
