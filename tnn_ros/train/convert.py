@@ -672,8 +672,11 @@ def print_levels(card: dict, header: str | None = None) -> None:
         print(f"accuracy: {card['accuracy_metric']}")
     knobs = "width_level" in card["levels"][0]
     accuracy = "accuracy" in card["levels"][0]
+    cpu = "cpu_ms" in card["levels"][0]
     print(
-        "level      u     MMACs  ratio  latency ms  agreement"
+        "level      u     MMACs  ratio  latency ms"
+        + ("  cpu ms" if cpu else "")
+        + "  agreement"
         + ("  accuracy" if accuracy else "")
         + ("  knobs" if knobs else "")
     )
@@ -681,7 +684,7 @@ def print_levels(card: dict, header: str | None = None) -> None:
         agreement = "n/a" if row["agreement"] is None else f"{row['agreement']:.3f}"
         line = (
             f"{row['level']:5d}  {row['utilization']:.3f}  {row['macs'] / 1e6:8.1f}  {row['mac_ratio']:.3f}"
-            f"  {row['latency_ms']:10.2f}  {agreement:>9s}"
+            f"  {row['latency_ms']:10.2f}" + (f"  {row['cpu_ms']:6.1f}" if cpu else "") + f"  {agreement:>9s}"
         )
         if accuracy:
             line += f"  {'n/a' if row['accuracy'] is None else format(row['accuracy'], '.3f'):>8s}"
