@@ -299,6 +299,7 @@ def test_cli_converts_with_a_local_weights_file(tmp_path, capsys):
     assert card["full_level_max_abs_diff"] <= 1e-4
     assert card["full_level_max_abs_diff_fp64"] <= 1e-4
     assert [row["level"] for row in card["levels"]] == [0, 1, 2, 3]
+    assert "knobs" not in card and "knob_levels" not in card["architecture"]  # knobs only when asked for
     assert card["levels"][-1]["agreement"] == 1.0
     macs = [row["macs"] for row in card["levels"]]
     assert macs == sorted(set(macs))

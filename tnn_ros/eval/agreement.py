@@ -1,10 +1,11 @@
-"""Agreement of a converted (throttled) model with its unthrottled original, per level.
+"""Agreement of a converted (throttled) model with its unthrottled original, per level; accuracy too.
 
 Detection: mAP@0.5 (torchmetrics) of each level's detections against the original's detections on
 the same frames, used as pseudo ground truth (boxes above ``pseudo_threshold``). Video: top-1
 agreement, the share of clips whose top class equals the original's. Equivalence: the largest
 absolute difference over every raw network output (backbone features, head outputs, detections)
-between the full level and the original.
+between the full level and the original. Accuracy: the same metrics against real labels
+(:func:`detection_map50` with ground-truth boxes, :func:`top1_accuracy` with class ids).
 """
 
 from __future__ import annotations
@@ -152,17 +153,31 @@ def detection_agreement(
     through false positives only (torchmetrics ignores them when no level reports anything either).
     Returns NaN for a level when the original detected nothing on any frame (nothing to agree on).
     """
-    from torchmetrics.detection import MeanAveragePrecision
-
     targets = []
     for image in images:
         det = original([image])[0]
         keep = det["scores"] >= pseudo_threshold
         targets.append({"boxes": det["boxes"][keep], "labels": det["labels"][keep]})
-    if not any(len(t["labels"]) for t in targets):
-        return [float("nan")] * len(list(range(model.num_levels)) if levels is None else levels)
-    previous = model.level
+    return detection_map50(model, images, targets, levels)
+
+
+@torch.no_grad()
+def detection_map50(
+    model, images: Sequence[Tensor], targets: Sequence[dict], levels: Sequence[int] | None = None
+) -> list[float]:
+    """mAP@0.5 (torchmetrics) of each level's detections against ``targets``.
+
+    Targets: boxes xyxy in the images' pixels and labels in the model's label ids (pseudo ground
+    truth or real labels).
+
+    NaN for every level when no target has a box (nothing to find).
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
     levels = list(range(model.num_levels)) if levels is None else list(levels)
+    if not any(len(t["labels"]) for t in targets):
+        return [float("nan")] * len(levels)
+    previous = model.level
     scores = []
     try:
         for level in levels:
@@ -186,8 +201,17 @@ def top1_agreement(
     model, original: nn.Module, clips: Sequence[Tensor], levels: Sequence[int] | None = None
 ) -> list[float]:
     """Share of clips whose top-1 class at each level equals the original's (clips: (3, T, H, W))."""
+    reference = original(torch.stack(list(clips))).argmax(1)
+    return top1_accuracy(model, clips, reference, levels)
+
+
+@torch.no_grad()
+def top1_accuracy(
+    model, clips: Sequence[Tensor], labels: Tensor | Sequence[int], levels: Sequence[int] | None = None
+) -> list[float]:
+    """Share of clips whose top-1 class at each level is ``labels`` (the original's or real ones)."""
     batch = torch.stack(list(clips))
-    reference = original(batch).argmax(1)
+    reference = torch.as_tensor(labels)
     previous = model.level
     levels = list(range(model.num_levels)) if levels is None else list(levels)
     scores = []

@@ -9,6 +9,12 @@ interface (``clip_length``, ``frame_size``, ``predict_clip``) so the gesture rec
 A converted model file is an ordinary model file (:mod:`tnn_ros.models.io`): the state dict of the
 converted network and a card whose ``architecture`` has ``type: torchvision_converted``, the
 torchvision name and the conversion options, from which :func:`build_converted` rebuilds it.
+
+*Width levels* are the conversion's levels (hidden channels + skipped blocks, ``architecture
+["num_levels"]`` of them). By default the model's levels are the width levels. With *knob levels*
+(``architecture["knob_levels"]``, chosen by ``tnn-train convert --resolutions`` / ``--clip-lengths``)
+each model level is a width level combined with an input resolution (detectors) or a clip length and
+frame stride (video nets); the top level is always the full width at the original's resolution / clip.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from ..throttle import ThrottleableModule
-from ..throttle.convert import ConvertOptions, convert_blocks
+from ..throttle import LevelSchedule, ThrottleableModule, gated_ops
+from ..throttle.convert import ConvertOptions, convert_blocks, newest_frame_indices
 from .detector import Detection
 from .io import state_dict_problems
 
@@ -198,13 +204,99 @@ def default_architecture(arch: str, options: ConvertOptions | None = None) -> di
     return architecture
 
 
-class ConvertedDetector(ThrottleableModule):
+def _knob_levels(
+    knob_levels: Sequence[dict] | None, width_levels: int, keys: tuple[str, ...]
+) -> list[dict] | None:
+    """Validated copies of ``knob_levels`` (each a dict with ``width_level`` and ``keys``), or None."""
+    if knob_levels is None:
+        return None
+    if not isinstance(knob_levels, (list, tuple)) or not knob_levels:
+        raise ValueError("knob_levels must be a non-empty list")
+    checked = []
+    for i, knobs in enumerate(knob_levels):
+        if not isinstance(knobs, dict) or set(knobs) != {"width_level", *keys}:
+            raise ValueError(
+                f"knob level {i}: expected the keys width_level, {', '.join(keys)}; got {knobs!r}"
+            )
+        values = {key: int(knobs[key]) for key in ("width_level", *keys)}
+        if not 0 <= values["width_level"] < width_levels:
+            raise ValueError(
+                f"knob level {i}: width_level {values['width_level']} not in [0, {width_levels - 1}]"
+            )
+        if any(values[key] < 1 for key in keys):
+            raise ValueError(f"knob level {i}: {', '.join(keys)} must be >= 1, got {knobs!r}")
+        checked.append(values)
+    return checked
+
+
+class _KnobLevels:
+    """Model levels = width levels, or knob levels (width level + resolution / clip) when set."""
+
+    width_levels: int
+    knob_levels: list[dict] | None
+    architecture: dict
+
+    def _full_knobs(self) -> dict:
+        raise NotImplementedError
+
+    def _knob_keys(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _check_knobs(self, knobs: dict) -> None:
+        """Raise ValueError for a knob level this network cannot run."""
+
+    def set_knob_levels(self, knob_levels: Sequence[dict] | None) -> None:
+        """Make ``knob_levels`` the model's levels (lowest first; None: the plain width levels).
+
+        The top entry must be the unthrottled original: the top width level at the full resolution
+        (detectors) or the full clip, stride 1 (video nets). Selects the top level.
+        """
+        checked = _knob_levels(knob_levels, self.width_levels, self._knob_keys())
+        if checked is not None:
+            for knobs in checked:
+                self._check_knobs(knobs)
+            if checked[-1] != self._full_knobs():
+                raise ValueError(
+                    f"the top knob level must be the original {self._full_knobs()}, got {checked[-1]}"
+                )
+        self.knob_levels = checked
+        self.schedule = LevelSchedule(self.width_levels if checked is None else len(checked))
+        self._level = self.schedule.num_levels - 1
+        if checked is None:
+            self.architecture.pop("knob_levels", None)
+        else:
+            self.architecture["knob_levels"] = [dict(k) for k in checked]
+
+    def knobs_of(self, level: int) -> dict:
+        """Width level and resolution / clip of ``level`` (a copy)."""
+        level = self.schedule.level_index(level)
+        if self.knob_levels is None:
+            return {**self._full_knobs(), "width_level": level}
+        return dict(self.knob_levels[level])
+
+    def rebuild_caches(self) -> None:
+        """Rebuild every gated op's per-level caches; the ops have one entry per *width* level."""
+        ops = gated_ops(self)
+        wrong = sorted({op.num_levels for op in ops} - {self.width_levels})
+        if wrong:
+            raise ValueError(
+                f"{type(self).__name__} has {self.width_levels} width levels but gated ops with {wrong}"
+            )
+        for op in ops:
+            op.rebuild_cache()
+
+
+class ConvertedDetector(_KnobLevels, ThrottleableModule):
     """A throttleable torchvision detector with the perception node's detector interface.
 
     ``forward`` takes a float batch (N, 3, H, W) in [0, 1] and returns torchvision's list of
     ``{"boxes", "scores", "labels"}`` in input pixels. Faster R-CNN also scales its second stage:
-    level ``k`` keeps a share of the RPN proposals equal to its width fraction (the ROI head costs
-    about 13 MMACs per proposal, more than the whole 320 px backbone for 20 proposals).
+    width level ``k`` keeps a share of the RPN proposals equal to its width fraction (the ROI head
+    costs about 13 MMACs per proposal, more than the whole 320 px backbone for 20 proposals).
+
+    Knob levels add the input *resolution*: the shorter side of the image the network sees after
+    torchvision's own resize (SSDlite: the side of its square input, 320 originally; Faster R-CNN:
+    ``min_size``, with ``max_size`` scaled alike). Boxes still come back in input pixels.
 
     Args:
         architecture: the card's architecture (see :func:`default_architecture`).
@@ -225,19 +317,51 @@ class ConvertedDetector(ThrottleableModule):
         net, state, min_levels, options = _prepare(architecture, source)
         self.net = net
         self._state = state
+        self.width_levels = options.num_levels
         self.architecture = {**architecture, "block_min_levels": min_levels}
         self.classes = list(classes)
         self.input_size = tuple(int(v) for v in architecture.get("input_size", DETECTION_INPUT_SIZE))
         self.card = dict(card or {})
-        self.proposals: list[int] | None = None
+        self.proposals: list[int] | None = None  # per width level
         rpn = getattr(net, "rpn", None)
         if rpn is not None:
             full = int(rpn._post_nms_top_n["testing"])
             low = options.min_width_fraction
-            fractions = [low + (1 - low) * k / (self.num_levels - 1) for k in range(self.num_levels)]
+            fractions = [low + (1 - low) * k / (self.width_levels - 1) for k in range(self.width_levels)]
             self.proposals = [max(1, round(full * f)) for f in fractions]
             self.proposals[-1] = full
+        transform = net.transform
+        self._full_transform = (tuple(transform.min_size), transform.max_size, transform.fixed_size)
+        sides = transform.fixed_size if transform.fixed_size is not None else transform.min_size
+        self.full_resolution = int(min(sides))
+        self._resolution = self.full_resolution
+        self.set_knob_levels(architecture.get("knob_levels"))
         self.eval()
+
+    def _knob_keys(self) -> tuple[str, ...]:
+        return ("resolution",)
+
+    def _full_knobs(self) -> dict:
+        return {"width_level": self.width_levels - 1, "resolution": self.full_resolution}
+
+    def _check_knobs(self, knobs: dict) -> None:
+        if not 32 <= knobs["resolution"] <= self.full_resolution:
+            raise ValueError(
+                f"resolution {knobs['resolution']} not in [32, {self.full_resolution}] (the original's input)"
+            )
+
+    def _set_resolution(self, resolution: int) -> None:
+        """Make torchvision's transform resize images so that their shorter side is ``resolution``."""
+        if resolution == self._resolution:
+            return
+        min_size, max_size, fixed_size = self._full_transform
+        scale = resolution / self.full_resolution
+        transform = self.net.transform
+        transform.min_size = tuple(int(round(v * scale)) for v in min_size)
+        transform.max_size = int(round(max_size * scale))
+        if fixed_size is not None:
+            transform.fixed_size = tuple(int(round(v * scale)) for v in fixed_size)
+        self._resolution = resolution
 
     def example_input(self, batch_size: int = 1) -> Tensor:
         width, height = self.input_size
@@ -278,9 +402,12 @@ class ConvertedDetector(ThrottleableModule):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected a (N, 3, H, W) batch, got {tuple(images.shape)}")
         level = self._level  # read once: another thread may switch it during this forward
-        self._state.level = level
+        knobs = None if self.knob_levels is None else self.knob_levels[level]
+        width_level = level if knobs is None else knobs["width_level"]
+        self._set_resolution(self.full_resolution if knobs is None else knobs["resolution"])
+        self._state.level = width_level
         if self.proposals is not None:
-            self.net.rpn._post_nms_top_n["testing"] = self.proposals[level]
+            self.net.rpn._post_nms_top_n["testing"] = self.proposals[width_level]
         return self.net(list(images))
 
     def preprocess(self, image_rgb: np.ndarray) -> Tensor:
@@ -310,12 +437,17 @@ class ConvertedDetector(ThrottleableModule):
         return detections
 
 
-class ConvertedVideoNet(ThrottleableModule):
+class ConvertedVideoNet(_KnobLevels, ThrottleableModule):
     """A throttleable torchvision video ResNet with the gesture net's interface.
 
     ``forward`` returns the original's logits (N, len(labels)). ``classes`` is ``labels`` plus a
     trailing ``no_gesture`` entry that the net never predicts (``predict_clip`` gives it
     probability 0): the gesture recognizer announces it when no class is confident enough.
+
+    Knob levels add the *clip length* and *frame stride*: a level runs the network on only the
+    ``clip_length`` newest frames, ``frame_stride`` apart, of the clip it is given (the video ResNets
+    pool time globally, so any length runs). ``self.clip_length`` stays the original's clip, the
+    frames a caller buffers (the gesture recognizer), so levels switch without refilling a buffer.
     """
 
     def __init__(
@@ -326,9 +458,10 @@ class ConvertedVideoNet(ThrottleableModule):
         source: nn.Module | None = None,
     ) -> None:
         super().__init__(num_levels=int(architecture["num_levels"]))
-        net, state, min_levels, _ = _prepare(architecture, source)
+        net, state, min_levels, options = _prepare(architecture, source)
         self.net = net
         self._state = state
+        self.width_levels = options.num_levels
         self.architecture = {**architecture, "block_min_levels": min_levels}
         self.labels = list(labels)
         self.classes = self.labels + ([NO_GESTURE] if NO_GESTURE not in self.labels else [])
@@ -338,7 +471,17 @@ class ConvertedVideoNet(ThrottleableModule):
         self.card = dict(card or {})
         self.register_buffer("mean", torch.tensor(VIDEO_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(VIDEO_STD).view(1, 3, 1, 1, 1), persistent=False)
+        self.set_knob_levels(architecture.get("knob_levels"))
         self.eval()
+
+    def _knob_keys(self) -> tuple[str, ...]:
+        return ("clip_length", "frame_stride")
+
+    def _full_knobs(self) -> dict:
+        return {"width_level": self.width_levels - 1, "clip_length": self.clip_length, "frame_stride": 1}
+
+    def _check_knobs(self, knobs: dict) -> None:
+        newest_frame_indices(self.clip_length, knobs["clip_length"], knobs["frame_stride"])
 
     def example_input(self, batch_size: int = 1) -> Tensor:
         return torch.zeros(batch_size, 3, self.clip_length, self.frame_size[1], self.frame_size[0])
@@ -347,7 +490,15 @@ class ConvertedVideoNet(ThrottleableModule):
         """Logits (N, len(labels)) of normalised clips (N, 3, T, H, W) at ``self.level``."""
         if clips.dim() != 5 or clips.shape[1] != 3:
             raise ValueError(f"expected clips of shape (N, 3, T, H, W), got {tuple(clips.shape)}")
-        self._state.level = self._level
+        level = self._level  # read once: another thread may switch it during this forward
+        if self.knob_levels is None:
+            self._state.level = level
+            return self.net(clips)
+        knobs = self.knob_levels[level]
+        self._state.level = knobs["width_level"]
+        frames = newest_frame_indices(clips.shape[2], knobs["clip_length"], knobs["frame_stride"])
+        if len(frames) != clips.shape[2]:  # a strided view: the frames this level skips are never read
+            clips = clips[:, :, frames[0] :: knobs["frame_stride"]]
         return self.net(clips)
 
     def preprocess(self, clips: Tensor) -> Tensor:

@@ -418,3 +418,57 @@ def _is_skippable(block: nn.Module) -> bool:
 def converted_blocks(model: nn.Module) -> list[ConvertedBlock]:
     """The converted blocks inside ``model``, in model order."""
     return [m for m in model.modules() if isinstance(m, ConvertedBlock)]
+
+
+# --- further knobs: input resolution, clip length / frame stride ---------------------------------------
+
+
+def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> list[int]:
+    """Indices of the Pareto-optimal points (lower cost, higher quality), cheapest first.
+
+    A point is dropped when another one is at most as costly and at least as good, and strictly
+    better in one of the two. Of points equal in both, the first is kept. NaN quality counts as the
+    worst possible (an unknown agreement never beats a measured one).
+    """
+    if len(costs) != len(qualities):
+        raise ValueError(f"{len(costs)} costs for {len(qualities)} qualities")
+    quality = [float("-inf") if q != q else float(q) for q in qualities]
+    order = sorted(range(len(costs)), key=lambda i: (float(costs[i]), -quality[i], i))
+    front: list[int] = []
+    for i in order:
+        # Sorted by cost (ties: best quality first), a point is optimal iff it beats every cheaper one.
+        if not front or quality[i] > quality[front[-1]]:
+            front.append(i)
+    return front
+
+
+def thin_front(costs: Sequence[float], limit: int) -> list[int]:
+    """At most ``limit`` positions of a cost-sorted front, spread evenly in cost; both ends are kept."""
+    count = len(costs)
+    if limit < 2:
+        raise ValueError(f"limit must be >= 2, got {limit}")
+    if count <= limit:
+        return list(range(count))
+    low, high = float(costs[0]), float(costs[-1])
+    chosen = {0, count - 1}
+    for k in range(1, limit - 1):
+        target = low + (high - low) * k / (limit - 1)
+        free = [i for i in range(count) if i not in chosen]
+        chosen.add(min(free, key=lambda i: (abs(float(costs[i]) - target), i)))
+    return sorted(chosen)
+
+
+def newest_frame_indices(available: int, clip_length: int, frame_stride: int) -> list[int]:
+    """Indices of the ``clip_length`` newest frames, ``frame_stride`` apart, of ``available`` ones.
+
+    Oldest first, ending on the newest frame (index ``available - 1``), so a short clip reacts to
+    what just happened. ValueError when the span does not fit.
+    """
+    if clip_length < 1 or frame_stride < 1:
+        raise ValueError(f"clip length and frame stride must be >= 1, got {clip_length}, {frame_stride}")
+    span = (clip_length - 1) * frame_stride + 1
+    if span > available:
+        raise ValueError(
+            f"{clip_length} frames {frame_stride} apart span {span} frames, the clip has {available}"
+        )
+    return list(range(available - span, available, frame_stride))

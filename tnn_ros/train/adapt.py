@@ -40,7 +40,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .convert import add_level_options, fail, measure_levels, print_levels, sha256_file
+from .convert import (
+    add_accuracy,
+    add_knob_options,
+    add_level_options,
+    fail,
+    knob_candidates,
+    labeled_inputs,
+    measure_knob_levels,
+    measure_levels,
+    print_levels,
+    sha256_file,
+)
 
 
 def _parse(argv):
@@ -82,6 +93,7 @@ def _parse(argv):
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     add_level_options(parser)
+    add_knob_options(parser)
     return parser.parse_args(argv)
 
 
@@ -255,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         if not is_converted_card(card):
             return fail(f"{args.model}: not a converted torchvision model (tnn-train convert makes those)")
         model = load_model(args.model, build_converted)
+        # Adaptation works on the width levels (per-level BN and distillation live there); the
+        # input's resolution / clip levels come back at the end, or a new Pareto set when asked for.
+        knob_levels = model.knob_levels
+        model.set_knob_levels(None)
+        candidates = knob_candidates(model, args)
+        labeled = labeled_inputs(model, args)
         source = open_frames(args.frames, args.topic)
         inputs = load_inputs(model, source, args.max_frames, args.frame_stride)
     except (ModelFileError, FrameSourceError, ValueError) as exc:
@@ -354,13 +372,30 @@ def main(argv: list[str] | None = None) -> int:
             [held_out[0][None]],
             include_detections=False,
         )
-    levels, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
-    for row, before, bn_only in zip(levels, history["before"], history["after_bn_recalibration"]):
-        row["agreement_before_adaptation"] = _round(before)
-        row["agreement_after_bn_recalibration"] = _round(bn_only)
+    width_history = [
+        {
+            "width_level": k,
+            "agreement_before_adaptation": _round(before),
+            "agreement_after_bn_recalibration": _round(bn_only),
+        }
+        for k, (before, bn_only) in enumerate(zip(history["before"], history["after_bn_recalibration"]))
+    ]
+    knobs = None
+    if candidates:
+        levels, metric, knobs = measure_knob_levels(model, original, held_out, candidates, args)
+    else:
+        model.set_knob_levels(knob_levels)
+        levels, metric = measure_levels(model, original, held_out, args.latency_repeats, args.threads)
+    if model.knob_levels is None:
+        for row, before in zip(levels, width_history):
+            row.update({k: v for k, v in before.items() if k != "width_level"})
     new_card = dict(card)
+    if knobs is not None:
+        new_card["knobs"] = knobs
     new_card.update(
         name=Path(args.output).stem,
+        architecture=model.architecture,
+        num_levels=model.num_levels,
         levels=levels,
         agreement_metric=metric + " (teacher: the full level of the input model)",
         held_out={**source.describe(), "inputs": len(held_out), "first_inputs_of_the_source": True},
@@ -384,15 +419,22 @@ def main(argv: list[str] | None = None) -> int:
             "final_loss": _round(loss_value),
             "bn_recalibration": "teacher-matched (lower levels normalise the frames like the full level)",
             "full_level_max_abs_diff_vs_teacher": drift,
+            # Before / after phase 1 per width level at the full resolution / clip (the level
+            # rows carry them too when the levels are the width levels).
+            "width_levels": width_history,
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
+    new_card.pop("accuracy_metric", None)  # the input's accuracy is not this model's
+    new_card.pop("labeled", None)
+    add_accuracy(new_card, model, labeled)
     save_model(model, args.output, new_card)
     if checkpoint.is_file():
         os.remove(checkpoint)
     print_levels(new_card, header=f"full level vs teacher after adaptation: max abs diff {drift:.3g}")
-    changes = (f"L{r['level']} {r['agreement_before_adaptation']} -> {r['agreement']}" for r in levels)
-    print("agreement before -> after adaptation: " + ", ".join(changes))
+    if model.knob_levels is None:
+        changes = (f"L{r['level']} {r['agreement_before_adaptation']} -> {r['agreement']}" for r in levels)
+        print("agreement before -> after adaptation: " + ", ".join(changes))
     print(f"wrote {args.output}")
     return 0
 
