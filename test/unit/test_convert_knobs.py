@@ -212,7 +212,7 @@ def test_clip_levels_run_the_original_on_the_newest_frames_only():
 
 def test_gesture_recognizer_runs_every_clip_level(tmp_path):
     from tnn_ros.models import load_gesture
-    from tnn_ros.models.gesture import GestureRecognizer
+    from tnn_ros.models.gesture_recognizer import GestureRecognizer
 
     model, _ = _converted("r3d_18")
     top = model.width_levels - 1
