@@ -117,10 +117,10 @@ def test_each_level_graph_holds_only_its_sliced_weights(detector_on_ort):
         assert not any(node.op_type == "BatchNormalization" for node in graph.node)  # folded
     assert all(a < b for a, b in zip(sizes, sizes[1:]))
     # count_level_costs counts the weights + biases each level executes, from the executed shapes;
-    # a graph holds exactly those plus a few shape constants (e.g. for the upsampling).
+    # a graph holds exactly those plus a few shape constants (the upsampling, the pixel stem's reshape).
     costs = count_level_costs(model, model.example_input())
     for size, cost in zip(sizes, costs):
-        assert cost.params <= size <= cost.params + 16
+        assert cost.params <= size <= cost.params + 24
 
 
 def test_detector_predict_is_the_same_on_both_backends(detector_on_ort):

@@ -108,7 +108,7 @@ def ort_layer_profile(
 
     from ..engines.ort_engine import session_options
 
-    feed = {"input": example.detach().contiguous().numpy()}
+    feed = engine.feed(example)
     with tempfile.TemporaryDirectory() as folder:
         options = session_options(
             engine.num_threads, engine.spinning, profile_prefix=os.path.join(folder, "ort")
