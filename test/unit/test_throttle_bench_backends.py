@@ -90,3 +90,6 @@ def test_onnx_node_names_map_to_module_paths():
     names = frozenset({"stem", "stages", "stages.1", "stages.1.0", "stages.1.0.conv1"})
     assert _layer_of_node("/net/stages.1.0/conv1/Conv", names) == "stages.1.0.conv1"
     assert _layer_of_node("/net/Slice_2/GatherSliceToSplitFusion", names) == "(other) Slice"
+    # The gesture net's export form calls the modules itself: no "/net" scope.
+    assert _layer_of_node("/stages.1.0/conv1/Relu_output_0_nchwc", names) == "stages.1.0.conv1"
+    assert _layer_of_node("/MaxPool_1_output_0_nchwc", names) == "(other) MaxPool"

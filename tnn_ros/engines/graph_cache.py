@@ -2,9 +2,9 @@
 
 Each level is traced on its own (``torch.onnx.export``, TorchScript exporter): the gated ops run on
 their eval caches, so the graph holds that level's sliced weights with BatchNorm already folded and
-the skipped blocks are simply absent. A graph takes its input in the memory order the model's
-preprocessing produces (channels-last images, frame-major clips), so feeding it copies nothing.
-Graphs are written next to the model file in
+the skipped blocks are simply absent. What is traced is the model's export form
+(:mod:`~tnn_ros.engines.export_forms`: the same function with graph-friendly ops, input in the memory
+order the preprocessing produces). Graphs are written next to the model file in
 ``.tnn_engines/<model stem>/`` (or the user cache dir when that folder is not writable), each with a
 JSON manifest holding its key (model file SHA-256, level, input shape, exporter version) and the
 SHA-256 of the graph bytes. A graph whose key or bytes do not match is stale or corrupt: it is
@@ -22,11 +22,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .export_forms import export_form, input_memory_order
+
 # Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
-# 2: input in the preprocessing's memory order, the detector's stem on interleaved pixels.
+# 2: export_forms (input in the preprocessing's memory order, graph-friendly gesture/stem ops).
 EXPORTER_VERSION = 2
 OPSET = 17
 CACHE_FOLDER = ".tnn_engines"
@@ -100,120 +101,33 @@ def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-def input_memory_order(model: nn.Module) -> tuple[int, ...]:
-    """Axes of the model's logical input in the order its preprocessing lays them out in memory.
-
-    The detector's preprocessing returns channels-last pixels (N, H, W, C in memory), the gesture
-    net's frame-major clips (N, T, C, H, W). A graph that takes its input in that order is fed the
-    preprocessed buffer as it is; a logical-order input would cost a transpose per frame (about
-    0.1 ms for a 320x240 image, docs/engines.md).
-    """
-    from ..models.detector import ThrottleableDetector
-    from ..models.gesture import ThrottleableGestureNet
-
-    if isinstance(model, ThrottleableDetector):
-        return (0, 2, 3, 1)
-    if isinstance(model, ThrottleableGestureNet):
-        return (0, 2, 1, 3, 4)
-    return tuple(range(model.example_input().dim()))
-
-
-def _inverse(order: Sequence[int]) -> tuple[int, ...]:
-    inverse = [0] * len(order)
-    for position, axis in enumerate(order):
-        inverse[axis] = position
-    return tuple(inverse)
-
-
-def _pair(value) -> tuple[int, int]:
-    return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else (int(value),) * 2
-
-
-def conv_on_interleaved_pixels(
-    x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=0, dilation=1, groups: int = 1
-) -> Tensor:
-    """``F.conv2d`` of a few-channel channels-last image, computed on its interleaved pixels.
-
-    The (N, H, W, C) buffer is read as one channel of width ``W * C``: a kh x kw kernel over C
-    channels makes the same sums as a one-channel kh x (kw * C) kernel with C times the horizontal
-    stride and padding. Same MACs and no layout change of the input; onnxruntime's direct conv on one
-    input channel is also faster than its NCHW-to-blocked conv on three (docs/engines.md). Used for
-    export only: the eager stem stays ``F.conv2d``.
-    """
-    if groups != 1 or _pair(dilation) != (1, 1):
-        raise ValueError("conv_on_interleaved_pixels needs groups 1 and dilation 1")
-    n, c, h, w = x.shape
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    c_out, _, kh, kw = weight.shape
-    pixels = x.permute(0, 2, 3, 1).reshape(n, 1, h, w * c)  # a view of the channels-last buffer
-    kernel = weight.permute(0, 2, 3, 1).reshape(c_out, 1, kh, kw * c)
-    return F.conv2d(pixels, kernel, bias, stride=(sh, sw * c), padding=(ph, pw * c))
-
-
-def _pixel_stem(model: nn.Module):
-    """The conv that reads the detector's RGB input (exported as :func:`conv_on_interleaved_pixels`)."""
-    from ..models.detector import ThrottleableDetector
-
-    return model.stem if isinstance(model, ThrottleableDetector) else None
-
-
-class _LevelGraph(nn.Module):
-    """The model pinned to one level, for tracing (the level is a Python constant in the trace).
-
-    Its input is in ``memory_order``; the permutation back to the logical order cancels against the
-    network's own first layout change (the detector's pixel stem, the gesture net's frame-major fold)
-    when the graph is optimised, so no transpose runs.
-    """
-
-    def __init__(self, model: nn.Module, level: int, memory_order: Sequence[int]) -> None:
-        super().__init__()
-        self.net = model
-        self.level = level
-        self.logical_order = _inverse(memory_order)
-
-    def forward(self, inputs: Tensor):
-        previous = self.net._level
-        self.net._level = self.level
-        try:
-            return self.net(inputs.permute(self.logical_order))
-        finally:
-            self.net._level = previous
-
-
 @torch.no_grad()
 def export_level(model: nn.Module, level: int, example: Tensor, path: str | os.PathLike) -> None:
     """Trace ``model`` at ``level`` on ``example`` and write the ONNX graph to ``path``.
 
-    ``example`` has the model's logical input shape; the graph's input is
+    ``example`` has the model's logical input shape; the graph traced is the model's
+    :func:`~tnn_ros.engines.export_forms.export_form` and its input is
     ``example.permute(input_memory_order(model))``.
     """
     if model.training:
         raise ValueError("export a model in eval mode (its per-level caches hold the folded weights)")
     outputs = model(example)
     count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
-    order = input_memory_order(model)
-    graph = _LevelGraph(model, level, order)
-    graph.training = False  # not .eval(): that would rebuild every cache of the model again
-    stem = _pixel_stem(model)
-    if stem is not None:
-        stem._conv_fn = conv_on_interleaved_pixels  # an instance attribute over the class's F.conv2d
-    try:
-        with warnings.catch_warnings():
-            # The shape checks in forward are constant for a static graph: exactly what we want traced.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph,
-                (example.permute(order).contiguous(),),
-                str(path),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=[f"output{i}" for i in range(count)],
-                do_constant_folding=True,
-            )
-    finally:
-        if stem is not None:
-            del stem._conv_fn
+    inputs = example.permute(input_memory_order(model)).contiguous()
+    with export_form(model, level, batch=example.shape[0]) as graph, warnings.catch_warnings():
+        graph.training = False  # not .eval(): that would rebuild every cache of the model again
+        # The shape checks in forward are constant for a static graph: exactly what we want traced.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            (inputs,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[f"output{i}" for i in range(count)],
+            do_constant_folding=True,
+        )
 
 
 class GraphCache:

@@ -12,14 +12,8 @@ import torch
 from torch import Tensor
 
 from .base import Engine, EngineError
-from .graph_cache import (
-    INPUT_NAME,
-    GraphCache,
-    export_level,
-    input_memory_order,
-    state_digest,
-    user_cache_dir,
-)
+from .export_forms import input_memory_order
+from .graph_cache import INPUT_NAME, GraphCache, export_level, state_digest, user_cache_dir
 
 # Execution providers in order of preference; only the installed ones are asked for.
 PROVIDER_PREFERENCE = (
