@@ -2,10 +2,10 @@
 
 Layers are named by their module path in the torch model (``stem``, ``stages.1.0.conv1``,
 ``head_out`` ...) on both backends: the ONNX graphs keep the module scope in their node names
-(``/net/stages.1.0/conv1/Conv``, ``/convs.0/Relu``), so one table compares the backends layer by layer. Time that no
-gated layer accounts for is reported as ``(other)`` on torch (residual adds, upsampling, pooling,
-reshapes, Python between ops) and under the op's name on onnxruntime (``(other) Resize``);
-onnxruntime's layout conversions are ``(layout reorders)``.
+(``/net/stages.1.0/conv1/Conv``, ``/convs.0/Relu``), so one table compares the backends layer by
+layer. Time that no gated layer accounts for is reported as ``(other)`` on torch (residual adds,
+upsampling, pooling, reshapes, Python between ops) and under the op's name on onnxruntime
+(``(other) Resize``); onnxruntime's layout conversions are ``(layout reorders)``.
 """
 
 from __future__ import annotations
