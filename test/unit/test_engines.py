@@ -383,3 +383,10 @@ def test_frames_pool_equals_max_pool3d(temporal):
     x = clips.permute(0, 2, 1, 3, 4).reshape(8, 3, 5, 7)
     got = frames_pool(x, temporal, batch=2).reshape(2, -1, 3, 3, 4).permute(0, 2, 1, 3, 4)
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_softplus_by_exp_log_equals_softplus():
+    from tnn_ros.engines.export_forms import softplus_by_exp_log
+
+    x = torch.cat([torch.linspace(-100, 100, 2001), torch.tensor([0.0, 1e-8, -1e-8, 19.9, 20.1, 88.0, 89.0])])
+    torch.testing.assert_close(softplus_by_exp_log(x), torch.nn.functional.softplus(x), atol=1e-6, rtol=1e-6)

@@ -10,7 +10,9 @@ torch model's outputs at every level is tested (test/unit/test_engines.py) and t
 
 - Inputs come in the memory order the model's preprocessing produces (:func:`input_memory_order`).
 - Detector: the stem reads the interleaved channels-last pixels as one channel
-  (:func:`conv_on_interleaved_pixels`); the rest of the network traces as it is.
+  (:func:`conv_on_interleaved_pixels`); the distance head's softplus is written as the overflow-safe
+  ``relu(x) + log(1 + exp(-|x|))``, which onnxruntime vectorises (its ``Softplus`` kernel does not:
+  about 80 vs 40 us per frame at every level); the rest traces as it is.
 - Gesture net: activations stay 4-D frames (N*T, C, H, W) from input to flatten. A 3x3x3 conv is the
   temporal fold (neighbour frames stacked on channels, one ``Conv``) directly followed by its ReLU; on
   the RGB input it is one interleaved-pixel conv per temporal offset, summed (:func:`frames_conv`);
@@ -170,11 +172,38 @@ class _GestureFrames(nn.Module):
         return net.classifier(x, level)
 
 
+def softplus_by_exp_log(x: Tensor) -> Tensor:
+    """``F.softplus(x)`` (beta 1) as ``relu(x) + log(1 + exp(-|x|))``: exact in float32 for any x."""
+    return F.relu(x) + torch.log(1.0 + torch.exp(-x.abs()))
+
+
+class _DetectorGraph(nn.Module):
+    """The detector at one level on channels-last pixels (N, H, W, 3).
+
+    Mirrors ``ThrottleableDetector.forward`` (features, head, heatmap logits + scaled softplus
+    distances) with :func:`softplus_by_exp_log`; the stem gets its kernel from :func:`export_form`.
+    """
+
+    def __init__(self, net: nn.Module, level: int) -> None:
+        super().__init__()
+        self.net = net
+        self.level = level
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        from ..models.detector import DISTANCE_SCALE
+
+        net, level = self.net, self.level
+        images = pixels.permute(0, 3, 1, 2)  # logical NCHW view; cancels against the pixel stem's
+        out = net.head_out(net.head_conv(net.features(images, level), level), level)
+        num_classes = len(net.classes)
+        return out[:, :num_classes], softplus_by_exp_log(out[:, num_classes:]) * DISTANCE_SCALE
+
+
 class _LevelGraph(nn.Module):
     """A model pinned to one level, input in ``memory_order`` (the level is a constant in the trace).
 
-    The permutation back to the logical order cancels against the network's own first layout change
-    (the detector's pixel stem) when the graph is exported, so no transpose runs.
+    The fallback for models without an export form of their own: the permutation back to the logical
+    order is a ``Transpose`` unless the network's first op undoes it.
     """
 
     def __init__(self, model: nn.Module, level: int, memory_order: Sequence[int]) -> None:
@@ -216,6 +245,6 @@ def export_form(model: nn.Module, level: int, batch: int = 1) -> Iterator[nn.Mod
             yield _GestureFrames(model, level)
     elif isinstance(model, ThrottleableDetector):
         with _kernels([model.stem], conv_on_interleaved_pixels):
-            yield _LevelGraph(model, level, input_memory_order(model))
+            yield _DetectorGraph(model, level)
     else:
         yield _LevelGraph(model, level, input_memory_order(model))
