@@ -249,6 +249,14 @@ def _logit_floor(score_threshold: float) -> float:
     return math.log(score_threshold / (1.0 - score_threshold)) - 1e-3
 
 
+def _as_numpy(tensor: Tensor) -> np.ndarray:
+    """A float32 CPU view of ``tensor`` (the network's outputs already are: no torch op per frame)."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
+        tensor = tensor.cpu().float()
+    return tensor.numpy()
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp(+inf) at the -inf border: sigmoid = 0, as wanted
         return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
@@ -269,8 +277,7 @@ def decode(
     map, which every level paid alike.
     """
     n, _, h, w = heatmap_logits.shape
-    logits_all = heatmap_logits.detach().cpu().float().numpy()
-    distances_all = distances.detach().cpu().float().numpy()
+    logits_all, distances_all = _as_numpy(heatmap_logits), _as_numpy(distances)
     floor = _logit_floor(score_threshold)
     results = []
     for i in range(n):
@@ -292,7 +299,7 @@ def decode(
         d = distances_all[i][:, ys, xs]
         boxes = np.stack([cx - d[0], cy - d[1], cx + d[2], cy + d[3]], axis=1)
         classes = classes.astype(np.int64)
-        if len(classes) > 1:
+        if len(classes) > 1 and np.bincount(classes).max() > 1:  # NMS only works within a class
             keep = class_nms(boxes, classes, NMS_IOU)
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         results.append(
