@@ -215,8 +215,10 @@ class _LevelGraph(nn.Module):
     def forward(self, inputs: Tensor):
         previous = self.net._level
         self.net._level = self.level
+        if self.logical_order != tuple(range(inputs.dim())):
+            inputs = inputs.permute(self.logical_order)
         try:
-            return self.net(inputs.permute(self.logical_order))
+            return self.net(inputs)
         finally:
             self.net._level = previous
 
