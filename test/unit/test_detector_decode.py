@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.ops as box_ops
 
-from tnn_ros.models.detector import MAX_DETECTIONS, NMS_IOU, STRIDE, decode
+from tnn_ros.models.detector import MAX_DETECTIONS, NMS_IOU, STRIDE, class_nms, decode
 
 
 def reference_decode(heatmap_logits, distances, score_threshold, max_detections=MAX_DETECTIONS):
@@ -81,3 +81,41 @@ def test_decode_keeps_at_most_max_detections():
     assert c.tolist() == rc.tolist() and len(c) <= 7
     torch.testing.assert_close(b, rb, atol=1e-4, rtol=0)
     assert np.all(np.diff(s.numpy()) <= 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_class_nms_matches_torchvision_batched_nms(seed):
+    """Crowded random boxes of 3 classes (many overlaps): the same kept set as torchvision's op."""
+    rng = np.random.default_rng(seed)
+    n = 60
+    corners = rng.uniform(0, 8, (n, 2)).astype(np.float32)
+    boxes = np.concatenate([corners, corners + rng.uniform(12, 20, (n, 2)).astype(np.float32)], 1)
+    scores = rng.random(n).astype(np.float32)
+    classes = rng.integers(0, 3, n)
+    order = np.argsort(-scores, kind="stable")  # class_nms takes boxes best first
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    expected = box_ops.batched_nms(
+        torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), NMS_IOU
+    )
+    got = class_nms(boxes, classes, NMS_IOU)
+    assert sorted(got.tolist()) == sorted(expected.tolist())
+    assert 0 < len(got) < n  # the case really suppresses
+
+
+def test_class_nms_hand_computed():
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # kept (best)
+            [1, 0, 11, 10],  # IoU 90/110 = 0.82 with box 0, same class: dropped
+            [2, 0, 12, 10],  # IoU 0.67 with box 1 but box 1 is gone; IoU 80/120 = 0.67 with box 0: kept
+            [0, 0, 10, 10],  # identical to box 0 but another class: kept
+            [3, 0, 13, 10],  # IoU 90/110 = 0.82 with box 2 (kept): dropped; 70/130 with box 0
+        ],
+        np.float32,
+    )
+    classes = np.array([0, 0, 0, 1, 0])
+    assert class_nms(boxes, classes, 0.7).tolist() == [0, 2, 3]
+    assert class_nms(boxes, classes, 0.95).tolist() == [0, 1, 2, 3, 4]
+    # Two empty boxes (IoU 0/0) never suppress each other, as in torchvision.
+    empty = np.zeros((2, 4), np.float32)
+    assert class_nms(empty, np.zeros(2, np.int64), 0.5).tolist() == [0, 1]

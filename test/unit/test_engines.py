@@ -90,7 +90,16 @@ def _max_difference(model, engine, inputs):
     return worst
 
 
-@pytest.mark.parametrize("make, name", [(tiny_detector, "detector"), (tiny_gesture, "gesture")])
+def tiny_gesture_valid(seed=0):
+    """The no-temporal-padding architecture the streaming recognizer runs (kernels 3 and 1, pools 2/1)."""
+    torch.manual_seed(seed)
+    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid"}  # kernels 3, 3, 1; pools 2, 1
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
+
+
+@pytest.mark.parametrize(
+    "make, name", [(tiny_detector, "detector"), (tiny_gesture, "gesture"), (tiny_gesture_valid, "gesture")]
+)
 def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):
     model = make()
     engine = create_engine(model, "onnxruntime", model_path=_save(model, tmp_path / f"{name}.pt", name))
@@ -117,10 +126,10 @@ def test_each_level_graph_holds_only_its_sliced_weights(detector_on_ort):
         assert not any(node.op_type == "BatchNormalization" for node in graph.node)  # folded
     assert all(a < b for a, b in zip(sizes, sizes[1:]))
     # count_level_costs counts the weights + biases each level executes, from the executed shapes;
-    # a graph holds exactly those plus a few shape constants (e.g. for the upsampling).
+    # a graph holds exactly those plus a few shape constants (the upsampling, the pixel stem's reshape).
     costs = count_level_costs(model, model.example_input())
     for size, cost in zip(sizes, costs):
-        assert cost.params <= size <= cost.params + 16
+        assert cost.params <= size <= cost.params + 24
 
 
 def test_detector_predict_is_the_same_on_both_backends(detector_on_ort):
@@ -306,3 +315,78 @@ def test_shipped_models_match_torch_on_onnxruntime(tmp_path, name):
     engine = create_engine(model, "onnxruntime", model_path=shipped_model_path(name), cache_dir=tmp_path)
     inputs = torch.rand(model.example_input().shape, generator=torch.Generator().manual_seed(2))
     assert _max_difference(model, engine, inputs) <= TOLERANCE
+
+
+def test_graph_inputs_are_the_preprocessed_buffers(detector_on_ort, tmp_path):
+    """Graphs take the preprocessing's memory order, so a preprocessed frame is fed without a copy."""
+    import onnx
+
+    model, engine = detector_on_ort
+    graph = onnx.load(str(engine.engine.graph_paths[0])).graph
+    width, height = model.input_size
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, height, width, 3]
+    assert not any(node.op_type == "Transpose" for node in graph.node)
+    frame = model.preprocess(render_scene(np.random.default_rng(0), width, height)[0])
+    assert np.shares_memory(engine.engine.feed(frame)["input"], frame.numpy())
+
+    net = tiny_gesture()
+    gesture = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "g.pt", "gesture"))
+    width, height = net.frame_size
+    clips = torch.zeros(1, net.clip_length, height, width, 3, dtype=torch.uint8)
+    clip = net.preprocess(clips)
+    feed = gesture.engine.feed(clip)["input"]
+    assert feed.shape == (1, net.clip_length, height, width, 3)
+    assert np.shares_memory(feed, clip.numpy())
+    # A logical-order (contiguous NCHW) input is still right, just copied.
+    inputs = torch.randn(model.example_input().shape)
+    assert _max_difference(model, engine, inputs) <= TOLERANCE
+
+
+@pytest.mark.parametrize("stride, padding", [(2, 1), (1, 1), ((2, 1), (0, 2))])
+def test_conv_on_interleaved_pixels_equals_conv2d(stride, padding):
+    from tnn_ros.engines.export_forms import conv_on_interleaved_pixels
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 9, 11, 3, generator=g).permute(0, 3, 1, 2)  # channels-last, as preprocessed
+    weight, bias = torch.randn(5, 3, 3, 3, generator=g), torch.randn(5, generator=g)
+    expected = torch.nn.functional.conv2d(image, weight, bias, stride=stride, padding=padding)
+    got = conv_on_interleaved_pixels(image, weight, bias, stride, padding)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("temporal_padding, channels", [(1, 3), (1, 8), (0, 3), (0, 16)])
+def test_frames_conv_equals_conv3d(temporal_padding, channels):
+    """The 4-D frame-major conv == F.conv3d with (pt, 1, 1) padding, on its folded weight."""
+    from tnn_ros.engines.export_forms import frames_conv
+    from tnn_ros.models.gesture import fold_temporal_weight
+
+    g = torch.Generator().manual_seed(1)
+    batch, frames = 2, 5
+    clips = torch.randn(batch, channels, frames, 6, 7, generator=g)
+    weight, bias = torch.randn(4, channels, 3, 3, 3, generator=g), torch.randn(4, generator=g)
+    expected = torch.nn.functional.conv3d(clips, weight, bias, padding=(temporal_padding, 1, 1))
+    x = clips.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, 6, 7)
+    if channels < 8:  # the RGB path reads channels-last frames (as preprocessed)
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = frames_conv(x, fold_temporal_weight(weight), bias, padding=(temporal_padding, 1, 1), batch=batch)
+    got = out.reshape(batch, -1, 4, 6, 7).permute(0, 2, 1, 3, 4)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("temporal", [1, 2])
+def test_frames_pool_equals_max_pool3d(temporal):
+    from tnn_ros.engines.export_forms import frames_pool
+
+    g = torch.Generator().manual_seed(2)
+    clips = torch.randn(2, 3, 4, 5, 7, generator=g)  # odd H, W: ceil mode
+    expected = torch.nn.functional.max_pool3d(clips, (temporal, 2, 2), ceil_mode=True)
+    x = clips.permute(0, 2, 1, 3, 4).reshape(8, 3, 5, 7)
+    got = frames_pool(x, temporal, batch=2).reshape(2, -1, 3, 3, 4).permute(0, 2, 1, 3, 4)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_softplus_by_exp_log_equals_softplus():
+    from tnn_ros.engines.export_forms import softplus_by_exp_log
+
+    x = torch.cat([torch.linspace(-100, 100, 2001), torch.tensor([0.0, 1e-8, -1e-8, 19.9, 20.1, 88.0, 89.0])])
+    torch.testing.assert_close(softplus_by_exp_log(x), torch.nn.functional.softplus(x), atol=1e-6, rtol=1e-6)

@@ -79,6 +79,10 @@ def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path):
     )
     assert summary["targets_met"]["switch<=40us"] == (summary["switch_us_median"] <= 40)
     assert set(result["cpu_ms_per_frame_at_15hz"]) == {"torch", "onnxruntime", "onnxruntime_spinning"}
+    # Whole frames (preprocess + network + decode) per level on every backend timed.
+    assert set(result["frame"]) == {"torch", "onnxruntime", "onnxruntime_spinning"}
+    assert all(len(entry["cpu_ms_median"]) == 3 for entry in result["frame"].values())
+    assert summary["frame_cpu_min_efficiency"] == min(result["frame"]["onnxruntime"]["cpu_efficiency"])
 
 
 def test_onnx_node_names_map_to_module_paths():
@@ -90,3 +94,6 @@ def test_onnx_node_names_map_to_module_paths():
     names = frozenset({"stem", "stages", "stages.1", "stages.1.0", "stages.1.0.conv1"})
     assert _layer_of_node("/net/stages.1.0/conv1/Conv", names) == "stages.1.0.conv1"
     assert _layer_of_node("/net/Slice_2/GatherSliceToSplitFusion", names) == "(other) Slice"
+    # The gesture net's export form calls the modules itself: no "/net" scope.
+    assert _layer_of_node("/stages.1.0/conv1/Relu_output_0_nchwc", names) == "stages.1.0.conv1"
+    assert _layer_of_node("/MaxPool_1_output_0_nchwc", names) == "(other) MaxPool"

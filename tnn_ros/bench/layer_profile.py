@@ -2,10 +2,10 @@
 
 Layers are named by their module path in the torch model (``stem``, ``stages.1.0.conv1``,
 ``head_out`` ...) on both backends: the ONNX graphs keep the module scope in their node names
-(``/net/stages.1.0/conv1/Conv``), so one table compares the backends layer by layer. Time that no
-gated layer accounts for is reported as ``(other)`` on torch (residual adds, upsampling, pooling,
-reshapes, Python between ops) and under the op's name on onnxruntime (``(other) Resize``);
-onnxruntime's layout conversions are ``(layout reorders)``.
+(``/net/stages.1.0/conv1/Conv``, ``/convs.0/Relu``), so one table compares the backends layer by
+layer. Time that no gated layer accounts for is reported as ``(other)`` on torch (residual adds,
+upsampling, pooling, reshapes, Python between ops) and under the op's name on onnxruntime
+(``(other) Resize``); onnxruntime's layout conversions are ``(layout reorders)``.
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ def _layer_of_node(node_name: str, module_names: frozenset[str] | None = None) -
     made by a fusion) are ``(other) <op>``.
     """
     node_name = node_name.removeprefix("fused ")  # nodes onnxruntime made by fusing others
-    if node_name.startswith(GRAPH_SCOPE):
-        parts = node_name[len(GRAPH_SCOPE) :].split("/")
+    if node_name.startswith("/"):
+        # "/net/<module path>/<op>" (the model traced inside the level wrapper) or "/<module path>/<op>"
+        # (an export form that calls the model's modules itself, engines/export_forms.py)
+        parts = node_name.removeprefix(GRAPH_SCOPE).removeprefix("/").split("/")
         scopes = parts[:-1]
         if module_names is not None:
             while scopes and ".".join(scopes) not in module_names:
@@ -108,7 +110,7 @@ def ort_layer_profile(
 
     from ..engines.ort_engine import session_options
 
-    feed = {"input": example.detach().contiguous().numpy()}
+    feed = engine.feed(example)
     with tempfile.TemporaryDirectory() as folder:
         options = session_options(
             engine.num_threads, engine.spinning, profile_prefix=os.path.join(folder, "ort")

@@ -204,6 +204,40 @@ def _pre_post_ms(model, repeats: int) -> dict:
     return result
 
 
+def _frame_latency(engines: dict, model, costs, repeats: int) -> dict:
+    """Whole detector frames per level and backend: preprocess + network + decode/NMS + box scaling.
+
+    ``predict`` on a rendered camera frame at the network's input size, every level and backend
+    interleaved in each round; process CPU ms (robust on a loaded machine) and the efficiency of the
+    whole frame (the pre/post-processing every level pays counts against it).
+    """
+    from ..sim.scenes import render_scene
+
+    image = render_scene(np.random.default_rng(2), *model.input_size)[0]
+    levels = range(model.num_levels)
+    samples = {name: {level: [] for level in levels} for name in engines}
+    with torch.no_grad():
+        for round_index in range(repeats + 1):
+            for level in levels:
+                for name, engine in engines.items():
+                    engine.set_level(level)
+                    start = time.process_time()
+                    engine.predict(image)
+                    if round_index:  # the first round warms up
+                        samples[name][level].append((time.process_time() - start) * 1000)
+    result = {}
+    for name in engines:
+        medians = [statistics.median(samples[name][level]) for level in levels]
+        result[name] = {
+            "cpu_ms_median": [round(v, 3) for v in medians],
+            "cpu_efficiency": [
+                round(medians[-1] / v * cost.macs / costs[-1].macs, 3) if v > 0 else float("nan")
+                for v, cost in zip(medians, costs)
+            ],
+        }
+    return result
+
+
 def _cpu_per_frame(engines: dict, example, levels: Sequence[int], frames: int) -> dict:
     """Process CPU ms per frame at 15 frames/s: what a backend costs the shared robot CPU."""
     return {
@@ -264,6 +298,7 @@ def run_benchmark(args) -> dict:
     profile = _profiles(engines, model, example, profile_repeats)
     if args.model == "detector":
         profile["pre_post_ms"] = _pre_post_ms(model, profile_repeats)
+        whole_frames = _frame_latency(engines, model, costs, profile_repeats)
     comparison = {
         name: {
             "latency_ms_median": [round(v, 3) for v in result["median_ms"]],
@@ -307,6 +342,9 @@ def run_benchmark(args) -> dict:
         "profile": profile,
         "summary": summary,
     }
+    if args.model == "detector":
+        result["frame"] = whole_frames
+        summary["frame_cpu_min_efficiency"] = min(whole_frames[backend]["cpu_efficiency"])
     if fallback_reason:
         result["fallback_reason"] = fallback_reason
     if args.model == "gesture":  # per-frame (continual) vs clip cost, full and lowest level
@@ -355,6 +393,9 @@ def markdown_table(result: dict) -> str:
             lines.append(
                 f"profile {name} {which} (level {entry['level']}, {entry['forward_ms_median']} ms): {top}"
             )
+    for name, entry in result.get("frame", {}).items():
+        times = ", ".join(f"{v:.2f}" for v in entry["cpu_ms_median"])
+        lines.append(f"whole frame (predict), {name}: CPU ms per level {times}")
     if "summary" in result:
         lines.append(f"summary: {result['summary']}")
     return "\n".join(lines)

@@ -6,7 +6,9 @@ with the network run by the chosen backend. Backends:
 
 - ``torch``: eager PyTorch on the model's per-level caches (sliced weights, BN folded).
 - ``onnxruntime``: one static ONNX graph per level, exported once and cached by the model file's
-  hash, one session per level built here; a level switch picks a session.
+  hash, one session per level built here; a level switch picks a session. What is exported is the
+  model's export form (:mod:`.export_forms`: same outputs, graph-friendly ops, input in the memory
+  order of the model's preprocessing, so frames are fed without a copy).
 
 A missing onnxruntime never fails: the torch backend is used and the reason is logged and kept in
 ``engine_info()["fallback_reason"]``. A graph that cannot be built or loaded raises

@@ -2,7 +2,9 @@
 
 Each level is traced on its own (``torch.onnx.export``, TorchScript exporter): the gated ops run on
 their eval caches, so the graph holds that level's sliced weights with BatchNorm already folded and
-the skipped blocks are simply absent. Graphs are written next to the model file in
+the skipped blocks are simply absent. What is traced is the model's export form
+(:mod:`~tnn_ros.engines.export_forms`: the same function with graph-friendly ops, input in the memory
+order the preprocessing produces). Graphs are written next to the model file in
 ``.tnn_engines/<model stem>/`` (or the user cache dir when that folder is not writable), each with a
 JSON manifest holding its key (model file SHA-256, level, input shape, exporter version) and the
 SHA-256 of the graph bytes. A graph whose key or bytes do not match is stale or corrupt: it is
@@ -22,8 +24,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .export_forms import export_form, input_memory_order
+
 # Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
-EXPORTER_VERSION = 1
+# 2: export_forms (input in the preprocessing's memory order, graph-friendly gesture/stem ops).
+EXPORTER_VERSION = 2
 OPSET = 17
 CACHE_FOLDER = ".tnn_engines"
 INPUT_NAME = "input"
@@ -96,38 +101,26 @@ def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-class _LevelGraph(nn.Module):
-    """The model pinned to one level, for tracing (the level is a Python constant in the trace)."""
-
-    def __init__(self, model: nn.Module, level: int) -> None:
-        super().__init__()
-        self.net = model
-        self.level = level
-
-    def forward(self, inputs: Tensor):
-        previous = self.net._level
-        self.net._level = self.level
-        try:
-            return self.net(inputs)
-        finally:
-            self.net._level = previous
-
-
 @torch.no_grad()
 def export_level(model: nn.Module, level: int, example: Tensor, path: str | os.PathLike) -> None:
-    """Trace ``model`` at ``level`` on ``example`` and write the ONNX graph to ``path``."""
+    """Trace ``model`` at ``level`` on ``example`` and write the ONNX graph to ``path``.
+
+    ``example`` has the model's logical input shape; the graph traced is the model's
+    :func:`~tnn_ros.engines.export_forms.export_form` and its input is
+    ``example.permute(input_memory_order(model))``.
+    """
     if model.training:
         raise ValueError("export a model in eval mode (its per-level caches hold the folded weights)")
     outputs = model(example)
     count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
-    graph = _LevelGraph(model, level)
-    graph.training = False  # not .eval(): that would rebuild every cache of the model again
-    with warnings.catch_warnings():
+    inputs = example.permute(input_memory_order(model)).contiguous()
+    with export_form(model, level, batch=example.shape[0]) as graph, warnings.catch_warnings():
+        graph.training = False  # not .eval(): that would rebuild every cache of the model again
         # The shape checks in forward are constant for a static graph: exactly what we want traced.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
-            (example,),
+            (inputs,),
             str(path),
             dynamo=False,
             opset_version=OPSET,

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Engine, EngineError
+from .export_forms import input_memory_order
 from .graph_cache import INPUT_NAME, GraphCache, export_level, state_digest, user_cache_dir
 
 # Execution providers in order of preference; only the installed ones are asked for.
@@ -92,6 +93,8 @@ class OrtEngine(Engine):
         self.spinning = bool(spinning)
         example = model.example_input()
         self.input_shape = tuple(example.shape)
+        # The graphs take their input in the memory order of the model's preprocessing (graph_cache).
+        self.input_order = input_memory_order(model)
         if model_path is not None:
             self.cache = GraphCache.for_model_file(model_path, self.input_shape, cache_dir)
         else:
@@ -148,17 +151,22 @@ class OrtEngine(Engine):
                 ) from exc
 
     # --- running ------------------------------------------------------------------------------------
-    def run(self, level: int, inputs: Tensor):
+    def feed(self, inputs: Tensor) -> dict:
+        """The session input for ``inputs`` (logical shape): its buffer in the graphs' memory order.
+
+        Preprocessed frames already are in that order, so this is a view; other layouts are copied.
+        """
         if tuple(inputs.shape) != self.input_shape:
             raise ValueError(
                 f"the exported graphs take inputs of shape {self.input_shape}, got {tuple(inputs.shape)}"
             )
         if inputs.dtype != torch.float32:
             raise ValueError(f"expected float32 inputs, got {inputs.dtype}")
-        # ORT reads C-contiguous buffers; channels-last images (from preprocess) are copied once here,
-        # by numpy on this thread rather than by torch's intra-op pool.
-        feed = {INPUT_NAME: np.ascontiguousarray(inputs.detach().numpy())}
-        outputs = self._sessions[level].run(self._output_names, feed)
+        # np.ascontiguousarray copies only when the layout differs (numpy, on this thread).
+        return {INPUT_NAME: np.ascontiguousarray(inputs.detach().permute(self.input_order).numpy())}
+
+    def run(self, level: int, inputs: Tensor):
+        outputs = self._sessions[level].run(self._output_names, self.feed(inputs))
         if self._single_output:
             return torch.from_numpy(outputs[0])
         return tuple(torch.from_numpy(o) for o in outputs)

@@ -1,0 +1,252 @@
+"""Export-only forms of the networks: the same outputs from ops that graph runtimes run fast.
+
+The eager forwards are written for PyTorch on a CPU (oneDNN kernels, views instead of copies). Traced
+as they are, some of their ops become slow graph ops: strided slices for pooling, a reshape between
+every conv and its ReLU (so they cannot fuse), a 9-channel conv that onnxruntime cannot run in its
+blocked layout, a transpose of every input frame. The forms here compute the same functions on the
+same per-level caches (sliced weights, BatchNorm folded) with graph-friendly ops; that they give the
+torch model's outputs at every level is tested (test/unit/test_engines.py) and their effect measured
+(docs/engines.md).
+
+- Inputs come in the memory order the model's preprocessing produces (:func:`input_memory_order`).
+- Detector: the stem reads the interleaved channels-last pixels as one channel
+  (:func:`conv_on_interleaved_pixels`); the distance head's softplus is written as the overflow-safe
+  ``relu(x) + log(1 + exp(-|x|))``, which onnxruntime vectorises (its ``Softplus`` kernel does not:
+  about 80 vs 40 us per frame at every level); the rest traces as it is.
+- Gesture net: activations stay 4-D frames (N*T, C, H, W) from input to flatten. A 3x3x3 conv is the
+  temporal fold (neighbour frames stacked on channels, one ``Conv``) directly followed by its ReLU; on
+  the RGB input it is one interleaved-pixel conv per temporal offset, summed (:func:`frames_conv`);
+  pooling is a ``MaxPool`` over each frame plus a maximum of frame pairs (:func:`frames_pool`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Below this many input channels a folded conv is split per temporal offset: onnxruntime's blocked
+# (NCHWc) kernels take input channels in multiples of 8, or fewer than 8 (its first-layer kernel).
+BLOCK_CHANNELS = 8
+
+
+def input_memory_order(model: nn.Module) -> tuple[int, ...]:
+    """Axes of the model's logical input in the order its preprocessing lays them out in memory.
+
+    Both preprocessings scale the camera's interleaved uint8 pixels in place: the detector's returns
+    channels-last images (N, H, W, C in memory), the gesture net's frame-major clips of channels-last
+    frames (N, T, H, W, C). A graph that takes its input in that order is fed the preprocessed buffer
+    as it is; a logical-order input would cost a transpose per frame.
+    """
+    from ..models.detector import ThrottleableDetector
+    from ..models.gesture import ThrottleableGestureNet
+
+    if isinstance(model, ThrottleableDetector):
+        return (0, 2, 3, 1)
+    if isinstance(model, ThrottleableGestureNet):
+        return (0, 2, 3, 4, 1)
+    return tuple(range(model.example_input().dim()))
+
+
+def _inverse(order: Sequence[int]) -> tuple[int, ...]:
+    inverse = [0] * len(order)
+    for position, axis in enumerate(order):
+        inverse[axis] = position
+    return tuple(inverse)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else (int(value),) * 2
+
+
+def conv_on_interleaved_pixels(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=0, dilation=1, groups: int = 1
+) -> Tensor:
+    """``F.conv2d`` of a few-channel channels-last image, computed on its interleaved pixels.
+
+    The (N, H, W, C) buffer is read as one channel of width ``W * C``: a kh x kw kernel over C
+    channels makes the same sums as a one-channel kh x (kw * C) kernel with C times the horizontal
+    stride and padding. Same MACs and no layout change of the input; onnxruntime's direct conv on one
+    input channel is also faster than its NCHW-to-blocked conv on three (docs/engines.md).
+    """
+    if groups != 1 or _pair(dilation) != (1, 1):
+        raise ValueError("conv_on_interleaved_pixels needs groups 1 and dilation 1")
+    n, c, h, w = x.shape
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    c_out, _, kh, kw = weight.shape
+    pixels = x.permute(0, 2, 3, 1).reshape(n, 1, h, w * c)  # a view of the channels-last buffer
+    kernel = weight.permute(0, 2, 3, 1).reshape(c_out, 1, kh, kw * c)
+    return F.conv2d(pixels, kernel, bias, stride=(sh, sw * c), padding=(ph, pw * c))
+
+
+def frames_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride=1,
+    padding=(1, 1, 1),
+    dilation=1,
+    groups: int = 1,
+    *,
+    batch: int = 1,
+) -> Tensor:
+    """A gated kt x 3 x 3 conv (temporal padding ``padding[0]``) on frame-major 4-D frames.
+
+    ``x`` is (batch * T, C, H, W), clip by clip (for C < 8, i.e. the RGB input, channels-last frames
+    are read without a copy); ``weight`` the folded (C_out, kt * C, 3, 3) weight of
+    :class:`~tnn_ros.models.gesture.TemporalFoldConv3d`. Returns (batch * T_out, C_out, H, W) in the
+    same order, so the layer's ReLU follows the ``Conv`` directly and fuses with it.
+    """
+    nt, c, h, w = x.shape
+    kt = weight.shape[1] // c
+    pt = int(padding[0] if isinstance(padding, (tuple, list)) else padding)
+    frames = x.reshape(batch, nt // batch, c, h, w)
+    if pt:
+        frames = F.pad(frames, (0, 0, 0, 0, 0, 0, pt, pt))  # zero frames before and after each clip
+    t_out = frames.shape[1] - kt + 1
+
+    def window(offset: int) -> Tensor:
+        return frames[:, offset : offset + t_out].reshape(batch * t_out, c, h, w)
+
+    if kt > 1 and c < BLOCK_CHANNELS:
+        # The RGB frames: one conv per temporal offset, summed, each on the interleaved pixels of its
+        # frames (conv_on_interleaved_pixels: no stacked copy, no layout change of the input, and
+        # onnxruntime's fast one-channel kernel where a (kt * c)-channel stack gets a slow generic one).
+        pixels = x.permute(0, 2, 3, 1).reshape(batch, nt // batch, 1, h, w * c)
+        if pt:
+            pixels = F.pad(pixels, (0, 0, 0, 0, 0, 0, pt, pt))
+        per_offset = weight.reshape(weight.shape[0], kt, c, *weight.shape[2:])
+        out = None
+        for offset in range(kt):
+            kernel = per_offset[:, offset].permute(0, 2, 3, 1).reshape(weight.shape[0], 1, 3, 3 * c)
+            frames_at = pixels[:, offset : offset + t_out].reshape(batch * t_out, 1, h, w * c)
+            term = F.conv2d(frames_at, kernel, bias if offset == 0 else None, stride=(1, c), padding=(1, c))
+            out = term if out is None else out + term
+        return out
+    stacked = window(0) if kt == 1 else torch.cat([window(d) for d in range(kt)], dim=1)
+    return F.conv2d(stacked, weight, bias, padding=1)
+
+
+def frames_pool(x: Tensor, temporal: int, batch: int = 1) -> Tensor:
+    """:func:`~tnn_ros.models.gesture.max_pool_clip` on frame-major 4-D frames (batch * T, C, H, W).
+
+    2 x 2 spatial max pooling in ceil mode, then the maximum of frame pairs when ``temporal`` is 2.
+    """
+    x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+    if temporal == 2:
+        pairs = x.reshape(x.shape[0] // 2, 2, *x.shape[1:])  # T is even per clip: pairs never straddle
+        x = torch.maximum(pairs[:, 0], pairs[:, 1])
+    return x
+
+
+class _GestureFrames(nn.Module):
+    """The gesture net at one level on frame-major clips (N, T, H, W, 3), in 4-D frames throughout.
+
+    Mirrors ``ThrottleableGestureNet.forward`` (conv1, pool, gated convs with a pool at each stage end,
+    flatten in the logical (C, T, H, W) order, FC layers, classifier); the convs are the net's own
+    modules (so node names keep their module paths) with :func:`frames_conv` as their kernel.
+    """
+
+    def __init__(self, net: nn.Module, level: int) -> None:
+        super().__init__()
+        self.net = net
+        self.level = level
+
+    def forward(self, clips: Tensor) -> Tensor:
+        net, level = self.net, self.level
+        n, t, h, w, c = clips.shape
+        frames = clips.reshape(n * t, h, w, c).permute(0, 3, 1, 2)  # (N*T, C, H, W), channels-last
+        x = frames_pool(net.conv1(frames, level), 1, n)
+        for conv, pool in zip(net.convs, net._pool_after):
+            x = conv(x, level)
+            if pool:
+                x = frames_pool(x, pool, n)
+        t = x.shape[0] // n
+        x = x.reshape(n, t, *x.shape[1:]).transpose(1, 2).reshape(n, -1)  # (C, T, H, W) order
+        for fc in net.fcs:
+            x = fc(x, level)
+        return net.classifier(x, level)
+
+
+def softplus_by_exp_log(x: Tensor) -> Tensor:
+    """``F.softplus(x)`` (beta 1) as ``relu(x) + log(1 + exp(-|x|))``: exact in float32 for any x."""
+    return F.relu(x) + torch.log(1.0 + torch.exp(-x.abs()))
+
+
+class _DetectorGraph(nn.Module):
+    """The detector at one level on channels-last pixels (N, H, W, 3).
+
+    Mirrors ``ThrottleableDetector.forward`` (features, head, heatmap logits + scaled softplus
+    distances) with :func:`softplus_by_exp_log`; the stem gets its kernel from :func:`export_form`.
+    """
+
+    def __init__(self, net: nn.Module, level: int) -> None:
+        super().__init__()
+        self.net = net
+        self.level = level
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        from ..models.detector import DISTANCE_SCALE
+
+        net, level = self.net, self.level
+        images = pixels.permute(0, 3, 1, 2)  # logical NCHW view; cancels against the pixel stem's
+        out = net.head_out(net.head_conv(net.features(images, level), level), level)
+        num_classes = len(net.classes)
+        return out[:, :num_classes], softplus_by_exp_log(out[:, num_classes:]) * DISTANCE_SCALE
+
+
+class _LevelGraph(nn.Module):
+    """A model pinned to one level, input in ``memory_order`` (the level is a constant in the trace).
+
+    The fallback for models without an export form of their own: the permutation back to the logical
+    order is a ``Transpose`` unless the network's first op undoes it.
+    """
+
+    def __init__(self, model: nn.Module, level: int, memory_order: Sequence[int]) -> None:
+        super().__init__()
+        self.net = model
+        self.level = level
+        self.logical_order = _inverse(memory_order)
+
+    def forward(self, inputs: Tensor):
+        previous = self.net._level
+        self.net._level = self.level
+        if self.logical_order != tuple(range(inputs.dim())):
+            inputs = inputs.permute(self.logical_order)
+        try:
+            return self.net(inputs)
+        finally:
+            self.net._level = previous
+
+
+@contextlib.contextmanager
+def _kernels(modules: Sequence[nn.Module], kernel) -> Iterator[None]:
+    """Give ``modules`` another conv kernel (an instance attribute over the class's) for a while."""
+    for module in modules:
+        module._conv_fn = kernel
+    try:
+        yield
+    finally:
+        for module in modules:
+            del module._conv_fn
+
+
+@contextlib.contextmanager
+def export_form(model: nn.Module, level: int, batch: int = 1) -> Iterator[nn.Module]:
+    """The module to trace for ``model`` at ``level``; its input is in :func:`input_memory_order`."""
+    from ..models.detector import ThrottleableDetector
+    from ..models.gesture import TemporalFoldConv3d, ThrottleableGestureNet
+
+    if isinstance(model, ThrottleableGestureNet):
+        convs = [m for m in model.modules() if isinstance(m, TemporalFoldConv3d)]
+        with _kernels(convs, functools.partial(frames_conv, batch=batch)):
+            yield _GestureFrames(model, level)
+    elif isinstance(model, ThrottleableDetector):
+        with _kernels([model.stem], conv_on_interleaved_pixels):
+            yield _DetectorGraph(model, level)
+    else:
+        yield _LevelGraph(model, level, input_memory_order(model))
