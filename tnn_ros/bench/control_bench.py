@@ -342,8 +342,10 @@ class LevelSource:
     def tick(self, t: float, readings: dict[str, float | None]) -> None:
         pass
 
-    def frame_done(self, t: float, level: int, latency_ms: float, cpu_ms: float) -> None:
-        pass
+    def frame_done(
+        self, t: float, level: int, latency_ms: float, cpu_ms: float, queue_ms: float = 0.0
+    ) -> None:
+        """A frame's result at ``t``: its service time ``latency_ms`` after waiting ``queue_ms``."""
 
     def level(self, t: float, seq: int) -> int | None:
         """The level, or None to skip this frame."""
@@ -397,8 +399,12 @@ class ControllerSource(LevelSource):
                 self.controller.update(name, value, t)
         self.setpoint = self.controller.step(t).setpoint
 
-    def frame_done(self, t: float, level: int, latency_ms: float, cpu_ms: float) -> None:
+    def frame_done(
+        self, t: float, level: int, latency_ms: float, cpu_ms: float, queue_ms: float = 0.0
+    ) -> None:
+        # the node's order: utilization_applied, queue_ms, latency_ms (inference time without queueing)
         self.controller.update("applied", self.schedule.utilization_of(level), t)
+        self.controller.update("queue", queue_ms, t)
         self.controller.update("latency", latency_ms, t)
 
     def level(self, t: float, seq: int) -> int | None:
@@ -425,7 +431,8 @@ class ReplaySim:
         self.dead = False
         self.num_frames = int(math.floor(bench.mission.duration_s * FPS))
         self.next_seq = 0
-        self.inflight: tuple[float, int, float, float] | None = None  # (done_t, level, service_ms, cpu_ms)
+        # (done_t, level, service_ms, cpu_ms, queue_ms) of the frame being processed
+        self.inflight: tuple[float, int, float, float, float] | None = None
         self.bad_samples = 0  # NaN / inf / missing trace samples met (the frame is lost)
 
     # -- state copies for the oracle ------------------------------------------------------------------
@@ -491,9 +498,9 @@ class ReplaySim:
     def _deliver(self, t: float) -> None:
         """Hand the controller the result of the in-flight frame if it finished by ``t``."""
         if self.inflight is not None and self.inflight[0] <= t:
-            done, level, service, cpu = self.inflight
+            done, level, service, cpu, queue = self.inflight
             self.inflight = None
-            self.source.frame_done(done, level, service, cpu)
+            self.source.frame_done(done, level, service, cpu, queue)
 
     def _start(self, frame: FrameLog, t: float) -> None:
         """Start ``frame`` on the worker at time ``t`` at the source's level (or skip it)."""
@@ -520,7 +527,7 @@ class ReplaySim:
         frame.hit = frame.latency_ms <= self._deadline(frame.arrival)
         self.cpu_in_tick += cpu
         self.busy_until = done
-        self.inflight = (done, level, service, cpu)
+        self.inflight = (done, level, service, cpu, (t - frame.arrival) * 1e3)
 
     def _advance_to(self, t: float) -> None:
         """Run ticks and worker starts up to time ``t`` in time order."""
