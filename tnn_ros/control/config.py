@@ -43,7 +43,7 @@ class ControllerConfig:
     cpu_load_hysteresis: float = 0.1
     deadline_margin: float = 0.1
     latency_ema_alpha: float = 0.2
-    latency_quantile: float = 0.95
+    latency_quantile: float = 0.99
     latency_window: int = 64
     latency_horizon_s: float = 10.0
     latency_min_samples: int = 20
