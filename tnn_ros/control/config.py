@@ -56,7 +56,7 @@ class ControllerConfig:
     max_step_down_per_s: float = 2.0
     learned_model: str = ""
     learned_alpha: float = 0.1
-    learned_online: bool = False
+    learned_online: bool = True
     learned_switch_margin: float = 0.02
 
     @classmethod
