@@ -370,3 +370,14 @@ def test_deadline_policy_in_replay_keeps_up_with_the_camera():
     late = [f for f in frames if f.arrival >= 3.0]
     assert {f.level for f in late} == {5}
     assert all(f.hit for f in late)
+
+
+def test_live_queueing_delay_is_paired_with_the_nearest_frame():
+    from tnn_ros.bench.control_bench import paired_queue_ms
+
+    # frames at 0.10, 0.20, 0.30, 0.40 s; queue samples 2 ms after the first two, a NaN one after the
+    # third, none near the fourth (the nearest is 0.32 s, 80 ms away): 5, 7, unknown, unknown
+    queue = np.array([[0.102, 5.0], [0.202, 7.0], [0.302, np.nan], [0.32, 9.0]])
+    got = paired_queue_ms([0.10, 0.20, 0.30, 0.40], queue)
+    np.testing.assert_array_equal(got, [5.0, 7.0, np.nan, np.nan])
+    assert np.isnan(paired_queue_ms([0.1], np.zeros((0, 2)))).all()

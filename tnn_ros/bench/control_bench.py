@@ -925,6 +925,23 @@ LIVE_POLICIES = ("static_L0", "static_L7", "auto", "learned")
 LIVE_STRATEGIES = ("rule", "deadline", "auto", "learned")  # any of them via --policies
 
 
+def paired_queue_ms(frame_times: list[float], queue_ms: np.ndarray, within_s: float = 0.05) -> np.ndarray:
+    """The queueing delay of each frame: the ``queue_ms`` sample (rows of t, ms) nearest in time.
+
+    Perception publishes a frame's ``queue_ms`` right after its detections; a frame with no finite
+    sample within ``within_s`` gets NaN (unknown: its latency counts without queueing).
+    """
+    out = np.full(len(frame_times), np.nan)
+    if len(queue_ms) == 0:
+        return out
+    times = queue_ms[:, 0]
+    for i, t in enumerate(frame_times):
+        nearest = int(np.argmin(np.abs(times - t)))
+        if abs(times[nearest] - t) <= within_s and math.isfinite(queue_ms[nearest, 1]):
+            out[i] = float(queue_ms[nearest, 1])
+    return out
+
+
 def live_metrics(bag: Path, duration_s: float) -> dict:
     """The suite's metrics from one recorded live run (the demo's bag analysis).
 
@@ -948,19 +965,14 @@ def live_metrics(bag: Path, duration_s: float) -> dict:
     run = load_run(bag)
     frames = [f for f in run.frames if 0.0 <= f["t"] <= duration_s]
     published = max(len([t for t in run.truth.values() if 0.0 <= t.get("t", -1.0) <= duration_s]), 1)
-    # the frame's queueing delay (arrival -> start) counts, as in replay: perception publishes
-    # queue_ms right after the frame's detections; it is paired by time (within 50 ms)
-    queue_t = run.queue_ms[:, 0] if len(run.queue_ms) else np.zeros(0)
-    hits = queued = 0
-    for frame in frames:
+    # the frame's queueing delay (arrival -> start) counts, as in replay
+    queue = paired_queue_ms([f["t"] for f in frames], run.queue_ms)
+    hits = 0
+    for frame, queue_ms in zip(frames, queue):
         deadline = _value_at(run.deadline, frame["t"])
-        latency = float(frame.get("latency_ms", math.nan))
-        if len(queue_t):
-            nearest = int(np.argmin(np.abs(queue_t - frame["t"])))
-            if abs(queue_t[nearest] - frame["t"]) <= 0.05 and math.isfinite(run.queue_ms[nearest, 1]):
-                latency += float(run.queue_ms[nearest, 1])
-                queued += 1
+        latency = float(frame.get("latency_ms", math.nan)) + (0.0 if math.isnan(queue_ms) else queue_ms)
         hits += int(math.isfinite(latency) and (not math.isfinite(deadline) or latency <= deadline))
+    queued = int(np.sum(~np.isnan(queue)))
     map50 = bag_map50(frames, run.truth)
     cpu = [float(f["cpu_ms"]) for f in frames if isinstance(f.get("cpu_ms"), (int, float))]
     levels = [int(f.get("level", -1)) for f in frames]
