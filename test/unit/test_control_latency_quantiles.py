@@ -188,6 +188,7 @@ def test_frame_period_is_estimated_from_arrivals_and_mean_service_from_latency_w
         assert model.observe(0.5, 30.0, i / 15.0 + 0.030, queue_ms=10.0) is None
     now = kept[-1] / 15.0 + 0.030
     assert model.frame_period(now) == pytest.approx(1000.0 / 15.0)
+    assert model.diagnostics(now)["frame_period_ms"] == "66.7"
     assert model.mean_service(0.5, now) == pytest.approx(20.0)
     # a level never run: the card scaled like the measured level (card 17 ms -> measured 20 ms)
     assert model.mean_service(1.0, now) == pytest.approx(20.0 * CARD_MS[-1] / CARD_MS[3])
@@ -195,3 +196,4 @@ def test_frame_period_is_estimated_from_arrivals_and_mean_service_from_latency_w
     fixed = LatencyQuantiles(profile(), frame_period_ms=50.0)
     assert fixed.frame_period(0.0) == 50.0
     assert LatencyQuantiles(profile()).frame_period(0.0) is None  # nothing heard yet: unknown
+    assert LatencyQuantiles(profile()).diagnostics(0.0)["frame_period_ms"] == "unknown"

@@ -387,6 +387,8 @@ class LatencyQuantiles:
             "latency_load_changes": str(len(self.shifts)),
             "latency_load_change_recent": f"{self.last_shift(now):.3f}",
         }
+        period = self.frame_period(now)
+        values["frame_period_ms"] = "unknown" if period is None else f"{period:.1f}"
         for u in self.profile.utilizations:
             values[f"latency_p{self.quantile * 100:.0f}_ms.{u:.3f}"] = f"{self.predict_ms(u, now):.1f}"
         return values
