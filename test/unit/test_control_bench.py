@@ -314,3 +314,70 @@ def test_nan_and_missing_trace_samples_count_as_missed_frames():
     assert row["deadline_hit_rate"] == pytest.approx(1 / 3, abs=1e-4)
     assert row["cpu_s"] == pytest.approx(0.010)
     assert "2 unusable trace sample(s)" in row["notes"]
+
+
+class _Recorder:
+    """A level source that runs one level and records what the controller would be told per frame."""
+
+    name = "recorder"
+
+    def __init__(self, level):
+        self.fixed, self.done = level, []
+
+    def tick(self, t, readings):
+        pass
+
+    def frame_done(self, t, level, latency_ms, cpu_ms, queue_ms=0.0):
+        self.done.append((round(t * 1e3, 2), level, latency_ms, round(queue_ms, 2)))
+
+    def level(self, t, seq):
+        return self.fixed
+
+
+def test_controller_hears_each_frames_queueing_delay():
+    # 90 ms per frame at 15 fps (frames every 66.67 ms), newest frame wins. By hand:
+    # f0 0 -> 90; f1 (66.67) starts 90, waited 23.33, done 180; f2 (133.33) starts 180, waited 46.67,
+    # done 270; f3 (200) is replaced by f4 (266.67), which starts 270, waited 3.33, done 360;
+    # f5 (333.33) starts 360, waited 26.67, done 450.
+    from tnn_ros.bench.control_bench import ReplaySim
+
+    trace = make_trace([10.0, 90.0], [1.0, 1.0], [MISS_BOX, GT_BOX], frames=10)
+    source = _Recorder(1)
+    sim = ReplaySim(mission(duration_s=0.5, deadline_ms=1000.0), trace, None, source)
+    sim.run_until(0.46)
+    assert [(t, q) for t, _, _, q in source.done] == [
+        (90.0, 0.0),
+        (180.0, 23.33),
+        (270.0, 46.67),
+        (360.0, 3.33),
+        (450.0, 26.67),
+    ]
+    assert all(latency == 90.0 for _, _, latency, _ in source.done)  # service time, as the node reports
+
+
+def test_deadline_policy_in_replay_keeps_up_with_the_camera():
+    # A loose 300 ms deadline (270 ms budget). Level 7 takes 80 ms, longer than the 66.7 ms frame
+    # period: by hand its frames queue 13.3, 26.7, 40, 53.3 ms (latency 93.3..133.3 ms, all within
+    # the budget) and then one frame in six is dropped (f5 is replaced by f6 while f4 runs): a 5/6
+    # hit rate although every frame it answers is in time. Level 6 (75 ms) does the same; level 5
+    # (60 ms) keeps up and answers every frame. The card has the same shape (1/10 of the latency).
+    latency = [20.0, 40.0, 45.0, 50.0, 55.0, 60.0, 75.0, 80.0]
+    trace = make_trace(latency, [1.0] * 8, [MISS_BOX] + [GT_BOX] * 7, frames=150)
+    profile = LatencyProfile([((k + 1) / 8, ms / 10.0) for k, ms in enumerate(latency)])
+    row, frames = simulate(mission(duration_s=10.0, deadline_ms=300.0), trace, None, "static_L7", profile)
+    assert row["deadline_hit_rate"] == pytest.approx(125 / 150, abs=0.01)
+    row, frames = simulate(mission(duration_s=10.0, deadline_ms=300.0), trace, None, "deadline", profile)
+    late = [f for f in frames if f.arrival >= 3.0]
+    assert {f.level for f in late} == {5}
+    assert all(f.hit for f in late)
+
+
+def test_live_queueing_delay_is_paired_with_the_nearest_frame():
+    from tnn_ros.bench.control_bench import paired_queue_ms
+
+    # frames at 0.10, 0.20, 0.30, 0.40 s; queue samples 2 ms after the first two, a NaN one after the
+    # third, none near the fourth (the nearest is 0.32 s, 80 ms away): 5, 7, unknown, unknown
+    queue = np.array([[0.102, 5.0], [0.202, 7.0], [0.302, np.nan], [0.32, 9.0]])
+    got = paired_queue_ms([0.10, 0.20, 0.30, 0.40], queue)
+    np.testing.assert_array_equal(got, [5.0, 7.0, np.nan, np.nan])
+    assert np.isnan(paired_queue_ms([0.1], np.zeros((0, 2)))).all()

@@ -69,7 +69,7 @@ def test_auto_controller_protects_battery_temperature_and_deadline():
     # the deadline policy predicts from this device's measured latency (1.5x the card at u 0.5)
     _, _, decision, _, _ = adaptive[-1]
     card = LatencyProfile.synthetic(SCHEDULE.utilizations(), full_ms=40.0)
-    assert f"u 0.50 predicts p95 {DEVICE_SLOWDOWN * card.base_ms(0.5):.1f} ms (measured" in decision.reason
+    assert f"u 0.50 predicts p99 {DEVICE_SLOWDOWN * card.base_ms(0.5):.1f} ms (measured" in decision.reason
 
 
 def test_auto_setpoint_does_not_oscillate():

@@ -75,7 +75,8 @@ def test_bad_samples_are_counted_and_ignored():
 def run_deadline(latency_of, seconds, deadline_ms=40.0, seed=1, config=None):
     """Closed loop: controller at 10 Hz, frames at FPS with latency_of(t, u) ms; returns per-frame rows."""
     rng = np.random.default_rng(seed)
-    config = config or ControllerConfig(strategy="deadline", deadline_margin=0.1)
+    # p95: the expectations below are computed by hand for the 95th percentile
+    config = config or ControllerConfig(strategy="deadline", deadline_margin=0.1, latency_quantile=0.95)
     controller = Controller(config, profile())
     u, rows, t = 1.0, [], 0.0
     for frame in range(int(seconds * FPS)):
@@ -158,7 +159,7 @@ def test_queueing_delay_counts_into_the_frame_latency():
         controller.update("latency", 40.0, t)
     controller.update("applied", 1.0, 2.0)
     controller.update("latency", 40.0, 2.0)  # no queue sample for this frame: latency alone
-    samples = [v for _, v in controller.latency._samples[7]]
+    samples = [v for _, v, *_ in controller.latency._samples[7]]
     assert samples[:40] == [60.0] * 40 and samples[-1] == 40.0
 
 
@@ -172,7 +173,27 @@ def test_latency_history_survives_strategy_switches_but_not_a_new_tuning():
     controller.reconfigure(controller.config.replace(manual_override=False), 3.0)
     assert controller.latency is model and model.observations == 30
     assert controller.policy.inner.deadline.latency is model  # the auto policy predicts from it
-    controller.reconfigure(controller.config.replace(latency_quantile=0.99), 4.0)
-    assert controller.latency is not model and controller.latency.quantile == 0.99
+    controller.reconfigure(controller.config.replace(latency_quantile=0.9), 4.0)
+    assert controller.latency is not model and controller.latency.quantile == 0.9
     controller.profile = LatencyProfile([(0.5, 10.0), (1.0, 20.0)])  # a new card: new levels
     assert controller.latency.utilizations == [0.5, 1.0]
+
+
+def test_frame_period_is_estimated_from_arrivals_and_mean_service_from_latency_without_queue():
+    # 15 fps camera; results arrive 30 ms (10 ms queued + 20 ms service) after each frame; frames
+    # 3 and 7 were dropped (gaps of 133 ms): the median gap is still one frame period.
+    model = LatencyQuantiles(profile(), min_samples=4)
+    kept = [i for i in range(12) if i not in (3, 7)]
+    for i in kept:
+        assert model.observe(0.5, 30.0, i / 15.0 + 0.030, queue_ms=10.0) is None
+    now = kept[-1] / 15.0 + 0.030
+    assert model.frame_period(now) == pytest.approx(1000.0 / 15.0)
+    assert model.diagnostics(now)["frame_period_ms"] == "66.7"
+    assert model.mean_service(0.5, now) == pytest.approx(20.0)
+    # a level never run: the card scaled like the measured level (card 17 ms -> measured 20 ms)
+    assert model.mean_service(1.0, now) == pytest.approx(20.0 * CARD_MS[-1] / CARD_MS[3])
+    # a configured period wins over the estimate
+    fixed = LatencyQuantiles(profile(), frame_period_ms=50.0)
+    assert fixed.frame_period(0.0) == 50.0
+    assert LatencyQuantiles(profile()).frame_period(0.0) is None  # nothing heard yet: unknown
+    assert LatencyQuantiles(profile()).diagnostics(0.0)["frame_period_ms"] == "unknown"

@@ -234,16 +234,21 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     from tnn_ros.train.controller import main
 
     levels, frames = 8, 6
+    # one object per frame; levels 0-4 put their one detection elsewhere (IoU 0: AP 0), levels 5-7
+    # on the object (AP 1): the accuracy proxy is each level's mAP@0.5, by hand [0] * 5 + [1] * 3
+    truth, wrong = [10.0, 10.0, 50.0, 50.0], [100.0, 100.0, 140.0, 140.0]
     trace = Trace(
         latency_ms=np.tile(np.linspace(5, 40, levels), (frames, 1)),
         cpu_ms=np.tile(np.linspace(5, 40, levels), (frames, 1)),
-        det_offsets=np.zeros(frames * levels + 1, np.int64),
-        det_boxes=np.zeros((0, 4), np.float32),
-        det_scores=np.zeros(0, np.float32),
-        det_labels=np.zeros(0, np.int64),
-        gt_offsets=np.zeros(frames + 1, np.int64),
-        gt_boxes=np.zeros((0, 4), np.float32),
-        gt_labels=np.zeros(0, np.int64),
+        det_offsets=np.arange(frames * levels + 1, dtype=np.int64),
+        det_boxes=np.array(
+            [wrong if k < 5 else truth for _ in range(frames) for k in range(levels)], np.float32
+        ),
+        det_scores=np.full(frames * levels, 0.9, np.float32),
+        det_labels=np.zeros(frames * levels, np.int64),
+        gt_offsets=np.arange(frames + 1, dtype=np.int64),
+        gt_boxes=np.tile(np.array([truth], np.float32), (frames, 1)),
+        gt_labels=np.zeros(frames, np.int64),
         gesture_frames=np.zeros(0, np.int64),
         gesture_probs=np.zeros((0, levels, 2)),
         gesture_truth=np.zeros(frames, np.int64),
@@ -269,7 +274,7 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     )
     bandit, card = load_bandit(out)
     assert card["samples_per_arm"] == [frames * 4] * levels
-    assert card["accuracies"] == pytest.approx(list(np.linspace(0.5, 0.9, levels)), abs=1e-4)
+    assert card["accuracies"] == pytest.approx([0.0] * 5 + [1.0] * 3, abs=1e-4)
     assert any("bag" in reason for reason in card["training"]["skipped"])
     json.dumps(card)
 
@@ -296,6 +301,21 @@ def test_trainer_leaves_out_nan_trace_samples():
         meta={"cores": 1},
     )
     bad = [0]
-    samples = samples_from_trace(trace, np.random.default_rng(0), 1, 0.1, RewardWeights(), bad)
+    samples = samples_from_trace(trace, np.random.default_rng(0), 1, 0.1, bad)
     assert bad[0] == 2 and len(samples) == 4
-    assert all(np.all(np.isfinite(x)) and np.isfinite(r) for _, x, r in samples)
+    assert all(np.all(np.isfinite(x)) and np.isfinite(hit + busy) for _, x, hit, busy, _ in samples)
+
+
+def test_queued_latency_newest_frame_wins_hand_case():
+    from tnn_ros.train.controller import queued_latency
+
+    # 90 ms per frame, a frame every 66.67 ms. By hand: f0 0 -> 90 (90); f1 starts 90, done 180
+    # (113.33); f2 starts 180, done 270 (136.67); f3 (200) is replaced by f4 (266.67) while waiting;
+    # f4 starts 270, done 360 (93.33); f5 starts 360, done 450 (116.67); f6 starts 450 (140); f7 is
+    # replaced by f8, which starts 540 (96.67). A frame with a NaN service time is lost (inf).
+    period = 1000.0 / 15.0
+    got = queued_latency(np.full(9, 90.0), period)
+    want = [90.0, 113.33, 136.67, np.inf, 93.33, 116.67, 140.0, np.inf, 96.67]
+    np.testing.assert_allclose(got, want, atol=0.01)
+    got = queued_latency(np.array([10.0, np.nan, 10.0]), period)
+    np.testing.assert_allclose(got, [10.0, np.inf, 10.0])

@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from tnn_ros.control import Controller, ControllerConfig, LatencyProfile
-from tnn_ros.eval.traces import Trace, frame_f1
+from tnn_ros.eval.traces import Trace, fast_map50, frame_f1  # noqa: F401 (fast_map50: part of this API)
 from tnn_ros.resources.mission import Mission
 from tnn_ros.resources.sim import SimBackend, SimParams
 
@@ -342,8 +342,10 @@ class LevelSource:
     def tick(self, t: float, readings: dict[str, float | None]) -> None:
         pass
 
-    def frame_done(self, t: float, level: int, latency_ms: float, cpu_ms: float) -> None:
-        pass
+    def frame_done(
+        self, t: float, level: int, latency_ms: float, cpu_ms: float, queue_ms: float = 0.0
+    ) -> None:
+        """A frame's result at ``t``: its service time ``latency_ms`` after waiting ``queue_ms``."""
 
     def level(self, t: float, seq: int) -> int | None:
         """The level, or None to skip this frame."""
@@ -397,8 +399,12 @@ class ControllerSource(LevelSource):
                 self.controller.update(name, value, t)
         self.setpoint = self.controller.step(t).setpoint
 
-    def frame_done(self, t: float, level: int, latency_ms: float, cpu_ms: float) -> None:
+    def frame_done(
+        self, t: float, level: int, latency_ms: float, cpu_ms: float, queue_ms: float = 0.0
+    ) -> None:
+        # the node's order: utilization_applied, queue_ms, latency_ms (inference time without queueing)
         self.controller.update("applied", self.schedule.utilization_of(level), t)
+        self.controller.update("queue", queue_ms, t)
         self.controller.update("latency", latency_ms, t)
 
     def level(self, t: float, seq: int) -> int | None:
@@ -425,7 +431,8 @@ class ReplaySim:
         self.dead = False
         self.num_frames = int(math.floor(bench.mission.duration_s * FPS))
         self.next_seq = 0
-        self.inflight: tuple[float, int, float, float] | None = None  # (done_t, level, service_ms, cpu_ms)
+        # (done_t, level, service_ms, cpu_ms, queue_ms) of the frame being processed
+        self.inflight: tuple[float, int, float, float, float] | None = None
         self.bad_samples = 0  # NaN / inf / missing trace samples met (the frame is lost)
 
     # -- state copies for the oracle ------------------------------------------------------------------
@@ -491,9 +498,9 @@ class ReplaySim:
     def _deliver(self, t: float) -> None:
         """Hand the controller the result of the in-flight frame if it finished by ``t``."""
         if self.inflight is not None and self.inflight[0] <= t:
-            done, level, service, cpu = self.inflight
+            done, level, service, cpu, queue = self.inflight
             self.inflight = None
-            self.source.frame_done(done, level, service, cpu)
+            self.source.frame_done(done, level, service, cpu, queue)
 
     def _start(self, frame: FrameLog, t: float) -> None:
         """Start ``frame`` on the worker at time ``t`` at the source's level (or skip it)."""
@@ -520,7 +527,7 @@ class ReplaySim:
         frame.hit = frame.latency_ms <= self._deadline(frame.arrival)
         self.cpu_in_tick += cpu
         self.busy_until = done
-        self.inflight = (done, level, service, cpu)
+        self.inflight = (done, level, service, cpu, (t - frame.arrival) * 1e3)
 
     def _advance_to(self, t: float) -> None:
         """Run ticks and worker starts up to time ``t`` in time order."""
@@ -598,49 +605,6 @@ def _frame_value(idle: Trace, loaded: Trace | None, bench: BenchMission, frame: 
 
 
 # --- metrics --------------------------------------------------------------------------------------
-
-
-def fast_map50(selection: list[tuple[Trace, int, int]]) -> float | None:
-    """COCO mAP@0.5 of the detections of ``(trace, frame, level)`` triples.
-
-    101-point interpolated precision, mean over classes with ground truth, from the traces' cached
-    per-detection matches.
-
-    Matching is per image, so a frame's true positives do not depend on which other frames are
-    selected; only the accumulation (sort by score, precision/recall) runs per call. Equal to
-    torchmetrics ``MeanAveragePrecision(iou_thresholds=[0.5])["map"]`` (checked in the unit tests)
-    and about 100x faster, which the suite needs for 14 policies x 5 missions.
-    """
-    scores, labels, flags, gt_labels = [], [], [], []
-    for trace, frame, level in selection:
-        index = frame * trace.num_levels + level
-        lo, hi = trace.det_offsets[index], trace.det_offsets[index + 1]
-        scores.append(trace.det_scores[lo:hi])
-        labels.append(trace.det_labels[lo:hi])
-        flags.append(trace.true_positives()[lo:hi])
-        gt_labels.append(trace.truth(frame)[1])
-    if not selection:
-        return None
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
-    flags, gt_labels = np.concatenate(flags), np.concatenate(gt_labels)
-    recall_points = np.linspace(0.0, 1.0, 101)
-    precisions = []
-    for label in np.unique(gt_labels):
-        positives = int((gt_labels == label).sum())
-        mine = labels == label
-        order = np.argsort(-scores[mine], kind="mergesort")  # pycocotools sorts stably too
-        tp = np.cumsum(flags[mine][order])
-        fp = np.cumsum(~flags[mine][order])
-        if len(tp) == 0:
-            precisions.append(0.0)
-            continue
-        recall = tp / positives
-        precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-        precision = np.maximum.accumulate(precision[::-1])[::-1]  # precision envelope
-        inds = np.searchsorted(recall, recall_points, side="left")
-        sampled = np.where(inds < len(precision), precision[np.minimum(inds, len(precision) - 1)], 0.0)
-        precisions.append(float(sampled.mean()))
-    return float(np.mean(precisions)) if precisions else None
 
 
 def detection_map50(frames: list[FrameLog], trace_of: Callable[[FrameLog], Trace]) -> float | None:
@@ -958,14 +922,33 @@ def markdown_table(result: dict) -> str:
 # --- live mode ------------------------------------------------------------------------------------
 
 LIVE_POLICIES = ("static_L0", "static_L7", "auto", "learned")
+LIVE_STRATEGIES = ("rule", "deadline", "auto", "learned")  # any of them via --policies
+
+
+def paired_queue_ms(frame_times: list[float], queue_ms: np.ndarray, within_s: float = 0.05) -> np.ndarray:
+    """The queueing delay of each frame: the ``queue_ms`` sample (rows of t, ms) nearest in time.
+
+    Perception publishes a frame's ``queue_ms`` right after its detections; a frame with no finite
+    sample within ``within_s`` gets NaN (unknown: its latency counts without queueing).
+    """
+    out = np.full(len(frame_times), np.nan)
+    if len(queue_ms) == 0:
+        return out
+    times = queue_ms[:, 0]
+    for i, t in enumerate(frame_times):
+        nearest = int(np.argmin(np.abs(times - t)))
+        if abs(times[nearest] - t) <= within_s and math.isfinite(queue_ms[nearest, 1]):
+            out[i] = float(queue_ms[nearest, 1])
+    return out
 
 
 def live_metrics(bag: Path, duration_s: float) -> dict:
     """The suite's metrics from one recorded live run (the demo's bag analysis).
 
     ``deadline_hit_rate`` counts, over every frame the camera published, the frames whose result
-    reported a latency within the deadline in force; ``energy_j`` is the resource monitor's battery
-    (voltage x current); ``cpu_s`` is the sum of per-frame ``cpu_ms`` where perception publishes it.
+    reported a latency (plus its queueing delay, on ``queue_paired`` frames) within the deadline in
+    force; ``energy_j`` is the resource monitor's battery (voltage x current); ``cpu_s`` is the sum
+    of per-frame ``cpu_ms`` where perception publishes it.
     """
     from tnn_ros.demo.analysis import (
         _value_at,
@@ -982,11 +965,14 @@ def live_metrics(bag: Path, duration_s: float) -> dict:
     run = load_run(bag)
     frames = [f for f in run.frames if 0.0 <= f["t"] <= duration_s]
     published = max(len([t for t in run.truth.values() if 0.0 <= t.get("t", -1.0) <= duration_s]), 1)
+    # the frame's queueing delay (arrival -> start) counts, as in replay
+    queue = paired_queue_ms([f["t"] for f in frames], run.queue_ms)
     hits = 0
-    for frame in frames:
+    for frame, queue_ms in zip(frames, queue):
         deadline = _value_at(run.deadline, frame["t"])
-        latency = float(frame.get("latency_ms", math.nan))
+        latency = float(frame.get("latency_ms", math.nan)) + (0.0 if math.isnan(queue_ms) else queue_ms)
         hits += int(math.isfinite(latency) and (not math.isfinite(deadline) or latency <= deadline))
+    queued = int(np.sum(~np.isnan(queue)))
     map50 = bag_map50(frames, run.truth)
     cpu = [float(f["cpu_ms"]) for f in frames if isinstance(f.get("cpu_ms"), (int, float))]
     levels = [int(f.get("level", -1)) for f in frames]
@@ -1002,6 +988,7 @@ def live_metrics(bag: Path, duration_s: float) -> dict:
         "switches_per_min": round(sum(a != b for a, b in zip(levels, levels[1:])) / (duration_s / 60.0), 2),
         "frames": published,
         "processed": len(frames),
+        "queue_paired": queued,
     }
 
 
@@ -1167,7 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
     known = (
         POLICIES
         if args.mode == "replay"
-        else LIVE_POLICIES + tuple(f"static_L{k}" for k in range(NUM_LEVELS))
+        else LIVE_POLICIES + LIVE_STRATEGIES + tuple(f"static_L{k}" for k in range(NUM_LEVELS))
     )
     default = POLICIES if args.mode == "replay" else LIVE_POLICIES
     policies = default if not args.policies else tuple(p.strip() for p in args.policies.split(","))

@@ -43,19 +43,20 @@ class ControllerConfig:
     cpu_load_hysteresis: float = 0.1
     deadline_margin: float = 0.1
     latency_ema_alpha: float = 0.2
-    latency_quantile: float = 0.95
+    latency_quantile: float = 0.99
     latency_window: int = 64
     latency_horizon_s: float = 10.0
     latency_min_samples: int = 20
     contention_window_s: float = 1.0
     contention_threshold: float = 1.5
+    frame_period_ms: float = 0.0
     stale_timeout_s: float = 3.0
     safe_utilization: float = 0.3
     max_step_per_s: float = 0.5
     max_step_down_per_s: float = 2.0
     learned_model: str = ""
     learned_alpha: float = 0.1
-    learned_online: bool = False
+    learned_online: bool = True
     learned_switch_margin: float = 0.02
 
     @classmethod
@@ -129,6 +130,8 @@ class ControllerConfig:
                 f"need 0 < contention_window_s ({self.contention_window_s}) < latency_horizon_s "
                 f"({self.latency_horizon_s})"
             )
+        if not 0.0 <= self.frame_period_ms <= 10000.0:
+            return f"frame_period_ms must be in [0, 10000] (0: estimate), got {self.frame_period_ms}"
         if self.contention_threshold <= 1.0:
             return f"contention_threshold must be > 1, got {self.contention_threshold}"
         if not 0.0 <= self.learned_alpha <= 10.0:

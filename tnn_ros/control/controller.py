@@ -94,6 +94,7 @@ class Controller:
             latency.min_samples,
             latency.contention_window_s,
             latency.contention_on,
+            latency.fixed_period_ms,
         ) != (
             config.latency_quantile,
             config.latency_window,
@@ -101,6 +102,7 @@ class Controller:
             config.latency_min_samples,
             config.contention_window_s,
             config.contention_threshold,
+            config.frame_period_ms,
         )
 
     def update(self, name: str, value: float, now: float) -> str | None:
@@ -123,7 +125,9 @@ class Controller:
                 and inputs.applied_utilization > 0.0
             ):
                 self.profile.observe(inputs.applied_utilization, inputs.latency_ms)
-                self.latency.observe(inputs.applied_utilization, inputs.latency_ms + (queue_ms or 0.0), now)
+                self.latency.observe(
+                    inputs.applied_utilization, inputs.latency_ms + (queue_ms or 0.0), now, queue_ms or 0.0
+                )
         return problem
 
     def observe_confidence(self, confidence: float) -> str | None:

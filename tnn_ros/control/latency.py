@@ -168,6 +168,7 @@ class LatencyQuantiles:
         contention_window_s: float = 1.0,
         contention_min_samples: int = 4,
         contention_on: float = 1.5,
+        frame_period_ms: float = 0.0,
     ) -> None:
         if not 0.5 <= quantile < 1.0:
             raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
@@ -179,6 +180,8 @@ class LatencyQuantiles:
             )
         if contention_on <= 1.0:
             raise ValueError(f"contention_on must be > 1, got {contention_on}")
+        if not (math.isfinite(frame_period_ms) and frame_period_ms >= 0.0):
+            raise ValueError(f"frame_period_ms must be >= 0 (0: estimate), got {frame_period_ms}")
         self.profile = profile
         self.quantile = quantile
         self.window = int(window)
@@ -188,9 +191,11 @@ class LatencyQuantiles:
         self.contention_window_s = contention_window_s
         self.contention_min_samples = int(contention_min_samples)
         self.contention_on = contention_on
+        self.fixed_period_ms = float(frame_period_ms)
         self._samples: dict[int, deque[list[float]]] = {
             i: deque(maxlen=self.window) for i in range(len(profile.utilizations))
-        }  # [t, ms]
+        }  # [t, ms with queueing, service ms (without)]
+        self._arrivals: deque[float] = deque(maxlen=self.window)  # estimated camera arrival of each frame
         self._ratios: deque[list[float]] = deque(maxlen=4 * self.window)  # [t, ms / card]
         self.last_level: int | None = None
         self.last_time: float | None = None
@@ -206,10 +211,15 @@ class LatencyQuantiles:
         """Index of the profile level nearest to utilization ``u``."""
         return int(np.argmin([abs(u - level) for level in self.profile.utilizations]))
 
-    def observe(self, u: float, latency_ms: float, now: float) -> str | None:
-        """Record one frame's latency (ms, queueing included) at applied ``u``; why rejected, or None."""
+    def observe(self, u: float, latency_ms: float, now: float, queue_ms: float = 0.0) -> str | None:
+        """Record one frame's latency (ms, queueing included) at applied ``u``; why rejected, or None.
+
+        ``queue_ms`` is the part of ``latency_ms`` the frame waited before its processing started:
+        the rest is the worker's service time (what limits throughput), and ``now - latency_ms``
+        is when the frame arrived (what the camera's frame period is estimated from).
+        """
         try:
-            u, latency_ms, now = float(u), float(latency_ms), float(now)
+            u, latency_ms, now, queue_ms = float(u), float(latency_ms), float(now), float(queue_ms)
         except (TypeError, ValueError):
             self.rejected["not_a_number"] += 1
             return f"latency sample not a number (u={u!r}, latency_ms={latency_ms!r})"
@@ -222,8 +232,11 @@ class LatencyQuantiles:
         if not math.isfinite(now):
             self.rejected["time"] += 1
             return f"unusable time {now}"
+        if not (math.isfinite(queue_ms) and 0.0 <= queue_ms < latency_ms):
+            queue_ms = 0.0  # an unusable queueing delay: the whole latency counts as service
         level = self.level_of(u)
-        self._samples[level].append([now, latency_ms])
+        self._samples[level].append([now, latency_ms, latency_ms - queue_ms])
+        self._arrivals.append(now - latency_ms / 1e3)
         self._ratios.append([now, latency_ms / self.profile.latencies_ms[level]])
         self.last_level, self.last_time = level, now
         self.observations += 1
@@ -234,8 +247,37 @@ class LatencyQuantiles:
 
     # -- estimates ----------------------------------------------------------------------------------
 
-    def _fresh(self, samples, now: float) -> list[float]:
-        return [value for t, value in samples if now - t <= self.horizon_s]
+    def _fresh(self, samples, now: float, column: int = 1) -> list[float]:
+        return [sample[column] for sample in samples if now - sample[0] <= self.horizon_s]
+
+    def frame_period(self, now: float) -> float | None:
+        """The camera's frame period (ms): ``frame_period_ms`` when set, else estimated, None if unknown.
+
+        Estimated as the median gap between the arrival times of consecutive processed frames
+        (result time minus latency): frames come at the camera's rate, and while the worker keeps up
+        every frame is processed. It reads too long only once most frames are being dropped.
+        """
+        if self.fixed_period_ms > 0.0:
+            return self.fixed_period_ms
+        arrivals = sorted(t for t in self._arrivals if now - t <= self.horizon_s)
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:]) if b > a]
+        if len(gaps) < 2 * self.contention_min_samples:
+            return None
+        return float(np.median(gaps)) * 1e3
+
+    def mean_service(self, u: float, now: float) -> float | None:
+        """Mean service time (ms, latency without queueing) at ``u``: does the level keep up with the camera.
+
+        A level without ``min_samples`` fresh frames of its own gets the
+        card scaled like the nearest level that has them; None when no level has.
+        """
+        level = self.level_of(u)
+        observed = [i for i in self._samples if len(self._fresh(self._samples[i], now)) >= self.min_samples]
+        if not observed:
+            return None
+        nearest = level if level in observed else min(observed, key=lambda i: (abs(i - level), -i))
+        mean = float(np.mean(self._fresh(self._samples[nearest], now, column=2)))
+        return mean * self.profile.latencies_ms[level] / self.profile.latencies_ms[nearest]
 
     def slowdown(self, now: float, level: int | None = None) -> float:
         """Observed quantile of measured / card latency, for predicting an unseen ``level``.
@@ -265,7 +307,7 @@ class LatencyQuantiles:
     def _split(self, samples, now: float) -> tuple[list[float], list[float]]:
         """(values of the last contention window, older values within the horizon)."""
         recent, older = [], []
-        for t, value in samples:
+        for t, value, *_ in samples:
             age = now - t
             if age <= self.contention_window_s:
                 recent.append(value)
@@ -307,7 +349,7 @@ class LatencyQuantiles:
         for samples in (*self._samples.values(), self._ratios):
             for sample in samples:
                 if now - sample[0] > self.contention_window_s:
-                    sample[1] *= factor
+                    sample[1:] = [value * factor for value in sample[1:]]
         self.shifts.append((now, factor))
 
     def last_shift(self, now: float) -> float:
@@ -345,6 +387,8 @@ class LatencyQuantiles:
             "latency_load_changes": str(len(self.shifts)),
             "latency_load_change_recent": f"{self.last_shift(now):.3f}",
         }
+        period = self.frame_period(now)
+        values["frame_period_ms"] = "unknown" if period is None else f"{period:.1f}"
         for u in self.profile.utilizations:
             values[f"latency_p{self.quantile * 100:.0f}_ms.{u:.3f}"] = f"{self.predict_ms(u, now):.1f}"
         return values

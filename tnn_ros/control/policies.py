@@ -194,6 +194,7 @@ def make_latency_model(profile: LatencyProfile, config: ControllerConfig) -> Lat
         prior_samples=config.latency_min_samples,
         contention_window_s=config.contention_window_s,
         contention_on=config.contention_threshold,
+        frame_period_ms=config.frame_period_ms,
     )
 
 
@@ -231,23 +232,36 @@ class DeadlinePolicy(Policy):
         if not levels:  # [min, max] falls between two levels: the highest level below max
             levels = [max([u for u in utilizations if u <= self.config.max_utilization] or [utilizations[0]])]
         predictions = {u: self.latency.predict(u, now) for u in levels}
-        fitting = [u for u in levels if predictions[u][0] <= budget_ms]
+        # A frame the worker never gets to is a miss too: a level must also keep up with the camera
+        # (mean service time within the frame period), else the newest-frame-wins queue drops frames.
+        period = self.latency.frame_period(now)
+        service = {u: self.latency.mean_service(u, now) for u in levels} if period else {}
+
+        def keeps_up(u: float) -> bool:
+            return service.get(u) is None or service[u] <= period
+
+        fitting = [u for u in levels if predictions[u][0] <= budget_ms and keeps_up(u)]
+        q = f"p{self.config.latency_quantile * 100:.0f}"
         if fitting:
             u = max(fitting)
             ms, source = predictions[u]
+            above = [v for v in levels if v > u]
+            why = ""
+            if above and predictions[above[0]][0] <= budget_ms and not keeps_up(above[0]):
+                slow = service[above[0]]
+                why = f"; u {above[0]:.2f} cannot keep up: {slow:.1f} ms per {period:.1f} ms frame"
             return Cap(
                 u,
                 "deadline",
-                f"deadline {inputs.deadline_ms:.1f} ms: u {u:.2f} predicts "
-                f"p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})",
+                f"deadline {inputs.deadline_ms:.1f} ms: u {u:.2f} predicts {q} {ms:.1f} ms ({source}){why}",
             )
         u = min(levels)
         ms, source = predictions[u]
         return Cap(
             u,
             "deadline",
-            f"deadline {inputs.deadline_ms:.1f} ms unreachable: lowest u {u:.2f} "
-            f"predicts p{self.config.latency_quantile * 100:.0f} {ms:.1f} ms ({source})",
+            f"deadline {inputs.deadline_ms:.1f} ms unreachable: lowest u {u:.2f} predicts {q} {ms:.1f} ms "
+            f"({source})" + (f", {service[u]:.1f} ms per {period:.1f} ms frame" if not keeps_up(u) else ""),
         )
 
     def decide(self, inputs: ControlInputs, now: float) -> Decision:

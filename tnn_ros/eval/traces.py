@@ -117,3 +117,47 @@ def frame_f1(
         return 1.0
     true_positives = int(match_detections(boxes, labels, gt_boxes, gt_labels, iou).sum())
     return 2.0 * true_positives / (len(boxes) + len(gt_boxes))
+
+
+def fast_map50(selection: list[tuple[Trace, int, int]]) -> float | None:
+    """COCO mAP@0.5 of the detections of ``(trace, frame, level)`` triples.
+
+    101-point interpolated precision, mean over classes with ground truth, from the traces' cached
+    per-detection matches.
+
+    Matching is per image, so a frame's true positives do not depend on which other frames are
+    selected; only the accumulation (sort by score, precision/recall) runs per call. Equal to
+    torchmetrics ``MeanAveragePrecision(iou_thresholds=[0.5])["map"]`` (checked in the unit tests)
+    and about 100x faster, which the suite needs for 14 policies x 5 missions (the controller trainer
+    uses it per level).
+    """
+    scores, labels, flags, gt_labels = [], [], [], []
+    for trace, frame, level in selection:
+        index = frame * trace.num_levels + level
+        lo, hi = trace.det_offsets[index], trace.det_offsets[index + 1]
+        scores.append(trace.det_scores[lo:hi])
+        labels.append(trace.det_labels[lo:hi])
+        flags.append(trace.true_positives()[lo:hi])
+        gt_labels.append(trace.truth(frame)[1])
+    if not selection:
+        return None
+    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    flags, gt_labels = np.concatenate(flags), np.concatenate(gt_labels)
+    recall_points = np.linspace(0.0, 1.0, 101)
+    precisions = []
+    for label in np.unique(gt_labels):
+        positives = int((gt_labels == label).sum())
+        mine = labels == label
+        order = np.argsort(-scores[mine], kind="mergesort")  # pycocotools sorts stably too
+        tp = np.cumsum(flags[mine][order])
+        fp = np.cumsum(~flags[mine][order])
+        if len(tp) == 0:
+            precisions.append(0.0)
+            continue
+        recall = tp / positives
+        precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        precision = np.maximum.accumulate(precision[::-1])[::-1]  # precision envelope
+        inds = np.searchsorted(recall, recall_points, side="left")
+        sampled = np.where(inds < len(precision), precision[np.minimum(inds, len(precision) - 1)], 0.0)
+        precisions.append(float(sampled.mean()))
+    return float(np.mean(precisions)) if precisions else None

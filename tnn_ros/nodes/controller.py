@@ -146,6 +146,13 @@ PARAMETERS = (
         min_value=1.05,
         max_value=10.0,
     ),
+    ParamSpec(
+        "frame_period_ms",
+        _DEFAULTS.frame_period_ms,
+        "deadline: camera frame period a level must keep up with (0 = estimate from the frames)",
+        min_value=0.0,
+        max_value=10000.0,
+    ),
     ParamSpec("model_card", "", "Model card (JSON) with levels[].latency_ms; empty = shipped detector card"),
     ParamSpec(
         "stale_timeout_s",

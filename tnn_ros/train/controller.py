@@ -43,22 +43,73 @@ THROTTLE_C, THROTTLE_FACTOR = 85.0, 2.0  # the bench's thermal throttling model
 RECENT = 15  # frames in the recent latency quantile (learned.RecentLatency)
 
 
+def queued_latency(service_ms: np.ndarray, period_ms: float) -> np.ndarray:
+    """Latency (ms, arrival to result) of every camera frame when one level runs all of them.
+
+    One worker, a depth-1 queue where the newest frame wins (like the perception node): a frame
+    waits while the worker is busy and is dropped (``inf``) when a newer one arrives first; a frame
+    with an unusable service time is lost too (``inf``) and leaves the worker free.
+    """
+    latency = np.full(len(service_ms), np.inf)
+    busy_until = 0.0
+    waiting: int | None = None
+    for i, service in enumerate(service_ms):
+        arrival = i * period_ms
+        if waiting is not None and busy_until <= arrival:  # the waiting frame started before this one came
+            busy_until = _run(latency, service_ms, waiting, busy_until, period_ms)
+            waiting = None
+        if busy_until <= arrival:
+            busy_until = _run(latency, service_ms, i, arrival, period_ms)
+        else:
+            waiting = i  # an older waiting frame is dropped: newest frame wins
+    if waiting is not None:
+        _run(latency, service_ms, waiting, busy_until, period_ms)
+    return latency
+
+
+def _run(latency: np.ndarray, service_ms: np.ndarray, i: int, start: float, period_ms: float) -> float:
+    """Process frame ``i`` from ``start``; returns when the worker is free again."""
+    service = float(service_ms[i])
+    if not (math.isfinite(service) and service > 0.0):
+        return start
+    latency[i] = start + service - i * period_ms
+    return start + service
+
+
+def level_map50(traces: list, num_levels: int) -> list[float | None]:
+    """COCO mAP@0.5 of each level over every frame of ``traces`` (the suite's accuracy metric)."""
+    from tnn_ros.eval.traces import fast_map50
+
+    return [
+        fast_map50([(trace, i, level) for trace in traces for i in range(trace.num_frames)])
+        for level in range(num_levels)
+    ]
+
+
 def samples_from_trace(
     trace,
     rng: np.random.Generator,
     contexts_per_frame: int,
     margin: float,
-    weights: RewardWeights,
     bad: list[int] | None = None,
-) -> list[tuple[int, np.ndarray, float]]:
-    """(arm, context vector, reward) for every level of every frame under random contexts.
+) -> list[tuple[int, np.ndarray, float, float, Context]]:
+    """(arm, context vector, hit, busy, context) for every level of every frame under random contexts.
 
+    ``hit`` is whether the frame's result arrives within the context's deadline when that level runs
+    every frame (:func:`queued_latency`: queueing and dropped frames included), ``busy`` its measured
+    CPU time per frame period and core; the reward adds the level's accuracy (:func:`main`).
     Samples with NaN / inf / missing values are left out and counted in ``bad[0]``.
     """
     bad = [0] if bad is None else bad
     period = 1000.0 / FPS
+    cores = max(trace.meta.get("cores") or 1, 1)
     latency = np.where(np.isfinite(trace.latency_ms), trace.latency_ms, np.nan)
     ref = float(np.nanpercentile(latency[:, -1], 90))
+    # arrival-to-result latency of each frame per level, at normal speed and throttled
+    queued = {
+        factor: np.stack([queued_latency(latency[:, k] * factor, period) for k in range(trace.num_levels)], 1)
+        for factor in (1.0, THROTTLE_FACTOR)
+    }
     out = []
     for i in range(trace.num_frames):
         window = slice(max(0, i - RECENT + 1), i + 1)
@@ -76,23 +127,19 @@ def samples_from_trace(
                 confidence=None,
             )
             for arm in range(trace.num_levels):
-                values = (
-                    trace.latency_ms[i, arm],
-                    trace.cpu_ms[i, arm],
-                    trace.f1[i, arm],
-                    recent[arm],
-                    typical[arm],
-                )
+                values = (trace.latency_ms[i, arm], trace.cpu_ms[i, arm], recent[arm], typical[arm])
                 if not all(math.isfinite(float(v)) for v in values) or trace.latency_ms[i, arm] <= 0:
                     bad[0] += 1  # NaN / inf / missing sample: counted, left out
                     continue
-                service = float(trace.latency_ms[i, arm]) * factor
                 x = arm_context(
                     context, float(recent[arm]) * factor, margin, float(typical[arm]) * factor, period
                 )
-                hit = expected_hit(service, context.deadline_ms, period)
-                busy = float(trace.cpu_ms[i, arm]) * factor / period / max(trace.meta.get("cores") or 1, 1)
-                out.append((arm, x, reward(float(trace.f1[i, arm]), hit, busy, context, weights)))
+                arrived = float(queued[factor][i, arm])
+                hit = 1.0 if arrived <= context.deadline_ms else 0.0
+                busy = (
+                    float(trace.cpu_ms[i, arm]) * factor / period / cores if math.isfinite(arrived) else 0.0
+                )
+                out.append((arm, x, hit, busy, context))
     return out
 
 
@@ -101,30 +148,31 @@ def samples_from_bag(
     utilizations: list[float],
     base_ms: list[float],
     margin: float,
-    weights: RewardWeights,
     problems: dict[str, int],
-) -> tuple[list, list]:
-    """(arm, context, reward) for every processed frame with ground truth; ([], []) when unusable.
+) -> tuple[list, dict[int, tuple[float, int]]]:
+    """(arm, context vector, hit, busy, context) for every processed frame with ground truth.
 
-    Also returns (arm, f1) pairs for the per-level accuracy proxy in the card.
+    Also returns, per level the run used, (mAP@0.5 of its frames, number of frames) for the accuracy
+    proxy; ([], {}) when the bag is unusable.
     """
     from tnn_ros.bag.common import BagError
     from tnn_ros.demo.analysis import _value_at, load_run
-    from tnn_ros.eval.traces import frame_f1
+    from tnn_ros.demo.analysis import detection_map50 as bag_map50
 
     try:
         run = load_run(bag)
     except (BagError, OSError, ValueError) as error:
         problems[f"{bag}: unreadable ({error})"] = 1
-        return [], []
+        return [], {}
     if not run.frames or not run.truth:
         needed = (("*/detections/json", run.frames), ("*/ground_truth/json", run.truth))
         missing = [name for name, ok in needed if not ok]
         problems[f"{bag}: no {' or '.join(missing)} messages"] = 1
-        return [], []
+        return [], {}
     period = 1000.0 / FPS
     recent: deque[float] = deque(maxlen=RECENT)
-    out, accuracy = [], []
+    out: list = []
+    frames_of: dict[int, list] = {}
     skipped = 0
     for frame in run.frames:
         truth = run.truth.get(int(frame.get("stamp_ns", -1)))
@@ -151,22 +199,19 @@ def samples_from_bag(
             cpu_load=_finite(_value_at(run.cpu_load, t)),
             confidence=_confidence(frame.get("detections", [])),
         )
-        dets = frame.get("detections", [])
-        objects = truth.get("objects", [])
-        f1 = frame_f1(
-            np.array([d["box"] for d in dets], np.float32).reshape(-1, 4),
-            np.array([d["class_id"] for d in dets], np.int64),
-            np.array([o["box"] for o in objects], np.float32).reshape(-1, 4),
-            np.array([o["class_id"] for o in objects], np.int64),
-        )
         predicted = float(np.quantile(recent, 0.95)) * base_ms[arm]
         typical = float(np.quantile(recent, 0.5)) * base_ms[arm]
         x = arm_context(context, predicted, margin, typical, period)
         hit = expected_hit(latency, context.deadline_ms, period)
         cpu = frame.get("cpu_ms", latency)  # measured CPU time where the bag records it
         busy = float(cpu) / period if cpu is not None and math.isfinite(float(cpu)) else latency / period
-        out.append((arm, x, reward(f1, hit, busy, context, weights)))
-        accuracy.append((arm, f1))
+        out.append((arm, x, hit, busy, context))
+        frames_of.setdefault(arm, []).append(frame)
+    accuracy = {}
+    for arm, frames in frames_of.items():
+        value = bag_map50(frames, run.truth)
+        if value is not None:
+            accuracy[arm] = (value, len(frames))
     if skipped:
         problems[f"{bag}: {skipped} frame(s) without ground truth or with NaN/inf latency/utilization"] = (
             skipped
@@ -218,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = RewardWeights()
     rng = np.random.default_rng(args.seed)
     bandit = LinUCB(len(utilizations), alpha=args.alpha, ridge=args.ridge)
-    accuracy_sums = np.zeros(len(utilizations))
-    accuracy_counts = np.zeros(len(utilizations))
+    experience: list[tuple[int, np.ndarray, float, float, Context]] = []
+    traces = []
+    bag_accuracy: dict[int, list[tuple[float, int]]] = {}
     problems: dict[str, int] = {}
     started = time.monotonic()
     sources = []
@@ -235,13 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             problems[f"{path}: {trace.num_levels} levels, the card has {len(utilizations)}"] = 1
             continue
         bad = [0]
-        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, weights, bad)
+        samples = samples_from_trace(trace, rng, args.contexts_per_frame, args.margin, bad)
         if bad[0]:
             problems[f"{path}: {bad[0]} sample(s) with NaN/inf/missing values left out"] = bad[0]
-        for arm, x, value in samples:
-            bandit.update(arm, x, value)
-        accuracy_sums += trace.f1.sum(axis=0)
-        accuracy_counts += trace.num_frames
+        experience += samples
+        traces.append(trace)
         sources.append(
             {
                 "traces": str(path),
@@ -259,14 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     for bag in args.bags:
-        samples, accuracy = samples_from_bag(
-            bag, utilizations, profile.latencies_ms, args.margin, weights, problems
-        )
-        for arm, x, value in samples:
-            bandit.update(arm, x, value)
-        for arm, f1 in accuracy:
-            accuracy_sums[arm] += f1
-            accuracy_counts[arm] += 1
+        samples, accuracy = samples_from_bag(bag, utilizations, profile.latencies_ms, args.margin, problems)
+        experience += samples
+        for arm, value in accuracy.items():
+            bag_accuracy.setdefault(arm, []).append(value)
         if samples:
             sources.append({"bag": str(bag), "samples": len(samples)})
             print(f"  {bag}: {len(samples)} frames, {time.monotonic() - started:.0f} s", flush=True)
@@ -275,18 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     if not sources:
         print("tnn-train controller: no usable data (see the reasons above)", file=sys.stderr)
         return 2
+    # The reward's accuracy is each level's mAP@0.5 over all training frames (the suite's metric;
+    # per-frame F1 at one score threshold hardly separates the levels), frame-weighted over traces
+    # and bags; a level without data keeps the detector card's accuracy.
     card_accuracy = [level.get("accuracy") for level in json.loads(Path(card_file).read_text())["levels"]]
-    accuracies = [
-        float(accuracy_sums[a] / accuracy_counts[a]) if accuracy_counts[a] else float(card_accuracy[a] or 0)
-        for a in range(len(utilizations))
-    ]
+    trace_map = level_map50(traces, len(utilizations)) if traces else [None] * len(utilizations)
+    trace_frames = sum(trace.num_frames for trace in traces)
+    accuracies = []
+    for a in range(len(utilizations)):
+        parts = list(bag_accuracy.get(a, []))
+        if trace_map[a] is not None:
+            parts.append((trace_map[a], trace_frames))
+        total = sum(n for _, n in parts)
+        accuracies.append(sum(v * n for v, n in parts) / total if total else float(card_accuracy[a] or 0.0))
+    for arm, x, hit, busy, context in experience:
+        bandit.update(arm, x, reward(accuracies[arm], hit, busy, context, weights))
     card = {
         "name": "controller",
         "task": "control",
         "algorithm": "disjoint LinUCB (Li et al. 2010)",
         "utilizations": utilizations,
         "accuracies": [round(a, 4) for a in accuracies],
-        "accuracy_proxy": "mean per-frame detection F1 at IoU 0.5 vs ground truth in the training data",
+        "accuracy_proxy": "detection mAP@0.5 of each level over the training data (traces and bags)",
         "frame_period_ms": 1000.0 / FPS,
         "reward_weights": dataclasses.asdict(weights),
         "samples_per_arm": [int(c) for c in bandit.counts],
