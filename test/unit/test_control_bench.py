@@ -381,3 +381,27 @@ def test_live_queueing_delay_is_paired_with_the_nearest_frame():
     got = paired_queue_ms([0.10, 0.20, 0.30, 0.40], queue)
     np.testing.assert_array_equal(got, [5.0, 7.0, np.nan, np.nan])
     assert np.isnan(paired_queue_ms([0.1], np.zeros((0, 2)))).all()
+
+
+def test_recorded_gesture_probabilities_are_the_clip_models_at_every_level():
+    # The recorder streams the shipped (temporal="valid") gesture net frame by frame, as the node
+    # does; the reference is the clip model run on the same 16 frames at the same level.
+    import torch
+
+    from tnn_ros.bench.control_bench import GESTURE_STRIDE, record_traces
+    from tnn_ros.models import load_gesture
+    from tnn_ros.models.gesture import resize_frame
+    from tnn_ros.sim.stream import SimFrameSource
+
+    torch.set_num_threads(1)
+    trace = record_traces(21, seed=3, progress=lambda _: None)
+    net = load_gesture()
+    assert trace.meta["gesture_mode"] == "streaming"
+    assert list(trace.gesture_frames) == [15, 15 + GESTURE_STRIDE]  # first full clip, then every stride
+    source = SimFrameSource(320, 240, seed=3, fps=15.0)
+    frames = [resize_frame(source.frame_at(i).rgb, net.frame_size) for i in range(21)]
+    for row, end in enumerate(trace.gesture_frames):
+        for level in (0, net.num_levels - 1):
+            net.set_level(level)
+            expected = net.predict_clip(frames[end - net.clip_length + 1 : end + 1])
+            np.testing.assert_allclose(trace.gesture_probs[row, level], expected, atol=1e-4)

@@ -79,12 +79,16 @@ def record_traces(
 ) -> Trace:
     """Run the shipped detector and gesture net on ``num_frames`` sim-camera frames at every level.
 
-    ``contention`` runs the recording while a second process loads one core.
+    ``contention`` runs the recording while a second process loads one core. The gesture net runs as
+    the node runs it: a ``temporal="valid"`` net frame by frame (one stream per level, so every
+    frame pays its slice at every level), a padded one on whole clips every ``GESTURE_STRIDE`` frames.
     """
     import torch
 
     from tnn_ros.models import load_detector, load_gesture
     from tnn_ros.models.gesture import resize_frame
+    from tnn_ros.models.gesture_recognizer import supports_streaming
+    from tnn_ros.models.gesture_streaming import StreamingGestureNet
     from tnn_ros.sim.stream import SimFrameSource
 
     torch.set_num_threads(threads)
@@ -103,6 +107,7 @@ def record_traces(
     gesture_frames, gesture_probs, gesture_truth = [], [], []
     clip: deque[np.ndarray] = deque(maxlen=gesture.clip_length)
     since_run = GESTURE_STRIDE
+    streams = [StreamingGestureNet(gesture) for _ in range(levels)] if supports_streaming(gesture) else None
     hog = _cpu_hog() if contention else None
     started = time.monotonic()
     try:
@@ -124,7 +129,11 @@ def record_traces(
                 gesture.set_level(level)
                 wall, proc = time.perf_counter(), time.process_time()
                 dets = detector.predict(frame.rgb, score_threshold=SCORE_THRESHOLD)
-                if run_gesture:
+                if streams is not None:
+                    logits = streams[level].push(clip[-1], level=level)
+                    if run_gesture:
+                        probs[level] = torch.softmax(logits, dim=0).numpy()
+                elif run_gesture:
                     probs[level] = gesture.predict_clip(list(clip))
                 latency[i, level] = (time.perf_counter() - wall) * 1e3
                 cpu[i, level] = (time.process_time() - proc) * 1e3
@@ -182,6 +191,7 @@ def record_traces(
             "loadavg_after": list(os.getloadavg()),
             "utilizations": [(k + 1) / levels for k in range(levels)],
             "recorded_s": round(time.monotonic() - started, 1),
+            "gesture_mode": "streaming" if streams is not None else "clips",
         },
     )
 
