@@ -268,6 +268,7 @@ def train_video(
         loss = torch.nn.functional.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # from scratch: no early blow-up
         optimizer.step()
         step += 1
         seen_correct += int((logits.argmax(1) == labels).sum())
@@ -301,7 +302,8 @@ def train_video(
         "batch_size": batch_size,
         "clips_seen": step * batch_size,
         "lr": lr,
-        "optimizer": "AdamW (weight decay 1e-4), 20-step warm-up, cosine decay over the budget",
+        "optimizer": "AdamW (weight decay 1e-4), 20-step warm-up, cosine decay over the budget, "
+        "gradient norm clipped at 5",
         "data": f"fresh synthetic gesture clips (tnn_ros.data.gestures), seed {VIDEO_TRAIN_SEED}",
         "seed": seed,
         "threads": torch.get_num_threads(),
