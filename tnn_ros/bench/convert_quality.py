@@ -1,4 +1,4 @@
-"""Quality experiment of issue 8: converted + adapted SSDlite vs the naive resolution knob.
+"""Quality experiments of issue 8: converted + adapted torchvision nets vs their naive knob.
 
 No pretrained weights can be downloaded here, so a *non-throttleable* torchvision SSDlite320 is
 trained briefly on the synthetic scenes as a stand-in for pretrained weights (``train``). It is then
@@ -11,6 +11,17 @@ one run beside
 
     python -m tnn_ros.bench.convert_quality train --minutes 15 -o /tmp/q/ssd_synthetic.pth
     python -m tnn_ros.bench.convert_quality evaluate --converted A.pt [B.pt ...] --original W.pth
+
+The same for a video net (``train-video`` / ``video-frames`` / ``evaluate-video``): a
+non-throttleable torchvision R3D-18 (or MC3-18, R(2+1)D-18) trained on the synthetic gesture clips,
+converted, adapted on unlabeled synthetic clips written to an image folder, then per-level top-1
+against the clips' real labels beside the native throttleable gesture net (models/gesture.pt) and
+the naive knob: the original on fewer (newest) frames of the clip. See docs/convert.md.
+
+    python -m tnn_ros.bench.convert_quality train-video --minutes 15 -o /tmp/vq/r3d_gestures.pth
+    python -m tnn_ros.bench.convert_quality video-frames --clips 96 -o /tmp/vq/frames
+    python -m tnn_ros.bench.convert_quality evaluate-video --original /tmp/vq/r3d_gestures.pth \
+        --converted /tmp/vq/r3d_converted.pt /tmp/vq/r3d_adapted.pt --json /tmp/vq/video.json
 """
 
 from __future__ import annotations
@@ -174,6 +185,439 @@ def evaluate(
     return result
 
 
+# --- video: a torchvision video ResNet on the synthetic gesture clips ----------------------------------
+
+VIDEO_ARCH = "r3d_18"
+VIDEO_TRAIN_SEED = 11  # training clips; the adaptation frames and held-out clips use other seeds
+VIDEO_FRAMES_SEED = 12  # unlabeled clips for ``tnn-train adapt``
+
+
+def video_preprocess(clips: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, T, H, W, 3) -> float (N, 3, T, H, W) with the converted net's Kinetics normalisation.
+
+    The stand-in is trained on exactly what :meth:`ConvertedVideoNet.preprocess` feeds it later.
+    """
+    from ..models.converted import VIDEO_MEAN, VIDEO_STD
+
+    mean = torch.tensor(VIDEO_MEAN).view(1, 3, 1, 1, 1)
+    std = torch.tensor(VIDEO_STD).view(1, 3, 1, 1, 1)
+    return (clips.permute(0, 4, 1, 2, 3).float().div_(255.0) - mean) / std
+
+
+def _clip_batch(dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    clips, labels = zip(*(dataset[int(i)] for i in indices))
+    return torch.stack(clips), torch.tensor(labels)
+
+
+def train_video(
+    output: str,
+    minutes: float,
+    arch: str = VIDEO_ARCH,
+    clip_length: int = 16,
+    frame_size: tuple[int, int] = (32, 32),
+    batch_size: int = 12,
+    lr: float = 2e-3,
+    seed: int = 0,
+    max_steps: int | None = None,
+    val_clips: int = 96,
+    log_every: int = 10,
+) -> dict:
+    """Train the non-throttleable torchvision video net on fresh synthetic gesture clips.
+
+    Stops after ``minutes`` of wall time (or ``max_steps``); AdamW with a short warm-up and a cosine
+    decay over the time budget. Saves a plain state dict at ``output`` (``torch.load(...,
+    weights_only=True)`` / ``tnn-train convert --weights`` read it) every 50 steps and at the end,
+    and a record (steps, clips seen, loss curve, held-out top-1) at ``output`` + ``.json``.
+    """
+    import math
+
+    import numpy as np
+
+    from ..data.gestures import SyntheticGestureDataset
+    from ..eval.accuracy import GESTURE_EVAL_SEED
+    from ..models.converted import arch_spec, build_original
+    from ..sim.gestures import GESTURE_CLASSES
+
+    if arch_spec(arch).task != "video":
+        raise ValueError(f"{arch} is not a video architecture")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_original(arch, len(GESTURE_CLASSES)).train()
+    train_set = SyntheticGestureDataset(2**31 - 1, VIDEO_TRAIN_SEED, clip_length, frame_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    budget_s, warmup_steps = minutes * 60.0, 20
+    start, step, curve = time.monotonic(), 0, []
+    seen_correct = seen = 0
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        torch.save(model.state_dict(), str(out) + ".tmp")
+        Path(str(out) + ".tmp").replace(out)
+
+    while True:
+        elapsed = time.monotonic() - start
+        if (max_steps is not None and step >= max_steps) or (max_steps is None and elapsed >= budget_s):
+            break
+        progress = min(1.0, elapsed / budget_s) if max_steps is None else step / max_steps
+        scale = min(1.0, (step + 1) / warmup_steps) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * max(scale, 0.02)
+        clips, labels = _clip_batch(train_set, rng.integers(0, len(train_set), batch_size))
+        logits = model(video_preprocess(clips))
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)  # from scratch: no early blow-up
+        optimizer.step()
+        step += 1
+        seen_correct += int((logits.argmax(1) == labels).sum())
+        seen += batch_size
+        curve.append(float(loss.detach()))
+        if step % log_every == 0:
+            print(
+                f"step {step} loss {sum(curve[-log_every:]) / log_every:.3f} "
+                f"train top-1 {seen_correct / seen:.2f} lr {optimizer.param_groups[0]['lr']:.1e} "
+                f"({time.monotonic() - start:.0f}s / {budget_s:.0f}s)",
+                flush=True,
+            )
+            seen_correct = seen = 0
+        if step % 50 == 0:
+            save()
+    save()
+    wall = time.monotonic() - start
+    model.eval()
+    val_set = SyntheticGestureDataset(val_clips, GESTURE_EVAL_SEED, clip_length, frame_size)
+    with torch.no_grad():
+        correct = 0
+        for first in range(0, val_clips, 16):
+            clips, labels = _clip_batch(val_set, range(first, min(val_clips, first + 16)))
+            correct += int((model(video_preprocess(clips)).argmax(1) == labels).sum())
+    record = {
+        "arch": arch,
+        "classes": list(GESTURE_CLASSES),
+        "clip_length": clip_length,
+        "frame_size": list(frame_size),
+        "steps": step,
+        "batch_size": batch_size,
+        "clips_seen": step * batch_size,
+        "lr": lr,
+        "optimizer": "AdamW (weight decay 1e-4), 20-step warm-up, cosine decay over the budget, "
+        "gradient norm clipped at 5",
+        "data": f"fresh synthetic gesture clips (tnn_ros.data.gestures), seed {VIDEO_TRAIN_SEED}",
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "wall_time_s": round(wall, 1),
+        "loss_curve": [round(sum(c) / len(c), 4) for c in _chunks(curve, max(1, len(curve) // 16))],
+        "heldout_top1": correct / val_clips,
+        "heldout_clips": val_clips,
+        "heldout_seed": GESTURE_EVAL_SEED,
+        "command": " ".join(sys.argv),
+    }
+    Path(str(out) + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(
+        f"trained {step} steps ({step * batch_size} clips) in {wall:.0f}s; held-out top-1 "
+        f"{record['heldout_top1']:.3f} on {val_clips} clips -> {out}",
+        flush=True,
+    )
+    return record
+
+
+def _chunks(values: list, size: int) -> list[list]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def write_video_frames(
+    output: str, clips: int, clip_length: int = 16, frame_size: tuple[int, int] = (32, 32)
+) -> int:
+    """Write ``clips`` unlabeled synthetic gesture clips as consecutive PNG frames into ``output``.
+
+    ``tnn-train adapt --frames DIR`` cuts the sorted frames into clips of the model's clip length
+    from the first frame on, so with the same ``clip_length`` its clips are these clips. The clips
+    come from their own seed (neither training nor held-out clips); no label is written.
+    """
+    import cv2
+
+    from ..data.gestures import SyntheticGestureDataset
+
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise ValueError(f"{folder}: not empty (adapt would read the old frames too)")
+    dataset = SyntheticGestureDataset(clips, VIDEO_FRAMES_SEED, clip_length, frame_size)
+    count = 0
+    for i in range(clips):
+        for frame in dataset[i][0].numpy():
+            cv2.imwrite(str(folder / f"{count:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            count += 1
+    print(f"wrote {count} frames ({clips} clips of {clip_length}) to {folder}")
+    return count
+
+
+class OriginalOnShortClips(torch.nn.Module):
+    """The naive clip knob: the non-throttleable original on the newest frames of each clip.
+
+    Level ``k`` runs ``knobs[k] = (clip_length, frame_stride)``, the same frame choice as a converted
+    model's clip levels (:func:`~tnn_ros.throttle.convert.newest_frame_indices`); frames it skips are
+    never read. Offers the level interface (``num_levels``, ``level``, ``set_level``) that MAC
+    counting and the interleaved timing use.
+    """
+
+    def __init__(self, original: torch.nn.Module, clip_length: int, knobs: list[tuple[int, int]]) -> None:
+        from ..throttle.convert import newest_frame_indices
+
+        super().__init__()
+        if not knobs:
+            raise ValueError("need at least one (clip_length, frame_stride) pair")
+        self.original = original.eval()
+        self.clip_length = clip_length
+        self.knobs = [(int(length), int(stride)) for length, stride in knobs]
+        self.frames = [newest_frame_indices(clip_length, length, stride) for length, stride in self.knobs]
+        self.level = len(self.knobs) - 1
+        self.eval()  # a fixed net: MAC counting and timing restore this mode afterwards
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.knobs)
+
+    def set_level(self, level: int) -> None:
+        if not 0 <= level < self.num_levels:
+            raise ValueError(f"level {level} not in [0, {self.num_levels - 1}]")
+        self.level = level
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        if clips.shape[2] != self.clip_length:
+            raise ValueError(f"expected clips of {self.clip_length} frames, got {clips.shape[2]}")
+        frames = self.frames[self.level]
+        return self.original(clips[:, :, frames[0] :: self.knobs[self.level][1]])
+
+
+def _macs(model, example: torch.Tensor) -> list[int]:
+    """MACs per level, counted from the executed conv/linear shapes (:mod:`tnn_ros.throttle.macs`)."""
+    from ..throttle.macs import count_level_costs
+
+    return [cost.macs for cost in count_level_costs(model, example)]
+
+
+@torch.no_grad()
+def _predictions(model, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Top-1 class of every held-out clip at each level of ``model`` (batches of normalised clips)."""
+    previous = model.level
+    result = []
+    for level in range(model.num_levels):
+        model.set_level(level)
+        result.append(torch.cat([model(batch).argmax(1) for batch in inputs]))
+    model.set_level(previous)
+    return result
+
+
+@torch.no_grad()
+def _interleaved_timing(points: list[tuple], repeats: int) -> list[tuple[float, float]]:
+    """(median wall ms, median process CPU ms) of a batch-1 forward of every operating point.
+
+    ``points`` are (model, level, example); every round runs every point once, so the machine's
+    load drifts over all of them alike and their ratios stay fair.
+    """
+    import statistics
+
+    wall: list[list[float]] = [[] for _ in points]
+    cpu: list[list[float]] = [[] for _ in points]
+    for round_index in range(repeats + 1):
+        for i, (model, level, example) in enumerate(points):
+            model.set_level(level)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            model(example)
+            if round_index:  # round 0 warms oneDNN's per-shape primitives
+                wall[i].append((time.perf_counter() - start) * 1e3)
+                cpu[i].append((time.process_time() - start_cpu) * 1e3)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)]
+
+
+def _clip_inputs(num_clips: int, clip_length: int, frame_size, preprocess, batch: int = 16):
+    """Held-out clips (seed :data:`GESTURE_EVAL_SEED`) as preprocessed batches and their labels."""
+    from ..data.gestures import SyntheticGestureDataset
+    from ..eval.accuracy import GESTURE_EVAL_SEED
+
+    dataset = SyntheticGestureDataset(num_clips, GESTURE_EVAL_SEED, clip_length, tuple(frame_size))
+    batches, labels = [], []
+    for first in range(0, num_clips, batch):
+        clips, y = _clip_batch(dataset, range(first, min(num_clips, first + batch)))
+        batches.append(preprocess(clips))
+        labels.append(y)
+    return batches, torch.cat(labels)
+
+
+def _dominating(row: dict, naive: list[dict], cost: str) -> list[str]:
+    """Naive-knob settings at most as costly as ``row`` and strictly more accurate."""
+    return [n["setting"] for n in naive if n[cost] <= row[cost] and n["accuracy"] > row["accuracy"] + 1e-9]
+
+
+def _naive_at_cost(row: dict, naive: list[dict], cost: str) -> float | None:
+    """Best accuracy of the naive knob among its settings at most as costly as ``row`` (None: none is)."""
+    accuracies = [n["accuracy"] for n in naive if n[cost] <= row[cost]]
+    return max(accuracies) if accuracies else None
+
+
+@torch.no_grad()
+def evaluate_video(
+    converted: list[str],
+    original_weights: str,
+    native: str | None = "models/gesture.pt",
+    num_clips: int = 160,
+    repeats: int = 5,
+    knobs: list[tuple[int, int]] | None = None,
+) -> dict:
+    """Per-level top-1 vs the clips' labels, MACs and latency of every compared model, in one run.
+
+    Rows: the naive knob (the original on the newest ``knobs`` (clip length, frame stride) frames),
+    every level of each ``converted`` model file (all with the same architecture, clip and frame
+    size) and every level of the ``native`` gesture net (on its own frame size, same clip seeds).
+    Converted and naive rows also report top-1 *agreement* with the original on the full clip.
+    Each converted row is compared with the naive knob at equal cost (process CPU ms and MACs):
+    ``naive_at_cpu`` is the best naive accuracy among its settings at most as costly,
+    ``dominated_by_naive_cpu`` those cheaper-or-equal settings that are strictly more accurate.
+    """
+    from ..eval.accuracy import GESTURE_EVAL_SEED
+    from ..models import load_gesture
+    from ..models.converted import build_converted, build_original, load_original_weights
+    from ..models.io import load_model
+    from ..sim.gestures import GESTURE_CLASSES
+
+    if not converted:
+        raise ValueError("give at least one converted model file")
+    models = [(path, load_model(path, build_converted)) for path in converted]
+    first = models[0][1]
+    arch, clip_length, frame_size = first.architecture["arch"], first.clip_length, first.frame_size
+    for path, model in models:
+        layout = (model.architecture["arch"], model.clip_length, model.frame_size)
+        if layout != (arch, clip_length, frame_size):
+            raise ValueError(f"{path}: architecture / clip / frame size differ from {converted[0]}")
+        if list(model.labels) != list(GESTURE_CLASSES):
+            raise ValueError(f"{path}: classes {model.labels} are not the synthetic gesture classes")
+    original = build_original(arch, len(GESTURE_CLASSES))
+    load_original_weights(original, original_weights)
+    # Pairs whose span fits the clip; one frame has no stride.
+    fitting = {(n, k if n > 1 else 1) for n, k in knobs or [] if (n - 1) * k + 1 <= clip_length}
+    knobs = sorted(fitting | {(clip_length, 1)}, key=lambda k: (k[0], -k[1]))
+    naive = OriginalOnShortClips(original, clip_length, knobs)
+
+    inputs, labels = _clip_inputs(num_clips, clip_length, frame_size, video_preprocess)
+    example = inputs[0][:1]
+    reference = _predictions(naive, inputs)[-1]  # the original on the full clip
+    entries = [("original (naive clip knob)", naive, inputs, example, labels)]
+    for path, model in models:
+        entries.append((f"converted {Path(path).name}", model.eval(), inputs, example, labels))
+    if native:
+        net = load_gesture(native).eval()
+        native_inputs, native_labels = _clip_inputs(
+            num_clips, net.clip_length, net.frame_size, net.preprocess
+        )
+        entries.append(
+            (f"native {Path(native).name}", net, native_inputs, native_inputs[0][:1], native_labels)
+        )
+
+    rows, points = [], []
+    for name, model, batches, ex, truth in entries:
+        macs = _macs(model, ex)
+        for level, predicted in enumerate(_predictions(model, batches)):
+            if isinstance(model, OriginalOnShortClips):
+                setting = "{}x{}".format(*model.knobs[level])
+            elif getattr(model, "knob_levels", None) is not None:
+                k = model.knobs_of(level)
+                setting = f"level {level} (w{k['width_level']}, {k['clip_length']}x{k['frame_stride']})"
+            else:
+                setting = f"level {level}"
+            same_clips = model is naive or any(model is m for _, m in models)
+            rows.append(
+                {
+                    "model": name,
+                    "setting": setting,
+                    "level": level,
+                    "macs": macs[level],
+                    "mac_ratio": round(macs[level] / macs[-1], 4),
+                    "accuracy": float((predicted == truth).float().mean()),
+                    "agreement": float((predicted == reference).float().mean()) if same_clips else None,
+                }
+            )
+            points.append((model, level, ex))
+    print(f"timing {len(points)} operating points, {repeats} interleaved rounds ...", flush=True)
+    for row, (wall_ms, cpu_ms) in zip(rows, _interleaved_timing(points, repeats)):
+        row.update(latency_ms=round(wall_ms, 2), cpu_ms=round(cpu_ms, 2))
+    naive_rows = [r for r in rows if r["model"] == entries[0][0]]
+    summaries = []
+    for path, _ in models:
+        name = f"converted {Path(path).name}"
+        own = [r for r in rows if r["model"] == name]
+        for row in own:
+            row["naive_at_cpu"] = _naive_at_cost(row, naive_rows, "cpu_ms")
+            row["naive_at_macs"] = _naive_at_cost(row, naive_rows, "macs")
+            row["dominated_by_naive_cpu"] = _dominating(row, naive_rows, "cpu_ms")
+            row["dominated_by_naive_macs"] = _dominating(row, naive_rows, "macs")
+        half = min(own, key=lambda r: abs(r["mac_ratio"] - 0.5))
+        full = own[-1]
+        summaries.append(
+            {
+                "model": name,
+                "half_mac_level": half["level"],
+                "half_mac_ratio": half["mac_ratio"],
+                "half_mac_accuracy_drop_points": round(100 * (full["accuracy"] - half["accuracy"]), 2),
+                "half_mac_agreement": half["agreement"],
+                "levels_dominated_by_naive_cpu": [r["level"] for r in own if r["dominated_by_naive_cpu"]],
+                "levels_dominated_by_naive_macs": [r["level"] for r in own if r["dominated_by_naive_macs"]],
+            }
+        )
+    return {
+        "task": "video",
+        "arch": arch,
+        "clip_length": clip_length,
+        "frame_size": list(frame_size),
+        "clips": num_clips,
+        "seed": GESTURE_EVAL_SEED,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "original_weights": str(original_weights),
+        "rows": rows,
+        "summary": summaries,
+    }
+
+
+def print_video_table(result: dict) -> None:
+    """The evaluate-video rows as a table (accuracy vs labels, agreement, cost) and the summaries."""
+    print(
+        f"\n{result['arch']} {result['clip_length']}x{result['frame_size'][0]}x{result['frame_size'][1]}, "
+        f"{result['clips']} held-out clips, {result['threads']} thread(s), median of {result['repeats']}"
+    )
+    header = (
+        f"{'model':44} {'setting':26} {'MMACs':>8} {'ratio':>6} {'top-1':>6} {'agree':>6} "
+        f"{'ms':>8} {'cpu ms':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in result["rows"]:
+        agree = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
+        print(
+            f"{r['model'][:44]:44} {r['setting'][:26]:26} {r['macs'] / 1e6:8.1f} {r['mac_ratio']:6.3f} "
+            f"{r['accuracy']:6.3f} {agree:>6} {r['latency_ms']:8.2f} {r['cpu_ms']:8.2f}"
+        )
+    for s in result["summary"]:
+        print(
+            f"{s['model']}: level {s['half_mac_level']} ({s['half_mac_ratio']:.2f} of the MACs) loses "
+            f"{s['half_mac_accuracy_drop_points']:+.1f} points of top-1 vs full; levels dominated by "
+            f"the naive knob (cpu ms): {s['levels_dominated_by_naive_cpu'] or 'none'}, (MACs): "
+            f"{s['levels_dominated_by_naive_macs'] or 'none'}"
+        )
+
+
+def _knob_pairs(lengths: str, strides: str) -> list[tuple[int, int]]:
+    return [
+        (int(length), int(stride))
+        for length in lengths.split(",")
+        if length.strip()
+        for stride in strides.split(",")
+        if stride.strip()
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tnn_ros.bench.convert_quality",
@@ -193,13 +637,69 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--repeats", type=int, default=5)
     e.add_argument("--resolutions", type=int, nargs="+", default=[320, 256, 224, 192, 160])
     e.add_argument("--json", default=None)
-    for p in (t, e):
+    tv = sub.add_parser("train-video", help="train the non-throttleable video net stand-in on gesture clips")
+    tv.add_argument("--arch", default=VIDEO_ARCH, choices=("r3d_18", "mc3_18", "r2plus1d_18"))
+    tv.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
+    tv.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead")
+    tv.add_argument("--clip-length", type=int, default=16)
+    tv.add_argument("--frame-size", type=int, nargs=2, default=(32, 32), metavar=("W", "H"))
+    tv.add_argument("--batch-size", type=int, default=12)
+    tv.add_argument("--lr", type=float, default=2e-3)
+    tv.add_argument("--val-clips", type=int, default=96)
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("-o", "--output", required=True, help="weights file (.pth state dict)")
+    vf = sub.add_parser("video-frames", help="write unlabeled synthetic gesture clips as PNG frames")
+    vf.add_argument("--clips", type=int, default=96)
+    vf.add_argument("--clip-length", type=int, default=16)
+    vf.add_argument("--frame-size", type=int, nargs=2, default=(32, 32), metavar=("W", "H"))
+    vf.add_argument("-o", "--output", required=True, help="empty or new folder")
+    ev = sub.add_parser("evaluate-video", help="per-level top-1 vs labels + MACs + latency, one run")
+    ev.add_argument("--converted", nargs="+", required=True, help="converted (and adapted) model files")
+    ev.add_argument("--original", required=True, help="the stand-in's weights file")
+    ev.add_argument("--native", default="models/gesture.pt", help="native gesture net ('' to skip)")
+    ev.add_argument("--clips", type=int, default=160, help="held-out clips (default 160)")
+    ev.add_argument("--repeats", type=int, default=5)
+    ev.add_argument("--clip-lengths", default="16,8,4", help="naive knob: frames the original sees")
+    ev.add_argument("--frame-strides", default="1,2", help="naive knob: distance between those frames")
+    ev.add_argument("--json", default=None)
+    for p in (t, e, tv, ev):
         p.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.command != "video-frames":
+        torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     if args.command == "train":
         train(args.minutes, args.output, args.batch_size, args.lr)
+        return 0
+    if args.command == "train-video":
+        train_video(
+            args.output,
+            args.minutes,
+            args.arch,
+            args.clip_length,
+            tuple(args.frame_size),
+            args.batch_size,
+            args.lr,
+            args.seed,
+            args.max_steps,
+            args.val_clips,
+        )
+        return 0
+    if args.command == "video-frames":
+        write_video_frames(args.output, args.clips, args.clip_length, tuple(args.frame_size))
+        return 0
+    if args.command == "evaluate-video":
+        result = evaluate_video(
+            args.converted,
+            args.original,
+            args.native or None,
+            args.clips,
+            args.repeats,
+            _knob_pairs(args.clip_lengths, args.frame_strides),
+        )
+        print_video_table(result)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         return 0
     result = evaluate(args.converted, args.original, args.images, args.repeats, args.resolutions)
     if args.json:

@@ -591,8 +591,12 @@ def build_converted(card: dict) -> ThrottleableModule:
         raise KeyError("block_min_levels")
     if spec.task == "detection":
         return ConvertedDetector(architecture, card["classes"], card)
-    labels = [c for c in card["classes"] if c != NO_GESTURE]
-    return ConvertedVideoNet(architecture, labels, card)
+    classes = list(card["classes"])
+    # A net trained with no_gesture among its own classes (e.g. on the synthetic gestures) predicts
+    # it: only an entry beyond the net's outputs is the trailing one ConvertedVideoNet adds.
+    if architecture.get("num_classes") == len(classes):
+        return ConvertedVideoNet(architecture, classes, card)
+    return ConvertedVideoNet(architecture, [c for c in classes if c != NO_GESTURE], card)
 
 
 def is_converted_card(card: Any) -> bool:
