@@ -405,3 +405,34 @@ def test_recorded_gesture_probabilities_are_the_clip_models_at_every_level():
             net.set_level(level)
             expected = net.predict_clip(frames[end - net.clip_length + 1 : end + 1])
             np.testing.assert_allclose(trace.gesture_probs[row, level], expected, atol=1e-4)
+
+
+def test_live_hit_rate_counts_only_frames_published_in_the_window(monkeypatch):
+    # Hand-made run: 4 frames published at t = -0.05, 0.5, 1.0, 1.5 s; every result is on time, the
+    # first one arrives at t = 0.01 (inside the window although its frame was published before it).
+    from types import SimpleNamespace
+
+    from tnn_ros.bench import control_bench
+    from tnn_ros.demo import analysis
+
+    published = [-0.05, 0.5, 1.0, 1.5]
+    truth = {
+        i + 1: {"t": t, "boxes": [], "class_ids": [], "gesture": "no_gesture"}
+        for i, t in enumerate(published)
+    }
+    frames = [
+        {"stamp_ns": i + 1, "t": max(t, 0.0) + 0.01, "latency_ms": 5.0, "level": 0, "detections": []}
+        for i, t in enumerate(published)
+    ]
+    run = SimpleNamespace(
+        frames=frames,
+        truth=truth,
+        gestures=[],
+        queue_ms=np.zeros((0, 2)),
+        deadline=np.array([[0.0, 30.0]]),
+        battery=np.zeros((0, 4)),
+    )
+    monkeypatch.setattr(analysis, "load_run", lambda bag: run)
+    row = control_bench.live_metrics("unused", duration_s=2.0)
+    assert row["frames"] == 3 and row["processed"] == 3
+    assert row["deadline_hit_rate"] == pytest.approx(1.0)  # 3 of 3, not 4 of 3

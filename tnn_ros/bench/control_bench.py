@@ -973,8 +973,15 @@ def live_metrics(bag: Path, duration_s: float) -> dict:
     )
 
     run = load_run(bag)
-    frames = [f for f in run.frames if 0.0 <= f["t"] <= duration_s]
-    published = max(len([t for t in run.truth.values() if 0.0 <= t.get("t", -1.0) <= duration_s]), 1)
+    in_window = {stamp for stamp, t in run.truth.items() if 0.0 <= t.get("t", -1.0) <= duration_s}
+    published = max(len(in_window), 1)
+    # Results count for the frames published in the window only: a frame published just before it
+    # but answered inside it would otherwise be a hit without a published frame (hit rate > 1).
+    frames = [
+        f
+        for f in run.frames
+        if 0.0 <= f["t"] <= duration_s and (not in_window or int(f.get("stamp_ns", -1)) in in_window)
+    ]
     # the frame's queueing delay (arrival -> start) counts, as in replay
     queue = paired_queue_ms([f["t"] for f in frames], run.queue_ms)
     hits = 0
