@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_utils import run_train_cli
 
 from tnn_ros.eval.agreement import detector_raw_outputs, full_level_difference, max_abs_difference
 from tnn_ros.models.converted import ConvertedDetector, ConvertedVideoNet, convert
@@ -256,21 +257,13 @@ def test_wrong_kind_of_converted_file_is_rejected(tmp_path):
 # --- CLI --------------------------------------------------------------------------------------------
 
 
-def _run_cli(argv, capsys):
-    from tnn_ros.train.cli import main
-
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_cli_converts_with_a_local_weights_file(tmp_path, capsys):
     torch.manual_seed(0)
     original = __import__("torchvision").models.video.mc3_18(num_classes=400)
     weights = tmp_path / "mc3_18-a90a0ba3.pth"
     torch.save(original.state_dict(), weights)
     out = tmp_path / "mc3.pt"
-    code, stdout, err = _run_cli(
+    code, stdout, err = run_train_cli(
         [
             "convert",
             "--arch",
@@ -319,7 +312,7 @@ def test_cli_converts_with_a_local_weights_file(tmp_path, capsys):
 )
 def test_cli_bad_input_exits_2_without_output(argv, message, tmp_path, capsys):
     out = tmp_path / "out.pt"
-    code, _, err = _run_cli(["convert", *argv, "-o", str(out)], capsys)
+    code, _, err = run_train_cli(["convert", *argv, "-o", str(out)], capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
@@ -327,7 +320,7 @@ def test_cli_bad_input_exits_2_without_output(argv, message, tmp_path, capsys):
 
 def test_cli_missing_default_weights_names_the_file_to_fetch(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    code, _, err = _run_cli(
+    code, _, err = run_train_cli(
         ["convert", "--arch", "ssdlite320_mobilenet_v3_large", "-o", str(tmp_path / "o.pt")], capsys
     )
     assert code == 2
@@ -339,7 +332,7 @@ def test_cli_mismatched_weights_exit_2(tmp_path, capsys):
     weights = tmp_path / "r3d.pth"
     torch.save(__import__("torchvision").models.video.r3d_18(num_classes=400).state_dict(), weights)
     out = tmp_path / "o.pt"
-    code, _, err = _run_cli(
+    code, _, err = run_train_cli(
         ["convert", "--arch", "r2plus1d_18", "--weights", str(weights), "-o", str(out)], capsys
     )
     assert code == 2 and "do not match" in err and len(err.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from cli_utils import run_train_cli
 from torch.utils.flop_counter import FlopCounterMode
 
 from tnn_ros.models.converted import convert
@@ -244,14 +245,6 @@ def test_gesture_recognizer_runs_every_clip_level(tmp_path):
 # --- the CLI: measured Pareto set -------------------------------------------------------------------
 
 
-def _run_cli(argv, capsys):
-    from tnn_ros.train.cli import main
-
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 VIDEO_ARGV = [
     "convert",
     "--arch",
@@ -275,7 +268,7 @@ def test_cli_levels_are_the_pareto_set_of_the_measured_candidates(tmp_path, caps
     from tnn_ros.models import load_gesture
 
     out = tmp_path / "r3d.pt"
-    code, stdout, err = _run_cli(
+    code, stdout, err = run_train_cli(
         VIDEO_ARGV + ["-o", str(out), "--clip-lengths", "2", "--frame-strides", "1,2"], capsys
     )
     assert code == 0, err
@@ -329,7 +322,7 @@ def _is_pareto_selection(candidates: list[dict], levels: list[dict], cost: str) 
 
 def test_cli_select_by_macs_with_max_levels(tmp_path, capsys):
     out = tmp_path / "r3d.pt"
-    code, _, err = _run_cli(
+    code, _, err = run_train_cli(
         VIDEO_ARGV + ["-o", str(out), "--clip-lengths", "2,1", "--select-by", "macs", "--max-levels", "2"],
         capsys,
     )
@@ -352,7 +345,7 @@ def test_cli_select_by_macs_with_max_levels(tmp_path, capsys):
 def test_cli_bad_knobs_exit_2_without_output(extra, message, tmp_path, capsys):
     out = tmp_path / "bad.pt"
     with pytest.raises(SystemExit) if "x" in extra[-1] else _no_raise():
-        code, _, err = _run_cli(VIDEO_ARGV + ["-o", str(out), *extra], capsys)
+        code, _, err = run_train_cli(VIDEO_ARGV + ["-o", str(out), *extra], capsys)
         assert code == 2 and message in err
     if "x" in extra[-1]:
         assert message in capsys.readouterr().err
@@ -377,7 +370,7 @@ def test_adapt_works_on_width_levels_and_keeps_or_reselects_the_knob_levels(tmp_
 
     converted = tmp_path / "mc3.pt"
     argv = ["convert", "--arch", "mc3_18", *VIDEO_ARGV[3:], "-o", str(converted)]
-    code, _, err = _run_cli(argv + ["--clip-lengths", "2", "--select-by", "macs"], capsys)
+    code, _, err = run_train_cli(argv + ["--clip-lengths", "2", "--select-by", "macs"], capsys)
     assert code == 0, err
     knob_levels = json.loads((tmp_path / "mc3.card.json").read_text())["architecture"]["knob_levels"]
     frames = tmp_path / "frames"
@@ -388,7 +381,7 @@ def test_adapt_works_on_width_levels_and_keeps_or_reselects_the_knob_levels(tmp_
     common = ["--frames", str(frames), "--steps", "2", "--batch-size", "2", "--holdout", "0.34"]
     common += ["--latency-repeats", "1"]
     kept, reselected = tmp_path / "kept.pt", tmp_path / "reselected.pt"
-    code, _, err = _run_cli(["adapt", str(converted), "-o", str(kept), *common], capsys)
+    code, _, err = run_train_cli(["adapt", str(converted), "-o", str(kept), *common], capsys)
     assert code == 0, err
     card = json.loads((tmp_path / "kept.card.json").read_text())
     assert card["architecture"]["knob_levels"] == knob_levels
@@ -398,7 +391,7 @@ def test_adapt_works_on_width_levels_and_keeps_or_reselects_the_knob_levels(tmp_
     clip = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         assert torch.equal(before(clip), after(clip))  # top level: the original, untouched
-    code, _, err = _run_cli(
+    code, _, err = run_train_cli(
         [
             "adapt",
             str(converted),

@@ -12,18 +12,11 @@ import json
 import cv2
 import numpy as np
 import torch
+from cli_utils import run_train_cli
 
 from tnn_ros.models.converted import VIDEO_MEAN, VIDEO_STD, convert
 from tnn_ros.sim.scenes import render_scene
 from tnn_ros.throttle.convert import ConvertOptions
-
-
-def _run_cli(argv, capsys):
-    from tnn_ros.train.cli import main
-
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_coco_labels_give_each_level_an_accuracy(tmp_path, capsys):
@@ -70,7 +63,7 @@ def test_coco_labels_give_each_level_an_accuracy(tmp_path, capsys):
     out = tmp_path / "ssd.pt"
     argv = ["convert", "--arch", arch, "--random-init", "-o", str(out), "--num-levels", "2"]
     argv += ["--eval-count", "2", "--latency-repeats", "1"]
-    code, stdout, err = _run_cli(
+    code, stdout, err = run_train_cli(
         argv + ["--coco-json", str(annotations), "--coco-images", str(images_dir)], capsys
     )
     assert code == 0, err
@@ -87,7 +80,7 @@ def test_coco_labels_give_each_level_an_accuracy(tmp_path, capsys):
         (["--jester-csv", "x.csv", "--jester-dir", "x"], "for video nets"),
     ):
         bad = tmp_path / "bad" / "m.pt"
-        code, _, err = _run_cli(argv[:5] + [str(bad)] + argv[6:] + extra, capsys)
+        code, _, err = run_train_cli(argv[:5] + [str(bad)] + argv[6:] + extra, capsys)
         assert code == 2 and message in err
         assert not bad.parent.exists()
 
@@ -121,7 +114,7 @@ def test_jester_labels_give_each_level_an_accuracy(tmp_path, capsys):
     csv_path = root / "validation.csv"
     csv_path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "r3d.pt"
-    code, stdout, err = _run_cli(
+    code, stdout, err = run_train_cli(
         [
             "convert",
             "--arch",
