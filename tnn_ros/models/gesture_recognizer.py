@@ -33,13 +33,18 @@ class GestureResult:
     probabilities: dict[str, float]
 
 
+def _torch_net(net: Any) -> Any:
+    """The torch module behind ``net`` (an inference-engine facade wraps it as ``model``)."""
+    return getattr(net, "model", net)
+
+
 def supports_streaming(net: Any) -> bool:
     """Whether ``net`` (a gesture net or an inference-engine facade over one) can run frame by frame.
 
     Only a ``temporal="valid"`` :class:`ThrottleableGestureNet` can: with temporal zero padding an
     output depends on where the clip starts.
     """
-    torch_net = getattr(net, "model", net)  # an inference-engine facade wraps the torch net
+    torch_net = _torch_net(net)
     architecture = getattr(torch_net, "architecture", None) or {}
     return isinstance(torch_net, ThrottleableGestureNet) and architecture.get("temporal") == "valid"
 
@@ -109,7 +114,7 @@ class GestureRecognizer:
             )
         if not (streamable if streaming is None else streaming):
             return None
-        return StreamingGestureNet(getattr(net, "model", net).eval())
+        return StreamingGestureNet(_torch_net(net).eval())
 
     @property
     def streaming(self) -> bool:
