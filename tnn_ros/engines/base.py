@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..throttle.levels import LevelSelection
+
 BACKENDS = ("torch", "onnxruntime")
 
 # Inference methods of the models that only use ``self(...)`` for the network: bound to the facade,
@@ -47,7 +49,7 @@ class Engine:
         return {"backend": self.backend, "provider": self.provider}
 
 
-class EngineModel:
+class EngineModel(LevelSelection):
     """A throttleable model whose forward runs on ``engine``; the same level interface as the model.
 
     Attributes not defined here (``classes``, ``input_size``, ``frame_size``, ``preprocess``, ``card``
@@ -65,27 +67,6 @@ class EngineModel:
         self.schedule = model.schedule
         self.fallback_reason = fallback_reason
         self._level = model.level
-
-    # --- level interface (mirrors ThrottleableModule) ---------------------------------------------
-    @property
-    def num_levels(self) -> int:
-        return self.schedule.num_levels
-
-    @property
-    def level(self) -> int:
-        return self._level
-
-    def set_level(self, level: int) -> None:
-        """Select the level of the following forwards (an index store: no graph work here)."""
-        self._level = self.schedule.level_index(level)
-
-    def set_utilization(self, u: float) -> int:
-        """Select the level for utilization ``u`` and return it."""
-        self._level = self.schedule.level_for(u)
-        return self._level
-
-    def utilization_of(self, level: int) -> float:
-        return self.schedule.utilization_of(level)
 
     # --- running ----------------------------------------------------------------------------------
     def __call__(self, inputs: Tensor) -> Tensor | tuple[Tensor, ...]:

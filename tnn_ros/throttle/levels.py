@@ -110,3 +110,38 @@ def check_widths(widths: Sequence[int], full: int, name: str) -> list[int]:
     if widths[-1] != full:
         raise ValueError(f"{name}: the top level must use the full width {full}, got {widths}")
     return widths
+
+
+class LevelSelection:
+    """The level interface (``level``, ``set_level``, ``set_utilization``, ...) over ``self.schedule``.
+
+    Shared by :class:`~tnn_ros.throttle.ThrottleableModule` and the inference-engine facade, which
+    hold a :class:`LevelSchedule` as ``schedule`` and the selected level as ``_level``. Switching is
+    O(1): it stores an index.
+    """
+
+    schedule: LevelSchedule
+    _level: int
+
+    @property
+    def num_levels(self) -> int:
+        """Number of quantized levels (level ``num_levels - 1`` is the full network)."""
+        return self.schedule.num_levels
+
+    @property
+    def level(self) -> int:
+        """The level the next forward runs at."""
+        return self._level
+
+    def set_level(self, level: int) -> None:
+        """Select the level for the following forwards; raises ValueError when out of range."""
+        self._level = self.schedule.level_index(level)
+
+    def set_utilization(self, u: float) -> int:
+        """Select the level for utilization ``u`` (clamped to [0, 1]) and return it."""
+        self._level = self.schedule.level_for(u)
+        return self._level
+
+    def utilization_of(self, level: int) -> float:
+        """The utilization that ``level`` stands for (its fraction of the full width)."""
+        return self.schedule.utilization_of(level)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .levels import LevelSchedule
+from .levels import LevelSchedule, LevelSelection
 from .ops import gated_ops
 
 
-class ThrottleableModule(nn.Module):
+class ThrottleableModule(LevelSelection, nn.Module):
     """A network whose executed width/depth is chosen per call by one level (or utilization).
 
     Subclasses build their layers from the gated ops in :mod:`tnn_ros.throttle.ops` with
@@ -21,30 +21,6 @@ class ThrottleableModule(nn.Module):
         super().__init__()
         self.schedule = LevelSchedule(num_levels, min_level)
         self._level = num_levels - 1
-
-    @property
-    def num_levels(self) -> int:
-        """Number of quantized levels (level ``num_levels - 1`` is the full network)."""
-        return self.schedule.num_levels
-
-    @property
-    def level(self) -> int:
-        """The level the next forward runs at."""
-        return self._level
-
-    def set_level(self, level: int) -> None:
-        """Select the level for the following forwards; raises ValueError when out of range."""
-        self._level = self.schedule.level_index(level)
-
-    def set_utilization(self, u: float) -> int:
-        """Select the level for utilization ``u`` (clamped to [0, 1]) and return it."""
-        level = self.schedule.level_for(u)
-        self._level = level
-        return level
-
-    def utilization_of(self, level: int) -> float:
-        """The utilization that ``level`` stands for (its fraction of the full width)."""
-        return self.schedule.utilization_of(level)
 
     def rebuild_caches(self) -> None:
         """Rebuild every gated op's per-level caches (after editing weights in place in eval mode)."""
