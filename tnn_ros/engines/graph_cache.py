@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..models.io import atomic_write
 from .export_forms import export_form, input_memory_order
 
 # Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
@@ -83,22 +83,6 @@ def _writable(folder: Path) -> bool:
             return False
         probe = probe.parent
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
-
-
-def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file private (0600); cached graphs are shared like the model files.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)  # readers see the old or the new file, never half of one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @torch.no_grad()
@@ -224,11 +208,11 @@ class GraphCache:
     def store(self, level: int, export: Callable[[str], None]) -> Path:
         """Export ``level`` with ``export(tmp_path)`` into the write folder; returns the graph path."""
         path = self.write_folder() / self._name(level)
-        _atomic_write_bytes(path, export)
+        atomic_write(path, export)
         manifest = {"key": self.key(level), "onnx_sha256": _sha256_file(path)}
 
         def write_manifest(tmp: str) -> None:
             Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
-        _atomic_write_bytes(path.with_suffix(".json"), write_manifest)
+        atomic_write(path.with_suffix(".json"), write_manifest)
         return path

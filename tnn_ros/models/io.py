@@ -50,13 +50,17 @@ def card_path(weights_path: str | os.PathLike) -> Path:
     )
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``.
+
+    Readers see the old or the new file, never half of one; the file gets the umask's permissions.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
-        # mkstemp makes the file private (0600); model files are meant to be shared and installed.
+        # mkstemp makes the file private (0600); model files and cached graphs are shared and installed.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -75,7 +79,7 @@ def write_card(weights_path: str | os.PathLike, card: dict) -> Path:
             json.dump(card, f, indent=2, sort_keys=False)
             f.write("\n")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -83,7 +87,7 @@ def save_model(model: nn.Module, weights_path: str | os.PathLike, card: dict) ->
     """Save ``model.state_dict()`` and its card; returns (weights path, card path)."""
     weights_path = Path(weights_path)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    _atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
+    atomic_write(weights_path, lambda tmp: torch.save(state, tmp))
     return weights_path, write_card(weights_path, card)
 
 
