@@ -158,6 +158,17 @@ def test_summary_figures_match_the_known_run(tmp_path):
     assert first["detection_map50"] == pytest.approx(1.0)
     assert second["deadline_hit_rate"] == 0.0 and second["detection_map50"] == pytest.approx(0.0)
     assert summary["mean_end_to_end_ms"] == pytest.approx(30.0, abs=0.01)
+    assert "deadline_hit_rate_controlled" not in summary, "no manual phase, nothing to leave out"
+
+
+def test_controlled_hit_rate_leaves_out_the_manual_windows(tmp_path):
+    run = load_run(_run_bag(tmp_path / "run", hits=5))  # frames 0-4 hit (t 0.0-0.4 s), 5-19 miss
+    manual = Phase("manual_override", 0.5, 2.0, manual=True)  # frames 5..19 were hand-set
+    summary = summarize(run, [manual])
+    assert summary["deadline_hit_rate"] == pytest.approx(5 / 20)
+    assert summary["deadline_hit_rate_controlled"] == pytest.approx(1.0)
+    assert summary["phases"]["manual_override"]["deadline_hit_rate"] == pytest.approx(0.0)
+    assert "deadline_hit_rate_controlled" not in summarize(run, [Phase("manual_override", 0.5, 2.0)])
 
 
 def test_map50_rewards_overlap_above_half_only():
@@ -201,6 +212,7 @@ def test_phases_come_from_the_mission():
         "deadline_tightening": (15.0, 30.0),
         "manual_override": (23.0, 27.0),
     }
+    assert [p.name for p in mission_phases(mission) if p.manual] == ["manual_override"]
 
 
 def test_compare_reports_gains_against_the_baseline():

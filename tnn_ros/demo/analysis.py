@@ -49,6 +49,7 @@ class Phase:
     name: str
     start_s: float
     end_s: float
+    manual: bool = False  # an operator's override window: the controller does not decide there
 
 
 @dataclass
@@ -218,7 +219,7 @@ def mission_phases(mission: object) -> list[Phase]:
             break
     for i, (t0, t1, u) in enumerate(mission.manual_windows):
         name = "manual_override" if len(mission.manual_windows) == 1 else f"manual_override_{i + 1}"
-        phases.append(Phase(name, t0, t1))
+        phases.append(Phase(name, t0, t1, manual=True))
     return phases
 
 
@@ -364,13 +365,21 @@ def _cost_figures(frames: list[dict]) -> dict:
     }
 
 
-def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> dict:
-    hits, latencies, e2e = [], [], []
+def _deadline_hits(run: RunSeries, frames: list[dict]) -> list[bool]:
+    """Per frame with a known deadline: whether its latency was within the deadline in force."""
+    hits = []
     for frame in frames:
         deadline = _value_at(run.deadline, frame["t"])
-        latencies.append(float(frame["latency_ms"]))
         if math.isfinite(deadline):
             hits.append(float(frame["latency_ms"]) <= deadline)
+    return hits
+
+
+def _frame_figures(run: RunSeries, frames: list[dict], gestures: list[dict]) -> dict:
+    hits = _deadline_hits(run, frames)
+    latencies, e2e = [], []
+    for frame in frames:
+        latencies.append(float(frame["latency_ms"]))
         truth = run.truth.get(int(frame["stamp_ns"]))
         if truth is not None and "t" in truth:  # camera publish -> result, both as recorded
             e2e.append((frame["t"] - truth["t"]) * 1000.0)
@@ -400,9 +409,16 @@ def summarize(run: RunSeries, phases: list[Phase] = ()) -> dict:
     ``detections/json``) was within the deadline in force when the result arrived. ``cpu_s``: the
     perception worker's measured CPU-seconds (sum of the frames' ``cpu_ms``). ``energy_j`` with
     ``energy_source``: see :func:`run_energy`; ``energy_sim_j`` is the sim battery's integral whatever
-    the source.
+    the source. ``deadline_hit_rate_controlled``: the hit rate over the frames outside the operator's
+    manual-override phases (where the controller, not a hand-set utilization, chose the level); None
+    when no phase is manual.
     """
     figures = _frame_figures(run, run.frames, run.gestures)
+    manual = [phase for phase in phases if phase.manual]
+    if manual:
+        controlled = [f for f in run.frames if not any(p.start_s <= f["t"] < p.end_s for p in manual)]
+        hits = _deadline_hits(run, controlled)
+        figures["deadline_hit_rate_controlled"] = _round(float(np.mean(hits))) if hits else None
     battery = run.battery
     energy, source = run_energy(run)
     figures.update(

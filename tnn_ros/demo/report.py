@@ -52,6 +52,7 @@ def print_summary(summary: dict, out: TextIO) -> None:
     rows = [
         ("frames processed", "frames", "{:d}"),
         ("deadline hit rate", "deadline_hit_rate", "{:.1%}"),
+        ("  outside manual", "deadline_hit_rate_controlled", "{:.1%}"),
         ("mean utilization", "mean_utilization", "{:.2f}"),
         ("perception CPU (s)", "cpu_s", "{:.2f}"),
         ("CPU per frame (ms)", "cpu_ms_per_frame", "{:.1f}"),
