@@ -110,6 +110,7 @@ class OrtEngine(Engine):
             self.graph_paths.append(path)
             self._sessions.append(self._session(model, level, example, path))
         self.provider = self._sessions[0].get_providers()[0]
+        self._stream_sessions = None  # the gesture net's stream-step graphs, built on first use
         self._output_names = [o.name for o in self._sessions[0].get_outputs()]
         self._single_output = len(self._output_names) == 1
 
@@ -170,6 +171,29 @@ class OrtEngine(Engine):
         if self._single_output:
             return torch.from_numpy(outputs[0])
         return tuple(torch.from_numpy(o) for o in outputs)
+
+    def gesture_stream(self, net):
+        """A per-frame stream of the gesture ``net`` on its stream-step graphs (``ort_stream``).
+
+        The graphs and sessions (same cache folder, model hash, threads and spinning as the clip
+        graphs) are built on the first call and shared by every later stream. Raises EngineError or
+        ValueError (a net with temporal padding) with one line; the line is also logged.
+        """
+        if self._stream_sessions is None:
+            from .ort_stream import OrtStreamSessions
+
+            try:
+                self._stream_sessions = OrtStreamSessions(
+                    net,
+                    self.cache,
+                    lambda: session_options(self.num_threads, self.spinning),
+                    self.providers,
+                    log=self._log,
+                )
+            except (EngineError, ValueError) as exc:
+                self._log(f"no onnxruntime gesture stream ({exc}); streaming on torch")
+                raise
+        return self._stream_sessions.stream()
 
     def session(self, level: int):
         """The onnxruntime session of ``level`` (for profiling and inspection)."""

@@ -1,0 +1,353 @@
+"""Streaming gesture inference on onnxruntime: one static graph per level for ONE streaming step.
+
+:class:`~tnn_ros.models.gesture_streaming.StreamingGestureNet` computes, for each new frame, only
+that frame's slice of every layer of a ``temporal="valid"`` gated C3D, in eager PyTorch. Its work per
+frame is about a quarter of a clip forward by MACs, but it is many tiny ops, so Python and
+per-op framework overhead dominate. Here the whole step is one ONNX graph per level:
+
+- inputs: ``frame``, the new normalised frame in the memory order the preprocessing makes
+  (1, H, W, 3), and ``history<i>`` for every layer ``i`` of the chain that reads earlier positions:
+  its last ``span - 1`` input positions stacked, oldest first (a pool layer remembers its input after
+  the 2x2 spatial max, which is all its temporal max needs);
+- outputs: ``logits`` (1, num_classes) of the clip ending at this frame, and ``entry<i>`` per
+  history: the position the caller appends to that history (dropping its oldest).
+
+Weights are the level's sliced, BatchNorm-folded caches (as the clip graphs,
+:mod:`~tnn_ros.engines.graph_cache`), so the graph holds only that level's channels. The histories
+live in Python as fixed-shape numpy buffers rolled in place, the only Python work per frame.
+
+:class:`OrtGestureStream` has the interface of ``StreamingGestureNet`` (``push``, ``push_tensor``,
+``reset``, ``ready``, ``replays``). A level change replays the buffered frames through the new
+level's graph, so every result equals the clip model's at the level it reports (tests: 1e-4).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.gesture import PIXEL_MEAN, PIXEL_STD, resize_frame
+from ..models.gesture_streaming import _build_chain  # the layer chain the torch stream runs
+from .base import EngineError
+from .export_forms import frames_conv
+from .graph_cache import OPSET, GraphCache
+
+FRAME_NAME = "frame"
+LOGITS_NAME = "logits"
+STREAM_FORM = "stream"  # the graph cache's key and file-name prefix of these graphs
+
+
+@dataclass(frozen=True)
+class StepSignature:
+    """The graph interface of one level: which layers have histories and their shapes."""
+
+    frame_shape: tuple[int, ...]  # (1, H, W, 3)
+    history_layers: tuple[int, ...]  # chain indices of the layers with a history
+    history_shapes: tuple[tuple[int, ...], ...]  # (span - 1, ...) per such layer
+
+    @property
+    def input_names(self) -> list[str]:
+        return [FRAME_NAME, *(f"history{i}" for i in self.history_layers)]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [LOGITS_NAME, *(f"entry{i}" for i in self.history_layers)]
+
+
+def step_signature(net, level: int, chain=None) -> StepSignature:
+    """The input and history shapes of the stream step of ``net`` at ``level``.
+
+    Read from the level's weights (conv input widths), so any gating of any layer (conv1 included)
+    gives the right shapes.
+    """
+    chain = _build_chain(net) if chain is None else chain
+    width, height = net.frame_size
+    channels = None  # the first layer reads channels-last RGB frames
+    layers, shapes = [], []
+    for index, layer in enumerate(chain):
+        if layer.kind == "conv":
+            weight, _ = layer.conv._weights_for(level)
+            in_channels = weight.shape[1] // layer.taps
+            entry = (height, width, in_channels) if index == 0 else (in_channels, height, width)
+            channels = weight.shape[0]
+        elif layer.kind == "pool":
+            width, height = -(-width // 2), -(-height // 2)
+            entry = (channels, height, width)  # remembered after the spatial max
+        else:
+            entry = (channels, height, width)
+        if layer.span > 1:
+            layers.append(index)
+            shapes.append((layer.span - 1, *entry))
+    return StepSignature((1, net.frame_size[1], net.frame_size[0], 3), tuple(layers), tuple(shapes))
+
+
+class StreamStepGraph(nn.Module):
+    """The export form of one streaming step of ``net`` at ``level`` (see the module docstring).
+
+    Mirrors ``StreamingGestureNet._step`` in the per-frame case on 4-D positions: a conv stacks its
+    taps (every ``dilation``-th of history + new) on channels and runs one ``Conv`` + ReLU (the RGB
+    layer: one interleaved-pixel conv per tap, :func:`~tnn_ros.engines.export_forms.frames_conv`); a
+    pool is ``MaxPool`` 2x2 and, for a temporal pool, the maximum with the position ``dilation`` back.
+    """
+
+    def __init__(self, net: nn.Module, level: int) -> None:
+        super().__init__()
+        self.net = net
+        self.level = level
+        self.chain = _build_chain(net)
+
+    def forward(self, frame: Tensor, *histories: Tensor) -> tuple[Tensor, ...]:
+        level = self.level
+        remembered = iter(histories)
+        entries = []
+        x = frame  # (1, H, W, 3) normalised pixels, channels-last
+        for index, layer in enumerate(self.chain):
+            history = next(remembered) if layer.span > 1 else None
+            if layer.kind == "pool":
+                x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+                if history is not None:
+                    entries.append(x)
+                    x = torch.maximum(history[:1], x)  # the position `dilation` back is the oldest
+                continue
+            if history is not None:
+                entries.append(x)
+                x = torch.cat([history, x])
+            taps = x[:: layer.dilation] if layer.dilation > 1 else x  # (taps, C, H, W) positions
+            if layer.kind == "flatten":
+                # (C, T, h, w) channel-major, as the clip model flattens
+                x = taps.transpose(0, 1).reshape(1, -1)
+                continue
+            if index == 0:
+                taps = taps.permute(0, 3, 1, 2)  # logical NCHW view of the channels-last pixels
+            weight, bias = layer.conv._weights_for(level)
+            x = frames_conv(taps, weight, bias, padding=(0, 1, 1), batch=1)
+            if layer.conv.activation == "relu":
+                x = F.relu(x)
+        for fc in self.net.fcs:
+            x = fc(x, level)
+        return (self.net.classifier(x, level), *entries)
+
+
+@torch.no_grad()
+def export_stream_step(net, level: int, path: str | Path) -> None:
+    """Trace the stream step of ``net`` (eval mode, ``temporal="valid"``) at ``level`` to ``path``."""
+    import warnings
+
+    if net.training:
+        raise ValueError("export a model in eval mode (its per-level caches hold the folded weights)")
+    step = StreamStepGraph(net, level)
+    step.training = False  # not .eval(): that would rebuild every cache of the model again
+    signature = step_signature(net, level, step.chain)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(signature.frame_shape, generator=generator)]
+    inputs += [torch.randn(shape, generator=generator) for shape in signature.history_shapes]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant shape checks in a static graph: what we want
+        torch.onnx.export(
+            step,
+            tuple(inputs),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=signature.input_names,
+            output_names=signature.output_names,
+            do_constant_folding=True,
+        )
+
+
+class OrtStreamSessions:
+    """The stream-step graphs of every level of one gesture net: cached by hash, one session each.
+
+    Built once per engine (configure time); every :class:`OrtGestureStream` made from it shares the
+    sessions. ``cache`` is the engine's graph cache (same folder, model hash); ``options_factory()``
+    makes the session options of the engine (threads, spinning).
+    """
+
+    def __init__(
+        self,
+        net,
+        cache: GraphCache,
+        options_factory: Callable[[], object],
+        providers: Sequence[str],
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        if net.training:
+            raise EngineError("the gesture net must be in eval mode")
+        self._ort = ort
+        self._log = log or (lambda line: None)
+        self.net = net
+        self.num_levels = net.num_levels
+        self.chain = _build_chain(net)  # raises ValueError for a net with temporal padding
+        self.cache = cache.for_form(STREAM_FORM, (1, 3, net.frame_size[1], net.frame_size[0]))
+        self.cache_events: collections.Counter = collections.Counter()
+        self.signatures = [step_signature(net, level, self.chain) for level in range(self.num_levels)]
+        self.graph_paths: list[Path] = []
+        self.sessions = []
+        for level in range(self.num_levels):
+            path = self._graph(level)
+            self.graph_paths.append(path)
+            self.sessions.append(self._session(level, path, options_factory(), providers))
+        self.provider = self.sessions[0].get_providers()[0]
+        self.warmup()
+
+    def warmup(self) -> None:
+        """Run every level once (onnxruntime allocates on a session's first run)."""
+        for signature, session in zip(self.signatures, self.sessions):
+            feed = {FRAME_NAME: np.zeros(signature.frame_shape, np.float32)}
+            feed.update(
+                (name, np.zeros(shape, np.float32))
+                for name, shape in zip(signature.input_names[1:], signature.history_shapes)
+            )
+            session.run(signature.output_names, feed)
+
+    def _graph(self, level: int) -> Path:
+        path, status = self.cache.check(level)
+        if path is not None:
+            self.cache_events["hit"] += 1
+            return path
+        if status == "miss":
+            self.cache_events["miss"] += 1
+        else:
+            self.cache_events["rebuilt"] += 1
+            self._log(f"{status}; rebuilding it")
+        return self._export(level)
+
+    def _export(self, level: int) -> Path:
+        try:
+            return self.cache.store(level, lambda tmp: export_stream_step(self.net, level, tmp))
+        except Exception as exc:
+            raise EngineError(
+                f"cannot export the stream step of level {level} of {self.cache.stem} to ONNX: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _session(self, level: int, path: Path, options, providers):
+        try:
+            session = self._ort.InferenceSession(str(path), options, providers=list(providers))
+        except Exception as first:  # passed its hash but does not load: rebuild once
+            self._log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
+            self.cache_events["rebuilt"] += 1
+            path = self._export(level)
+            self.graph_paths[level : level + 1] = [path]
+            try:
+                session = self._ort.InferenceSession(str(path), options, providers=list(providers))
+            except Exception as exc:
+                raise EngineError(
+                    f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
+                ) from exc
+        names = [i.name for i in session.get_inputs()]
+        if names != self.signatures[level].input_names:
+            raise EngineError(f"{path}: graph inputs {names} are not the stream step's")
+        return session
+
+    def stream(self) -> OrtGestureStream:
+        """A new stream (own frames and histories) over these sessions."""
+        return OrtGestureStream(self)
+
+    def info(self) -> dict:
+        return {
+            "backend": "onnxruntime",
+            "provider": self.provider,
+            "graph_cache": str(self.graph_paths[0].parent) if self.graph_paths else "",
+            "cache_events": dict(self.cache_events),
+        }
+
+
+class OrtGestureStream:
+    """Per-frame gesture inference through the stream-step graphs (the ``StreamingGestureNet`` API).
+
+    ``push(frame, level)`` takes one HxWx3 uint8 RGB frame and returns the logits (num_classes,) of
+    the clip of the last ``clip_length`` frames at ``level`` (default: the net's level), or None
+    while fewer frames have arrived.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, sessions: OrtStreamSessions) -> None:
+        self.sessions = sessions
+        self.net = sessions.net
+        self.clip_length = self.net.clip_length
+        # Normalised channels-last frames of the current clip, to rebuild the histories.
+        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=self.clip_length)
+        self._level: int | None = None
+        self._feed: dict[str, np.ndarray] = {}
+        self._histories: list[np.ndarray] = []
+        self._steps = 0  # frames run at the current level since its histories were cleared
+        self.replays = 0  # level changes that rebuilt the histories (diagnostics)
+        self._scale = np.float32(1.0 / (255.0 * PIXEL_STD))
+        self._offset = np.float32(PIXEL_MEAN / PIXEL_STD)
+
+    def reset(self) -> None:
+        """Forget all frames and histories."""
+        self._frames.clear()
+        self._level = None
+        self._steps = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the next ``push`` returns a result (``clip_length - 1`` frames are buffered)."""
+        return len(self._frames) >= self.clip_length - 1
+
+    # --- frames -----------------------------------------------------------------------------------
+    def preprocess_frame(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> (1, H, W, 3) float32 at the net's frame size, normalised as the clip model."""
+        pixels = resize_frame(frame_rgb, self.net.frame_size).astype(np.float32)
+        pixels *= self._scale
+        pixels -= self._offset
+        return pixels[None]
+
+    def push(self, frame_rgb: np.ndarray, level: int | None = None) -> Tensor | None:
+        """Add one frame; the clip logits (num_classes,) once ``clip_length`` frames have arrived."""
+        return self._push(self.preprocess_frame(frame_rgb), level)
+
+    def push_tensor(self, frame: Tensor, level: int | None = None) -> Tensor | None:
+        """:meth:`push` for an already normalised (1, 3, H, W) frame (the torch stream's input)."""
+        expected = (1, 3, self.net.frame_size[1], self.net.frame_size[0])
+        if tuple(frame.shape) != expected:
+            raise ValueError(f"expected a normalised frame of shape {expected}, got {tuple(frame.shape)}")
+        pixels = np.ascontiguousarray(frame.detach().permute(0, 2, 3, 1).numpy(), dtype=np.float32)
+        return self._push(pixels, level)
+
+    # --- steps ------------------------------------------------------------------------------------
+    def _push(self, pixels: np.ndarray, level: int | None) -> Tensor | None:
+        level = self.net.level if level is None else self.net.schedule.level_index(level)
+        self._frames.append(pixels)
+        if level != self._level:
+            # The histories are of another level: replay the buffered frames at this one.
+            if self._level is not None:
+                self.replays += 1
+            self._start_level(level)
+            for buffered in list(self._frames)[:-1]:
+                self._step(buffered)
+        logits = self._step(pixels)
+        return torch.from_numpy(logits[0]) if self._steps >= self.clip_length else None
+
+    def _start_level(self, level: int) -> None:
+        signature = self.sessions.signatures[level]
+        self._level = level
+        self._steps = 0
+        self._histories = [np.zeros(shape, np.float32) for shape in signature.history_shapes]
+        names = signature.input_names
+        self._feed = {name: history for name, history in zip(names[1:], self._histories)}
+        self._session = self.sessions.sessions[level]
+        self._output_names = signature.output_names
+
+    def _step(self, pixels: np.ndarray) -> np.ndarray:
+        self._feed[FRAME_NAME] = pixels
+        logits, *entries = self._session.run(self._output_names, self._feed)
+        for history, entry in zip(self._histories, entries):
+            # Roll in place: drop the oldest position, append the new one (fixed buffers the feed holds).
+            if len(history) > 1:
+                history[:-1] = history[1:]
+            history[-1] = entry[0]
+        self._steps += 1
+        return logits
