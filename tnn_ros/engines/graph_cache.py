@@ -124,6 +124,7 @@ class GraphCache:
         directories: folders to look in, preferred first; graphs are written to the first writable one.
         form: which graph of a level (``""``: the network's forward; ``"stream"``: one streaming step
             of the gesture net); part of the key and the file name, so forms never mix.
+        form_version: bumped when the way a form's graphs are made changes (part of the key).
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class GraphCache:
         input_shape: Sequence[int],
         directories: Sequence[str | os.PathLike],
         form: str = "",
+        form_version: int = 0,
     ) -> None:
         if not directories:
             raise ValueError("GraphCache needs at least one directory")
@@ -141,11 +143,12 @@ class GraphCache:
         self.input_shape = [int(v) for v in input_shape]
         self.directories = [Path(d) / stem for d in directories]
         self.form = form
+        self.form_version = int(form_version)
 
-    def for_form(self, form: str, input_shape: Sequence[int]) -> GraphCache:
+    def for_form(self, form: str, input_shape: Sequence[int], form_version: int = 0) -> GraphCache:
         """The cache of another graph form of the same model, in the same folders."""
         parents = [folder.parent for folder in self.directories]  # directories end in the stem
-        return GraphCache(self.model_digest, self.stem, input_shape, parents, form)
+        return GraphCache(self.model_digest, self.stem, input_shape, parents, form, form_version)
 
     @classmethod
     def for_model_file(
@@ -177,6 +180,7 @@ class GraphCache:
         }
         if self.form:  # the forward's key stays as it was, so existing caches stay valid
             key["form"] = self.form
+            key["form_version"] = self.form_version
         return key
 
     def _name(self, level: int) -> str:

@@ -36,12 +36,15 @@ from torch import Tensor, nn
 from ..models.gesture import PIXEL_MEAN, PIXEL_STD, resize_frame
 from ..models.gesture_streaming import _build_chain  # the layer chain the torch stream runs
 from .base import EngineError
-from .export_forms import frames_conv
+from .export_forms import BLOCK_CHANNELS, conv_on_interleaved_pixels
 from .graph_cache import OPSET, GraphCache
 
 FRAME_NAME = "frame"
 LOGITS_NAME = "logits"
 STREAM_FORM = "stream"  # the graph cache's key and file-name prefix of these graphs
+# Bump when StreamStepGraph or its export changes (cached stream graphs become stale).
+# 2: taps as single-position slices stacked on channels (was: a strided slice of all positions).
+STREAM_FORM_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,9 @@ class StreamStepGraph(nn.Module):
     """The export form of one streaming step of ``net`` at ``level`` (see the module docstring).
 
     Mirrors ``StreamingGestureNet._step`` in the per-frame case on 4-D positions: a conv stacks its
-    taps (every ``dilation``-th of history + new) on channels and runs one ``Conv`` + ReLU (the RGB
-    layer: one interleaved-pixel conv per tap, :func:`~tnn_ros.engines.export_forms.frames_conv`); a
-    pool is ``MaxPool`` 2x2 and, for a temporal pool, the maximum with the position ``dilation`` back.
+    taps (every ``dilation``-th remembered position + the new one) on channels and runs one ``Conv``
+    + ReLU (the RGB layer: one interleaved-pixel conv per tap, summed); a pool is ``MaxPool`` 2x2 and,
+    for a temporal pool, the maximum with the position ``dilation`` back.
     """
 
     def __init__(self, net: nn.Module, level: int) -> None:
@@ -111,28 +114,52 @@ class StreamStepGraph(nn.Module):
         for index, layer in enumerate(self.chain):
             history = next(remembered) if layer.span > 1 else None
             if layer.kind == "pool":
+                if index == 0:
+                    x = x.permute(0, 3, 1, 2)
                 x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
                 if history is not None:
                     entries.append(x)
                     x = torch.maximum(history[:1], x)  # the position `dilation` back is the oldest
                 continue
+            taps = [x]
             if history is not None:
                 entries.append(x)
-                x = torch.cat([history, x])
-            taps = x[:: layer.dilation] if layer.dilation > 1 else x  # (taps, C, H, W) positions
+                # every dilation-th remembered position, oldest first, then the new one (contiguous
+                # single-position slices: no strided copy of the whole history)
+                step = layer.dilation
+                taps = [history[d * step : d * step + 1] for d in range(layer.taps - 1)] + [x]
             if layer.kind == "flatten":
                 # (C, T, h, w) channel-major, as the clip model flattens
-                x = taps.transpose(0, 1).reshape(1, -1)
+                x = torch.cat(taps).transpose(0, 1).reshape(1, -1) if len(taps) > 1 else x.reshape(1, -1)
                 continue
             if index == 0:
-                taps = taps.permute(0, 3, 1, 2)  # logical NCHW view of the channels-last pixels
-            weight, bias = layer.conv._weights_for(level)
-            x = frames_conv(taps, weight, bias, padding=(0, 1, 1), batch=1)
-            if layer.conv.activation == "relu":
-                x = F.relu(x)
+                taps = [t.permute(0, 3, 1, 2) for t in taps]  # logical NCHW views of channels-last pixels
+            x = self._conv(layer.conv, taps)
         for fc in self.net.fcs:
             x = fc(x, level)
         return (self.net.classifier(x, level), *entries)
+
+    def _conv(self, conv: nn.Module, taps: list[Tensor]) -> Tensor:
+        """The gated conv at the step's level on its temporal taps (each (1, C, H, W)), with its ReLU.
+
+        The folded weight reads tap ``dt``'s channel ``c`` at input channel ``dt * C + c``: the taps
+        stacked on channels in order. Few-channel (RGB) taps instead run one interleaved-pixel conv
+        each, summed (:func:`~tnn_ros.engines.export_forms.conv_on_interleaved_pixels`).
+        """
+        weight, bias = conv._weights_for(self.level)
+        channels = taps[0].shape[1]
+        if len(taps) > 1 and channels < BLOCK_CHANNELS:
+            per_tap = weight.reshape(weight.shape[0], len(taps), channels, *weight.shape[2:])
+            x = None
+            for offset, tap in enumerate(taps):
+                term = conv_on_interleaved_pixels(
+                    tap, per_tap[:, offset], bias if offset == 0 else None, padding=1
+                )
+                x = term if x is None else x + term
+        else:
+            stacked = taps[0] if len(taps) == 1 else torch.cat(taps, dim=1)
+            x = F.conv2d(stacked, weight, bias, padding=1)
+        return F.relu(x) if conv.activation == "relu" else x
 
 
 @torch.no_grad()
@@ -187,7 +214,8 @@ class OrtStreamSessions:
         self.net = net
         self.num_levels = net.num_levels
         self.chain = _build_chain(net)  # raises ValueError for a net with temporal padding
-        self.cache = cache.for_form(STREAM_FORM, (1, 3, net.frame_size[1], net.frame_size[0]))
+        frame_shape = (1, 3, net.frame_size[1], net.frame_size[0])
+        self.cache = cache.for_form(STREAM_FORM, frame_shape, STREAM_FORM_VERSION)
         self.cache_events: collections.Counter = collections.Counter()
         self.signatures = [step_signature(net, level, self.chain) for level in range(self.num_levels)]
         self.graph_paths: list[Path] = []
