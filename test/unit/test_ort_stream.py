@@ -108,6 +108,21 @@ def test_level_changes_and_reset(net_on_ort):
     assert _check_stream(net, stream, np.ascontiguousarray(frames[::-1]), [0] * 20 + [2] * 20) == 40 - 15
 
 
+def test_frames_without_a_result_run_only_the_trunk(net_on_ort):
+    net, facade = net_on_ort
+    stream = facade.engine.gesture_stream(net)
+    frames = _frames(30, seed=9)
+    for i, frame in enumerate(frames):
+        wanted = i % 5 == 4
+        out = stream.push(frame, level=1, result=wanted)
+        if not wanted or i < 15:
+            assert out is None
+        else:  # the histories kept up although the head did not run on the frames in between
+            torch.testing.assert_close(
+                out, _clip_logits(net, frames[i - 15 : i + 1], 1), atol=1e-4, rtol=1e-4
+            )
+
+
 def test_histories_hold_only_the_levels_channels(net_on_ort):
     net, facade = net_on_ort
     signatures = facade.engine._stream_sessions.signatures
@@ -144,12 +159,13 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     first = create_engine(net, "onnxruntime", model_path=path)
     first.engine.gesture_stream(net)
     sessions = first.engine._stream_sessions
-    assert sessions.cache_events == {"miss": 2}
+    assert sessions.cache_events == {"miss": 4}  # trunk and head of 2 levels
     assert all(p.parent == tmp_path / ".tnn_engines" / "gesture" for p in sessions.graph_paths)
-    assert all(p.name.startswith("stream_level") for p in sessions.graph_paths)
+    names = sorted(p.name.split("_")[0] for p in sessions.graph_paths)
+    assert names == ["stream", "stream", "streamhead", "streamhead"]
     second = create_engine(net, "onnxruntime", model_path=path)
     second.engine.gesture_stream(net)
-    assert second.engine._stream_sessions.cache_events == {"hit": 2}
+    assert second.engine._stream_sessions.cache_events == {"hit": 4}
 
     # The model file changes: the stream graphs are stale by hash and rebuilt from the new weights.
     retrained = _net(1, TWO_LEVELS)
@@ -157,9 +173,9 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     lines = []
     third = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
     stream = third.engine.gesture_stream(retrained)
-    assert third.engine._stream_sessions.cache_events == {"rebuilt": 2}
-    stream_lines = [line for line in lines if "stream_level" in line]
-    assert len(stream_lines) == 2 and all("stale" in line for line in stream_lines)
+    assert third.engine._stream_sessions.cache_events == {"rebuilt": 4}
+    stream_lines = [line for line in lines if "/stream" in line]
+    assert len(stream_lines) == 4 and all("stale" in line for line in stream_lines)
     frames = _frames(17, seed=5)
     assert _check_stream(retrained, stream, frames, [1] * 17) == 2
 
@@ -171,7 +187,7 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     lines.clear()
     fourth = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
     stream = fourth.engine.gesture_stream(retrained)
-    assert fourth.engine._stream_sessions.cache_events == {"hit": 1, "rebuilt": 1}
+    assert fourth.engine._stream_sessions.cache_events == {"hit": 3, "rebuilt": 1}
     assert len(lines) == 1 and "corrupt" in lines[0] and "stream_level0" in lines[0]
     assert _check_stream(retrained, stream, frames, [0] * 17) == 2
 

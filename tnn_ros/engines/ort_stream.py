@@ -12,6 +12,13 @@ per-op framework overhead dominate. Here the whole step is one ONNX graph per le
 - outputs: ``logits`` (1, num_classes) of the clip ending at this frame, and ``entry<i>`` per
   history: the position the caller appends to that history (dropping its oldest).
 
+The step is exported as two graphs: the *trunk* (frame and histories in; entries and ``trunk``, the
+output of the last layer with a history, out) and the *head* (``trunk`` in, ``logits`` out: the
+layers after the last temporal pool, which see one position per clip, the FC layers and the
+classifier). A frame whose result nobody reads (the recognizer reads one every ``stride`` frames)
+runs only the trunk; onnxruntime runs every node of a graph whatever outputs are asked for, so one
+graph could not skip the head.
+
 Weights are the level's sliced, BatchNorm-folded caches (as the clip graphs,
 :mod:`~tnn_ros.engines.graph_cache`), so the graph holds only that level's channels. The histories
 live in Python as fixed-shape numpy buffers rolled in place, the only Python work per frame.
@@ -40,59 +47,76 @@ from .export_forms import BLOCK_CHANNELS, conv_on_interleaved_pixels
 from .graph_cache import OPSET, GraphCache
 
 FRAME_NAME = "frame"
+TRUNK_NAME = "trunk"
 LOGITS_NAME = "logits"
-STREAM_FORM = "stream"  # the graph cache's key and file-name prefix of these graphs
+# The graph cache's keys and file-name prefixes of the two graphs of a step.
+STREAM_FORM, HEAD_FORM = "stream", "streamhead"
 # Bump when StreamStepGraph or its export changes (cached stream graphs become stale).
-# 2: taps as single-position slices stacked on channels (was: a strided slice of all positions).
-STREAM_FORM_VERSION = 2
+# 3: the step split into trunk (histories) and head (logits) graphs.
+STREAM_FORM_VERSION = 3
 
 
 @dataclass(frozen=True)
 class StepSignature:
-    """The graph interface of one level: which layers have histories and their shapes."""
+    """The graph interface of one level: which layers have histories, their shapes, the split."""
 
     frame_shape: tuple[int, ...]  # (1, H, W, 3)
     history_layers: tuple[int, ...]  # chain indices of the layers with a history
     history_shapes: tuple[tuple[int, ...], ...]  # (span - 1, ...) per such layer
+    split: int  # the trunk is chain[: split + 1] (up to the last layer with a history)
+    trunk_shape: tuple[int, ...]  # output of the trunk = input of the head
 
     @property
     def input_names(self) -> list[str]:
+        """Trunk inputs."""
         return [FRAME_NAME, *(f"history{i}" for i in self.history_layers)]
 
     @property
     def output_names(self) -> list[str]:
-        return [LOGITS_NAME, *(f"entry{i}" for i in self.history_layers)]
+        """Trunk outputs."""
+        return [TRUNK_NAME, *(f"entry{i}" for i in self.history_layers)]
 
 
 def step_signature(net, level: int, chain=None) -> StepSignature:
-    """The input and history shapes of the stream step of ``net`` at ``level``.
+    """The input, history and trunk shapes of the stream step of ``net`` at ``level``.
 
-    Read from the level's weights (conv input widths), so any gating of any layer (conv1 included)
-    gives the right shapes.
+    Read from the level's weights (conv widths), so any gating of any layer (conv1 included) gives
+    the right shapes.
     """
     chain = _build_chain(net) if chain is None else chain
     width, height = net.frame_size
-    channels = None  # the first layer reads channels-last RGB frames
-    layers, shapes = [], []
+    channels = 3
+    layers, shapes, outputs = [], [], []
     for index, layer in enumerate(chain):
         if layer.kind == "conv":
             weight, _ = layer.conv._weights_for(level)
             in_channels = weight.shape[1] // layer.taps
             entry = (height, width, in_channels) if index == 0 else (in_channels, height, width)
             channels = weight.shape[0]
+            output = (1, channels, height, width)
         elif layer.kind == "pool":
             width, height = -(-width // 2), -(-height // 2)
             entry = (channels, height, width)  # remembered after the spatial max
+            output = (1, *entry)
         else:
             entry = (channels, height, width)
+            output = (1, channels * layer.taps * height * width)
+        outputs.append(output)
         if layer.span > 1:
             layers.append(index)
             shapes.append((layer.span - 1, *entry))
-    return StepSignature((1, net.frame_size[1], net.frame_size[0], 3), tuple(layers), tuple(shapes))
+    split = layers[-1] if layers else 0
+    frame_shape = (1, net.frame_size[1], net.frame_size[0], 3)
+    return StepSignature(frame_shape, tuple(layers), tuple(shapes), split, outputs[split])
 
 
 class StreamStepGraph(nn.Module):
-    """The export form of one streaming step of ``net`` at ``level`` (see the module docstring).
+    """The export form of one streaming step of ``net`` at ``level``: its trunk or its head.
+
+    ``part="trunk"``: ``(frame, *histories) -> (trunk, *entries)``, the chain up to its last layer
+    with a history; ``part="head"``: ``trunk -> logits``, the rest of the chain (one position per
+    frame, nothing remembered), the FC layers and the classifier. A frame whose result nobody reads
+    runs only the trunk.
 
     Mirrors ``StreamingGestureNet._step`` in the per-frame case on 4-D positions: a conv stacks its
     taps (every ``dilation``-th remembered position + the new one) on channels and runs one ``Conv``
@@ -100,44 +124,52 @@ class StreamStepGraph(nn.Module):
     for a temporal pool, the maximum with the position ``dilation`` back.
     """
 
-    def __init__(self, net: nn.Module, level: int) -> None:
+    def __init__(self, net: nn.Module, level: int, part: str = "trunk") -> None:
         super().__init__()
+        if part not in ("trunk", "head"):
+            raise ValueError(f"part must be 'trunk' or 'head', got {part!r}")
         self.net = net
         self.level = level
+        self.part = part
         self.chain = _build_chain(net)
+        self.split = step_signature(net, level, self.chain).split
 
-    def forward(self, frame: Tensor, *histories: Tensor) -> tuple[Tensor, ...]:
-        level = self.level
+    def forward(self, x: Tensor, *histories: Tensor) -> Tensor | tuple[Tensor, ...]:
+        if self.part == "head":
+            for index in range(self.split + 1, len(self.chain)):
+                x = self._layer(index, x, None, [])
+            for fc in self.net.fcs:
+                x = fc(x, self.level)
+            return self.net.classifier(x, self.level)
         remembered = iter(histories)
-        entries = []
-        x = frame  # (1, H, W, 3) normalised pixels, channels-last
-        for index, layer in enumerate(self.chain):
-            history = next(remembered) if layer.span > 1 else None
-            if layer.kind == "pool":
-                if index == 0:
-                    x = x.permute(0, 3, 1, 2)
-                x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
-                if history is not None:
-                    entries.append(x)
-                    x = torch.maximum(history[:1], x)  # the position `dilation` back is the oldest
-                continue
-            taps = [x]
+        entries: list[Tensor] = []
+        for index in range(self.split + 1):  # x: the new frame, (1, H, W, 3) channels-last
+            history = next(remembered) if self.chain[index].span > 1 else None
+            x = self._layer(index, x, history, entries)
+        return (x, *entries)
+
+    def _layer(self, index: int, x: Tensor, history: Tensor | None, entries: list[Tensor]) -> Tensor:
+        """Layer ``index`` on the new position ``x``; appends the entry its history gets."""
+        layer = self.chain[index]
+        if layer.kind == "pool":
+            x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
             if history is not None:
                 entries.append(x)
-                # every dilation-th remembered position, oldest first, then the new one (contiguous
-                # single-position slices: no strided copy of the whole history)
-                step = layer.dilation
-                taps = [history[d * step : d * step + 1] for d in range(layer.taps - 1)] + [x]
-            if layer.kind == "flatten":
-                # (C, T, h, w) channel-major, as the clip model flattens
-                x = torch.cat(taps).transpose(0, 1).reshape(1, -1) if len(taps) > 1 else x.reshape(1, -1)
-                continue
-            if index == 0:
-                taps = [t.permute(0, 3, 1, 2) for t in taps]  # logical NCHW views of channels-last pixels
-            x = self._conv(layer.conv, taps)
-        for fc in self.net.fcs:
-            x = fc(x, level)
-        return (self.net.classifier(x, level), *entries)
+                x = torch.maximum(history[:1], x)  # the position `dilation` back is the oldest
+            return x
+        taps = [x]
+        if history is not None:
+            entries.append(x)
+            # every dilation-th remembered position, oldest first, then the new one (contiguous
+            # single-position slices: no strided copy of the whole history)
+            step = layer.dilation
+            taps = [history[d * step : d * step + 1] for d in range(layer.taps - 1)] + [x]
+        if layer.kind == "flatten":
+            # (C, T, h, w) channel-major, as the clip model flattens
+            return torch.cat(taps).transpose(0, 1).reshape(1, -1) if len(taps) > 1 else x.reshape(1, -1)
+        if index == 0:
+            taps = [t.permute(0, 3, 1, 2) for t in taps]  # logical NCHW views of channels-last pixels
+        return self._conv(layer.conv, taps)
 
     def _conv(self, conv: nn.Module, taps: list[Tensor]) -> Tensor:
         """The gated conv at the step's level on its temporal taps (each (1, C, H, W)), with its ReLU.
@@ -163,18 +195,26 @@ class StreamStepGraph(nn.Module):
 
 
 @torch.no_grad()
-def export_stream_step(net, level: int, path: str | Path) -> None:
-    """Trace the stream step of ``net`` (eval mode, ``temporal="valid"``) at ``level`` to ``path``."""
+def export_stream_step(net, level: int, path: str | Path, part: str = "trunk") -> None:
+    """Trace the stream step's ``part`` (trunk or head) of ``net`` at ``level`` to ``path``.
+
+    ``net``: eval mode, ``temporal="valid"``.
+    """
     import warnings
 
     if net.training:
         raise ValueError("export a model in eval mode (its per-level caches hold the folded weights)")
-    step = StreamStepGraph(net, level)
+    step = StreamStepGraph(net, level, part)
     step.training = False  # not .eval(): that would rebuild every cache of the model again
     signature = step_signature(net, level, step.chain)
     generator = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(signature.frame_shape, generator=generator)]
-    inputs += [torch.randn(shape, generator=generator) for shape in signature.history_shapes]
+    if part == "trunk":
+        inputs = [torch.randn(signature.frame_shape, generator=generator)]
+        inputs += [torch.randn(shape, generator=generator) for shape in signature.history_shapes]
+        input_names, output_names = signature.input_names, signature.output_names
+    else:
+        inputs = [torch.randn(signature.trunk_shape, generator=generator)]
+        input_names, output_names = [TRUNK_NAME], [LOGITS_NAME]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant shape checks in a static graph: what we want
         torch.onnx.export(
@@ -183,18 +223,18 @@ def export_stream_step(net, level: int, path: str | Path) -> None:
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=signature.input_names,
-            output_names=signature.output_names,
+            input_names=input_names,
+            output_names=output_names,
             do_constant_folding=True,
         )
 
 
 class OrtStreamSessions:
-    """The stream-step graphs of every level of one gesture net: cached by hash, one session each.
+    """The stream-step graphs (trunk + head) of every level of one gesture net, one session each.
 
-    Built once per engine (configure time); every :class:`OrtGestureStream` made from it shares the
-    sessions. ``cache`` is the engine's graph cache (same folder, model hash); ``options_factory()``
-    makes the session options of the engine (threads, spinning).
+    Cached by hash in the engine's graph cache (``cache``: same folder, model hash); built once per
+    engine (configure time) and shared by every :class:`OrtGestureStream` made from it.
+    ``options_factory()`` makes the session options of the engine (threads, spinning).
     """
 
     def __init__(
@@ -215,30 +255,33 @@ class OrtStreamSessions:
         self.num_levels = net.num_levels
         self.chain = _build_chain(net)  # raises ValueError for a net with temporal padding
         frame_shape = (1, 3, net.frame_size[1], net.frame_size[0])
-        self.cache = cache.for_form(STREAM_FORM, frame_shape, STREAM_FORM_VERSION)
+        self.caches = {
+            "trunk": cache.for_form(STREAM_FORM, frame_shape, STREAM_FORM_VERSION),
+            "head": cache.for_form(HEAD_FORM, frame_shape, STREAM_FORM_VERSION),
+        }
         self.cache_events: collections.Counter = collections.Counter()
         self.signatures = [step_signature(net, level, self.chain) for level in range(self.num_levels)]
-        self.graph_paths: list[Path] = []
-        self.sessions = []
-        for level in range(self.num_levels):
-            path = self._graph(level)
-            self.graph_paths.append(path)
-            self.sessions.append(self._session(level, path, options_factory(), providers))
-        self.provider = self.sessions[0].get_providers()[0]
+        self.graph_paths: list[Path] = []  # trunk graphs, then head graphs
+        self.trunks, self.heads = [], []
+        for part, sessions in (("trunk", self.trunks), ("head", self.heads)):
+            for level in range(self.num_levels):
+                sessions.append(self._session(part, level, options_factory(), providers))
+        self.provider = self.trunks[0].get_providers()[0]
         self.warmup()
 
     def warmup(self) -> None:
         """Run every level once (onnxruntime allocates on a session's first run)."""
-        for signature, session in zip(self.signatures, self.sessions):
+        for signature, trunk, head in zip(self.signatures, self.trunks, self.heads):
             feed = {FRAME_NAME: np.zeros(signature.frame_shape, np.float32)}
             feed.update(
                 (name, np.zeros(shape, np.float32))
                 for name, shape in zip(signature.input_names[1:], signature.history_shapes)
             )
-            session.run(signature.output_names, feed)
+            features, *_ = trunk.run(signature.output_names, feed)
+            head.run([LOGITS_NAME], {TRUNK_NAME: features})
 
-    def _graph(self, level: int) -> Path:
-        path, status = self.cache.check(level)
+    def _graph(self, part: str, level: int) -> Path:
+        path, status = self.caches[part].check(level)
         if path is not None:
             self.cache_events["hit"] += 1
             return path
@@ -247,25 +290,25 @@ class OrtStreamSessions:
         else:
             self.cache_events["rebuilt"] += 1
             self._log(f"{status}; rebuilding it")
-        return self._export(level)
+        return self._export(part, level)
 
-    def _export(self, level: int) -> Path:
+    def _export(self, part: str, level: int) -> Path:
         try:
-            return self.cache.store(level, lambda tmp: export_stream_step(self.net, level, tmp))
+            return self.caches[part].store(level, lambda tmp: export_stream_step(self.net, level, tmp, part))
         except Exception as exc:
             raise EngineError(
-                f"cannot export the stream step of level {level} of {self.cache.stem} to ONNX: "
+                f"cannot export the stream {part} of level {level} of {self.caches[part].stem} to ONNX: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    def _session(self, level: int, path: Path, options, providers):
+    def _session(self, part: str, level: int, options, providers):
+        path = self._graph(part, level)
         try:
             session = self._ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as first:  # passed its hash but does not load: rebuild once
             self._log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
             self.cache_events["rebuilt"] += 1
-            path = self._export(level)
-            self.graph_paths[level : level + 1] = [path]
+            path = self._export(part, level)
             try:
                 session = self._ort.InferenceSession(str(path), options, providers=list(providers))
             except Exception as exc:
@@ -273,8 +316,10 @@ class OrtStreamSessions:
                     f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
                 ) from exc
         names = [i.name for i in session.get_inputs()]
-        if names != self.signatures[level].input_names:
-            raise EngineError(f"{path}: graph inputs {names} are not the stream step's")
+        expected = self.signatures[level].input_names if part == "trunk" else [TRUNK_NAME]
+        if names != expected:
+            raise EngineError(f"{path}: graph inputs {names} are not the stream {part}'s {expected}")
+        self.graph_paths.append(path)
         return session
 
     def stream(self) -> OrtGestureStream:
@@ -295,7 +340,9 @@ class OrtGestureStream:
 
     ``push(frame, level)`` takes one HxWx3 uint8 RGB frame and returns the logits (num_classes,) of
     the clip of the last ``clip_length`` frames at ``level`` (default: the net's level), or None
-    while fewer frames have arrived.
+    while fewer frames have arrived. ``push(..., result=False)`` only updates the histories (the
+    trunk graph) and returns None: for frames whose result nobody reads (the recognizer reads one
+    every ``stride`` frames).
     """
 
     backend = "onnxruntime"
@@ -333,20 +380,20 @@ class OrtGestureStream:
         pixels -= self._offset
         return pixels[None]
 
-    def push(self, frame_rgb: np.ndarray, level: int | None = None) -> Tensor | None:
+    def push(self, frame_rgb: np.ndarray, level: int | None = None, result: bool = True) -> Tensor | None:
         """Add one frame; the clip logits (num_classes,) once ``clip_length`` frames have arrived."""
-        return self._push(self.preprocess_frame(frame_rgb), level)
+        return self._push(self.preprocess_frame(frame_rgb), level, result)
 
-    def push_tensor(self, frame: Tensor, level: int | None = None) -> Tensor | None:
+    def push_tensor(self, frame: Tensor, level: int | None = None, result: bool = True) -> Tensor | None:
         """:meth:`push` for an already normalised (1, 3, H, W) frame (the torch stream's input)."""
         expected = (1, 3, self.net.frame_size[1], self.net.frame_size[0])
         if tuple(frame.shape) != expected:
             raise ValueError(f"expected a normalised frame of shape {expected}, got {tuple(frame.shape)}")
         pixels = np.ascontiguousarray(frame.detach().permute(0, 2, 3, 1).numpy(), dtype=np.float32)
-        return self._push(pixels, level)
+        return self._push(pixels, level, result)
 
     # --- steps ------------------------------------------------------------------------------------
-    def _push(self, pixels: np.ndarray, level: int | None) -> Tensor | None:
+    def _push(self, pixels: np.ndarray, level: int | None, result: bool) -> Tensor | None:
         level = self.net.level if level is None else self.net.schedule.level_index(level)
         self._frames.append(pixels)
         if level != self._level:
@@ -356,8 +403,11 @@ class OrtGestureStream:
             self._start_level(level)
             for buffered in list(self._frames)[:-1]:
                 self._step(buffered)
-        logits = self._step(pixels)
-        return torch.from_numpy(logits[0]) if self._steps >= self.clip_length else None
+        features = self._step(pixels)
+        if not result or self._steps < self.clip_length:
+            return None
+        (logits,) = self._head.run([LOGITS_NAME], {TRUNK_NAME: features})
+        return torch.from_numpy(logits[0])
 
     def _start_level(self, level: int) -> None:
         signature = self.sessions.signatures[level]
@@ -366,16 +416,17 @@ class OrtGestureStream:
         self._histories = [np.zeros(shape, np.float32) for shape in signature.history_shapes]
         names = signature.input_names
         self._feed = {name: history for name, history in zip(names[1:], self._histories)}
-        self._session = self.sessions.sessions[level]
+        self._trunk, self._head = self.sessions.trunks[level], self.sessions.heads[level]
         self._output_names = signature.output_names
 
     def _step(self, pixels: np.ndarray) -> np.ndarray:
+        """Run the trunk on one frame, roll the histories; the trunk's output (the head's input)."""
         self._feed[FRAME_NAME] = pixels
-        logits, *entries = self._session.run(self._output_names, self._feed)
+        features, *entries = self._trunk.run(self._output_names, self._feed)
         for history, entry in zip(self._histories, entries):
             # Roll in place: drop the oldest position, append the new one (fixed buffers the feed holds).
             if len(history) > 1:
                 history[:-1] = history[1:]
             history[-1] = entry[0]
         self._steps += 1
-        return logits
+        return features

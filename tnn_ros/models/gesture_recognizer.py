@@ -168,7 +168,13 @@ class GestureRecognizer:
     def _push_streaming(self, frame_rgb: np.ndarray) -> GestureResult | None:
         # Every frame enters the stream (its slice of every layer is needed by later clips); the
         # clip result is read only every ``stride`` frames, so results match the clip path.
-        logits = self._stream.push(frame_rgb, level=self.net.level)
+        if self.stream_backend == "onnxruntime":
+            # Its head graph (the layers after the last temporal pool, the FC head) runs only on
+            # the frames whose result is read.
+            wanted = self._since_run + 1 >= self.stride
+            logits = self._stream.push(frame_rgb, level=self.net.level, result=wanted)
+        else:
+            logits = self._stream.push(frame_rgb, level=self.net.level)
         self._since_run += 1
         if logits is None or self._since_run < self.stride:
             return None
