@@ -100,9 +100,10 @@ def test_level_changes_and_reset(net_on_ort):
     net, facade = net_on_ort
     stream = facade.engine.gesture_stream(net)
     frames = _frames(40, seed=7)
-    levels = [2] * 18 + [0] * 5 + [1] + [2] * 3 + [0] * 13  # changes before and after the clip is full
+    # a change before the clip is full (replayed step by step), then changes with a full clip (prime graph)
+    levels = [2] * 5 + [1] * 13 + [0] * 5 + [1] + [2] * 3 + [0] * 13
     assert _check_stream(net, stream, frames, levels) == 40 - 15
-    assert stream.replays == 4
+    assert stream.replays == 5
     stream.reset()  # forgets frames and histories: the next clip starts from scratch
     assert not stream.ready
     assert _check_stream(net, stream, np.ascontiguousarray(frames[::-1]), [0] * 20 + [2] * 20) == 40 - 15
@@ -159,13 +160,13 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     first = create_engine(net, "onnxruntime", model_path=path)
     first.engine.gesture_stream(net)
     sessions = first.engine._stream_sessions
-    assert sessions.cache_events == {"miss": 4}  # trunk and head of 2 levels
+    assert sessions.cache_events == {"miss": 6}  # trunk, head and prime of 2 levels
     assert all(p.parent == tmp_path / ".tnn_engines" / "gesture" for p in sessions.graph_paths)
     names = sorted(p.name.split("_")[0] for p in sessions.graph_paths)
-    assert names == ["stream", "stream", "streamhead", "streamhead"]
+    assert names == ["stream"] * 2 + ["streamhead"] * 2 + ["streamprime"] * 2
     second = create_engine(net, "onnxruntime", model_path=path)
     second.engine.gesture_stream(net)
-    assert second.engine._stream_sessions.cache_events == {"hit": 4}
+    assert second.engine._stream_sessions.cache_events == {"hit": 6}
 
     # The model file changes: the stream graphs are stale by hash and rebuilt from the new weights.
     retrained = _net(1, TWO_LEVELS)
@@ -173,9 +174,9 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     lines = []
     third = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
     stream = third.engine.gesture_stream(retrained)
-    assert third.engine._stream_sessions.cache_events == {"rebuilt": 4}
+    assert third.engine._stream_sessions.cache_events == {"rebuilt": 6}
     stream_lines = [line for line in lines if "/stream" in line]
-    assert len(stream_lines) == 4 and all("stale" in line for line in stream_lines)
+    assert len(stream_lines) == 6 and all("stale" in line for line in stream_lines)
     frames = _frames(17, seed=5)
     assert _check_stream(retrained, stream, frames, [1] * 17) == 2
 
@@ -187,7 +188,7 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     lines.clear()
     fourth = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
     stream = fourth.engine.gesture_stream(retrained)
-    assert fourth.engine._stream_sessions.cache_events == {"hit": 3, "rebuilt": 1}
+    assert fourth.engine._stream_sessions.cache_events == {"hit": 5, "rebuilt": 1}
     assert len(lines) == 1 and "corrupt" in lines[0] and "stream_level0" in lines[0]
     assert _check_stream(retrained, stream, frames, [0] * 17) == 2
 

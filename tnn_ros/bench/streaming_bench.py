@@ -18,22 +18,28 @@ from ..models.gesture_streaming import StreamingGestureNet, streaming_macs
 
 
 def _timed(fn: Callable[[], object], wall: list[float], cpu: list[float]) -> None:
-    start, start_cpu = time.perf_counter(), time.thread_time()
+    # Process CPU time: counts every thread of this process (onnxruntime's and torch's workers,
+    # spinning included) and not the time other processes take the cores away.
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn()
     wall.append(time.perf_counter() - start)
-    cpu.append(time.thread_time() - start_cpu)
+    cpu.append(time.process_time() - start_cpu)
+
+
+def _ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1e3, 3)
 
 
 def _row(frame: tuple[list, list], clip: tuple[list, list], per_frame_macs: int, clip_macs: int) -> dict:
-    frame_ms, clip_ms = (statistics.median(frame[0]) * 1e3, statistics.median(clip[0]) * 1e3)
-    frame_cpu, clip_cpu = (statistics.median(frame[1]) * 1e3, statistics.median(clip[1]) * 1e3)
+    frame_ms, clip_ms = _ms(frame[0]), _ms(clip[0])
+    frame_cpu, clip_cpu = _ms(frame[1]), _ms(clip[1])
     return {
-        "per_frame_ms_median": round(frame_ms, 3),
-        "clip_ms_median": round(clip_ms, 3),
+        "per_frame_ms_median": frame_ms,
+        "clip_ms_median": clip_ms,
         "ratio": round(frame_ms / clip_ms, 3),
-        # CPU time of the calling thread: robust when other processes preempt it (exact with 1 thread)
-        "per_frame_cpu_ms_median": round(frame_cpu, 3),
-        "clip_cpu_ms_median": round(clip_cpu, 3),
+        # process CPU time: robust when other processes preempt this one
+        "per_frame_cpu_ms_median": frame_cpu,
+        "clip_cpu_ms_median": clip_cpu,
         "cpu_ratio": round(frame_cpu / clip_cpu, 3) if clip_cpu > 0 else None,
         "per_frame_macs": per_frame_macs,
         "clip_macs": clip_macs,
@@ -48,17 +54,25 @@ def measure_streaming_backends(
     """Streaming vs clip latency per level on onnxruntime (``ort_model``: its engine facade) and torch.
 
     Returns the ``streaming`` section of ``tnn-bench throttle``: ``{"backend": "onnxruntime",
-    "threads", "levels": {level: {per_frame_ms_median, clip_ms_median, ratio, *_cpu_*, macs,
-    "session_run_ms_median", "python_ms_median"}}, "torch": {"levels": {...}}}``. ``session_run_ms``
-    is the stream graph alone (onnxruntime's ``run`` on the current histories) and ``python_ms`` the
-    rest of a step (frame layout, history roll, result tensor).
+    "threads", "levels": {level: row}, "torch": {"levels": {level: row}}}``; a row has
+    ``per_frame_ms_median`` (a step with its result), ``clip_ms_median``, ``ratio``, the same from
+    process CPU time (``*_cpu_*``), MAC counts and, for onnxruntime, ``trunk_only_*`` (a step whose
+    result is not read: the trunk graph alone), ``trunk_run_ms_median`` / ``head_run_ms_median``
+    (the two sessions' ``run`` alone: the rest of a step is Python) and ``level_change_ms_median``
+    (a step right after a level change, which replays the buffered frames; torch rows too).
     """
     from ..throttle import count_level_costs
 
     net.eval()
     levels = [0, net.num_levels - 1] if levels is None else list(levels)
-    ort_stream = ort_model.engine.gesture_stream(net)
-    torch_stream = StreamingGestureNet(net)
+    engine = ort_model.engine
+    streams = {
+        "ort": engine.gesture_stream(net),
+        "ort_trunk": engine.gesture_stream(net),
+        "ort_switch": engine.gesture_stream(net),
+        "torch": StreamingGestureNet(net),
+        "torch_switch": StreamingGestureNet(net),
+    }
     generator = torch.Generator().manual_seed(0)
     frames = [
         torch.randn(1, 3, net.frame_size[1], net.frame_size[0], generator=generator)
@@ -70,35 +84,54 @@ def measure_streaming_backends(
     ort_rows, torch_rows = {}, {}
     for level in levels:
         net.set_level(level)
-        ort_stream.reset()
-        torch_stream.reset()
-        for frame in frames:  # fill the histories at this level
-            ort_stream.push_tensor(frame, level)
-            torch_stream.push_tensor(frame, level)
-        session, feed, names = ort_stream._session, ort_stream._feed, ort_stream._output_names
-        jobs_names = ("ort_frame", "ort_clip", "ort_run", "torch_frame", "torch_clip")
-        samples = {name: ([], []) for name in jobs_names}
+        other = 0 if level else net.num_levels - 1  # the switch streams alternate with this level
+        for stream in streams.values():
+            stream.reset()
+            for frame in frames:  # fill the histories at this level
+                stream.push_tensor(frame, level)
+        ort = streams["ort"]
+        features = ort._step(ort._frames[-1])
+        trunk_names = ort._output_names
+        names = (
+            "ort_frame", "ort_trunk_only", "ort_clip", "ort_trunk_run", "ort_head_run", "ort_switch",
+            "torch_frame", "torch_clip", "torch_switch",
+        )  # fmt: skip
+        samples = {name: ([], []) for name in names}
         for i in range(repeats):
             frame = frames[i % len(frames)]
-            jobs = [
-                ("ort_frame", lambda: ort_stream.push_tensor(frame, level)),
-                ("ort_clip", lambda: ort_model.engine.run(level, clip)),
-                ("ort_run", lambda: session.run(names, feed)),
-                ("torch_frame", lambda: torch_stream.push_tensor(frame, level)),
-                ("torch_clip", lambda: net(clip)),
-            ]
-            shift = i % len(jobs)  # rotate the order so no job always runs after the same one
-            for name, job in jobs[shift:] + jobs[:shift]:
-                _timed(job, *samples[name])
+            switch_level = level if i % 2 else other
+            jobs = {
+                "ort_frame": lambda: ort.push_tensor(frame, level),
+                "ort_trunk_only": lambda: streams["ort_trunk"].push_tensor(frame, level, result=False),
+                "ort_clip": lambda: engine.run(level, clip),
+                "ort_trunk_run": lambda: ort._trunk.run(trunk_names, ort._feed),
+                "ort_head_run": lambda: ort._head.run(None, {"trunk": features}),
+                "ort_switch": lambda: streams["ort_switch"].push_tensor(frame, switch_level),
+                "torch_frame": lambda: streams["torch"].push_tensor(frame, level),
+                "torch_clip": lambda: net(clip),
+                "torch_switch": lambda: streams["torch_switch"].push_tensor(frame, switch_level),
+            }
+            order = list(jobs)
+            shift = i % len(order)  # rotate the order so no job always runs after the same one
+            for name in order[shift:] + order[:shift]:
+                _timed(jobs[name], *samples[name])
         macs = streaming_macs(net, level)
         row = _row(samples["ort_frame"], samples["ort_clip"], macs, costs[level])
-        run_ms = statistics.median(samples["ort_run"][0]) * 1e3
-        row["session_run_ms_median"] = round(run_ms, 3)
-        row["python_ms_median"] = round(row["per_frame_ms_median"] - run_ms, 3)
+        trunk = _row(samples["ort_trunk_only"], samples["ort_clip"], macs, costs[level])
+        row["trunk_only_ms_median"] = trunk["per_frame_ms_median"]
+        row["trunk_only_ratio"] = trunk["ratio"]
+        row["trunk_only_cpu_ms_median"] = trunk["per_frame_cpu_ms_median"]
+        row["trunk_only_cpu_ratio"] = trunk["cpu_ratio"]
+        row["trunk_run_ms_median"] = _ms(samples["ort_trunk_run"][0])
+        row["head_run_ms_median"] = _ms(samples["ort_head_run"][0])
+        # the switch streams change level on every push; odd rounds replay at this level
+        row["level_change_ms_median"] = _ms(samples["ort_switch"][0][1::2])
         ort_rows[str(level)] = row
-        torch_rows[str(level)] = _row(samples["torch_frame"], samples["torch_clip"], macs, costs[level])
+        torch_row = _row(samples["torch_frame"], samples["torch_clip"], macs, costs[level])
+        torch_row["level_change_ms_median"] = _ms(samples["torch_switch"][0][1::2])
+        torch_rows[str(level)] = torch_row
     net.set_level(previous)
-    info = ort_model.engine.info()
+    info = engine.info()
     return {
         "backend": "onnxruntime",
         "measured_on": "this model",

@@ -24,8 +24,10 @@ Weights are the level's sliced, BatchNorm-folded caches (as the clip graphs,
 live in Python as fixed-shape numpy buffers rolled in place, the only Python work per frame.
 
 :class:`OrtGestureStream` has the interface of ``StreamingGestureNet`` (``push``, ``push_tensor``,
-``reset``, ``ready``, ``replays``). A level change replays the buffered frames through the new
-level's graph, so every result equals the clip model's at the level it reports (tests: 1e-4).
+``reset``, ``ready``, ``replays``). A level change rebuilds the histories from the buffered frames
+at the new level, in one batched *prime* graph per level (the trunk over the whole clip, about the
+cost of a clip forward, where ``clip_length`` single steps cost about four), so every result equals
+the clip model's at the level it reports (tests: 1e-4).
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ from .export_forms import BLOCK_CHANNELS, conv_on_interleaved_pixels
 from .graph_cache import OPSET, GraphCache
 
 FRAME_NAME = "frame"
+FRAMES_NAME = "frames"  # the prime graph's input: a whole clip of frames
 TRUNK_NAME = "trunk"
 LOGITS_NAME = "logits"
-# The graph cache's keys and file-name prefixes of the two graphs of a step.
-STREAM_FORM, HEAD_FORM = "stream", "streamhead"
+# The graphs of a level (trunk, head, prime) and their graph-cache keys / file-name prefixes.
+PARTS = ("trunk", "head", "prime")
+FORMS = {"trunk": "stream", "head": "streamhead", "prime": "streamprime"}
 # Bump when StreamStepGraph or its export changes (cached stream graphs become stale).
-# 3: the step split into trunk (histories) and head (logits) graphs.
+# 3: the step split into trunk (histories) and head (logits) graphs; a prime graph for level changes.
 STREAM_FORM_VERSION = 3
 
 
@@ -126,8 +130,8 @@ class StreamStepGraph(nn.Module):
 
     def __init__(self, net: nn.Module, level: int, part: str = "trunk") -> None:
         super().__init__()
-        if part not in ("trunk", "head"):
-            raise ValueError(f"part must be 'trunk' or 'head', got {part!r}")
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
         self.net = net
         self.level = level
         self.part = part
@@ -135,6 +139,8 @@ class StreamStepGraph(nn.Module):
         self.split = step_signature(net, level, self.chain).split
 
     def forward(self, x: Tensor, *histories: Tensor) -> Tensor | tuple[Tensor, ...]:
+        if self.part == "prime":
+            return self._prime(x)
         if self.part == "head":
             for index in range(self.split + 1, len(self.chain)):
                 x = self._layer(index, x, None, [])
@@ -147,6 +153,37 @@ class StreamStepGraph(nn.Module):
             history = next(remembered) if self.chain[index].span > 1 else None
             x = self._layer(index, x, history, entries)
         return (x, *entries)
+
+    def _prime(self, frames: Tensor) -> tuple[Tensor, ...]:
+        """The trunk over a whole clip of frames (P, H, W, 3) at once: (last trunk output, *histories).
+
+        ``StreamingGestureNet._step`` on a sequence: every layer computes all the positions its
+        input sequence allows (batched), and its history is the last ``span - 1`` positions of its
+        input. What a level change needs instead of ``clip_length`` single steps.
+        """
+        histories = []
+        x = frames
+        for index in range(self.split + 1):
+            layer = self.chain[index]
+            keep = layer.span - 1
+            if layer.kind == "pool":
+                x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
+                if keep:
+                    histories.append(x[-keep:])
+                if layer.taps == 2:  # the max of every pair `dilation` apart (sliding, all alignments)
+                    x = torch.maximum(x[: x.shape[0] - layer.dilation], x[layer.dilation :])
+                continue
+            if keep:
+                histories.append(x[-keep:])
+            count = x.shape[0] - keep
+            taps = [x[d * layer.dilation : d * layer.dilation + count] for d in range(layer.taps)]
+            if layer.kind == "flatten":
+                x = torch.stack(taps, dim=2).reshape(count, -1)  # (count, C, T, h, w) channel-major
+                continue
+            if index == 0:
+                taps = [t.permute(0, 3, 1, 2) for t in taps]
+            x = self._conv(layer.conv, taps)
+        return (x[-1:], *histories)
 
     def _layer(self, index: int, x: Tensor, history: Tensor | None, entries: list[Tensor]) -> Tensor:
         """Layer ``index`` on the new position ``x``; appends the entry its history gets."""
@@ -212,9 +249,14 @@ def export_stream_step(net, level: int, path: str | Path, part: str = "trunk") -
         inputs = [torch.randn(signature.frame_shape, generator=generator)]
         inputs += [torch.randn(shape, generator=generator) for shape in signature.history_shapes]
         input_names, output_names = signature.input_names, signature.output_names
-    else:
+    elif part == "head":
         inputs = [torch.randn(signature.trunk_shape, generator=generator)]
         input_names, output_names = [TRUNK_NAME], [LOGITS_NAME]
+    else:
+        frames = (net.clip_length, *signature.frame_shape[1:])
+        inputs = [torch.randn(frames, generator=generator)]
+        input_names = [FRAMES_NAME]
+        output_names = [TRUNK_NAME, *(f"history{i}" for i in signature.history_layers)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant shape checks in a static graph: what we want
         torch.onnx.export(
@@ -255,15 +297,12 @@ class OrtStreamSessions:
         self.num_levels = net.num_levels
         self.chain = _build_chain(net)  # raises ValueError for a net with temporal padding
         frame_shape = (1, 3, net.frame_size[1], net.frame_size[0])
-        self.caches = {
-            "trunk": cache.for_form(STREAM_FORM, frame_shape, STREAM_FORM_VERSION),
-            "head": cache.for_form(HEAD_FORM, frame_shape, STREAM_FORM_VERSION),
-        }
+        self.caches = {part: cache.for_form(FORMS[part], frame_shape, STREAM_FORM_VERSION) for part in PARTS}
         self.cache_events: collections.Counter = collections.Counter()
         self.signatures = [step_signature(net, level, self.chain) for level in range(self.num_levels)]
-        self.graph_paths: list[Path] = []  # trunk graphs, then head graphs
-        self.trunks, self.heads = [], []
-        for part, sessions in (("trunk", self.trunks), ("head", self.heads)):
+        self.graph_paths: list[Path] = []  # trunk graphs, then head graphs, then prime graphs
+        self.trunks, self.heads, self.primes = [], [], []
+        for part, sessions in (("trunk", self.trunks), ("head", self.heads), ("prime", self.primes)):
             for level in range(self.num_levels):
                 sessions.append(self._session(part, level, options_factory(), providers))
         self.provider = self.trunks[0].get_providers()[0]
@@ -271,7 +310,7 @@ class OrtStreamSessions:
 
     def warmup(self) -> None:
         """Run every level once (onnxruntime allocates on a session's first run)."""
-        for signature, trunk, head in zip(self.signatures, self.trunks, self.heads):
+        for signature, trunk, head, prime in zip(self.signatures, self.trunks, self.heads, self.primes):
             feed = {FRAME_NAME: np.zeros(signature.frame_shape, np.float32)}
             feed.update(
                 (name, np.zeros(shape, np.float32))
@@ -279,6 +318,8 @@ class OrtStreamSessions:
             )
             features, *_ = trunk.run(signature.output_names, feed)
             head.run([LOGITS_NAME], {TRUNK_NAME: features})
+            frames = np.zeros((self.net.clip_length, *signature.frame_shape[1:]), np.float32)
+            prime.run(None, {FRAMES_NAME: frames})
 
     def _graph(self, part: str, level: int) -> Path:
         path, status = self.caches[part].check(level)
@@ -316,7 +357,11 @@ class OrtStreamSessions:
                     f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
                 ) from exc
         names = [i.name for i in session.get_inputs()]
-        expected = self.signatures[level].input_names if part == "trunk" else [TRUNK_NAME]
+        expected = {
+            "trunk": self.signatures[level].input_names,
+            "head": [TRUNK_NAME],
+            "prime": [FRAMES_NAME],
+        }[part]
         if names != expected:
             raise EngineError(f"{path}: graph inputs {names} are not the stream {part}'s {expected}")
         self.graph_paths.append(path)
@@ -401,9 +446,14 @@ class OrtGestureStream:
             if self._level is not None:
                 self.replays += 1
             self._start_level(level)
-            for buffered in list(self._frames)[:-1]:
-                self._step(buffered)
-        features = self._step(pixels)
+            if len(self._frames) == self.clip_length:
+                features = self._prime()  # the whole clip in one batched graph
+            else:  # a short buffer: step through it
+                for buffered in list(self._frames)[:-1]:
+                    self._step(buffered)
+                features = self._step(pixels)
+        else:
+            features = self._step(pixels)
         if not result or self._steps < self.clip_length:
             return None
         (logits,) = self._head.run([LOGITS_NAME], {TRUNK_NAME: features})
@@ -417,7 +467,17 @@ class OrtGestureStream:
         names = signature.input_names
         self._feed = {name: history for name, history in zip(names[1:], self._histories)}
         self._trunk, self._head = self.sessions.trunks[level], self.sessions.heads[level]
+        self._prime_session = self.sessions.primes[level]
         self._output_names = signature.output_names
+
+    def _prime(self) -> np.ndarray:
+        """Rebuild every history from the buffered clip (prime graph); the trunk output of its end."""
+        frames = np.concatenate(list(self._frames))
+        features, *histories = self._prime_session.run(None, {FRAMES_NAME: frames})
+        for buffer, history in zip(self._histories, histories):
+            buffer[...] = history
+        self._steps = len(self._frames)
+        return features
 
     def _step(self, pixels: np.ndarray) -> np.ndarray:
         """Run the trunk on one frame, roll the histories; the trunk's output (the head's input)."""
