@@ -254,3 +254,20 @@ def test_missing_onnxruntime_streams_on_torch(monkeypatch):
     recognizer = GestureRecognizer(facade, stride=1, smoothing=1)
     assert facade.backend == "torch" and len(lines) == 1 and "onnxruntime is not installed" in lines[0]
     assert recognizer.streaming and recognizer.stream_backend == "torch"
+
+
+def test_streaming_bench_section_times_both_backends(net_on_ort):
+    from tnn_ros.bench.streaming_bench import measure_streaming_backends
+    from tnn_ros.models.gesture_streaming import streaming_macs
+
+    net, facade = net_on_ort
+    section = measure_streaming_backends(net, facade, repeats=2)
+    assert section["backend"] == "onnxruntime" and section["threads"] == 1
+    for rows in (section["levels"], section["torch"]["levels"]):
+        assert sorted(rows) == ["0", "2"]  # lowest and full
+        for level, row in rows.items():
+            assert row["per_frame_macs"] == streaming_macs(net, int(level))
+            for key in ("per_frame_ms_median", "clip_ms_median", "ratio", "level_change_ms_median"):
+                assert row[key] > 0
+    row = section["levels"]["2"]
+    assert row["trunk_only_ms_median"] > 0 and row["head_run_ms_median"] > 0
