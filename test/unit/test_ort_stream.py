@@ -271,3 +271,35 @@ def test_streaming_bench_section_times_both_backends(net_on_ort):
                 assert row[key] > 0
     row = section["levels"]["2"]
     assert row["trunk_only_ms_median"] > 0 and row["head_run_ms_median"] > 0
+
+
+def test_perception_pipeline_streams_on_the_backend_parameter(tmp_path):
+    """What the node's configure builds: the recognizer streams on onnxruntime; a rebuild reuses it."""
+    from tnn_ros.models.detector import ThrottleableDetector
+    from tnn_ros.perception.loading import load_models
+    from tnn_ros.sim.scenes import CLASSES as DETECTOR_CLASSES
+
+    torch.manual_seed(0)
+    detector = ThrottleableDetector(
+        list(DETECTOR_CLASSES),
+        {"input_size": [96, 64], "num_levels": 4, "stem_channels": 16, "stage_channels": [16, 32, 64],
+         "channel_multiple": 8, "neck_channels": 32, "block_min_levels": [[1], [0, 2], [0, 1]]},
+    ).eval()  # fmt: skip
+    detector_path = tmp_path / "detector.pt"
+    save_model(
+        detector,
+        detector_path,
+        {"name": "detector", "architecture": detector.architecture, "classes": detector.classes},
+    )
+    gesture_path = _save(_net(4, TWO_LEVELS), tmp_path / "gesture.pt")
+    pipeline = load_models(str(detector_path), str(gesture_path), stride=2, backend="onnxruntime")
+    recognizer = pipeline.gesture_recognizer
+    assert recognizer.streaming and recognizer.stream_backend == "onnxruntime"
+    sessions = recognizer.net.engine._stream_sessions
+    pipeline.set_gesture_stride(3)  # a new recognizer around the same engine: same sessions
+    assert pipeline.gesture_recognizer.stream_backend == "onnxruntime"
+    assert pipeline.gesture_recognizer._stream.sessions is sessions
+    pipeline.set_gesture_streaming(False)
+    assert pipeline.gesture_recognizer.stream_backend == "none"
+    on_torch = load_models(str(detector_path), str(gesture_path), stride=2, backend="torch")
+    assert on_torch.gesture_recognizer.stream_backend == "torch"
