@@ -434,7 +434,8 @@ class OrtGestureStream:
         expected = (1, 3, self.net.frame_size[1], self.net.frame_size[0])
         if tuple(frame.shape) != expected:
             raise ValueError(f"expected a normalised frame of shape {expected}, got {tuple(frame.shape)}")
-        pixels = np.ascontiguousarray(frame.detach().permute(0, 2, 3, 1).numpy(), dtype=np.float32)
+        # a copy: the stream keeps the frame (for replays), the caller may reuse its tensor
+        pixels = np.array(frame.detach().permute(0, 2, 3, 1).numpy(), dtype=np.float32, order="C")
         return self._push(pixels, level, result)
 
     # --- steps ------------------------------------------------------------------------------------
