@@ -347,10 +347,20 @@ def run_benchmark(args) -> dict:
         summary["frame_cpu_min_efficiency"] = min(whole_frames[backend]["cpu_efficiency"])
     if fallback_reason:
         result["fallback_reason"] = fallback_reason
-    if args.model == "gesture":  # per-frame (continual) vs clip cost, full and lowest level
+    from ..models.gesture import ThrottleableGestureNet
+
+    # per-frame (continual) vs clip cost, full and lowest level (--model gesture or a gesture file)
+    if isinstance(model, ThrottleableGestureNet):
+        from ..models.gesture_recognizer import supports_streaming
         from ..models.gesture_streaming import measure_streaming
 
-        result["streaming"] = measure_streaming(model, repeats=repeats)
+        if backend == "onnxruntime" and supports_streaming(model):
+            # the onnxruntime stream step vs onnxruntime clips, torch's stream and clips beside them
+            from .streaming_bench import measure_streaming_backends
+
+            result["streaming"] = measure_streaming_backends(model, main_model, repeats=repeats)
+        else:
+            result["streaming"] = measure_streaming(model, repeats=repeats)
     if not args.quick or args.cpu_frames:
         frames = args.cpu_frames or 30
         extremes = (0, model.num_levels - 1)
@@ -396,6 +406,14 @@ def markdown_table(result: dict) -> str:
     for name, entry in result.get("frame", {}).items():
         times = ", ".join(f"{v:.2f}" for v in entry["cpu_ms_median"])
         lines.append(f"whole frame (predict), {name}: CPU ms per level {times}")
+    streaming = result.get("streaming", {})
+    for name, section in (("", streaming), ("torch ", streaming.get("torch", {}))):
+        for level, row in section.get("levels", {}).items():
+            lines.append(
+                f"streaming {name or streaming.get('backend', 'torch') + ' '}level {level}: per frame "
+                f"{row['per_frame_ms_median']:.2f} ms vs clip {row['clip_ms_median']:.2f} ms, ratio "
+                f"{row['ratio']:.3f} (CPU {row['cpu_ratio']}, MACs {row['mac_ratio']})"
+            )
     if "summary" in result:
         lines.append(f"summary: {result['summary']}")
     return "\n".join(lines)

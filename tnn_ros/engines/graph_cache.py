@@ -122,6 +122,9 @@ class GraphCache:
         stem: model name used for the cache sub-folder (``detector`` for ``detector.pt``).
         input_shape: the static input shape the graphs are traced for.
         directories: folders to look in, preferred first; graphs are written to the first writable one.
+        form: which graph of a level (``""``: the network's forward; ``"stream"``: one streaming step
+            of the gesture net); part of the key and the file name, so forms never mix.
+        form_version: bumped when the way a form's graphs are made changes (part of the key).
     """
 
     def __init__(
@@ -130,6 +133,8 @@ class GraphCache:
         stem: str,
         input_shape: Sequence[int],
         directories: Sequence[str | os.PathLike],
+        form: str = "",
+        form_version: int = 0,
     ) -> None:
         if not directories:
             raise ValueError("GraphCache needs at least one directory")
@@ -137,6 +142,13 @@ class GraphCache:
         self.stem = stem
         self.input_shape = [int(v) for v in input_shape]
         self.directories = [Path(d) / stem for d in directories]
+        self.form = form
+        self.form_version = int(form_version)
+
+    def for_form(self, form: str, input_shape: Sequence[int], form_version: int = 0) -> GraphCache:
+        """The cache of another graph form of the same model, in the same folders."""
+        parents = [folder.parent for folder in self.directories]  # directories end in the stem
+        return GraphCache(self.model_digest, self.stem, input_shape, parents, form, form_version)
 
     @classmethod
     def for_model_file(
@@ -160,16 +172,21 @@ class GraphCache:
 
     def key(self, level: int) -> dict:
         """What a graph of ``level`` must have been made from."""
-        return {
+        key = {
             "model_sha256": self.model_digest,
             "level": int(level),
             "input_shape": self.input_shape,
             "exporter": exporter_tag(),
         }
+        if self.form:  # the forward's key stays as it was, so existing caches stay valid
+            key["form"] = self.form
+            key["form_version"] = self.form_version
+        return key
 
     def _name(self, level: int) -> str:
         shape = "x".join(str(v) for v in self.input_shape)
-        return f"level{level}_{shape}.onnx"
+        prefix = f"{self.form}_" if self.form else ""
+        return f"{prefix}level{level}_{shape}.onnx"
 
     def check(self, level: int) -> tuple[Path | None, str]:
         """Find a valid graph of ``level``: (path, "hit"), or (None, "miss" | reason it is unusable)."""

@@ -25,6 +25,10 @@ PROVIDER_PREFERENCE = (
 # Idle ORT worker threads spin (busy-wait) for work by default. On a robot CPU shared with other
 # nodes that burns a core between frames for no gain at our frame rates (measured in docs/engines.md).
 DEFAULT_SPINNING = False
+# Intra-op threads of the gesture stream-step sessions: one. Measured with 2 on the 2-core VM, a step
+# got no faster (level 7: 2.24 vs 2.32 ms) or slower (level 0: 1.03 vs 0.78 ms), and under load the
+# hand-off to a second thread per op made it several times slower (docs/engines.md).
+STREAM_THREADS = 1
 
 
 def available_providers(preference: Sequence[str] = PROVIDER_PREFERENCE) -> list[str]:
@@ -110,6 +114,7 @@ class OrtEngine(Engine):
             self.graph_paths.append(path)
             self._sessions.append(self._session(model, level, example, path))
         self.provider = self._sessions[0].get_providers()[0]
+        self._stream_sessions = None  # the gesture net's stream-step graphs, built on first use
         self._output_names = [o.name for o in self._sessions[0].get_outputs()]
         self._single_output = len(self._output_names) == 1
 
@@ -171,6 +176,32 @@ class OrtEngine(Engine):
             return torch.from_numpy(outputs[0])
         return tuple(torch.from_numpy(o) for o in outputs)
 
+    def gesture_stream(self, net):
+        """A per-frame stream of the gesture ``net`` on its stream-step graphs (``ort_stream``).
+
+        The graphs and sessions (same cache folder and model hash as the clip graphs, the engine's
+        spinning) are built on the first call and shared by every later stream. They run on
+        :data:`STREAM_THREADS` intra-op threads whatever ``num_threads`` is: a step is ~40 small
+        ops of 0.01-0.5 ms, too small to split (docs/engines.md, "Streaming gesture step"). Raises
+        EngineError or ValueError (a net with temporal padding) with one line; the line is also
+        logged.
+        """
+        if self._stream_sessions is None:
+            from .ort_stream import OrtStreamSessions
+
+            try:
+                self._stream_sessions = OrtStreamSessions(
+                    net,
+                    self.cache,
+                    lambda: session_options(min(self.num_threads, STREAM_THREADS), self.spinning),
+                    self.providers,
+                    log=self._log,
+                )
+            except (EngineError, ValueError) as exc:
+                self._log(f"no onnxruntime gesture stream ({exc}); streaming on torch")
+                raise
+        return self._stream_sessions.stream()
+
     def session(self, level: int):
         """The onnxruntime session of ``level`` (for profiling and inspection)."""
         return self._sessions[level]
@@ -184,4 +215,5 @@ class OrtEngine(Engine):
             "onnxruntime": self._ort.__version__,
             "graph_cache": str(self.graph_paths[0].parent) if self.graph_paths else "",
             "cache_events": dict(self.cache_events),
+            "stream_threads": min(self.num_threads, STREAM_THREADS),
         }

@@ -63,8 +63,11 @@ class GestureRecognizer:
     own slice of every layer, and every ``stride`` frames the clip result is read off the stream, the
     same probabilities as a clip forward (1e-4) at a fraction of its cost per frame and without the
     latency spike of a whole clip on every ``stride``-th frame. ``None`` (default) streams when the
-    net allows it; ``True`` on a net with temporal padding raises ValueError. The stream always runs
-    the torch net (an engine facade's ``model``), whatever inference backend runs clips.
+    net allows it; ``True`` on a net with temporal padding raises ValueError. On an onnxruntime
+    engine facade the stream runs that engine's per-level stream-step graphs
+    (:mod:`tnn_ros.engines.ort_stream`); on the torch backend, or when those graphs cannot be built
+    (the reason is logged by the engine and kept in ``stream_fallback_reason``), it runs the torch
+    net. ``stream_backend`` says which.
     """
 
     def __init__(
@@ -101,11 +104,11 @@ class GestureRecognizer:
         self._evidence = np.zeros(len(net.classes))
         self._committed: int | None = None
         self._quiet = 0
+        self.stream_fallback_reason = ""
         self._stream = self._make_stream(net, streaming)
 
-    @staticmethod
-    def _make_stream(net: Any, streaming: bool | None) -> Any:
-        """The per-frame stream over ``net``'s torch module, or None to run whole clips."""
+    def _make_stream(self, net: Any, streaming: bool | None) -> Any:
+        """The per-frame stream over ``net`` (its engine's stream graphs, else its torch module), or None."""
         streamable = supports_streaming(net)
         if streaming and not streamable:
             raise ValueError(
@@ -114,12 +117,27 @@ class GestureRecognizer:
             )
         if not (streamable if streaming is None else streaming):
             return None
-        return StreamingGestureNet(_torch_net(net).eval())
+        torch_net = _torch_net(net).eval()
+        # An engine that runs the stream itself (onnxruntime: one stream-step graph per level).
+        engine_stream = getattr(getattr(net, "engine", None), "gesture_stream", None)
+        if engine_stream is not None:
+            try:
+                return engine_stream(torch_net)
+            except (RuntimeError, ValueError) as exc:  # EngineError is a RuntimeError; logged there
+                self.stream_fallback_reason = f"{type(exc).__name__}: {exc}"
+        return StreamingGestureNet(torch_net)
 
     @property
     def streaming(self) -> bool:
         """Whether frames run one by one through the stream (else whole clips every ``stride``)."""
         return self._stream is not None
+
+    @property
+    def stream_backend(self) -> str:
+        """What runs the stream: ``onnxruntime``, ``torch``, or ``none`` (whole clips)."""
+        if self._stream is None:
+            return "none"
+        return getattr(self._stream, "backend", "torch")
 
     def reset(self) -> None:
         """Forget buffered frames and smoothing history (e.g. after a gap in the stream)."""
@@ -150,7 +168,13 @@ class GestureRecognizer:
     def _push_streaming(self, frame_rgb: np.ndarray) -> GestureResult | None:
         # Every frame enters the stream (its slice of every layer is needed by later clips); the
         # clip result is read only every ``stride`` frames, so results match the clip path.
-        logits = self._stream.push(frame_rgb, level=self.net.level)
+        if self.stream_backend == "onnxruntime":
+            # Its head graph (the layers after the last temporal pool, the FC head) runs only on
+            # the frames whose result is read.
+            wanted = self._since_run + 1 >= self.stride
+            logits = self._stream.push(frame_rgb, level=self.net.level, result=wanted)
+        else:
+            logits = self._stream.push(frame_rgb, level=self.net.level)
         self._since_run += 1
         if logits is None or self._since_run < self.stride:
             return None

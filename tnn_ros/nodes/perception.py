@@ -185,7 +185,7 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info(
             f"configured: backend {info['backend']} ({info['provider']}), "
             f"detector {pipeline.schedule.num_levels} levels, "
-            f"gesture {_gesture_mode(pipeline)}"
+            f"gesture {_gesture_mode(pipeline)} (stream on {_gesture_stream_backend(pipeline)})"
         )
         return super().on_configure(state)
 
@@ -454,6 +454,7 @@ class PerceptionNode(LifecycleNode):
             "configure_failures": self.counters["configure_failures"],
             "torch_threads": self.worker_torch_threads,
             "gesture_mode": _gesture_mode(self.pipeline),
+            "gesture_stream_backend": _gesture_stream_backend(self.pipeline),
             **{f"engine_{key}": value for key, value in engine_info(self.pipeline).items()},
         }
         values.update(self.cost.values())
@@ -479,6 +480,12 @@ def _gesture_mode(pipeline: PerceptionPipeline | None) -> str:
     if recognizer is None:
         return "off"
     return "streaming" if getattr(recognizer, "streaming", False) else "clips"
+
+
+def _gesture_stream_backend(pipeline: PerceptionPipeline | None) -> str:
+    """What runs the gesture stream: ``onnxruntime``, ``torch`` or ``none`` (clips or gestures off)."""
+    recognizer = getattr(pipeline, "gesture_recognizer", None)
+    return getattr(recognizer, "stream_backend", "none") if recognizer is not None else "none"
 
 
 def main(args: list[str] | None = None) -> int:

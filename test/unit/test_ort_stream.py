@@ -1,0 +1,305 @@
+"""The onnxruntime gesture stream (one stream-step graph per level) against the torch clip model."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tnn_ros.engines import create_engine
+from tnn_ros.models import save_model
+from tnn_ros.models.gesture import ThrottleableGestureNet
+from tnn_ros.models.gesture_recognizer import GestureRecognizer
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+# temporal="valid" (streamable): kernels 3,3,3,3,1,1 / pools 2,2,1,1 over 16 frames, as the shipped net
+SMALL = {
+    "temporal": "valid",
+    "clip_length": 16,
+    "frame_size": [24, 20],
+    "num_levels": 3,
+    "conv1": 8,
+    "stages": [[16], [16, 16], [24], [24]],
+    "fc": [32, 32],
+    "min_fraction": 0.5,
+}
+CLASSES = ["no_gesture", "swipe_left", "push"]
+TOLERANCE = 1e-4
+
+
+def _net(seed: int = 0, arch: dict = SMALL) -> ThrottleableGestureNet:
+    torch.manual_seed(seed)
+    net = ThrottleableGestureNet(CLASSES, arch)
+    for module in net.modules():  # non-trivial BatchNorm so that folding it matters
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.2)
+    return net.eval()
+
+
+def _save(net, path):
+    save_model(net, path, {"name": "gesture", "architecture": net.architecture, "classes": net.classes})
+    return path
+
+
+def _frames(count: int, seed: int = 0, size=(24, 20)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, size[1], size[0], 3), dtype=np.uint8)
+
+
+def _clip_logits(net, frames: np.ndarray, level: int) -> torch.Tensor:
+    """The reference: the torch clip model (C3D forward over the whole clip) at ``level``."""
+    previous = net.level
+    net.set_level(level)
+    with torch.no_grad():
+        logits = net(net.preprocess(torch.from_numpy(frames)[None]))[0]
+    net.set_level(previous)
+    return logits
+
+
+@pytest.fixture(scope="module")
+def net_on_ort(tmp_path_factory):
+    """(torch net, onnxruntime facade, stream sessions) of one small net, exported once."""
+    net = _net()
+    path = _save(net, tmp_path_factory.mktemp("stream") / "gesture.pt")
+    facade = create_engine(net, "onnxruntime", model_path=path)
+    facade.engine.gesture_stream(net)
+    return net, facade
+
+
+def _check_stream(net, stream, frames, levels):
+    """Push ``frames`` at ``levels``; every result must equal the clip model on the last 16 frames."""
+    length = net.clip_length
+    compared = 0
+    for i, (frame, level) in enumerate(zip(frames, levels)):
+        out = stream.push(frame, level=level)
+        if i < length - 1:
+            assert out is None
+            continue
+        torch.testing.assert_close(
+            out, _clip_logits(net, frames[i - length + 1 : i + 1], level), atol=TOLERANCE, rtol=TOLERANCE
+        )
+        compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("level", [0, 2])  # lowest and full
+def test_every_frame_equals_the_clip_model(net_on_ort, level):
+    net, facade = net_on_ort
+    stream = facade.engine.gesture_stream(net)
+    assert type(stream).__name__ == "OrtGestureStream"
+    frames = _frames(24, seed=level)
+    assert _check_stream(net, stream, frames, [level] * len(frames)) == 24 - 15
+    assert stream.replays == 0
+
+
+def test_level_changes_and_reset(net_on_ort):
+    net, facade = net_on_ort
+    stream = facade.engine.gesture_stream(net)
+    frames = _frames(40, seed=7)
+    # a change before the clip is full (replayed step by step), then changes with a full clip (prime graph)
+    levels = [2] * 5 + [1] * 13 + [0] * 5 + [1] + [2] * 3 + [0] * 13
+    assert _check_stream(net, stream, frames, levels) == 40 - 15
+    assert stream.replays == 5
+    stream.reset()  # forgets frames and histories: the next clip starts from scratch
+    assert not stream.ready
+    assert _check_stream(net, stream, np.ascontiguousarray(frames[::-1]), [0] * 20 + [2] * 20) == 40 - 15
+
+
+def test_frames_without_a_result_run_only_the_trunk(net_on_ort):
+    net, facade = net_on_ort
+    stream = facade.engine.gesture_stream(net)
+    frames = _frames(30, seed=9)
+    for i, frame in enumerate(frames):
+        wanted = i % 5 == 4
+        out = stream.push(frame, level=1, result=wanted)
+        if not wanted or i < 15:
+            assert out is None
+        else:  # the histories kept up although the head did not run on the frames in between
+            torch.testing.assert_close(
+                out, _clip_logits(net, frames[i - 15 : i + 1], 1), atol=1e-4, rtol=1e-4
+            )
+
+
+def test_histories_hold_only_the_levels_channels(net_on_ort):
+    net, facade = net_on_ort
+    signatures = facade.engine._stream_sessions.signatures
+    lowest, full = signatures[0], signatures[-1]
+    assert lowest.history_layers == full.history_layers
+    assert lowest.history_shapes[0] == full.history_shapes[0] == (2, 20, 24, 3)  # conv1: RGB frames
+    # a gated layer's history is narrower at the lowest level
+    assert any(lo[1] < hi[1] for lo, hi in zip(lowest.history_shapes[1:], full.history_shapes[1:]))
+
+
+def test_torch_tensor_frames_as_the_torch_stream_takes_them(net_on_ort):
+    from tnn_ros.models.gesture_streaming import StreamingGestureNet
+
+    net, facade = net_on_ort
+    ort_stream, torch_stream = facade.engine.gesture_stream(net), StreamingGestureNet(net)
+    for frame in _frames(17, seed=3):
+        tensor = torch_stream.preprocess_frame(frame)
+        a, b = ort_stream.push_tensor(tensor, level=1), torch_stream.push_tensor(tensor, level=1)
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=TOLERANCE, rtol=TOLERANCE)
+    with pytest.raises(ValueError):
+        ort_stream.push_tensor(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError):
+        ort_stream.push(np.zeros((5, 5), np.uint8))
+
+
+TWO_LEVELS = {**SMALL, "num_levels": 2}  # fewer exports: this test builds every graph three times
+
+
+def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
+    path = _save(_net(0, TWO_LEVELS), tmp_path / "gesture.pt")
+    net = _net(0, TWO_LEVELS)
+    first = create_engine(net, "onnxruntime", model_path=path)
+    first.engine.gesture_stream(net)
+    sessions = first.engine._stream_sessions
+    assert sessions.cache_events == {"miss": 6}  # trunk, head and prime of 2 levels
+    assert all(p.parent == tmp_path / ".tnn_engines" / "gesture" for p in sessions.graph_paths)
+    names = sorted(p.name.split("_")[0] for p in sessions.graph_paths)
+    assert names == ["stream"] * 2 + ["streamhead"] * 2 + ["streamprime"] * 2
+    second = create_engine(net, "onnxruntime", model_path=path)
+    second.engine.gesture_stream(net)
+    assert second.engine._stream_sessions.cache_events == {"hit": 6}
+
+    # The model file changes: the stream graphs are stale by hash and rebuilt from the new weights.
+    retrained = _net(1, TWO_LEVELS)
+    _save(retrained, path)
+    lines = []
+    third = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
+    stream = third.engine.gesture_stream(retrained)
+    assert third.engine._stream_sessions.cache_events == {"rebuilt": 6}
+    stream_lines = [line for line in lines if "/stream" in line]
+    assert len(stream_lines) == 6 and all("stale" in line for line in stream_lines)
+    frames = _frames(17, seed=5)
+    assert _check_stream(retrained, stream, frames, [1] * 17) == 2
+
+    # Damaged bytes on disk: detected by the manifest's hash and rebuilt.
+    graph = third.engine._stream_sessions.graph_paths[0]
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    lines.clear()
+    fourth = create_engine(retrained, "onnxruntime", model_path=path, log=lines.append)
+    stream = fourth.engine.gesture_stream(retrained)
+    assert fourth.engine._stream_sessions.cache_events == {"hit": 5, "rebuilt": 1}
+    assert len(lines) == 1 and "corrupt" in lines[0] and "stream_level0" in lines[0]
+    assert _check_stream(retrained, stream, frames, [0] * 17) == 2
+
+
+# --- the recognizer on the onnxruntime stream ---------------------------------------------------------
+
+
+def _recognizer_probabilities(recognizer, set_level, frames, levels):
+    results = []
+    for frame, level in zip(frames, levels):
+        set_level(level)
+        result = recognizer.push(frame)
+        results.append(None if result is None else np.array(list(result.probabilities.values())))
+    return results
+
+
+def test_recognizer_streams_on_onnxruntime_with_the_clip_results(net_on_ort):
+    net, facade = net_on_ort
+    frames = _frames(36, seed=11)
+    levels = [2] * 20 + [0] * 16  # a level change mid-stream
+    streamed = GestureRecognizer(facade, stride=2, smoothing=1)
+    assert streamed.streaming and streamed.stream_backend == "onnxruntime"
+    # Reference: whole clips through the torch net, as the recognizer runs them without streaming.
+    clipped = GestureRecognizer(net, stride=2, smoothing=1, streaming=False)
+    assert clipped.stream_backend == "none"
+    got = _recognizer_probabilities(streamed, facade.set_level, frames, levels)
+    want = _recognizer_probabilities(clipped, net.set_level, frames, levels)
+    assert [g is None for g in got] == [w is None for w in want]
+    pairs = [(g, w) for g, w in zip(got, want) if w is not None]
+    assert len(pairs) == (36 - 16) // 2 + 1
+    for g, w in pairs:
+        np.testing.assert_allclose(g, w, atol=TOLERANCE)
+
+
+def test_stream_graphs_that_cannot_be_built_stream_on_torch(monkeypatch, tmp_path):
+    from tnn_ros.engines import ort_stream
+
+    net = _net(2)
+    lines = []
+    facade = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "g.pt"), log=lines.append)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(ort_stream, "export_stream_step", broken)
+    recognizer = GestureRecognizer(facade, stride=1, smoothing=1)
+    assert recognizer.streaming and recognizer.stream_backend == "torch"
+    assert "exporter exploded" in recognizer.stream_fallback_reason
+    assert len(lines) == 1 and "streaming on torch" in lines[0] and "\n" not in lines[0]
+    frames = _frames(16, seed=2)
+    for frame in frames[:-1]:
+        assert recognizer.push(frame) is None
+    got = recognizer.push(frames[-1]).probabilities
+    want = torch.softmax(_clip_logits(net, frames, facade.level), dim=0).numpy()
+    np.testing.assert_allclose(list(got.values()), want, atol=TOLERANCE)
+
+
+def test_missing_onnxruntime_streams_on_torch(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    net = _net(3)
+    lines = []
+    facade = create_engine(net, "onnxruntime", log=lines.append)
+    recognizer = GestureRecognizer(facade, stride=1, smoothing=1)
+    assert facade.backend == "torch" and len(lines) == 1 and "onnxruntime is not installed" in lines[0]
+    assert recognizer.streaming and recognizer.stream_backend == "torch"
+
+
+def test_streaming_bench_section_times_both_backends(net_on_ort):
+    from tnn_ros.bench.streaming_bench import measure_streaming_backends
+    from tnn_ros.models.gesture_streaming import streaming_macs
+
+    net, facade = net_on_ort
+    section = measure_streaming_backends(net, facade, repeats=2)
+    assert section["backend"] == "onnxruntime" and section["threads"] == 1
+    for rows in (section["levels"], section["torch"]["levels"]):
+        assert sorted(rows) == ["0", "2"]  # lowest and full
+        for level, row in rows.items():
+            assert row["per_frame_macs"] == streaming_macs(net, int(level))
+            for key in ("per_frame_ms_median", "clip_ms_median", "ratio", "level_change_ms_median"):
+                assert row[key] > 0
+    row = section["levels"]["2"]
+    assert row["trunk_only_ms_median"] > 0 and row["head_run_ms_median"] > 0
+
+
+def test_perception_pipeline_streams_on_the_backend_parameter(tmp_path):
+    """What the node's configure builds: the recognizer streams on onnxruntime; a rebuild reuses it."""
+    from tnn_ros.models.detector import ThrottleableDetector
+    from tnn_ros.perception.loading import load_models
+    from tnn_ros.sim.scenes import CLASSES as DETECTOR_CLASSES
+
+    torch.manual_seed(0)
+    detector = ThrottleableDetector(
+        list(DETECTOR_CLASSES),
+        {"input_size": [96, 64], "num_levels": 4, "stem_channels": 16, "stage_channels": [16, 32, 64],
+         "channel_multiple": 8, "neck_channels": 32, "block_min_levels": [[1], [0, 2], [0, 1]]},
+    ).eval()  # fmt: skip
+    detector_path = tmp_path / "detector.pt"
+    save_model(
+        detector,
+        detector_path,
+        {"name": "detector", "architecture": detector.architecture, "classes": detector.classes},
+    )
+    gesture_path = _save(_net(4, TWO_LEVELS), tmp_path / "gesture.pt")
+    pipeline = load_models(str(detector_path), str(gesture_path), stride=2, backend="onnxruntime")
+    recognizer = pipeline.gesture_recognizer
+    assert recognizer.streaming and recognizer.stream_backend == "onnxruntime"
+    sessions = recognizer.net.engine._stream_sessions
+    pipeline.set_gesture_stride(3)  # a new recognizer around the same engine: same sessions
+    assert pipeline.gesture_recognizer.stream_backend == "onnxruntime"
+    assert pipeline.gesture_recognizer._stream.sessions is sessions
+    pipeline.set_gesture_streaming(False)
+    assert pipeline.gesture_recognizer.stream_backend == "none"
+    on_torch = load_models(str(detector_path), str(gesture_path), stride=2, backend="torch")
+    assert on_torch.gesture_recognizer.stream_backend == "torch"
