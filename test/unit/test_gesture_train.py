@@ -111,6 +111,20 @@ def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "gesture.card.json").read_text())["training"]["steps"] == 3
 
 
+def test_cli_trains_a_gated_conv1_net_and_card_only_rebuilds_it_from_its_card(tmp_path):
+    output = tmp_path / "gesture.pt"
+    common = ["--frame-size", "16", "16", "--levels", "3", "--val-clips", "4", "--calibrate-batches", "1"]
+    common += ["--workers", "0", "--threads", "1", "--latency-repeats", "1", "--output", str(output)]
+    train_args = ["--steps", "1", "--batch-size", "2", "--temporal", "valid", "--conv1-min-width", "2"]
+    assert gesture_train.main([*train_args, *common]) == 0
+    model = load_gesture(str(output))
+    assert model.conv1.out_widths == [2, 5, 8] and model.architecture["temporal"] == "valid"
+    # --card-only without the architecture flags: the card says which net the weights belong to.
+    assert gesture_train.main(["--card-only", *common]) == 0
+    card = json.loads((tmp_path / "gesture.card.json").read_text())
+    assert card["architecture"]["conv1_min_width"] == 2 and card["architecture"]["temporal"] == "valid"
+
+
 @torch.no_grad()
 def test_init_from_an_ungated_file_orders_and_gates_conv1(tmp_path):
     torch.manual_seed(0)

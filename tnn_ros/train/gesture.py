@@ -387,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     name = "gesture_baseline" if args.baseline else "gesture"
     output = Path(args.output or default_output("gesture", args.baseline))
+    if args.card_only:
+        # Re-measure the net the card describes (temporal mode, gated conv1, ...), not the defaults.
+        arch = {**arch, **read_card(output).get("architecture", {})}
     model = ThrottleableGestureNet(classes, arch)
     command = "tnn-train gesture " + " ".join(shlex.quote(a) for a in argv)
 
