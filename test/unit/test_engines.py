@@ -97,8 +97,21 @@ def tiny_gesture_valid(seed=0):
     return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
 
 
+def tiny_gesture_gated_conv1(seed=0):
+    """The valid net with conv1 gated too: 2 channels at level 0, so fewer than 8 feed convs.0."""
+    torch.manual_seed(seed)
+    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid", "conv1_min_width": 2}
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
+
+
 @pytest.mark.parametrize(
-    "make, name", [(tiny_detector, "detector"), (tiny_gesture, "gesture"), (tiny_gesture_valid, "gesture")]
+    "make, name",
+    [
+        (tiny_detector, "detector"),
+        (tiny_gesture, "gesture"),
+        (tiny_gesture_valid, "gesture"),
+        (tiny_gesture_gated_conv1, "gesture"),
+    ],
 )
 def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):
     model = make()

@@ -8,14 +8,17 @@ import torch.nn.functional as F
 from tnn_ros.models.gesture import (
     DEFAULT_ARCHITECTURE,
     ThrottleableGestureNet,
+    conv1_channel_order,
+    conv1_widths,
     conv3d_by_conv2d,
     fit_frame,
     max_pool_clip,
+    permute_conv1_channels,
 )
 from tnn_ros.models.gesture_recognizer import GestureRecognizer, GestureResult
 from tnn_ros.models.io import ModelFileError, save_model
 from tnn_ros.models.loading import load_gesture
-from tnn_ros.throttle import count_macs
+from tnn_ros.throttle import count_level_costs, count_macs
 
 TINY = {
     "clip_length": 4,
@@ -29,9 +32,9 @@ TINY = {
 CLASSES = ["no_gesture", "swipe_left", "push"]
 
 
-def _tiny_net(seed=0) -> ThrottleableGestureNet:
+def _tiny_net(seed=0, **overrides) -> ThrottleableGestureNet:
     torch.manual_seed(seed)
-    net = ThrottleableGestureNet(CLASSES, TINY)
+    net = ThrottleableGestureNet(CLASSES, {**TINY, **overrides})
     # Non-trivial BatchNorm statistics for every level, set in train mode so eval() folds them.
     for module in net.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
@@ -95,8 +98,9 @@ def _masked_reference(net: ThrottleableGestureNet, clips: torch.Tensor, level: i
 
 
 @torch.no_grad()
-def test_sliced_forward_equals_zero_masked_reference_at_every_level():
-    net = _tiny_net()
+@pytest.mark.parametrize("conv1_min_width", [None, 2])
+def test_sliced_forward_equals_zero_masked_reference_at_every_level(conv1_min_width):
+    net = _tiny_net(conv1_min_width=conv1_min_width)
     clips = torch.randn(3, 3, 4, 10, 12)
     outputs = []
     for level in range(net.num_levels):
@@ -129,7 +133,66 @@ def test_macs_strictly_decrease_with_the_level_and_lowest_is_about_a_quarter():
     assert 0.15 <= macs[0] / macs[-1] <= 0.3
 
 
+# --- gated conv1 ------------------------------------------------------------------------------------
+
+
+def test_gated_conv1_widths_and_macs_fall_by_level():
+    arch = {**DEFAULT_ARCHITECTURE, "temporal": "valid"}
+    assert conv1_widths(arch) == [8] * 8  # ungated: the default, and what cards without the key mean
+    gated_arch = {**arch, "conv1_min_width": 3}
+    widths = conv1_widths(gated_arch)
+    assert widths == [3, 4, 4, 5, 6, 7, 7, 8]  # 3 + 5 * k / 7 channels, rounded, top = full
+    ungated = ThrottleableGestureNet(architecture=arch).eval()
+    gated = ThrottleableGestureNet(architecture=gated_arch).eval()
+    assert gated.conv1.out_widths == gated.convs[0].in_widths == widths
+    full = count_level_costs(ungated, ungated.example_input())
+    cut = count_level_costs(gated, gated.example_input())
+    # Hand count of what a level saves with conv1 at w channels instead of 8 (valid: conv1 gives 14
+    # frames of 48x48 from 3x3x3 RGB taps; convs.0 gives 12 frames of 24x24 from 3x3x3 taps per input).
+    for level, width in enumerate(widths):
+        dropped = 8 - width
+        convs0_out = gated.convs[0].out_widths[level]
+        saved = dropped * (3 * 27 * 14 * 48 * 48 + convs0_out * 27 * 12 * 24 * 24)
+        assert full[level].macs - cut[level].macs == saved
+    assert cut[-1].macs == full[-1].macs
+    assert cut[0].macs / cut[-1].macs < 0.17 < full[0].macs / full[-1].macs
+
+
+@torch.no_grad()
+def test_permuting_conv1_channels_keeps_every_output():
+    net = _tiny_net()
+    clips = torch.randn(2, 3, 4, 10, 12)
+    before = []
+    for level in range(net.num_levels):
+        net.set_level(level)
+        before.append(net(clips))
+    order = torch.tensor([5, 2, 7, 0, 1, 6, 3, 4])
+    permute_conv1_channels(net, order)
+    for level in range(net.num_levels):
+        net.set_level(level)
+        torch.testing.assert_close(net(clips), before[level], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="permutation"):
+        permute_conv1_channels(net, torch.tensor([0, 0, 1, 2, 3, 4, 5, 6]))
+    with pytest.raises(ValueError, match="ungated"):
+        permute_conv1_channels(_tiny_net(conv1_min_width=2), order)
+
+
+@torch.no_grad()
+def test_conv1_channel_order_puts_the_strongest_channels_first():
+    net = _tiny_net()
+    net.conv1.norms[-1].weight.fill_(1.0)
+    net.convs[0].weight.fill_(0.1)
+    net.convs[0].weight[:, 6] = 1.0  # read 10x as strongly
+    net.conv1.norms[-1].weight[3] = -4.0  # |scale| counts: 4 x 0.1 = 0.4 > 0.1
+    order = conv1_channel_order(net).tolist()
+    assert order[:2] == [6, 3] and sorted(order[2:]) == [0, 1, 2, 4, 5, 7]
+    assert order[2:] == [0, 1, 2, 4, 5, 7]  # ties keep their order
+
+
 def test_bad_architecture_and_inputs_raise():
+    for bad in (0, 9, True, 2.5):
+        with pytest.raises(ValueError, match="conv1_min_width"):
+            ThrottleableGestureNet(CLASSES, {**TINY, "conv1_min_width": bad})
     with pytest.raises(ValueError, match="multiples of 8"):
         ThrottleableGestureNet(CLASSES, {**TINY, "conv1": 6})
     with pytest.raises(ValueError, match="divisible"):
@@ -181,6 +244,15 @@ def test_save_and_load_round_trip(tmp_path):
         assert torch.allclose(net(clips), loaded(clips), atol=1e-6)
     assert loaded.card["name"] == "gesture" and not loaded.training
     # A card whose architecture does not match the weights is refused, naming the file.
+    # An architecture written before conv1 could be gated (no conv1_min_width key) loads ungated.
+    assert "conv1_min_width" not in TINY and net.conv1.out_widths == [8] * net.num_levels
+    gated = _tiny_net(conv1_min_width=3)
+    save_model(gated, path, {"name": "gesture", "architecture": gated.architecture, "classes": CLASSES})
+    loaded = load_gesture(str(path))
+    assert loaded.conv1.out_widths == gated.conv1.out_widths == conv1_widths(gated.architecture)
+    loaded.set_level(0)
+    gated.set_level(0)
+    assert torch.allclose(gated(clips), loaded(clips), atol=1e-6)
     wrong = {"name": "gesture", "architecture": {**TINY, "conv1": 16}, "classes": CLASSES}
     save_model(_tiny_net(), path, wrong)
     with pytest.raises(ModelFileError, match="gesture.pt"):

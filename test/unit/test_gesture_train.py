@@ -111,6 +111,50 @@ def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "gesture.card.json").read_text())["training"]["steps"] == 3
 
 
+def test_cli_trains_a_gated_conv1_net_and_card_only_rebuilds_it_from_its_card(tmp_path):
+    output = tmp_path / "gesture.pt"
+    common = ["--frame-size", "16", "16", "--levels", "3", "--val-clips", "4", "--calibrate-batches", "1"]
+    common += ["--workers", "0", "--threads", "1", "--latency-repeats", "1", "--output", str(output)]
+    train_args = ["--steps", "1", "--batch-size", "2", "--temporal", "valid", "--conv1-min-width", "2"]
+    assert gesture_train.main([*train_args, *common]) == 0
+    model = load_gesture(str(output))
+    assert model.conv1.out_widths == [2, 5, 8] and model.architecture["temporal"] == "valid"
+    # --card-only without the architecture flags: the card says which net the weights belong to.
+    assert gesture_train.main(["--card-only", *common]) == 0
+    card = json.loads((tmp_path / "gesture.card.json").read_text())
+    assert card["architecture"]["conv1_min_width"] == 2 and card["architecture"]["temporal"] == "valid"
+
+
+@torch.no_grad()
+def test_init_from_an_ungated_file_orders_and_gates_conv1(tmp_path):
+    torch.manual_seed(0)
+    source = ThrottleableGestureNet(architecture={**TINY, "temporal": "valid"})
+    for norm in source.conv1.norms:  # distinct scales, so the importance order is not the identity
+        norm.weight.uniform_(0.2, 2.0)
+        norm.running_var.uniform_(0.5, 2.0)
+    source.eval()
+    path = tmp_path / "ungated.pt"
+    torch.save(source.state_dict(), path)
+    gated = ThrottleableGestureNet(architecture={**TINY, "temporal": "valid", "conv1_min_width": 2})
+    gesture_train.init_from(gated, path)
+    gated.eval()
+    # Importance by hand: |top-level BN scale| x L2 norm of the convs.0 weights reading the channel.
+    scale = source.conv1.norms[-1].weight.abs()
+    reading = torch.stack([source.convs[0].weight[:, c].norm() for c in range(8)])
+    order = torch.argsort(scale * reading, descending=True, stable=True)
+    assert order.tolist() != list(range(8))
+    torch.testing.assert_close(gated.conv1.weight, source.conv1.weight[order])
+    torch.testing.assert_close(gated.convs[0].weight, source.convs[0].weight[:, order])
+    width = gated.conv1.out_widths[0]
+    assert width == 2 and gated.conv1.norms[0].weight.shape == (2,)
+    kept_mean = source.conv1.norms[0].running_mean[order[:2]]
+    torch.testing.assert_close(gated.conv1.norms[0].running_mean, kept_mean)
+    clips = torch.randn(2, *source.example_input().shape[1:])
+    source.set_level(source.num_levels - 1)
+    gated.set_level(gated.num_levels - 1)
+    torch.testing.assert_close(gated(clips), source(clips), atol=1e-4, rtol=1e-4)  # full level unchanged
+
+
 CARD_TOLERANCE = 0.03  # 3 points of top-1
 
 

@@ -2,8 +2,10 @@
 
 The network follows C3D (Tran et al. 2015) scaled down for a CPU: every convolution is 3x3x3 with
 stride 1, ``pool1`` is 1x2x2 and the later pools 2x2x2, then two fully connected layers and a
-classifier. As in the gated C3D of the TNN paper, ``conv1`` is not gated, the later conv stages and
-both FC layers are width gated into nested channel groups, and the classifier output is fixed.
+classifier. The later conv stages and both FC layers are width gated into nested channel groups and
+the classifier output is fixed. ``conv1`` is not gated in the TNN paper's gated C3D (architecture
+``conv1_min_width: None``); with an int it is gated channel by channel (see :func:`conv1_widths`), which
+removes the biggest fixed cost of the low levels: conv1 runs over every frame at full resolution.
 
 CPU detail: PyTorch has no oneDNN kernel for ``conv3d`` on CPU and its fallback is slow and does not
 get faster as channels drop. :class:`TemporalFoldConv3d` computes the *same* 3x3x3 convolution as one
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 
 from ..sim.gestures import GESTURE_CLASSES, NO_GESTURE
 from ..throttle import GatedConv3d, GatedLinear, ThrottleableModule, level_widths
+from ..throttle.convert import _importance, _order
 
 # Pixel normalisation of the network input (uint8 RGB -> roughly zero mean, unit range).
 PIXEL_MEAN = 0.45
@@ -37,7 +40,10 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "clip_length": 16,
     "frame_size": [48, 48],  # (width, height) of a frame inside the net
     "num_levels": 8,
-    "conv1": 8,  # ungated
+    "conv1": 8,
+    # None: conv1 is not gated (all levels compute its full width, as in the TNN paper's gated C3D).
+    # An int w: conv1 is width gated per channel, from w channels at level 0 up to ``conv1``.
+    "conv1_min_width": None,
     "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
     "fc": [256, 256],
     "min_fraction": 0.375,  # width fraction of the gated layers at the lowest level
@@ -217,9 +223,28 @@ def _check_architecture(arch: dict[str, Any]) -> None:
         )
     if arch["clip_length"] < 3:
         raise ValueError(f"clip_length must be >= 3, got {arch['clip_length']}")
+    conv1_min = arch.get("conv1_min_width")
+    if conv1_min is not None and (
+        isinstance(conv1_min, bool) or not isinstance(conv1_min, int) or not 1 <= conv1_min <= arch["conv1"]
+    ):
+        raise ValueError(f"conv1_min_width must be None or an int in [1, {arch['conv1']}], got {conv1_min!r}")
     widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
     if any(c <= 0 or c % 8 for c in widths):
         raise ValueError(f"channel widths must be positive multiples of 8, got {widths}")
+
+
+def conv1_widths(arch: dict[str, Any]) -> list[int]:
+    """Output channels of ``conv1`` at each level of the net of ``arch``.
+
+    Ungated (``conv1_min_width`` None): the full width everywhere. Gated: linear from
+    ``conv1_min_width`` at level 0 to ``conv1`` at the top, in single channels. conv1 is too narrow for
+    the usual groups of 8 (8 channels would stay 8 at every level), and its cost is set by the frames
+    it runs over, not by vector width.
+    """
+    full, levels, minimum = int(arch["conv1"]), int(arch["num_levels"]), arch.get("conv1_min_width")
+    if minimum is None:
+        return [full] * levels
+    return level_widths(full, levels, minimum / full, multiple=1)
 
 
 class ThrottleableGestureNet(ThrottleableModule):
@@ -228,10 +253,11 @@ class ThrottleableGestureNet(ThrottleableModule):
     Args:
         classes: class names; must contain ``"no_gesture"``.
         architecture: overrides of :data:`DEFAULT_ARCHITECTURE` (clip_length, frame_size,
-            num_levels, conv1, stages, fc, min_fraction).
+            num_levels, conv1, conv1_min_width, stages, fc, min_fraction, temporal).
         card: the model card this net was loaded with (kept as ``self.card``).
 
-    Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction)[k]`` channels.
+    Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction)[k]`` channels
+    (conv1 at ``conv1_widths(architecture)[k]``).
     ``forward`` takes (N, 3, T, H, W) float clips normalised by :meth:`preprocess`.
     """
 
@@ -262,12 +288,13 @@ class ThrottleableGestureNet(ThrottleableModule):
         self.temporal_plan = plan
         kernels = iter(zip(plan.kernels, plan.paddings))
         kt, pt = next(kernels)
+        first_widths = conv1_widths(arch)
         self.conv1 = TemporalFoldConv3d(
-            3, arch["conv1"], kt, pt, num_levels=levels, norm=True, activation="relu"
+            3, arch["conv1"], kt, pt, out_widths=first_widths, norm=True, activation="relu"
         )
         self.convs = nn.ModuleList()  # flat list of gated convs; self._pool_after marks stage ends
         self._pool_after: list[int] = []  # temporal pool after each conv (0: none, 1 or 2: stage end)
-        in_widths = [arch["conv1"]] * levels
+        in_widths = first_widths
         for stage, stage_pool in zip(arch["stages"], plan.pools):
             for i, channels in enumerate(stage):
                 out_widths = widths(channels)
@@ -388,6 +415,44 @@ def resize_frame(frame_rgb: np.ndarray, frame_size: tuple[int, int]) -> np.ndarr
 
 
 fit_frame = resize_frame  # the name the perception pipeline can use to pre-shrink frames
+
+
+# --- conv1 channel order ---------------------------------------------------------------------------------
+
+
+def conv1_channel_order(net: ThrottleableGestureNet) -> Tensor:
+    """conv1's output channels, most important first (what a gated conv1 should keep longest).
+
+    Importance as in :mod:`tnn_ros.throttle.convert`: |BN scale| of the channel (the top level's
+    BatchNorm) times the L2 norm of the ``convs.0`` weights that read it. Ties keep their order.
+    """
+    return _order(_importance(net.conv1.norms[-1], net.convs[0].weight))
+
+
+@torch.no_grad()
+def permute_conv1_channels(net: ThrottleableGestureNet, order: Tensor) -> None:
+    """Reorder conv1's output channels by ``order`` in place, and ``convs.0``'s inputs to match.
+
+    Every output of the net stays the same (a relabelling of hidden channels). Only for an ungated
+    conv1 (every level's BatchNorm has all channels); caches are rebuilt in eval mode.
+    """
+    conv1, consumer = net.conv1, net.convs[0]
+    order = torch.as_tensor(order, dtype=torch.long)
+    if sorted(order.tolist()) != list(range(conv1.out_channels)):
+        raise ValueError(f"order must be a permutation of {conv1.out_channels} channels, got {order}")
+    if any(width != conv1.out_channels for width in conv1.out_widths):
+        raise ValueError("permute_conv1_channels needs an ungated conv1 (conv1_min_width None)")
+    conv1.weight.copy_(conv1.weight[order])
+    if conv1.bias is not None:
+        conv1.bias.copy_(conv1.bias[order])
+    for norm in conv1.norms:
+        for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
+            tensor.copy_(tensor[order])
+    consumer.weight.copy_(consumer.weight[:, order])
+    for module in (conv1, consumer):
+        module.invalidate_cache()
+        if not module.training:
+            module.rebuild_cache()
 
 
 # --- model files -----------------------------------------------------------------------------------------

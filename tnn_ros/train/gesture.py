@@ -25,7 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.gestures import SyntheticGestureDataset
 from ..eval.accuracy import GESTURE_EVAL_SEED, gesture_top1
-from ..models.gesture import DEFAULT_ARCHITECTURE, ThrottleableGestureNet
+from ..models.gesture import (
+    DEFAULT_ARCHITECTURE,
+    ThrottleableGestureNet,
+    conv1_channel_order,
+    permute_conv1_channels,
+)
 from ..models.io import load_state, read_card, write_card
 from ..sim.gestures import GESTURE_CLASSES
 from .common import (
@@ -145,23 +150,43 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
 
     Tensors of equal shape are copied. A temporal-kernel-1 conv of a ``temporal="valid"`` net taken
     from a kernel-3 conv gets the kernel summed over time (the same response to a still input), so
-    a valid net can start from a trained "same" one.
+    a valid net can start from a trained "same" one. A gated conv1 (``conv1_min_width``) taken from an
+    ungated one first has its channels ordered by importance (:func:`conv1_channel_order`, with
+    ``convs.0``'s inputs to match); each level's BatchNorm then keeps the prefix of its channels.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
     if set(state) != set(own):
         raise ValueError(f"{path}: its layers differ from the net's (not the same widths/levels)")
+    conv1_norms = [key for key in state if key.startswith("conv1.norms.") and state[key].dim() == 1]
+    if any(state[key].shape != own[key].shape for key in conv1_norms):
+        state = _conv1_ordered_state(model, state, path)
     for key, value in state.items():
         target = own[key]
         if value.shape != target.shape:
             if value.dim() == 5 and target.shape[2] == 1 and value.shape[:2] == target.shape[:2]:
                 value = value.float().sum(dim=2, keepdim=True)
+            elif key in conv1_norms and value.shape[0] > target.shape[0]:
+                value = value[: target.shape[0]]  # the most important channels come first
             else:
                 raise ValueError(
                     f"{path}: {key} has shape {tuple(value.shape)}, the net {tuple(target.shape)}"
                 )
         own[key] = value.to(target.dtype)
     model.load_state_dict(own)
+
+
+def _conv1_ordered_state(model: ThrottleableGestureNet, state: dict, path: str | Path) -> dict:
+    """``state`` of an ungated-conv1 net with conv1's channels ordered by importance."""
+    ungated = ThrottleableGestureNet(model.classes, {**model.architecture, "conv1_min_width": None})
+    try:
+        ungated.load_state_dict(
+            {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
+        )
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not an ungated-conv1 net of the same widths ({exc})") from None
+    permute_conv1_channels(ungated, conv1_channel_order(ungated))
+    return ungated.state_dict()
 
 
 # --- evaluation ---------------------------------------------------------------------------------------
@@ -249,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="valid: no temporal padding, so the net can run frame by frame (streaming)",
     )
     parser.add_argument(
+        "--conv1-min-width",
+        type=int,
+        default=DEFAULT_ARCHITECTURE["conv1_min_width"],
+        help="gate conv1 from this many channels at level 0 (default: conv1 not gated)",
+    )
+    parser.add_argument(
         "--random-levels",
         type=int,
         default=1,
@@ -333,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "frame_size": list(args.frame_size),
         "clip_length": args.clip_length,
         "temporal": args.temporal,
+        "conv1_min_width": args.conv1_min_width,
     }
     train_set = None
     classes = list(GESTURE_CLASSES)
@@ -355,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     name = "gesture_baseline" if args.baseline else "gesture"
     output = Path(args.output or default_output("gesture", args.baseline))
+    if args.card_only:
+        # Re-measure the net the card describes (temporal mode, gated conv1, ...), not the defaults.
+        arch = {**arch, **read_card(output).get("architecture", {})}
     model = ThrottleableGestureNet(classes, arch)
     command = "tnn-train gesture " + " ".join(shlex.quote(a) for a in argv)
 
