@@ -19,7 +19,9 @@ def card_evaluation_set(card: dict, input_size: tuple[int, int]) -> SyntheticDet
     """The held-out scenes the card's accuracies were measured on (``tnn-train detector`` defaults)."""
     width, height = input_size
     count = build_parser().get_default("val_images")
-    return SyntheticDetectionDataset(count, width, height, seed=card["training"]["seed"] + VAL_SEED_OFFSET)
+    training = card["training"]
+    seed = training.get("val_seed", training["seed"])  # a fine-tune keeps the scenes it started from
+    return SyntheticDetectionDataset(count, width, height, seed=seed + VAL_SEED_OFFSET)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from ..models.detector import (
     build_detector,
     distances_to_boxes,
 )
-from ..models.io import card_path, load_model, read_card, save_model, write_card
+from ..models.io import ModelFileError, card_path, load_model, load_state, read_card, save_model, write_card
 from ..sim.scenes import CLASSES
 from .common import (
     TrainConfig,
@@ -143,6 +143,26 @@ def endless_batches(dataset: Dataset, batch_size: int, num_classes: int, seed: i
             yield images, targets
 
 
+# --- fine-tuning --------------------------------------------------------------------------------------
+def init_from(model: ThrottleableDetector, path: str | Path) -> dict:
+    """Start ``model`` from the weights of another detector file of the same architecture; returns its card.
+
+    The file's card must describe the same net (architecture and classes); a mismatch raises
+    ValueError naming what differs, before any weight is touched.
+    """
+    card = read_card(path, ("architecture", "classes"))
+    theirs = json.loads(json.dumps({**DEFAULT_ARCHITECTURE, **card["architecture"]}))
+    ours = json.loads(json.dumps(model.architecture))
+    differing = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    if differing:
+        detail = ", ".join(f"{k} {theirs.get(k)} != {ours.get(k)}" for k in differing[:3])
+        raise ValueError(f"{path}: another architecture than the net being trained ({detail})")
+    if list(card["classes"]) != list(model.classes):
+        raise ValueError(f"{path}: classes {card['classes']} != the training data's {model.classes}")
+    load_state(path, model)
+    return card
+
+
 # --- model card ---------------------------------------------------------------------------------------
 def make_card(
     model: ThrottleableDetector,
@@ -176,7 +196,12 @@ def _dataset(args, train_split: bool) -> Dataset:
         return CocoDetectionDataset(images, ann, width, height)
     if train_split:
         return SyntheticDetectionDataset(args.num_images, width, height, seed=args.seed)
-    return SyntheticDetectionDataset(args.val_images, width, height, seed=args.seed + VAL_SEED_OFFSET)
+    return SyntheticDetectionDataset(args.val_images, width, height, seed=_val_seed(args) + VAL_SEED_OFFSET)
+
+
+def _val_seed(args) -> int:
+    """The seed of the held-out scenes: --val-seed, else --seed (as before the option existed)."""
+    return args.seed if args.val_seed is None else args.val_seed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training scenes and the run")
+    parser.add_argument(
+        "--val-seed",
+        type=int,
+        default=None,
+        help="seed of the held-out scenes (default: --seed); keep a card's to compare a fine-tune with it",
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="start from this detector file's weights (same architecture, read from its card)",
+    )
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        help="share of in-place distillation from the full level in a smaller level's loss (0-1)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
         "--input-size", type=int, nargs=2, metavar=("W", "H"), default=DEFAULT_ARCHITECTURE["input_size"]
@@ -246,11 +288,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.data == "coco" and not (args.coco_images and args.coco_annotations):
         print("--data coco needs --coco-images and --coco-annotations", file=sys.stderr)
         return 2
+    if not 0.0 <= args.distill_weight <= 1.0:
+        print(f"--distill-weight must be in [0, 1], got {args.distill_weight}", file=sys.stderr)
+        return 2
+    if args.init and args.card_only:
+        print("--init trains; it cannot be combined with --card-only", file=sys.stderr)
+        return 2
     command = "tnn-train detector " + " ".join(shlex.quote(a) for a in argv)
     if args.card_only:
         model = load_model(output, build_detector)
         args.input_size = list(model.input_size)
         training = read_card(output).get("training", {"command": command})
+        if args.val_seed is None:  # re-measure on the held-out scenes the card was measured on
+            args.val_seed = training.get("val_seed", training.get("seed", args.seed))
     else:
         train_set = _dataset(args, True)
         classes = list(getattr(train_set, "classes", CLASSES))
@@ -260,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
             "num_levels": args.levels,
         }
         model = ThrottleableDetector(classes, architecture)
+        init_card = None
+        if args.init:
+            try:
+                init_card = init_from(model, args.init)
+            except (ValueError, ModelFileError) as exc:
+                print(f"--init: {exc}", file=sys.stderr)
+                return 2
+            print(f"starting from the weights of {args.init}", flush=True)
         steps = max(1, int(args.epochs * len(train_set) // args.batch_size))
         config = TrainConfig(
             steps=steps,
@@ -269,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=args.checkpoint or str(output) + ".ckpt",
             resume=args.resume,
             num_random_levels=args.random_levels,
+            distill_weight=args.distill_weight,
             warmup_steps=min(100, steps // 10 + 1),
         )
         batches = endless_batches(train_set, args.batch_size, len(classes), args.seed)
@@ -298,17 +357,25 @@ def main(argv: list[str] | None = None) -> int:
             if args.data == "coco"
             else f"synthetic scenes (tnn_ros.sim.scenes), {args.num_images} images, seed {args.seed}",
             "seed": args.seed,
+            "val_seed": _val_seed(args),
             "epochs": args.epochs,
             "steps": steps,
             "batch_size": args.batch_size,
             "lr": args.lr,
             "optimizer": "AdamW, cosine schedule with warmup",
             "sandwich_rule": not args.baseline,
+            "random_levels_per_step": 0 if args.baseline else args.random_levels,
             "inplace_distillation": not args.baseline,
+            "distill_weight": args.distill_weight,
             "threads": args.threads,
             "wall_time_s": round(result.seconds, 1),
             "loss_curve": [round(v, 4) for v in result.losses],
         }
+        if init_card is not None:
+            # A fine-tune keeps the history of the weights it started from.
+            training["data"] += f"; fine-tuned from {args.init}"
+            training["fine_tuned_from"] = str(args.init)
+            training["previous"] = init_card.get("training", {})
         if args.resume and card_path(output).is_file():
             # A resumed run keeps the history: every command, total wall time, the whole loss curve.
             previous = read_card(output).get("training", {})
