@@ -59,6 +59,63 @@ def session_options(num_threads: int, spinning: bool = DEFAULT_SPINNING, profile
     return options
 
 
+def cached_graph(
+    cache: GraphCache,
+    level: int,
+    export: Callable[[str], None],
+    what: str,
+    events: Counter,
+    log: Callable[[str], None],
+) -> Path:
+    """The valid cached graph of ``level``, exported by ``export(tmp_path)`` when missing or stale.
+
+    ``events`` counts hits, misses and rebuilds; a stale or corrupt graph is logged once. An export
+    that fails raises EngineError naming ``what`` (e.g. ``"level 3"``) and the model.
+    """
+    path, status = cache.check(level)
+    if path is not None:
+        events["hit"] += 1
+        return path
+    if status == "miss":
+        events["miss"] += 1
+    else:
+        events["rebuilt"] += 1
+        log(f"{status}; rebuilding it")
+    return export_graph(cache, level, export, what)
+
+
+def export_graph(cache: GraphCache, level: int, export: Callable[[str], None], what: str) -> Path:
+    """Export and store the graph of ``level``; any failure becomes one EngineError line."""
+    try:
+        return cache.store(level, export)
+    except Exception as exc:
+        raise EngineError(
+            f"cannot export {what} of {cache.stem} to ONNX: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_session(
+    ort, path: Path, options, providers: Sequence[str], rebuild: Callable[[], Path], events: Counter, log
+) -> tuple[object, Path]:
+    """An onnxruntime session of ``path`` and the path it came from.
+
+    A graph that passed its hash but does not load is rebuilt once by ``rebuild()``; a rebuilt graph
+    that still does not load raises EngineError.
+    """
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers)), path
+    except Exception as first:
+        log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
+        events["rebuilt"] += 1
+        path = rebuild()
+        try:
+            return ort.InferenceSession(str(path), options, providers=list(providers)), path
+        except Exception as exc:
+            raise EngineError(
+                f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
 class OrtEngine(Engine):
     """Per-level ONNX graphs (cached by model hash) run by onnxruntime sessions.
 
@@ -110,50 +167,33 @@ class OrtEngine(Engine):
         self.graph_paths: list[Path] = []
         self._sessions = []
         for level in range(self.num_levels):
-            path = self._graph(model, level, example)
-            self.graph_paths.append(path)
-            self._sessions.append(self._session(model, level, example, path))
+            self._sessions.append(self._session(model, level, example))
         self.provider = self._sessions[0].get_providers()[0]
         self._stream_sessions = None  # the gesture net's stream-step graphs, built on first use
         self._output_names = [o.name for o in self._sessions[0].get_outputs()]
         self._single_output = len(self._output_names) == 1
 
     # --- building -----------------------------------------------------------------------------------
-    def _graph(self, model, level: int, example: Tensor) -> Path:
-        path, status = self.cache.check(level)
-        if path is not None:
-            self.cache_events["hit"] += 1
-            return path
-        if status == "miss":
-            self.cache_events["miss"] += 1
-        else:
-            self.cache_events["rebuilt"] += 1
-            self._log(f"{status}; rebuilding it")
-        return self._export(model, level, example)
+    def _session(self, model, level: int, example: Tensor):
+        """The session of ``level`` from its cached graph (exported when missing, stale or unloadable)."""
 
-    def _export(self, model, level: int, example: Tensor) -> Path:
-        try:
-            return self.cache.store(level, lambda tmp: export_level(model, level, example, tmp))
-        except Exception as exc:
-            raise EngineError(
-                f"cannot export level {level} of {self.cache.stem} to ONNX: {type(exc).__name__}: {exc}"
-            ) from exc
+        def export(tmp: str) -> None:
+            export_level(model, level, example, tmp)
 
-    def _session(self, model, level: int, example: Tensor, path: Path):
+        what = f"level {level}"
+        path = cached_graph(self.cache, level, export, what, self.cache_events, self._log)
         options = session_options(self.num_threads, self.spinning)
-        try:
-            return self._ort.InferenceSession(str(path), options, providers=self.providers)
-        except Exception as first:  # a graph that passed its hash but does not load: rebuild once
-            self._log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
-            self.cache_events["rebuilt"] += 1
-            path = self._export(model, level, example)
-            self.graph_paths[level : level + 1] = [path]
-            try:
-                return self._ort.InferenceSession(str(path), options, providers=self.providers)
-            except Exception as exc:
-                raise EngineError(
-                    f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
-                ) from exc
+        session, path = load_session(
+            self._ort,
+            path,
+            options,
+            self.providers,
+            lambda: export_graph(self.cache, level, export, what),
+            self.cache_events,
+            self._log,
+        )
+        self.graph_paths.append(path)
+        return session
 
     # --- running ------------------------------------------------------------------------------------
     def feed(self, inputs: Tensor) -> dict:

@@ -47,6 +47,7 @@ from ..models.gesture_streaming import _build_chain  # the layer chain the torch
 from .base import EngineError
 from .export_forms import BLOCK_CHANNELS, conv_on_interleaved_pixels
 from .graph_cache import OPSET, GraphCache
+from .ort_engine import cached_graph, export_graph, load_session
 
 FRAME_NAME = "frame"
 FRAMES_NAME = "frames"  # the prime graph's input: a whole clip of frames
@@ -321,41 +322,21 @@ class OrtStreamSessions:
             frames = np.zeros((self.net.clip_length, *signature.frame_shape[1:]), np.float32)
             prime.run(None, {FRAMES_NAME: frames})
 
-    def _graph(self, part: str, level: int) -> Path:
-        path, status = self.caches[part].check(level)
-        if path is not None:
-            self.cache_events["hit"] += 1
-            return path
-        if status == "miss":
-            self.cache_events["miss"] += 1
-        else:
-            self.cache_events["rebuilt"] += 1
-            self._log(f"{status}; rebuilding it")
-        return self._export(part, level)
-
-    def _export(self, part: str, level: int) -> Path:
-        try:
-            return self.caches[part].store(level, lambda tmp: export_stream_step(self.net, level, tmp, part))
-        except Exception as exc:
-            raise EngineError(
-                f"cannot export the stream {part} of level {level} of {self.caches[part].stem} to ONNX: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-
     def _session(self, part: str, level: int, options, providers):
-        path = self._graph(part, level)
-        try:
-            session = self._ort.InferenceSession(str(path), options, providers=list(providers))
-        except Exception as first:  # passed its hash but does not load: rebuild once
-            self._log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
-            self.cache_events["rebuilt"] += 1
-            path = self._export(part, level)
-            try:
-                session = self._ort.InferenceSession(str(path), options, providers=list(providers))
-            except Exception as exc:
-                raise EngineError(
-                    f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
-                ) from exc
+        def export(tmp: str) -> None:
+            export_stream_step(self.net, level, tmp, part)
+
+        cache, what = self.caches[part], f"the stream {part} of level {level}"
+        path = cached_graph(cache, level, export, what, self.cache_events, self._log)
+        session, path = load_session(
+            self._ort,
+            path,
+            options,
+            providers,
+            lambda: export_graph(cache, level, export, what),
+            self.cache_events,
+            self._log,
+        )
         names = [i.name for i in session.get_inputs()]
         expected = {
             "trunk": self.signatures[level].input_names,
