@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from model_utils import randomize_batchnorm
 
 from tnn_ros.models.gesture import (
     DEFAULT_ARCHITECTURE,
@@ -24,14 +25,7 @@ SMALL = {
 
 def _net(arch: dict, seed: int = 0) -> ThrottleableGestureNet:
     torch.manual_seed(seed)
-    net = ThrottleableGestureNet(architecture=arch)
-    for module in net.modules():  # non-trivial BatchNorm so that folding it matters
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.normal_(0, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_(0, 0.2)
-    return net.eval()
+    return randomize_batchnorm(ThrottleableGestureNet(architecture=arch))
 
 
 def _frames(count: int, size=(24, 24), seed: int = 0) -> np.ndarray:

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from model_utils import randomize_batchnorm
 
 from tnn_ros.engines import create_engine
 from tnn_ros.models import save_model
@@ -31,14 +32,7 @@ TOLERANCE = 1e-4
 
 def _net(seed: int = 0, arch: dict = SMALL) -> ThrottleableGestureNet:
     torch.manual_seed(seed)
-    net = ThrottleableGestureNet(CLASSES, arch)
-    for module in net.modules():  # non-trivial BatchNorm so that folding it matters
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.normal_(0, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_(0, 0.2)
-    return net.eval()
+    return randomize_batchnorm(ThrottleableGestureNet(CLASSES, arch))
 
 
 def _save(net, path):
