@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..models.gesture_streaming import StreamingGestureNet, streaming_macs
+from ..models.gesture_streaming import StreamingGestureNet, random_stream_inputs, streaming_macs
 
 
 def _timed(fn: Callable[[], object], wall: list[float], cpu: list[float]) -> None:
@@ -76,12 +76,7 @@ def measure_streaming_backends(
         "torch": StreamingGestureNet(net),
         "torch_switch": StreamingGestureNet(net),
     }
-    generator = torch.Generator().manual_seed(0)
-    frames = [
-        torch.randn(1, 3, net.frame_size[1], net.frame_size[0], generator=generator)
-        for _ in range(net.clip_length)
-    ]
-    clip = torch.cat(frames).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
+    frames, clip = random_stream_inputs(net)
     costs = {c.level: c.macs for c in count_level_costs(net, net.example_input())}
     previous = net.level
     ort_rows, torch_rows = {}, {}

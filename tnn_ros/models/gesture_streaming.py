@@ -208,6 +208,19 @@ def streamable_twin(net: ThrottleableGestureNet) -> ThrottleableGestureNet:
 
 
 @torch.no_grad()
+def random_stream_inputs(net: ThrottleableGestureNet, seed: int = 0) -> tuple[list[Tensor], Tensor]:
+    """``clip_length`` seeded random normalised frames (1, 3, H, W) and the same frames as one clip.
+
+    The clip is (1, 3, T, H, W): what a clip forward takes for the frames a stream is pushed.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    frames = [
+        torch.randn(1, 3, net.frame_size[1], net.frame_size[0], generator=generator)
+        for _ in range(net.clip_length)
+    ]
+    return frames, torch.cat(frames).permute(1, 0, 2, 3)[None]
+
+
 def measure_streaming(
     net: ThrottleableGestureNet, levels: list[int] | None = None, repeats: int = 30
 ) -> dict:
@@ -227,12 +240,7 @@ def measure_streaming(
     model.eval()
     levels = [0, model.num_levels - 1] if levels is None else list(levels)
     stream = StreamingGestureNet(model)
-    generator = torch.Generator().manual_seed(0)
-    frames = [
-        torch.randn(1, 3, model.frame_size[1], model.frame_size[0], generator=generator)
-        for _ in range(model.clip_length)
-    ]
-    clip = torch.cat(frames).permute(1, 0, 2, 3)[None]  # (1, 3, T, H, W)
+    frames, clip = random_stream_inputs(model)
     costs = {c.level: c.macs for c in count_level_costs(model, model.example_input())}
     previous = model.level
     result = {}
