@@ -13,6 +13,7 @@ rebuilt, and the caller is told so in one line.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.io import atomic_write
+from .base import EngineError
 from .export_forms import export_form, input_memory_order
 
 # Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
@@ -233,3 +235,66 @@ class GraphCache:
 
         atomic_write(path.with_suffix(".json"), write_manifest)
         return path
+
+
+def cached_graph(
+    cache: GraphCache,
+    level: int,
+    export: Callable[[str], None],
+    what: str,
+    events: collections.Counter,
+    log: Callable[[str], None],
+) -> Path:
+    """The valid cached graph of ``level``, exported by ``export(tmp_path)`` when missing or stale.
+
+    ``events`` counts hits, misses and rebuilds; a stale or corrupt graph is logged once. An export
+    that fails raises EngineError naming ``what`` (e.g. ``"level 3"``) and the model.
+    """
+    path, status = cache.check(level)
+    if path is not None:
+        events["hit"] += 1
+        return path
+    if status == "miss":
+        events["miss"] += 1
+    else:
+        events["rebuilt"] += 1
+        log(f"{status}; rebuilding it")
+    return export_graph(cache, level, export, what)
+
+
+def export_graph(cache: GraphCache, level: int, export: Callable[[str], None], what: str) -> Path:
+    """Export and store the graph of ``level``; any failure becomes one EngineError line."""
+    try:
+        return cache.store(level, export)
+    except Exception as exc:
+        raise EngineError(
+            f"cannot export {what} of {cache.stem} to ONNX: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_session(
+    ort,
+    path: Path,
+    options,
+    providers: Sequence[str],
+    rebuild: Callable[[], Path],
+    events: collections.Counter,
+    log: Callable[[str], None],
+) -> tuple[object, Path]:
+    """An onnxruntime (the module ``ort``) session of ``path`` and the path it came from.
+
+    A graph that passed its hash but does not load is rebuilt once by ``rebuild()``; a rebuilt graph
+    that still does not load raises EngineError.
+    """
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers)), path
+    except Exception as first:
+        log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
+        events["rebuilt"] += 1
+        path = rebuild()
+        try:
+            return ort.InferenceSession(str(path), options, providers=list(providers)), path
+        except Exception as exc:
+            raise EngineError(
+                f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
+            ) from exc

@@ -13,7 +13,16 @@ from torch import Tensor
 
 from .base import Engine, EngineError
 from .export_forms import input_memory_order
-from .graph_cache import INPUT_NAME, GraphCache, export_level, state_digest, user_cache_dir
+from .graph_cache import (
+    INPUT_NAME,
+    GraphCache,
+    cached_graph,
+    export_graph,
+    export_level,
+    load_session,
+    state_digest,
+    user_cache_dir,
+)
 
 # Execution providers in order of preference; only the installed ones are asked for.
 PROVIDER_PREFERENCE = (
@@ -57,63 +66,6 @@ def session_options(num_threads: int, spinning: bool = DEFAULT_SPINNING, profile
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     return options
-
-
-def cached_graph(
-    cache: GraphCache,
-    level: int,
-    export: Callable[[str], None],
-    what: str,
-    events: Counter,
-    log: Callable[[str], None],
-) -> Path:
-    """The valid cached graph of ``level``, exported by ``export(tmp_path)`` when missing or stale.
-
-    ``events`` counts hits, misses and rebuilds; a stale or corrupt graph is logged once. An export
-    that fails raises EngineError naming ``what`` (e.g. ``"level 3"``) and the model.
-    """
-    path, status = cache.check(level)
-    if path is not None:
-        events["hit"] += 1
-        return path
-    if status == "miss":
-        events["miss"] += 1
-    else:
-        events["rebuilt"] += 1
-        log(f"{status}; rebuilding it")
-    return export_graph(cache, level, export, what)
-
-
-def export_graph(cache: GraphCache, level: int, export: Callable[[str], None], what: str) -> Path:
-    """Export and store the graph of ``level``; any failure becomes one EngineError line."""
-    try:
-        return cache.store(level, export)
-    except Exception as exc:
-        raise EngineError(
-            f"cannot export {what} of {cache.stem} to ONNX: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def load_session(
-    ort, path: Path, options, providers: Sequence[str], rebuild: Callable[[], Path], events: Counter, log
-) -> tuple[object, Path]:
-    """An onnxruntime session of ``path`` and the path it came from.
-
-    A graph that passed its hash but does not load is rebuilt once by ``rebuild()``; a rebuilt graph
-    that still does not load raises EngineError.
-    """
-    try:
-        return ort.InferenceSession(str(path), options, providers=list(providers)), path
-    except Exception as first:
-        log(f"{path}: onnxruntime cannot load it ({type(first).__name__}); rebuilding it")
-        events["rebuilt"] += 1
-        path = rebuild()
-        try:
-            return ort.InferenceSession(str(path), options, providers=list(providers)), path
-        except Exception as exc:
-            raise EngineError(
-                f"{path}: onnxruntime cannot load the rebuilt graph: {type(exc).__name__}: {exc}"
-            ) from exc
 
 
 class OrtEngine(Engine):

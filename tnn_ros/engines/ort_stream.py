@@ -46,8 +46,7 @@ from ..models.gesture import PIXEL_MEAN, PIXEL_STD, resize_frame
 from ..models.gesture_streaming import _build_chain  # the layer chain the torch stream runs
 from .base import EngineError
 from .export_forms import BLOCK_CHANNELS, conv_on_interleaved_pixels
-from .graph_cache import OPSET, GraphCache
-from .ort_engine import cached_graph, export_graph, load_session
+from .graph_cache import OPSET, GraphCache, cached_graph, export_graph, load_session
 
 FRAME_NAME = "frame"
 FRAMES_NAME = "frames"  # the prime graph's input: a whole clip of frames
