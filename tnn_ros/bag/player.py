@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rclpy.context import Context
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import QosDurability, QosReliability
 
 from tnn_ros.bag.common import BagError, StatusLine, message_class, open_reader
+
+# After the last message, how long to wait for reliable subscribers to acknowledge what was published
+# (as `ros2 bag play --wait-for-all-acked`): a player that exits at once can take its last messages
+# with it.
+ACK_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -171,6 +177,9 @@ def play(
             if not loop or summary.messages == published_before:
                 break
         summary.duration_s = time.monotonic() - began
+        if not stop_event.is_set():
+            for publisher in publishers.values():  # best-effort publishers return at once
+                publisher.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
         status.finish(f"played {summary.messages} msgs from {Path(bag).name} in {summary.duration_s:.1f} s")
     finally:
         reader.close()
