@@ -209,6 +209,65 @@ def test_auto_takes_minimum_of_caps_and_rate_limits():
     assert "rate limited" in decision.reason
 
 
+# Card accuracies (mAP) of the four levels: 0.80, 0.86, 0.89, 0.90 (hand-made, not monotone gaps).
+ACCURACIES = [0.80, 0.86, 0.89, 0.90]
+
+
+def test_auto_runs_the_cheapest_level_within_the_accuracy_tolerance():
+    profile = LatencyProfile(PROFILE_POINTS, accuracies=ACCURACIES)
+    controller = Controller(ControllerConfig(strategy="auto", accuracy_tolerance=0.025), profile)
+    feed(controller, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    decision = controller.step(0.0)
+    # 0.90 - 0.025 = 0.875: 0.89 (u 0.75) qualifies, 0.86 (u 0.5) does not
+    assert decision.setpoint == pytest.approx(0.75) and decision.binding == "efficiency"
+    assert "efficiency: u 0.75 (card accuracy 0.890) within 2.5 pts of u 1.00 (0.900)" in decision.reason
+    # a gap equal to the tolerance counts as within it (cards round to 4 digits)
+    exact = Controller(ControllerConfig(strategy="auto", accuracy_tolerance=0.04), profile)
+    feed(exact, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    assert exact.step(0.0).setpoint == pytest.approx(0.5)
+    # a constraint below the efficiency level still binds
+    feed(controller, 0.1, battery=0.9, thermal=85.0, deadline=100.0)
+    for i in range(2, 20):
+        feed(controller, 0.1 * i, battery=0.9, thermal=85.0, deadline=100.0)
+        decision = controller.step(0.1 * i)
+    assert decision.setpoint == pytest.approx(0.3) and decision.binding == "thermal"
+
+
+def test_accuracy_tolerance_is_relative_to_the_best_allowed_level_and_zero_turns_it_off():
+    profile = LatencyProfile(PROFILE_POINTS, accuracies=ACCURACIES)
+    capped = Controller(
+        ControllerConfig(strategy="auto", max_utilization=0.75, accuracy_tolerance=0.03), profile
+    )
+    feed(capped, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    assert capped.step(0.0).setpoint == pytest.approx(0.5)  # 0.89 - 0.03 = 0.86: u 0.5 qualifies
+    off = Controller(ControllerConfig(strategy="auto", accuracy_tolerance=0.0), profile)
+    feed(off, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    decision = off.step(0.0)
+    assert decision.setpoint == 1.0 and decision.binding == "none"
+    # a card without accuracies: no efficiency level whatever the tolerance
+    plain = Controller(
+        ControllerConfig(strategy="auto", accuracy_tolerance=0.5), LatencyProfile(PROFILE_POINTS)
+    )
+    feed(plain, 0.0, battery=0.9, thermal=40.0, deadline=100.0)
+    assert plain.step(0.0).setpoint == 1.0
+
+
+def test_card_accuracies_are_read_only_when_every_level_has_a_valid_one():
+    levels = [
+        {"utilization": u, "latency_ms": ms, "accuracy": a} for (u, ms), a in zip(PROFILE_POINTS, ACCURACIES)
+    ]
+    assert LatencyProfile.from_card({"levels": levels[::-1]}).accuracies == ACCURACIES  # sorted by u
+    partial = [dict(level) for level in levels]
+    del partial[2]["accuracy"]
+    assert LatencyProfile.from_card({"levels": partial}).accuracies is None
+    out_of_range = [dict(level, accuracy=a * 100) for level, a in zip(levels, ACCURACIES)]  # percent
+    assert LatencyProfile.from_card({"levels": out_of_range}).accuracies is None
+    with pytest.raises(LatencyProfileError, match="one accuracy in"):
+        LatencyProfile(PROFILE_POINTS, accuracies=ACCURACIES[:3])
+    with pytest.raises(ValueError, match="accuracy_tolerance"):
+        ControllerConfig(accuracy_tolerance=1.5).validate()
+
+
 def test_rate_limiter_first_value_passes():
     limiter = RateLimiter(1.0, 2.0)
     assert limiter.step(0.7, 0.0) == 0.7

@@ -27,7 +27,9 @@ class LatencyProfile:
     """Predicted latency (ms) per utilization: piecewise linear between the card's levels, times a scale.
 
     ``points`` are (utilization, latency_ms) pairs, one per level. A level measured faster than a
-    cheaper one is raised to that one's latency (``smoothed_levels`` counts them).
+    cheaper one is raised to that one's latency (``smoothed_levels`` counts them). ``accuracies``
+    (optional, one per point, in the points' order) are the card's per-level accuracy, which the auto
+    policy's accuracy tolerance uses; None when the card has none.
     """
 
     def __init__(
@@ -36,9 +38,18 @@ class LatencyProfile:
         ema_alpha: float = 0.2,
         source: str = "profile",
         scale_bounds: tuple[float, float] = (0.02, 50.0),
+        accuracies: Sequence[float] | None = None,
     ) -> None:
         if not points:
             raise LatencyProfileError(f"{source}: no levels")
+        if accuracies is not None:
+            accuracies = [float(a) for a in accuracies]
+            if len(accuracies) != len(points) or not all(0.0 <= a <= 1.0 for a in accuracies):
+                raise LatencyProfileError(
+                    f"{source}: need one accuracy in [0, 1] per level, got {accuracies}"
+                )
+            order = sorted(range(len(points)), key=lambda i: float(points[i][0]))
+            accuracies = [accuracies[i] for i in order]
         ordered = sorted((float(u), float(ms)) for u, ms in points)
         utilizations = [u for u, _ in ordered]
         latencies = [ms for _, ms in ordered]
@@ -56,6 +67,7 @@ class LatencyProfile:
         self.source = source
         self.utilizations: list[float] = utilizations
         self.latencies_ms: list[float] = latencies
+        self.accuracies: list[float] | None = accuracies
         self.ema_alpha = ema_alpha
         self.scale_bounds = scale_bounds
         self.scale = 1.0
@@ -65,7 +77,10 @@ class LatencyProfile:
     def from_card(
         cls, card: Mapping[str, Any] | str | pathlib.Path, ema_alpha: float = 0.2
     ) -> "LatencyProfile":
-        """Read ``levels[].utilization`` / ``levels[].latency_ms`` from a model card (dict or JSON file)."""
+        """Read ``levels[].utilization`` / ``levels[].latency_ms`` from a model card (dict or JSON file).
+
+        ``levels[].accuracy`` is kept when every level has a finite one in [0, 1] (else None).
+        """
         source = "model card"
         if not isinstance(card, Mapping):
             source = str(card)
@@ -82,7 +97,12 @@ class LatencyProfile:
             raise LatencyProfileError(
                 f"{source}: every level needs utilization and latency_ms ({error})"
             ) from error
-        return cls(points, ema_alpha=ema_alpha, source=source)
+        accuracies = [level.get("accuracy") for level in levels]
+        usable = all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and 0.0 <= a <= 1.0
+            for a in accuracies
+        )
+        return cls(points, ema_alpha=ema_alpha, source=source, accuracies=accuracies if usable else None)
 
     @classmethod
     def synthetic(

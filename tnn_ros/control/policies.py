@@ -7,7 +7,8 @@ learned policy of :mod:`tnn_ros.control.learned`):
 - ``rule``: battery / thermal (/ CPU) thresholds map to utilization caps, with hysteresis.
 - ``deadline``: the highest level whose measured latency quantile (p95 by default, card x observed
   slowdown for levels not seen lately, times a contention factor) meets the deadline with a margin.
-- ``auto``: the minimum of every active cap, rate limited so it does not oscillate.
+- ``auto``: the minimum of every active cap, lowered to the cheapest level within
+  ``accuracy_tolerance`` of the best level's card accuracy, rate limited so it does not oscillate.
 
 Every policy except ``manual`` is wrapped in :class:`StaleGuard`, which commands ``safe_utilization``
 while a required input has gone silent for longer than ``stale_timeout_s``.
@@ -291,8 +292,38 @@ class RateLimiter:
         return limited
 
 
+def efficient_utilization(
+    profile: LatencyProfile | None, config: ControllerConfig
+) -> tuple[float, str] | None:
+    """The cheapest level whose card accuracy is within ``accuracy_tolerance`` of the reference level's.
+
+    The reference is the highest level ``max_utilization`` allows: the accuracy the robot would get
+    with no constraint binding. Levels are nested prefixes, so a lower level is the cheaper one.
+    Returns (utilization, reason), or None when the tolerance is 0, the card has no accuracies, or
+    no level below the reference qualifies.
+    """
+    if profile is None or profile.accuracies is None or config.accuracy_tolerance <= 0.0:
+        return None
+    levels = [
+        (u, acc)
+        for u, acc in zip(profile.utilizations, profile.accuracies)
+        if config.min_utilization <= u <= config.max_utilization
+    ]
+    if len(levels) < 2:
+        return None
+    ref_u, ref_acc = levels[-1]
+    # The small slack keeps a level whose gap equals the tolerance (cards round to 4 digits) in.
+    u, acc = next((u, acc) for u, acc in levels if acc >= ref_acc - config.accuracy_tolerance - 1e-9)
+    if u >= ref_u:
+        return None
+    return u, (
+        f"efficiency: u {u:.2f} (card accuracy {acc:.3f}) within {config.accuracy_tolerance * 100:.1f} "
+        f"pts of u {ref_u:.2f} ({ref_acc:.3f})"
+    )
+
+
 class AutoPolicy(Policy):
-    """Minimum of the rule caps and the deadline cap, rate limited."""
+    """Minimum of the rule caps, the deadline cap and the accuracy-tolerance level, rate limited."""
 
     required_inputs = (BATTERY, THERMAL, DEADLINE)
 
@@ -301,6 +332,9 @@ class AutoPolicy(Policy):
         self.rule = RulePolicy(config)
         self.deadline = DeadlinePolicy(config, profile) if profile is not None else None
         self.limiter = RateLimiter(config.max_step_per_s, config.max_step_down_per_s)
+        card = self.deadline.profile if self.deadline is not None else None
+        efficient = efficient_utilization(card, config)
+        self.efficiency = Cap(efficient[0], "efficiency", efficient[1]) if efficient else None
 
     def decide(self, inputs: ControlInputs, now: float) -> Decision:
         caps = self.rule.caps(inputs)
@@ -308,6 +342,8 @@ class AutoPolicy(Policy):
             deadline_cap = self.deadline.cap(inputs, now)
             if deadline_cap is not None:
                 caps.append(deadline_cap)
+        if self.efficiency is not None:
+            caps.append(self.efficiency)
         target = _finish(caps, self.config, _status(inputs, self.config))
         u = self.limiter.step(target.setpoint, now)
         if abs(u - target.setpoint) > 1e-9:

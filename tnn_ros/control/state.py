@@ -68,7 +68,8 @@ class Decision:
     """What the controller commands and why.
 
     ``binding`` names the constraint that set the value: "battery" | "thermal" | "deadline" | "cpu" |
-    "manual" | "stale" | "none" (nothing binds: max_utilization).
+    "efficiency" (auto's accuracy tolerance) | "manual" | "stale" | "none" (nothing binds:
+    max_utilization).
     """
 
     setpoint: float

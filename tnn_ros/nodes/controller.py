@@ -176,6 +176,14 @@ PARAMETERS = (
         min_value=0.01,
         max_value=10.0,
     ),
+    ParamSpec(
+        "accuracy_tolerance",
+        _DEFAULTS.accuracy_tolerance,
+        "auto: run the cheapest level whose card accuracy is within this much (absolute) of the "
+        "best level's; 0 = always the highest level the constraints allow",
+        min_value=0.0,
+        max_value=1.0,
+    ),
     ParamSpec("rate_hz", 10.0, "Setpoint publish rate", min_value=0.5, max_value=100.0),
     ParamSpec(
         "learned_model",
