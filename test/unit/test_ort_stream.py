@@ -154,10 +154,10 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     first = create_engine(net, "onnxruntime", model_path=path)
     first.engine.gesture_stream(net)
     sessions = first.engine._stream_sessions
-    assert sessions.cache_events == {"miss": 6}  # trunk, head and prime of 2 levels
+    assert sessions.cache_events == {"miss": 6}  # trunk, step and prime of 2 levels
     assert all(p.parent == tmp_path / ".tnn_engines" / "gesture" for p in sessions.graph_paths)
     names = sorted(p.name.split("_")[0] for p in sessions.graph_paths)
-    assert names == ["stream"] * 2 + ["streamhead"] * 2 + ["streamprime"] * 2
+    assert names == ["stream"] * 2 + ["streamprime"] * 2 + ["streamstep"] * 2
     second = create_engine(net, "onnxruntime", model_path=path)
     second.engine.gesture_stream(net)
     assert second.engine._stream_sessions.cache_events == {"hit": 6}
@@ -264,7 +264,7 @@ def test_streaming_bench_section_times_both_backends(net_on_ort):
             for key in ("per_frame_ms_median", "clip_ms_median", "ratio", "level_change_ms_median"):
                 assert row[key] > 0
     row = section["levels"]["2"]
-    assert row["trunk_only_ms_median"] > 0 and row["head_run_ms_median"] > 0
+    assert row["trunk_only_ms_median"] > 0 and row["step_run_ms_median"] > 0
 
 
 def test_perception_pipeline_streams_on_the_backend_parameter(tmp_path):
