@@ -400,10 +400,10 @@ class OrtStreamSessions:
 class _Ring:
     """A history of ``keep`` positions, oldest first, followed by ``slack`` free slots.
 
-    The history is ``buffer[start : start + keep]``; the next position goes to the slot after it
-    (``buffer[start + keep]``) and :meth:`advance` moves the window one position on. Only when the
-    slots run out are the ``keep`` positions copied back to the front: one copy every ``slack``
-    frames instead of shifting the whole history on every frame.
+    The history at window ``start`` is ``buffer[start : start + keep]``; the next position goes to
+    the slot after it (``buffer[start + keep]``), then the window moves one position on. Only when
+    the slots run out are the ``keep`` positions copied back to the front (:meth:`rewind`): one copy
+    every ``slack`` frames instead of shifting the whole history on every frame.
     """
 
     def __init__(self, keep: int, position_shape: Sequence[int], slack: int) -> None:
@@ -419,6 +419,97 @@ class _Ring:
         self.buffer[: self.keep] = self.buffer[start : start + self.keep]
 
 
+def _bind(binding, name: str, array: np.ndarray, output: bool) -> None:
+    """Bind ``array`` (C-contiguous float32, kept alive by the caller) by address: no copy."""
+    bind = binding.bind_output if output else binding.bind_input
+    bind(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+
+
+class _LevelState:
+    """One level's rings (the frames, then one per graph entry) and the IO bindings of its graphs.
+
+    All rings share the window ``start``. The graphs read their inputs from and write their entries
+    into the rings through IO bindings by address (no feed dict, no output allocation, no copies);
+    a binding depends on the window position only, so each of the ``slack`` positions' bindings is
+    made once, on first use, and kept with the level (a level visited again reuses them).
+    """
+
+    def __init__(self, sessions: OrtStreamSessions, level: int, frames_kept: int, slack: int) -> None:
+        signature = sessions.signatures[level]
+        self.signature = signature
+        self.slack = slack
+        self.trunk, self.step, self.prime = (
+            sessions.trunks[level],
+            sessions.steps[level],
+            sessions.primes[level],
+        )
+        self.prime_names = signature.prime_output_names
+        frames = _Ring(frames_kept, signature.frame_shape[1:], slack)
+        by_layer = dict(zip(signature.history_layers, signature.history_shapes))
+        self.rings = [frames]
+        self.rings += [_Ring(by_layer[i][0], by_layer[i][1:], slack) for i in signature.entry_layers]
+        # the ring and window position every tap input reads
+        rings = dict(zip(signature.entry_layers, self.rings[1:]))
+        sources = []
+        for layer, shape, positions in zip(
+            signature.history_layers, signature.history_shapes, signature.tap_positions
+        ):
+            ring = rings.get(layer, frames)
+            base = ring.keep - shape[0]  # the frame ring keeps more positions than conv1 reads
+            sources += [(ring, base + p) for p in positions]
+        self.sources = dict(zip(signature.tap_names, sources))
+        self.logits = np.zeros(sessions.steps[level].get_outputs()[0].shape, np.float32)
+        self.bindings: dict[str, list] = {"trunk": [None] * slack, "step": [None] * slack}
+        self.start = 0
+
+    def frame_slot(self) -> np.ndarray:
+        """Where the next frame goes."""
+        return self.rings[0].position(self.start, self.rings[0].keep)
+
+    def binding(self, part: str, start: int):
+        """The IO binding of the ``part`` graph (trunk or step) at window ``start``."""
+        binding = self.bindings[part][start]
+        if binding is None:
+            session = self.trunk if part == "trunk" else self.step
+            binding = session.io_binding()
+            names = self.signature.trunk_input_names if part == "trunk" else self.signature.input_names
+            frames = self.rings[0]
+            _bind(binding, FRAME_NAME, frames.position(start, frames.keep), output=False)
+            for name in names[1:]:
+                ring, index = self.sources[name]
+                _bind(binding, name, ring.position(start, index), output=False)
+            if part == "step":
+                _bind(binding, LOGITS_NAME, self.logits, output=True)
+            for name, ring in zip(self.signature.entry_names, self.rings[1:]):
+                _bind(binding, name, ring.position(start, ring.keep), output=True)
+            self.bindings[part][start] = binding
+        return binding
+
+    def run(self, part: str) -> None:
+        """Run the trunk or step graph at the current window (entries into the slots), move it on."""
+        (self.step if part == "step" else self.trunk).run_with_iobinding(self.binding(part, self.start))
+        self.advance()
+
+    def run_prime(self, clip_length: int) -> None:
+        """Every history (and the logits) from the last clip in the frame ring; move the window on."""
+        start = self.start
+        frames = self.rings[0].buffer[start : start + clip_length]
+        logits, *histories = self.prime.run(self.prime_names, {FRAMES_NAME: frames})
+        self.logits[...] = logits
+        for ring, history in zip(self.rings[1:], histories):
+            # the histories after this frame: the window one position on
+            ring.buffer[start + 1 : start + 1 + ring.keep] = history
+        self.advance()
+
+    def advance(self) -> None:
+        """Move every ring's window one position on; rewind them all when the slots run out."""
+        self.start += 1
+        if self.start == self.slack:
+            for ring in self.rings:
+                ring.rewind(self.start)
+            self.start = 0
+
+
 class OrtGestureStream:
     """Per-frame gesture inference through the stream graphs (the ``StreamingGestureNet`` API).
 
@@ -428,9 +519,8 @@ class OrtGestureStream:
     trunk graph) and returns None: for frames whose result nobody reads (the recognizer reads one
     every ``stride`` frames).
 
-    State of the current level: the rings (the frames, then one per graph entry), their common window
-    ``start`` and, per window position, the feed (views of the positions the graph reads) and the
-    slots its entries go to, all made once per level change.
+    The frame is normalised straight into the current level's frame ring; each level visited keeps
+    its rings and bindings (:class:`_LevelState`, 0.3-2 MB per level for the shipped net).
     """
 
     backend = "onnxruntime"
@@ -443,11 +533,11 @@ class OrtGestureStream:
         self._frames_kept = self.clip_length - 1
         # room to replay a short buffer in place (a level change before the first full clip)
         self._slack = max(RING_SLACK, self.clip_length)
+        self._states: dict[int, _LevelState] = {}
+        self._state: _LevelState | None = None
         self._level: int | None = None
         self._count = 0  # frames since the last reset (at most clip_length)
         self._steps = 0  # frames run at the current level since its histories were cleared
-        self._rings: list[_Ring] = []
-        self._start = 0
         self.replays = 0  # level changes that rebuilt the histories (diagnostics)
         self._scale = np.float32(1.0 / (255.0 * PIXEL_STD))
         self._offset = np.float32(PIXEL_MEAN / PIXEL_STD)
@@ -478,7 +568,7 @@ class OrtGestureStream:
         """Add one frame; the clip logits (num_classes,) once ``clip_length`` frames have arrived."""
         pixels = resize_frame(frame_rgb, self.net.frame_size)  # raises on a bad frame: state unchanged
         self._enter(level)
-        self._normalise(pixels, self._frame_slot())
+        self._normalise(pixels, self._state.frame_slot())
         return self._run(result)
 
     def push_tensor(self, frame: Tensor, level: int | None = None, result: bool = True) -> Tensor | None:
@@ -488,11 +578,8 @@ class OrtGestureStream:
             raise ValueError(f"expected a normalised frame of shape {expected}, got {tuple(frame.shape)}")
         self._enter(level)
         # a copy into the frame ring: the caller may reuse its tensor
-        np.copyto(self._frame_slot(), frame.detach().permute(0, 2, 3, 1).numpy())
+        np.copyto(self._state.frame_slot(), frame.detach().permute(0, 2, 3, 1).numpy())
         return self._run(result)
-
-    def _frame_slot(self) -> np.ndarray:
-        return self._rings[0].position(self._start, self._frames_kept)
 
     # --- levels -----------------------------------------------------------------------------------
     def _enter(self, level: int | None) -> None:
@@ -500,99 +587,49 @@ class OrtGestureStream:
         level = self.net.level if level is None else self.net.schedule.level_index(level)
         if level == self._level:
             return
-        buffered = np.empty((0, *self.sessions.signatures[level].frame_shape[1:]), np.float32)
+        frame_shape = self.sessions.signatures[level].frame_shape[1:]
+        buffered = np.empty((0, *frame_shape), np.float32)
         if self._level is not None:
             self.replays += 1
             kept = min(self._count, self._frames_kept)
-            end = self._start + self._frames_kept  # the frames before the slot, newest last
-            buffered = self._rings[0].buffer[end - kept : end].copy()
+            old = self._state
+            end = old.start + self._frames_kept  # the frames before the slot, newest last
+            buffered = old.rings[0].buffer[end - kept : end].copy()
         self._start_level(level, buffered)
 
     def _start_level(self, level: int, buffered: np.ndarray) -> None:
-        """Fresh rings at ``level`` holding the ``buffered`` frames; a short buffer is replayed here.
+        """Make ``level`` current with the ``buffered`` frames; a short buffer is replayed here.
 
         A full buffer (``clip_length - 1`` frames) is placed before the window's slot: the next frame
         completes a clip and the prime graph rebuilds every history from it. A shorter one (a level
         change within ``clip_length`` frames of a reset; no result can be due yet) is placed in the
         slots and stepped through with the trunk graph.
         """
-        sessions = self.sessions
-        signature = sessions.signatures[level]
-        self._level = level
-        self._steps = 0
-        self._start = 0
-        self._trunk, self._step_session = sessions.trunks[level], sessions.steps[level]
-        self._prime_session = sessions.primes[level]
-        self._entry_names = signature.entry_names
-        self._step_names = [LOGITS_NAME, *signature.entry_names]
-        self._prime_names = signature.prime_output_names
-        frames = _Ring(self._frames_kept, signature.frame_shape[1:], self._slack)
-        by_layer = dict(zip(signature.history_layers, signature.history_shapes))
-        self._rings = [frames]
-        self._rings += [_Ring(by_layer[i][0], by_layer[i][1:], self._slack) for i in signature.entry_layers]
-        # the rings each graph input reads from and at which window position
-        rings = dict(zip(signature.entry_layers, self._rings[1:]))
-        sources = []
-        for layer, shape, positions in zip(
-            signature.history_layers, signature.history_shapes, signature.tap_positions
-        ):
-            ring = rings.get(layer, frames)
-            base = ring.keep - shape[0]  # the frame ring keeps more positions than conv1 reads
-            sources += [(ring, base + p) for p in positions]
-        sources = dict(zip(signature.tap_names, sources))
-        trunk_names = signature.trunk_input_names[1:]
-        self._feeds, self._trunk_feeds, self._slots = [], [], []
-        for start in range(self._slack):
-            feed = {FRAME_NAME: frames.position(start, frames.keep)}
-            feed.update((name, ring.position(start, index)) for name, (ring, index) in sources.items())
-            self._feeds.append(feed)
-            self._trunk_feeds.append({name: feed[name] for name in (FRAME_NAME, *trunk_names)})
-            self._slots.append([ring.position(start, ring.keep) for ring in self._rings[1:]])
+        state = self._states.get(level)
+        if state is None:
+            state = self._states[level] = _LevelState(self.sessions, level, self._frames_kept, self._slack)
+        self._state, self._level, self._steps = state, level, 0
+        state.start = 0
+        frames = state.rings[0]
         if len(buffered) == self._frames_kept:
             frames.buffer[: len(buffered)] = buffered
             return
         frames.buffer[frames.keep : frames.keep + len(buffered)] = buffered
         for _ in buffered:
-            self._step(result=False)
+            state.run("trunk")
+            self._steps += 1
 
     # --- steps ------------------------------------------------------------------------------------
     def _run(self, result: bool) -> Tensor | None:
         """Run the graphs on the frame in the slot; the logits when a result is due and asked for."""
         self._count = min(self._count + 1, self.clip_length)
+        state = self._state
         if self._steps == 0 and self._count == self.clip_length:
-            logits = self._prime()  # a fresh level with a whole clip buffered: one batched graph
+            state.run_prime(self.clip_length)  # a fresh level with a whole clip: one batched graph
+            self._steps = self.clip_length
         else:
-            logits = self._step(result and self._steps + 1 >= self.clip_length)
-        return None if logits is None or not result else torch.from_numpy(logits[0])
-
-    def _prime(self) -> np.ndarray:
-        """Rebuild every history from the clip in the frame ring (prime graph); the clip's logits."""
-        start = self._start
-        frames = self._rings[0].buffer[start : start + self.clip_length]
-        logits, *histories = self._prime_session.run(self._prime_names, {FRAMES_NAME: frames})
-        for ring, history in zip(self._rings[1:], histories):
-            # the histories after this frame: the window one position on
-            ring.buffer[start + 1 : start + 1 + ring.keep] = history
-        self._steps = self.clip_length
-        self._advance()
-        return logits
-
-    def _step(self, result: bool) -> np.ndarray | None:
-        """One step on the frame in the slot: the step graph (logits) or the trunk graph (None)."""
-        if result:
-            logits, *entries = self._step_session.run(self._step_names, self._feeds[self._start])
-        else:
-            logits, entries = None, self._trunk.run(self._entry_names, self._trunk_feeds[self._start])
-        for slot, entry in zip(self._slots[self._start], entries):
-            np.copyto(slot, entry)
-        self._steps += 1
-        self._advance()
-        return logits
-
-    def _advance(self) -> None:
-        """Move every ring's window one position on; rewind them all when the slots run out."""
-        self._start += 1
-        if self._start == self._slack:
-            for ring in self._rings:
-                ring.rewind(self._start)
-            self._start = 0
+            self._steps += 1
+            result = result and self._steps >= self.clip_length
+            state.run("step" if result else "trunk")
+        # a copy: the bound logits buffer is overwritten by the next step
+        return torch.from_numpy(state.logits[0].copy()) if result else None
