@@ -520,7 +520,7 @@ class OrtGestureStream:
     every ``stride`` frames).
 
     The frame is normalised straight into the current level's frame ring; each level visited keeps
-    its rings and bindings (:class:`_LevelState`, 0.3-2 MB per level for the shipped net).
+    its rings and bindings (:class:`_LevelState`, 2.0-3.5 MB per level for the shipped net).
     """
 
     backend = "onnxruntime"
