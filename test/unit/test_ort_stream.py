@@ -118,6 +118,42 @@ def test_frames_without_a_result_run_only_the_trunk(net_on_ort):
             )
 
 
+@pytest.mark.parametrize("level", [0, 2])
+def test_step_trunk_and_prime_graphs_equal_the_clip_model(net_on_ort, level):
+    """The three graphs of a level, run directly: prime and step logits are the clip model's, the
+    fused step graph's entries are the trunk graph's, and the step after a prime continues it."""
+    net, facade = net_on_ort
+    sessions = facade.engine._stream_sessions
+    signature = sessions.signatures[level]
+    frames = _frames(17, seed=20 + level)
+    stream = facade.engine.gesture_stream(net)
+    pixels = np.concatenate([stream.preprocess_frame(frame) for frame in frames])  # (17, H, W, 3)
+
+    prime = sessions.primes[level].run(signature.prime_output_names, {"frames": pixels[:16]})
+    torch.testing.assert_close(
+        torch.from_numpy(prime[0][0]), _clip_logits(net, frames[:16], level), atol=TOLERANCE, rtol=TOLERANCE
+    )
+    # the step on frame 17 reads single positions of the histories the prime left
+    histories = dict(zip(signature.entry_layers, prime[1:]))
+    histories[0] = pixels[16 - signature.history_shapes[0][0] : 16]  # conv1 remembers frames
+    feed = {"frame": pixels[16:17]}
+    for layer, positions in zip(signature.history_layers, signature.tap_positions):
+        feed.update((f"tap{layer}_{p}", histories[layer][p : p + 1]) for p in positions)
+    logits, *entries = sessions.steps[level].run(None, feed)
+    torch.testing.assert_close(
+        torch.from_numpy(logits[0]), _clip_logits(net, frames[1:17], level), atol=TOLERANCE, rtol=TOLERANCE
+    )
+    trunk_feed = {name: feed[name] for name in signature.trunk_input_names}
+    trunk_entries = sessions.trunks[level].run(signature.entry_names, trunk_feed)
+    assert len(trunk_entries) == len(entries) == len(signature.entry_layers)
+    for a, b in zip(trunk_entries, entries):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # the entries are the newest positions of the histories a prime over frames 2..17 leaves
+    later = sessions.primes[level].run(signature.prime_output_names, {"frames": pixels[1:17]})
+    for entry, history in zip(entries, later[1:]):
+        np.testing.assert_allclose(entry[0], history[-1], atol=TOLERANCE)
+
+
 def test_histories_hold_only_the_levels_channels(net_on_ort):
     net, facade = net_on_ort
     signatures = facade.engine._stream_sessions.signatures
@@ -154,10 +190,10 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     first = create_engine(net, "onnxruntime", model_path=path)
     first.engine.gesture_stream(net)
     sessions = first.engine._stream_sessions
-    assert sessions.cache_events == {"miss": 6}  # trunk, head and prime of 2 levels
+    assert sessions.cache_events == {"miss": 6}  # trunk, step and prime of 2 levels
     assert all(p.parent == tmp_path / ".tnn_engines" / "gesture" for p in sessions.graph_paths)
     names = sorted(p.name.split("_")[0] for p in sessions.graph_paths)
-    assert names == ["stream"] * 2 + ["streamhead"] * 2 + ["streamprime"] * 2
+    assert names == ["stream"] * 2 + ["streamprime"] * 2 + ["streamstep"] * 2
     second = create_engine(net, "onnxruntime", model_path=path)
     second.engine.gesture_stream(net)
     assert second.engine._stream_sessions.cache_events == {"hit": 6}
@@ -185,6 +221,25 @@ def test_stale_and_corrupt_stream_graphs_are_rebuilt(tmp_path):
     assert fourth.engine._stream_sessions.cache_events == {"hit": 5, "rebuilt": 1}
     assert len(lines) == 1 and "corrupt" in lines[0] and "stream_level0" in lines[0]
     assert _check_stream(retrained, stream, frames, [0] * 17) == 2
+
+
+def test_stream_graphs_of_an_older_form_version_are_rebuilt(tmp_path):
+    """Graphs cached by an older checkout (form version 3: trunk + head) are stale, not reused."""
+    import json
+
+    path = _save(_net(0, TWO_LEVELS), tmp_path / "gesture.pt")
+    net = _net(0, TWO_LEVELS)
+    create_engine(net, "onnxruntime", model_path=path).engine.gesture_stream(net)
+    for manifest in (tmp_path / ".tnn_engines" / "gesture").glob("stream*.json"):
+        content = json.loads(manifest.read_text())
+        content["key"]["form_version"] = 3
+        manifest.write_text(json.dumps(content))
+    lines = []
+    again = create_engine(net, "onnxruntime", model_path=path, log=lines.append)
+    stream = again.engine.gesture_stream(net)
+    assert again.engine._stream_sessions.cache_events == {"rebuilt": 6}
+    assert sum("stale" in line for line in lines) == 6
+    assert _check_stream(net, stream, _frames(17, seed=4), [1] * 17) == 2
 
 
 # --- the recognizer on the onnxruntime stream ---------------------------------------------------------
@@ -264,7 +319,7 @@ def test_streaming_bench_section_times_both_backends(net_on_ort):
             for key in ("per_frame_ms_median", "clip_ms_median", "ratio", "level_change_ms_median"):
                 assert row[key] > 0
     row = section["levels"]["2"]
-    assert row["trunk_only_ms_median"] > 0 and row["head_run_ms_median"] > 0
+    assert row["trunk_only_ms_median"] > 0 and row["step_run_ms_median"] > 0
 
 
 def test_perception_pipeline_streams_on_the_backend_parameter(tmp_path):

@@ -26,7 +26,18 @@ TINY = {
 
 
 @pytest.mark.slow
-def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path):
+def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path, monkeypatch):
+    from tnn_ros.bench import throttle_bench
+
+    # Which engines share timing rounds: the spinning variant must never be timed beside torch.
+    rounds = []
+    real_measure_latency = throttle_bench.measure_latency
+
+    def spy(model, example, others=None, **kwargs):
+        rounds.append({"main": model.engine_info().get("spinning"), "others": sorted(others or {})})
+        return real_measure_latency(model, example, others=others, **kwargs)
+
+    monkeypatch.setattr(throttle_bench, "measure_latency", spy)
     torch.manual_seed(0)
     model = ThrottleableDetector(list(CLASSES), TINY).eval()
     path = tmp_path / "det.pt"
@@ -83,6 +94,14 @@ def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path):
     assert set(result["frame"]) == {"torch", "onnxruntime", "onnxruntime_spinning"}
     assert all(len(entry["cpu_ms_median"]) == 3 for entry in result["frame"].values())
     assert summary["frame_cpu_min_efficiency"] == min(result["frame"]["onnxruntime"]["cpu_efficiency"])
+    # torch shares its rounds with the non-spinning engine only; the spinning one has its own block
+    assert rounds == [
+        {"main": False, "others": ["torch"]},
+        {"main": True, "others": ["onnxruntime"]},
+    ]
+    assert result["comparison"]["onnxruntime_spinning"]["timed_with"].startswith("onnxruntime")
+    assert len(result["comparison"]["onnxruntime_spinning"]["onnxruntime_cpu_ms_median_same_block"]) == 3
+    assert set(result["machine"]) >= {"load_average_1min", "cores", "oversubscribed"}
 
 
 def test_onnx_node_names_map_to_module_paths():

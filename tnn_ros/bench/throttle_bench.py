@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -118,23 +119,27 @@ def _model_file_setup(args):
     return model, example, run_reference, name, accuracy, metric
 
 
+def _model_path(args) -> str:
+    from ..models import shipped_model_path
+
+    return args.path or (args.model if args.model.endswith(".pt") else shipped_model_path(args.model))
+
+
 def _engines(model, args) -> tuple[dict, str]:
     """The models to time, by name: torch always (the comparison), onnxruntime when asked for.
 
-    Returns ({name: EngineModel}, fallback reason or ""). ``onnxruntime_spinning`` is the same graphs
-    with busy-waiting worker threads, timed to choose the default (see docs/engines.md).
+    Returns ({name: EngineModel}, fallback reason or ""). The spinning variant of onnxruntime is not
+    among them: it is timed in a block of its own (:func:`_spinning_block`).
     """
     from ..engines import create_engine
-    from ..models import shipped_model_path
 
     engines = {"torch": create_engine(model, "torch")}
     if args.backend == "torch":
         return engines, ""
-    path = args.path or (args.model if args.model.endswith(".pt") else shipped_model_path(args.model))
     ort = create_engine(
         model,
         "onnxruntime",
-        model_path=path,
+        model_path=_model_path(args),
         num_threads=args.threads,
         cache_dir=args.cache_dir,
         spinning=False,
@@ -143,15 +148,52 @@ def _engines(model, args) -> tuple[dict, str]:
     if ort.backend != "onnxruntime":
         return engines, ort.engine_info().get("fallback_reason", "")
     engines["onnxruntime"] = ort
-    engines["onnxruntime_spinning"] = create_engine(
+    return engines, ""
+
+
+def _spinning_block(model, args, ort_model, example, repeats: int, costs, cpu_frames: int | None) -> dict:
+    """``onnxruntime_spinning`` (the same graphs, busy-waiting workers) timed in a block of its own.
+
+    Timed in the same rounds as the non-spinning onnxruntime engine (its comparison, to choose the
+    default: docs/engines.md) but never beside torch: interleaved with torch, the spinning workers of
+    its sessions took the cores from torch's rounds (torch clips 30-50x slower, which made
+    ``full_over_torch_full`` meaningless). The engine is released at the end of the block, so its
+    thread pools are gone before anything else is timed. Returns the entries of ``comparison``,
+    ``frame`` (detector) and ``cpu_ms_per_frame_at_15hz`` (``cpu_frames`` not None) for it.
+    """
+    import gc
+
+    from ..engines import create_engine
+
+    spinning = create_engine(
         model,
         "onnxruntime",
-        model_path=path,
+        model_path=_model_path(args),
         num_threads=args.threads,
         cache_dir=args.cache_dir,
         spinning=True,
     )
-    return engines, ""
+    block = {}
+    with torch.no_grad():
+        timing = measure_latency(spinning, example, repeats=repeats, others={"onnxruntime": ort_model})
+    ort_cpu = timing["others"]["onnxruntime"]["cpu_median_ms"]
+    block["comparison"] = {
+        "latency_ms_median": [round(v, 3) for v in timing["median_ms"]],
+        "latency_ms_p90": [round(v, 3) for v in timing["p90_ms"]],
+        "cpu_ms_median": [round(v, 3) for v in timing["cpu_median_ms"]],
+        "timed_with": "onnxruntime (own block, without torch)",
+        "onnxruntime_cpu_ms_median_same_block": [round(v, 3) for v in ort_cpu],
+    }
+    if args.model == "detector":
+        frames = _frame_latency({"onnxruntime_spinning": spinning}, model, costs, max(5, repeats // 2))
+        block["frame"] = frames["onnxruntime_spinning"]
+    if cpu_frames is not None:
+        extremes = (0, model.num_levels - 1)
+        per_frame = _cpu_per_frame({"spinning": spinning}, example, extremes, cpu_frames)
+        block["cpu_ms_per_frame"] = per_frame["spinning"]
+    del spinning
+    gc.collect()  # the sessions (and their spinning thread pools) go now, not at some later collection
+    return block
 
 
 def _profiles(engines: dict, model, example, repeats: int) -> dict:
@@ -246,11 +288,34 @@ def _cpu_per_frame(engines: dict, example, levels: Sequence[int], frames: int) -
     }
 
 
+def _machine_load(threads: int) -> dict:
+    """Load average and cores, and whether ``threads`` threads per backend can expect their cores.
+
+    With more runnable threads than cores, a multi-threaded forward waits at every parallel op for a
+    preempted worker: torch's two-thread OpenMP pool measured 415-476 ms per gesture clip against
+    11-22 ms on one thread, with no onnxruntime in the process (load average 7.5 on 2 cores,
+    docs/engines.md). Ratios against such rounds say nothing about the backends.
+    """
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    return {
+        "load_average_1min": round(load, 2),
+        "cores": cores,
+        "oversubscribed": threads > 1 and load + threads > cores,
+    }
+
+
 def run_benchmark(args) -> dict:
     """Measure every level of the model named in ``args`` and return the JSON document."""
     from ..throttle import count_level_costs
 
     torch.set_num_threads(args.threads)
+    machine = _machine_load(args.threads)
+    if machine["oversubscribed"]:
+        print(
+            f"warning: load average {machine['load_average_1min']} on {machine['cores']} cores: "
+            f"{args.threads}-thread timings will be dominated by preemption; --threads 1 gives fair ratios"
+        )
     torch.set_flush_denormal(True)
     if args.model.endswith(".pt"):
         setup = _model_file_setup  # model files, converted ones included
@@ -266,6 +331,11 @@ def run_benchmark(args) -> dict:
     others = {name: m for name, m in engines.items() if name != backend}
     with torch.no_grad():
         timing = measure_latency(main_model, example, repeats=repeats, reference=reference, others=others)
+    # frames of the CPU-per-frame-at-15-Hz measurement (None: not measured, --quick's default)
+    cpu_frames = (args.cpu_frames or 30) if (not args.quick or args.cpu_frames) else None
+    spinning = {}
+    if backend == "onnxruntime":
+        spinning = _spinning_block(model, args, main_model, example, repeats, costs, cpu_frames)
     switch_us = measure_switch_us(main_model)
     accuracies = accuracy()
     full_macs, full_ms = costs[-1].macs, timing["median_ms"][-1]
@@ -307,6 +377,8 @@ def run_benchmark(args) -> dict:
         }
         for name, result in timing.get("others", {}).items()
     }
+    if spinning:
+        comparison["onnxruntime_spinning"] = spinning["comparison"]
     own_ms = [row["latency_ms_median"] for row in levels]
     torch_ms = comparison.get("torch", {}).get("latency_ms_median") or own_ms
     lowest_over_full = levels[0]["latency_ms_median"] / levels[-1]["latency_ms_median"]
@@ -330,6 +402,7 @@ def run_benchmark(args) -> dict:
         "backend": backend,
         "engine": main_model.engine_info(),
         "threads": args.threads,
+        "machine": {**machine, "load_average_1min_after": round(os.getloadavg()[0], 2)},
         "repeats": repeats,
         "levels": levels,
         "accuracy_metric": metric,
@@ -343,6 +416,8 @@ def run_benchmark(args) -> dict:
         "summary": summary,
     }
     if args.model == "detector":
+        if "frame" in spinning:
+            whole_frames["onnxruntime_spinning"] = {**spinning["frame"], "timed": "in its own block"}
         result["frame"] = whole_frames
         summary["frame_cpu_min_efficiency"] = min(whole_frames[backend]["cpu_efficiency"])
     if fallback_reason:
@@ -361,10 +436,11 @@ def run_benchmark(args) -> dict:
             result["streaming"] = measure_streaming_backends(model, main_model, repeats=repeats)
         else:
             result["streaming"] = measure_streaming(model, repeats=repeats)
-    if not args.quick or args.cpu_frames:
-        frames = args.cpu_frames or 30
+    if cpu_frames is not None:
         extremes = (0, model.num_levels - 1)
-        result["cpu_ms_per_frame_at_15hz"] = _cpu_per_frame(engines, example, extremes, frames)
+        result["cpu_ms_per_frame_at_15hz"] = _cpu_per_frame(engines, example, extremes, cpu_frames)
+        if "cpu_ms_per_frame" in spinning:
+            result["cpu_ms_per_frame_at_15hz"]["onnxruntime_spinning"] = spinning["cpu_ms_per_frame"]
     return result
 
 
@@ -393,7 +469,8 @@ def markdown_table(result: dict) -> str:
     ]
     for name, other in result.get("comparison", {}).items():
         times = ", ".join(f"{v:.2f}" for v in other["latency_ms_median"])
-        lines.append(f"same rounds, {name}: median ms per level {times}")
+        where = "own block (with onnxruntime)" if "timed_with" in other else "same rounds"
+        lines.append(f"{where}, {name}: median ms per level {times}")
     for name, levels in result.get("profile", {}).items():
         if name == "pre_post_ms":
             lines.append(f"pre/post-processing ms: {levels}")

@@ -6,28 +6,38 @@ frame is about a quarter of a clip forward by MACs, but it is many tiny ops, so 
 per-op framework overhead dominate. Here the whole step is one ONNX graph per level:
 
 - inputs: ``frame``, the new normalised frame in the memory order the preprocessing makes
-  (1, H, W, 3), and ``history<i>`` for every layer ``i`` of the chain that reads earlier positions:
-  its last ``span - 1`` input positions stacked, oldest first (a pool layer remembers its input after
-  the 2x2 spatial max, which is all its temporal max needs);
+  (1, H, W, 3), and ``tap<i>_<d>`` for every earlier position layer ``i`` of the chain reads: the
+  single position ``d`` of its history (its last ``span - 1`` input positions, oldest first; a pool
+  layer remembers its input after the 2x2 spatial max, which is all its temporal max needs);
 - outputs: ``logits`` (1, num_classes) of the clip ending at this frame, and ``entry<i>`` per
-  history: the position the caller appends to that history (dropping its oldest).
+  history: the position the caller appends to that history. The first layer's entry is the frame
+  itself, which the caller already holds, so it is not an output.
 
-The step is exported as two graphs: the *trunk* (frame and histories in; entries and ``trunk``, the
-output of the last layer with a history, out) and the *head* (``trunk`` in, ``logits`` out: the
-layers after the last temporal pool, which see one position per clip, the FC layers and the
-classifier). A frame whose result nobody reads (the recognizer reads one every ``stride`` frames)
-runs only the trunk; onnxruntime runs every node of a graph whatever outputs are asked for, so one
-graph could not skip the head.
+Each level has three graphs:
+
+- *step* (``streamstep_``): frame + taps -> logits + entries, for frames whose result is read;
+- *trunk* (``stream_``): frame + taps -> entries only (the chain up to its last layer with a
+  history), for frames whose result nobody reads (the recognizer reads one every ``stride``
+  frames). onnxruntime runs every node of a graph whatever outputs are asked for, so the step graph
+  could not skip the layers after the last history;
+- *prime* (``streamprime_``): a whole clip of frames -> logits + every history, for a level change.
+
+Feeding single positions as inputs (instead of whole histories sliced inside the graph) removes the
+graph's ``Slice`` nodes; one step graph instead of trunk + head graphs saves a session run and a
+layout reorder of the trunk output each way (docs/engines.md has the measured split).
 
 Weights are the level's sliced, BatchNorm-folded caches (as the clip graphs,
 :mod:`~tnn_ros.engines.graph_cache`), so the graph holds only that level's channels. The histories
-live in Python as fixed-shape numpy buffers rolled in place, the only Python work per frame.
+live in Python as ring buffers (:class:`_Ring`): a step feeds zero-copy views of the positions it
+reads and writes each entry into the next free slot; only every ``RING_SLACK`` frames are the last
+positions copied back to the front. The frames themselves are one ring shared by all levels, long
+enough that the last ``clip_length`` frames are always one contiguous view (the prime graph's input).
 
 :class:`OrtGestureStream` has the interface of ``StreamingGestureNet`` (``push``, ``push_tensor``,
 ``reset``, ``ready``, ``replays``). A level change rebuilds the histories from the buffered frames
-at the new level, in one batched *prime* graph per level (the trunk over the whole clip, about the
-cost of a clip forward, where ``clip_length`` single steps cost about four), so every result equals
-the clip model's at the level it reports (tests: 1e-4).
+at the new level, in one batched prime graph (the trunk over the whole clip, about the cost of a
+clip forward, where ``clip_length`` single steps cost about four), so every result equals the clip
+model's at the level it reports (tests: 1e-4).
 """
 
 from __future__ import annotations
@@ -50,39 +60,65 @@ from .graph_cache import OPSET, GraphCache, cached_graph, export_graph, load_ses
 
 FRAME_NAME = "frame"
 FRAMES_NAME = "frames"  # the prime graph's input: a whole clip of frames
-TRUNK_NAME = "trunk"
 LOGITS_NAME = "logits"
-# The graphs of a level (trunk, head, prime) and their graph-cache keys / file-name prefixes.
-PARTS = ("trunk", "head", "prime")
-FORMS = {"trunk": "stream", "head": "streamhead", "prime": "streamprime"}
+# The graphs of a level (trunk, step, prime) and their graph-cache keys / file-name prefixes.
+PARTS = ("trunk", "step", "prime")
+FORMS = {"trunk": "stream", "step": "streamstep", "prime": "streamprime"}
 # Bump when StreamStepGraph or its export changes (cached stream graphs become stale).
 # 3: the step split into trunk (histories) and head (logits) graphs; a prime graph for level changes.
-STREAM_FORM_VERSION = 3
+# 4: single history positions as inputs (no Slice), one fused step graph (trunk + head) for frames
+#    whose result is read, the frame not echoed as an output, the prime graph ends in the logits.
+STREAM_FORM_VERSION = 4
+# Free slots after the history positions of every ring: the positions are copied back to the front
+# once every RING_SLACK frames instead of the whole history shifting on every frame.
+RING_SLACK = 16
 
 
 @dataclass(frozen=True)
 class StepSignature:
-    """The graph interface of one level: which layers have histories, their shapes, the split."""
+    """The graph interface of one level: which layers have histories, which positions they read."""
 
     frame_shape: tuple[int, ...]  # (1, H, W, 3)
     history_layers: tuple[int, ...]  # chain indices of the layers with a history
     history_shapes: tuple[tuple[int, ...], ...]  # (span - 1, ...) per such layer
+    tap_positions: tuple[tuple[int, ...], ...]  # per such layer: the history positions it reads
     split: int  # the trunk is chain[: split + 1] (up to the last layer with a history)
-    trunk_shape: tuple[int, ...]  # output of the trunk = input of the head
+    trunk_skips_last_tap: bool  # the last layer with a history is a pool (the trunk needs its entry only)
+
+    @property
+    def tap_names(self) -> list[str]:
+        return [f"tap{i}_{p}" for i, taps in zip(self.history_layers, self.tap_positions) for p in taps]
 
     @property
     def input_names(self) -> list[str]:
-        """Trunk inputs."""
-        return [FRAME_NAME, *(f"history{i}" for i in self.history_layers)]
+        """Inputs of the step graph."""
+        return [FRAME_NAME, *self.tap_names]
 
     @property
-    def output_names(self) -> list[str]:
-        """Trunk outputs."""
-        return [TRUNK_NAME, *(f"entry{i}" for i in self.history_layers)]
+    def trunk_input_names(self) -> list[str]:
+        """Inputs of the trunk graph: a last pool's temporal max is the head's, its tap not read."""
+        names = self.input_names
+        if self.trunk_skips_last_tap:
+            names = [n for n in names if not n.startswith(f"tap{self.split}_")]
+        return names
+
+    @property
+    def entry_layers(self) -> tuple[int, ...]:
+        """Layers whose entry is a graph output (the first layer's entry is the frame input)."""
+        return tuple(i for i in self.history_layers if i != 0)
+
+    @property
+    def entry_names(self) -> list[str]:
+        return [f"entry{i}" for i in self.entry_layers]
+
+    @property
+    def prime_output_names(self) -> list[str]:
+        """Outputs of the prime graph: the logits and the histories of the entry layers."""
+        return [LOGITS_NAME, *(f"history{i}" for i in self.entry_layers)]
 
 
 def step_signature(net, level: int, chain=None) -> StepSignature:
-    """The input, history and trunk shapes of the stream step of ``net`` at ``level``.
+    """The input and history shapes of the stream step of ``net`` at ``level``.
 
     Read from the level's weights (conv widths), so any gating of any layer (conv1 included) gives
     the right shapes.
@@ -90,37 +126,35 @@ def step_signature(net, level: int, chain=None) -> StepSignature:
     chain = _build_chain(net) if chain is None else chain
     width, height = net.frame_size
     channels = 3
-    layers, shapes, outputs = [], [], []
+    layers, shapes, taps = [], [], []
     for index, layer in enumerate(chain):
         if layer.kind == "conv":
             weight, _ = layer.conv._weights_for(level)
             in_channels = weight.shape[1] // layer.taps
             entry = (height, width, in_channels) if index == 0 else (in_channels, height, width)
             channels = weight.shape[0]
-            output = (1, channels, height, width)
         elif layer.kind == "pool":
             width, height = -(-width // 2), -(-height // 2)
             entry = (channels, height, width)  # remembered after the spatial max
-            output = (1, *entry)
         else:
             entry = (channels, height, width)
-            output = (1, channels * layer.taps * height * width)
-        outputs.append(output)
         if layer.span > 1:
             layers.append(index)
             shapes.append((layer.span - 1, *entry))
+            # every dilation-th remembered position, oldest first (a pool reads the oldest only)
+            taps.append(tuple(d * layer.dilation for d in range(layer.taps - 1)))
     split = layers[-1] if layers else 0
     frame_shape = (1, net.frame_size[1], net.frame_size[0], 3)
-    return StepSignature(frame_shape, tuple(layers), tuple(shapes), split, outputs[split])
+    skips = bool(layers) and chain[split].kind == "pool"
+    return StepSignature(frame_shape, tuple(layers), tuple(shapes), tuple(taps), split, skips)
 
 
 class StreamStepGraph(nn.Module):
-    """The export form of one streaming step of ``net`` at ``level``: its trunk or its head.
+    """The export form of one streaming step of ``net`` at ``level``: its trunk, step or prime graph.
 
-    ``part="trunk"``: ``(frame, *histories) -> (trunk, *entries)``, the chain up to its last layer
-    with a history; ``part="head"``: ``trunk -> logits``, the rest of the chain (one position per
-    frame, nothing remembered), the FC layers and the classifier. A frame whose result nobody reads
-    runs only the trunk.
+    ``part="step"``: ``(frame, *taps) -> (logits, *entries)``; ``part="trunk"``: the same without
+    the layers after the last history (``-> entries``); ``part="prime"``: ``frames -> (logits,
+    *histories)`` over a whole clip.
 
     Mirrors ``StreamingGestureNet._step`` in the per-frame case on 4-D positions: a conv stacks its
     taps (every ``dilation``-th remembered position + the new one) on channels and runs one ``Conv``
@@ -128,7 +162,7 @@ class StreamStepGraph(nn.Module):
     for a temporal pool, the maximum with the position ``dilation`` back.
     """
 
-    def __init__(self, net: nn.Module, level: int, part: str = "trunk") -> None:
+    def __init__(self, net: nn.Module, level: int, part: str = "step") -> None:
         super().__init__()
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}")
@@ -138,28 +172,38 @@ class StreamStepGraph(nn.Module):
         self.chain = _build_chain(net)
         self.split = step_signature(net, level, self.chain).split
 
-    def forward(self, x: Tensor, *histories: Tensor) -> Tensor | tuple[Tensor, ...]:
+    def forward(self, x: Tensor, *taps: Tensor) -> Tensor | tuple[Tensor, ...]:
         if self.part == "prime":
             return self._prime(x)
-        if self.part == "head":
-            for index in range(self.split + 1, len(self.chain)):
-                x = self._layer(index, x, None, [])
-            for fc in self.net.fcs:
-                x = fc(x, self.level)
-            return self.net.classifier(x, self.level)
-        remembered = iter(histories)
+        remembered = iter(taps)
         entries: list[Tensor] = []
         for index in range(self.split + 1):  # x: the new frame, (1, H, W, 3) channels-last
-            history = next(remembered) if self.chain[index].span > 1 else None
-            x = self._layer(index, x, history, entries)
-        return (x, *entries)
+            layer = self.chain[index]
+            if self.part == "trunk" and index == self.split and layer.kind == "pool":  # skips_last_tap
+                entries.append(F.max_pool2d(x, 2, stride=2, ceil_mode=True))  # its max is the head's
+                break
+            layer_taps = [next(remembered) for _ in range(layer.taps - 1)] if layer.span > 1 else []
+            x = self._layer(index, x, layer_taps, entries)
+        entries = entries[1:] if self.chain[0].span > 1 else entries  # the frame is no output
+        if self.part == "trunk":
+            return tuple(entries)
+        return (self._head(x), *entries)
+
+    def _head(self, x: Tensor) -> Tensor:
+        """The layers after the last history (one position per clip), the FC layers, the classifier."""
+        for index in range(self.split + 1, len(self.chain)):
+            x = self._layer(index, x, [], [])
+        for fc in self.net.fcs:
+            x = fc(x, self.level)
+        return self.net.classifier(x, self.level)
 
     def _prime(self, frames: Tensor) -> tuple[Tensor, ...]:
-        """The trunk over a whole clip of frames (P, H, W, 3) at once: (last trunk output, *histories).
+        """The step over a whole clip of frames (P, H, W, 3) at once: (logits of the clip, *histories).
 
         ``StreamingGestureNet._step`` on a sequence: every layer computes all the positions its
         input sequence allows (batched), and its history is the last ``span - 1`` positions of its
-        input. What a level change needs instead of ``clip_length`` single steps.
+        input (the first layer's, the frames, the caller holds). What a level change needs instead
+        of ``clip_length`` single steps.
         """
         histories = []
         x = frames
@@ -173,7 +217,7 @@ class StreamStepGraph(nn.Module):
                 if layer.taps == 2:  # the max of every pair `dilation` apart (sliding, all alignments)
                     x = torch.maximum(x[: x.shape[0] - layer.dilation], x[layer.dilation :])
                 continue
-            if keep:
+            if keep and index:
                 histories.append(x[-keep:])
             count = x.shape[0] - keep
             taps = [x[d * layer.dilation : d * layer.dilation + count] for d in range(layer.taps)]
@@ -183,24 +227,20 @@ class StreamStepGraph(nn.Module):
             if index == 0:
                 taps = [t.permute(0, 3, 1, 2) for t in taps]
             x = self._conv(layer.conv, taps)
-        return (x[-1:], *histories)
+        return (self._head(x[-1:]), *histories)
 
-    def _layer(self, index: int, x: Tensor, history: Tensor | None, entries: list[Tensor]) -> Tensor:
-        """Layer ``index`` on the new position ``x``; appends the entry its history gets."""
+    def _layer(self, index: int, x: Tensor, taps: list[Tensor], entries: list[Tensor]) -> Tensor:
+        """Layer ``index`` on the new position ``x`` and its history ``taps``; appends its entry."""
         layer = self.chain[index]
         if layer.kind == "pool":
             x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
-            if history is not None:
+            if layer.span > 1:
                 entries.append(x)
-                x = torch.maximum(history[:1], x)  # the position `dilation` back is the oldest
+                x = torch.maximum(taps[0], x)  # the position `dilation` back is the oldest
             return x
-        taps = [x]
-        if history is not None:
+        if layer.span > 1:
             entries.append(x)
-            # every dilation-th remembered position, oldest first, then the new one (contiguous
-            # single-position slices: no strided copy of the whole history)
-            step = layer.dilation
-            taps = [history[d * step : d * step + 1] for d in range(layer.taps - 1)] + [x]
+        taps = [*taps, x]  # oldest first, then the new position
         if layer.kind == "flatten":
             # (C, T, h, w) channel-major, as the clip model flattens
             return torch.cat(taps).transpose(0, 1).reshape(1, -1) if len(taps) > 1 else x.reshape(1, -1)
@@ -231,9 +271,25 @@ class StreamStepGraph(nn.Module):
         return F.relu(x) if conv.activation == "relu" else x
 
 
+def _example_inputs(net, signature: StepSignature, part: str) -> tuple[list[Tensor], list[str], list[str]]:
+    """Random example inputs of a graph ``part`` and its input / output names."""
+    generator = torch.Generator().manual_seed(0)
+    if part == "prime":
+        frames = (net.clip_length, *signature.frame_shape[1:])
+        return [torch.randn(frames, generator=generator)], [FRAMES_NAME], signature.prime_output_names
+    inputs = [torch.randn(signature.frame_shape, generator=generator)]
+    for shape, positions in zip(signature.history_shapes, signature.tap_positions):
+        inputs += [torch.randn((1, *shape[1:]), generator=generator) for _ in positions]
+    if part == "trunk":
+        keep = [name in signature.trunk_input_names for name in signature.input_names]
+        inputs = [tensor for tensor, kept in zip(inputs, keep) if kept]
+        return inputs, signature.trunk_input_names, signature.entry_names
+    return inputs, signature.input_names, [LOGITS_NAME, *signature.entry_names]
+
+
 @torch.no_grad()
-def export_stream_step(net, level: int, path: str | Path, part: str = "trunk") -> None:
-    """Trace the stream step's ``part`` (trunk or head) of ``net`` at ``level`` to ``path``.
+def export_stream_step(net, level: int, path: str | Path, part: str = "step") -> None:
+    """Trace the stream graph ``part`` (trunk, step or prime) of ``net`` at ``level`` to ``path``.
 
     ``net``: eval mode, ``temporal="valid"``.
     """
@@ -244,19 +300,7 @@ def export_stream_step(net, level: int, path: str | Path, part: str = "trunk") -
     step = StreamStepGraph(net, level, part)
     step.training = False  # not .eval(): that would rebuild every cache of the model again
     signature = step_signature(net, level, step.chain)
-    generator = torch.Generator().manual_seed(0)
-    if part == "trunk":
-        inputs = [torch.randn(signature.frame_shape, generator=generator)]
-        inputs += [torch.randn(shape, generator=generator) for shape in signature.history_shapes]
-        input_names, output_names = signature.input_names, signature.output_names
-    elif part == "head":
-        inputs = [torch.randn(signature.trunk_shape, generator=generator)]
-        input_names, output_names = [TRUNK_NAME], [LOGITS_NAME]
-    else:
-        frames = (net.clip_length, *signature.frame_shape[1:])
-        inputs = [torch.randn(frames, generator=generator)]
-        input_names = [FRAMES_NAME]
-        output_names = [TRUNK_NAME, *(f"history{i}" for i in signature.history_layers)]
+    inputs, input_names, output_names = _example_inputs(net, signature, part)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant shape checks in a static graph: what we want
         torch.onnx.export(
@@ -272,7 +316,7 @@ def export_stream_step(net, level: int, path: str | Path, part: str = "trunk") -
 
 
 class OrtStreamSessions:
-    """The stream-step graphs (trunk + head) of every level of one gesture net, one session each.
+    """The stream graphs (trunk, step, prime) of every level of one gesture net, one session each.
 
     Cached by hash in the engine's graph cache (``cache``: same folder, model hash); built once per
     engine (configure time) and shared by every :class:`OrtGestureStream` made from it.
@@ -300,26 +344,21 @@ class OrtStreamSessions:
         self.caches = {part: cache.for_form(FORMS[part], frame_shape, STREAM_FORM_VERSION) for part in PARTS}
         self.cache_events: collections.Counter = collections.Counter()
         self.signatures = [step_signature(net, level, self.chain) for level in range(self.num_levels)]
-        self.graph_paths: list[Path] = []  # trunk graphs, then head graphs, then prime graphs
-        self.trunks, self.heads, self.primes = [], [], []
-        for part, sessions in (("trunk", self.trunks), ("head", self.heads), ("prime", self.primes)):
+        self.graph_paths: list[Path] = []  # trunk graphs, then step graphs, then prime graphs
+        self.trunks, self.steps, self.primes = [], [], []
+        for part, sessions in (("trunk", self.trunks), ("step", self.steps), ("prime", self.primes)):
             for level in range(self.num_levels):
                 sessions.append(self._session(part, level, options_factory(), providers))
         self.provider = self.trunks[0].get_providers()[0]
         self.warmup()
 
     def warmup(self) -> None:
-        """Run every level once (onnxruntime allocates on a session's first run)."""
-        for signature, trunk, head, prime in zip(self.signatures, self.trunks, self.heads, self.primes):
-            feed = {FRAME_NAME: np.zeros(signature.frame_shape, np.float32)}
-            feed.update(
-                (name, np.zeros(shape, np.float32))
-                for name, shape in zip(signature.input_names[1:], signature.history_shapes)
-            )
-            features, *_ = trunk.run(signature.output_names, feed)
-            head.run([LOGITS_NAME], {TRUNK_NAME: features})
+        """Run every graph once (onnxruntime allocates on a session's first run)."""
+        for level, signature in enumerate(self.signatures):
+            for session in (self.trunks[level], self.steps[level]):
+                session.run(None, {i.name: np.zeros(i.shape, np.float32) for i in session.get_inputs()})
             frames = np.zeros((self.net.clip_length, *signature.frame_shape[1:]), np.float32)
-            prime.run(None, {FRAMES_NAME: frames})
+            self.primes[level].run(None, {FRAMES_NAME: frames})
 
     def _session(self, part: str, level: int, options, providers):
         def export(tmp: str) -> None:
@@ -337,11 +376,9 @@ class OrtStreamSessions:
             self._log,
         )
         names = [i.name for i in session.get_inputs()]
-        expected = {
-            "trunk": self.signatures[level].input_names,
-            "head": [TRUNK_NAME],
-            "prime": [FRAMES_NAME],
-        }[part]
+        signature = self.signatures[level]
+        expected = {"trunk": signature.trunk_input_names, "step": signature.input_names}
+        expected = expected.get(part, [FRAMES_NAME])
         if names != expected:
             raise EngineError(f"{path}: graph inputs {names} are not the stream {part}'s {expected}")
         self.graph_paths.append(path)
@@ -360,14 +397,130 @@ class OrtStreamSessions:
         }
 
 
+class _Ring:
+    """A history of ``keep`` positions, oldest first, followed by ``slack`` free slots.
+
+    The history at window ``start`` is ``buffer[start : start + keep]``; the next position goes to
+    the slot after it (``buffer[start + keep]``), then the window moves one position on. Only when
+    the slots run out are the ``keep`` positions copied back to the front (:meth:`rewind`): one copy
+    every ``slack`` frames instead of shifting the whole history on every frame.
+    """
+
+    def __init__(self, keep: int, position_shape: Sequence[int], slack: int) -> None:
+        self.keep = keep
+        self.buffer = np.zeros((keep + slack, *position_shape), np.float32)
+
+    def position(self, start: int, index: int) -> np.ndarray:
+        """Position ``index`` (``keep``: the slot of the next one) of the window at ``start``: a view."""
+        return self.buffer[start + index : start + index + 1]
+
+    def rewind(self, start: int) -> None:
+        """Copy the window at ``start`` to the front (the window then starts at 0)."""
+        self.buffer[: self.keep] = self.buffer[start : start + self.keep]
+
+
+def _bind(binding, name: str, array: np.ndarray, output: bool) -> None:
+    """Bind ``array`` (C-contiguous float32, kept alive by the caller) by address: no copy."""
+    bind = binding.bind_output if output else binding.bind_input
+    bind(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+
+
+class _LevelState:
+    """One level's rings (the frames, then one per graph entry) and the IO bindings of its graphs.
+
+    All rings share the window ``start``. The graphs read their inputs from and write their entries
+    into the rings through IO bindings by address (no feed dict, no output allocation, no copies);
+    a binding depends on the window position only, so each of the ``slack`` positions' bindings is
+    made once, on first use, and kept with the level (a level visited again reuses them).
+    """
+
+    def __init__(self, sessions: OrtStreamSessions, level: int, frames_kept: int, slack: int) -> None:
+        signature = sessions.signatures[level]
+        self.signature = signature
+        self.slack = slack
+        self.trunk, self.step, self.prime = (
+            sessions.trunks[level],
+            sessions.steps[level],
+            sessions.primes[level],
+        )
+        self.prime_names = signature.prime_output_names
+        frames = _Ring(frames_kept, signature.frame_shape[1:], slack)
+        by_layer = dict(zip(signature.history_layers, signature.history_shapes))
+        self.rings = [frames]
+        self.rings += [_Ring(by_layer[i][0], by_layer[i][1:], slack) for i in signature.entry_layers]
+        # the ring and window position every tap input reads
+        rings = dict(zip(signature.entry_layers, self.rings[1:]))
+        sources = []
+        for layer, shape, positions in zip(
+            signature.history_layers, signature.history_shapes, signature.tap_positions
+        ):
+            ring = rings.get(layer, frames)
+            base = ring.keep - shape[0]  # the frame ring keeps more positions than conv1 reads
+            sources += [(ring, base + p) for p in positions]
+        self.sources = dict(zip(signature.tap_names, sources))
+        self.logits = np.zeros(sessions.steps[level].get_outputs()[0].shape, np.float32)
+        self.bindings: dict[str, list] = {"trunk": [None] * slack, "step": [None] * slack}
+        self.start = 0
+
+    def frame_slot(self) -> np.ndarray:
+        """Where the next frame goes."""
+        return self.rings[0].position(self.start, self.rings[0].keep)
+
+    def binding(self, part: str, start: int):
+        """The IO binding of the ``part`` graph (trunk or step) at window ``start``."""
+        binding = self.bindings[part][start]
+        if binding is None:
+            session = self.trunk if part == "trunk" else self.step
+            binding = session.io_binding()
+            names = self.signature.trunk_input_names if part == "trunk" else self.signature.input_names
+            frames = self.rings[0]
+            _bind(binding, FRAME_NAME, frames.position(start, frames.keep), output=False)
+            for name in names[1:]:
+                ring, index = self.sources[name]
+                _bind(binding, name, ring.position(start, index), output=False)
+            if part == "step":
+                _bind(binding, LOGITS_NAME, self.logits, output=True)
+            for name, ring in zip(self.signature.entry_names, self.rings[1:]):
+                _bind(binding, name, ring.position(start, ring.keep), output=True)
+            self.bindings[part][start] = binding
+        return binding
+
+    def run(self, part: str) -> None:
+        """Run the trunk or step graph at the current window (entries into the slots), move it on."""
+        (self.step if part == "step" else self.trunk).run_with_iobinding(self.binding(part, self.start))
+        self.advance()
+
+    def run_prime(self, clip_length: int) -> None:
+        """Every history (and the logits) from the last clip in the frame ring; move the window on."""
+        start = self.start
+        frames = self.rings[0].buffer[start : start + clip_length]
+        logits, *histories = self.prime.run(self.prime_names, {FRAMES_NAME: frames})
+        self.logits[...] = logits
+        for ring, history in zip(self.rings[1:], histories):
+            # the histories after this frame: the window one position on
+            ring.buffer[start + 1 : start + 1 + ring.keep] = history
+        self.advance()
+
+    def advance(self) -> None:
+        """Move every ring's window one position on; rewind them all when the slots run out."""
+        self.start += 1
+        if self.start == self.slack:
+            for ring in self.rings:
+                ring.rewind(self.start)
+            self.start = 0
+
+
 class OrtGestureStream:
-    """Per-frame gesture inference through the stream-step graphs (the ``StreamingGestureNet`` API).
+    """Per-frame gesture inference through the stream graphs (the ``StreamingGestureNet`` API).
 
     ``push(frame, level)`` takes one HxWx3 uint8 RGB frame and returns the logits (num_classes,) of
     the clip of the last ``clip_length`` frames at ``level`` (default: the net's level), or None
     while fewer frames have arrived. ``push(..., result=False)`` only updates the histories (the
     trunk graph) and returns None: for frames whose result nobody reads (the recognizer reads one
     every ``stride`` frames).
+
+    The frame is normalised straight into the current level's frame ring; each level visited keeps
+    its rings and bindings (:class:`_LevelState`, 2.0-3.5 MB per level for the shipped net).
     """
 
     backend = "onnxruntime"
@@ -376,11 +529,14 @@ class OrtGestureStream:
         self.sessions = sessions
         self.net = sessions.net
         self.clip_length = self.net.clip_length
-        # Normalised channels-last frames of the current clip, to rebuild the histories.
-        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=self.clip_length)
+        # the frame ring keeps clip_length - 1 frames: the last clip is one view (the prime input)
+        self._frames_kept = self.clip_length - 1
+        # room to replay a short buffer in place (a level change before the first full clip)
+        self._slack = max(RING_SLACK, self.clip_length)
+        self._states: dict[int, _LevelState] = {}
+        self._state: _LevelState | None = None
         self._level: int | None = None
-        self._feed: dict[str, np.ndarray] = {}
-        self._histories: list[np.ndarray] = []
+        self._count = 0  # frames since the last reset (at most clip_length)
         self._steps = 0  # frames run at the current level since its histories were cleared
         self.replays = 0  # level changes that rebuilt the histories (diagnostics)
         self._scale = np.float32(1.0 / (255.0 * PIXEL_STD))
@@ -388,86 +544,93 @@ class OrtGestureStream:
 
     def reset(self) -> None:
         """Forget all frames and histories."""
-        self._frames.clear()
         self._level = None
+        self._count = 0
         self._steps = 0
 
     @property
     def ready(self) -> bool:
         """Whether the next ``push`` returns a result (``clip_length - 1`` frames are buffered)."""
-        return len(self._frames) >= self.clip_length - 1
+        return self._count >= self.clip_length - 1
 
     # --- frames -----------------------------------------------------------------------------------
     def preprocess_frame(self, frame_rgb: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> (1, H, W, 3) float32 at the net's frame size, normalised as the clip model."""
-        pixels = resize_frame(frame_rgb, self.net.frame_size).astype(np.float32)
-        pixels *= self._scale
-        pixels -= self._offset
-        return pixels[None]
+        pixels = resize_frame(frame_rgb, self.net.frame_size)
+        return self._normalise(pixels, np.empty((1, *pixels.shape), np.float32))
+
+    def _normalise(self, pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+        np.multiply(pixels, self._scale, out=out[0])  # uint8 -> float32 (as .astype, then *=)
+        out -= self._offset
+        return out
 
     def push(self, frame_rgb: np.ndarray, level: int | None = None, result: bool = True) -> Tensor | None:
         """Add one frame; the clip logits (num_classes,) once ``clip_length`` frames have arrived."""
-        return self._push(self.preprocess_frame(frame_rgb), level, result)
+        pixels = resize_frame(frame_rgb, self.net.frame_size)  # raises on a bad frame: state unchanged
+        self._enter(level)
+        self._normalise(pixels, self._state.frame_slot())
+        return self._run(result)
 
     def push_tensor(self, frame: Tensor, level: int | None = None, result: bool = True) -> Tensor | None:
         """:meth:`push` for an already normalised (1, 3, H, W) frame (the torch stream's input)."""
         expected = (1, 3, self.net.frame_size[1], self.net.frame_size[0])
         if tuple(frame.shape) != expected:
             raise ValueError(f"expected a normalised frame of shape {expected}, got {tuple(frame.shape)}")
-        # a copy: the stream keeps the frame (for replays), the caller may reuse its tensor
-        pixels = np.array(frame.detach().permute(0, 2, 3, 1).numpy(), dtype=np.float32, order="C")
-        return self._push(pixels, level, result)
+        self._enter(level)
+        # a copy into the frame ring (the caller may reuse its tensor); numpy's transpose, not a
+        # torch permute: one torch op less per frame
+        np.copyto(self._state.frame_slot(), frame.detach().numpy().transpose(0, 2, 3, 1))
+        return self._run(result)
+
+    # --- levels -----------------------------------------------------------------------------------
+    def _enter(self, level: int | None) -> None:
+        """Make ``level`` (default: the net's) current; a change rebuilds the histories (a replay)."""
+        level = self.net.level if level is None else self.net.schedule.level_index(level)
+        if level == self._level:
+            return
+        frame_shape = self.sessions.signatures[level].frame_shape[1:]
+        buffered = np.empty((0, *frame_shape), np.float32)
+        if self._level is not None:
+            self.replays += 1
+            kept = min(self._count, self._frames_kept)
+            old = self._state
+            end = old.start + self._frames_kept  # the frames before the slot, newest last
+            buffered = old.rings[0].buffer[end - kept : end].copy()
+        self._start_level(level, buffered)
+
+    def _start_level(self, level: int, buffered: np.ndarray) -> None:
+        """Make ``level`` current with the ``buffered`` frames; a short buffer is replayed here.
+
+        A full buffer (``clip_length - 1`` frames) is placed before the window's slot: the next frame
+        completes a clip and the prime graph rebuilds every history from it. A shorter one (a level
+        change within ``clip_length`` frames of a reset; no result can be due yet) is placed in the
+        slots and stepped through with the trunk graph.
+        """
+        state = self._states.get(level)
+        if state is None:
+            state = self._states[level] = _LevelState(self.sessions, level, self._frames_kept, self._slack)
+        self._state, self._level, self._steps = state, level, 0
+        state.start = 0
+        frames = state.rings[0]
+        if len(buffered) == self._frames_kept:
+            frames.buffer[: len(buffered)] = buffered
+            return
+        frames.buffer[frames.keep : frames.keep + len(buffered)] = buffered
+        for _ in buffered:
+            state.run("trunk")
+            self._steps += 1
 
     # --- steps ------------------------------------------------------------------------------------
-    def _push(self, pixels: np.ndarray, level: int | None, result: bool) -> Tensor | None:
-        level = self.net.level if level is None else self.net.schedule.level_index(level)
-        self._frames.append(pixels)
-        if level != self._level:
-            # The histories are of another level: replay the buffered frames at this one.
-            if self._level is not None:
-                self.replays += 1
-            self._start_level(level)
-            if len(self._frames) == self.clip_length:
-                features = self._prime()  # the whole clip in one batched graph
-            else:  # a short buffer: step through it
-                for buffered in list(self._frames)[:-1]:
-                    self._step(buffered)
-                features = self._step(pixels)
+    def _run(self, result: bool) -> Tensor | None:
+        """Run the graphs on the frame in the slot; the logits when a result is due and asked for."""
+        self._count = min(self._count + 1, self.clip_length)
+        state = self._state
+        if self._steps == 0 and self._count == self.clip_length:
+            state.run_prime(self.clip_length)  # a fresh level with a whole clip: one batched graph
+            self._steps = self.clip_length
         else:
-            features = self._step(pixels)
-        if not result or self._steps < self.clip_length:
-            return None
-        (logits,) = self._head.run([LOGITS_NAME], {TRUNK_NAME: features})
-        return torch.from_numpy(logits[0])
-
-    def _start_level(self, level: int) -> None:
-        signature = self.sessions.signatures[level]
-        self._level = level
-        self._steps = 0
-        self._histories = [np.zeros(shape, np.float32) for shape in signature.history_shapes]
-        names = signature.input_names
-        self._feed = {name: history for name, history in zip(names[1:], self._histories)}
-        self._trunk, self._head = self.sessions.trunks[level], self.sessions.heads[level]
-        self._prime_session = self.sessions.primes[level]
-        self._output_names = signature.output_names
-
-    def _prime(self) -> np.ndarray:
-        """Rebuild every history from the buffered clip (prime graph); the trunk output of its end."""
-        frames = np.concatenate(list(self._frames))
-        features, *histories = self._prime_session.run(None, {FRAMES_NAME: frames})
-        for buffer, history in zip(self._histories, histories):
-            buffer[...] = history
-        self._steps = len(self._frames)
-        return features
-
-    def _step(self, pixels: np.ndarray) -> np.ndarray:
-        """Run the trunk on one frame, roll the histories; the trunk's output (the head's input)."""
-        self._feed[FRAME_NAME] = pixels
-        features, *entries = self._trunk.run(self._output_names, self._feed)
-        for history, entry in zip(self._histories, entries):
-            # Roll in place: drop the oldest position, append the new one (fixed buffers the feed holds).
-            if len(history) > 1:
-                history[:-1] = history[1:]
-            history[-1] = entry[0]
-        self._steps += 1
-        return features
+            self._steps += 1
+            result = result and self._steps >= self.clip_length
+            state.run("step" if result else "trunk")
+        # a copy: the bound logits buffer is overwritten by the next step
+        return torch.from_numpy(state.logits[0].copy()) if result else None

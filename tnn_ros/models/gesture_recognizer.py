@@ -169,8 +169,8 @@ class GestureRecognizer:
         # Every frame enters the stream (its slice of every layer is needed by later clips); the
         # clip result is read only every ``stride`` frames, so results match the clip path.
         if self.stream_backend == "onnxruntime":
-            # Its head graph (the layers after the last temporal pool, the FC head) runs only on
-            # the frames whose result is read.
+            # The layers after the last temporal pool and the FC head (its step graph) run only on
+            # the frames whose result is read; the others run the trunk graph.
             wanted = self._since_run + 1 >= self.stride
             logits = self._stream.push(frame_rgb, level=self.net.level, result=wanted)
         else:
