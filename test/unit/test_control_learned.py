@@ -88,27 +88,6 @@ def test_arm_context_features():
     assert arm_context(Context(deadline_ms=40.0), 37.0, 0.1)[FEATURES.index("fits")] == 0.0  # 37 > 36
     unknown = dict(zip(FEATURES, arm_context(Context(), 10.0, 0.1)))
     assert unknown["fits"] == 1.0 and unknown["confidence"] == 0.5 and unknown["battery"] == 1.0
-    # expected_hit = kept x fraction of recent frames within the deadline (no margin)
-    assert named["expected_hit"] == 1.0  # p95 20 ms within 40 ms, fraction not given
-    assert unknown["expected_hit"] == 1.0  # no deadline: every kept frame is in time
-    mixed = dict(zip(FEATURES, arm_context(Context(deadline_ms=400.0), 150.0, 0.1, 100.0, 50.0, 0.75)))
-    assert mixed["expected_hit"] == pytest.approx(0.5 * 0.75)
-    late = dict(zip(FEATURES, arm_context(Context(deadline_ms=40.0), 45.0, 0.1)))
-    assert late["expected_hit"] == 0.0 and late["fits"] == 0.0
-
-
-def test_recent_latency_fraction_within_the_deadline():
-    from tnn_ros.control.learned import RecentLatency
-
-    profile = LatencyProfile(PROFILE_POINTS)
-    recent = RecentLatency(profile, window=4)
-    assert recent.fraction_within(0.5, 30.0) is None  # nothing measured yet
-    for latency in (10.0, 20.0, 30.0, 40.0):  # level 0.5 (card 20 ms): ratios 0.5, 1, 1.5, 2
-        recent.observe(0.5, latency)
-    assert recent.fraction_within(0.5, 30.0) == pytest.approx(0.75)  # 10, 20, 30 <= 30
-    # level 1.0 (card 50 ms) scaled by the same ratios: 25, 50, 75, 100 ms
-    assert recent.fraction_within(1.0, 60.0) == pytest.approx(0.5)
-    assert recent.fraction_within(1.0, None) is None
 
 
 def _trained(path, alpha=0.0):
@@ -179,24 +158,6 @@ def test_online_updates_count_and_ignore_frames_of_other_levels(tmp_path):
     controller.update("latency", 12.0, 0.15)
     controller.step(0.2)
     assert policy.updates == 1, "a frame that ran another level than the one picked teaches nothing"
-
-
-def test_latency_shape_from_the_card_scales_between_levels(tmp_path):
-    path = _trained(tmp_path / "controller.pt")
-    card_file = path.with_name("controller.card.json")
-    card = json.loads(card_file.read_text())
-    card["latency_shape_ms"] = [20.0, 24.0, 30.0, 40.0]  # whole-pipeline medians, flatter than the card
-    card_file.write_text(json.dumps(card))
-    config = ControllerConfig(strategy="learned", learned_model=str(path))
-    policy = make_learned_policy(config, LatencyProfile(PROFILE_POINTS), str(path))
-    assert isinstance(policy, LearnedPolicy) and policy.fallback_reason is None
-    policy.latency.observe(0.5, 36.0)  # level 0.5 measured 1.5 x its shape value (24 ms)
-    assert policy.latency.predict_ms(1.0) == pytest.approx(60.0)  # 1.5 x 40, not 1.8 x 50 of the card
-    for bad in ([20.0, 24.0], [20.0, float("nan"), 30.0, 40.0], "fast"):
-        card["latency_shape_ms"] = bad
-        card_file.write_text(json.dumps(card))
-        fallback = make_learned_policy(config, LatencyProfile(PROFILE_POINTS), str(path))
-        assert isinstance(fallback, AutoPolicy) and "latency_shape_ms" in fallback.fallback_reason
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "card", "shape"])
@@ -330,8 +291,6 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     }
     assert np.abs(bandit.b[:5]).max() == 0.0 and np.abs(bandit.b[5:]).max() > 0.0
     assert "--miss-penalty 0" in card["training"]["command"]
-    # the per-level latency shape is each level's median over the training traces (constant here)
-    assert card["latency_shape_ms"] == pytest.approx(np.linspace(5, 40, levels).tolist(), abs=1e-3)
     with pytest.raises(SystemExit):
         main(["--traces", str(tmp_path / "trace.npz"), "-o", str(plain), "--battery-weight", "-1"])
 

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tnn_ros.control.config import ControllerConfig
-from tnn_ros.control.latency import LatencyProfile, LatencyProfileError, LatencyQuantiles
+from tnn_ros.control.latency import LatencyProfile, LatencyQuantiles
 from tnn_ros.control.policies import AutoPolicy, Policy, clamp
 from tnn_ros.control.state import DEADLINE, ControlInputs, Decision
 
@@ -44,10 +44,9 @@ FEATURES = (
     "kept",
     "kept_fits",
     "confidence",
-    "expected_hit",
 )
 CARD_SUFFIX = ".card.json"
-FORMAT = "tnn_ros.linucb.v2"
+FORMAT = "tnn_ros.linucb.v1"
 
 
 class LearnedModelError(ValueError):
@@ -122,15 +121,11 @@ def arm_context(
     margin: float,
     typical_ms: float | None = None,
     period_ms: float | None = None,
-    within_deadline: float | None = None,
 ) -> np.ndarray:
     """Feature vector (``FEATURES`` order) of one arm.
 
     ``predicted_ms`` is the arm's recent high latency quantile (deadline fit), ``typical_ms`` its
-    recent median (throughput: which fraction of the camera's frames it can keep up with),
-    ``within_deadline`` the fraction of its recent latencies within the deadline (None: 1 if
-    ``predicted_ms`` fits, else 0). ``expected_hit`` = kept x within_deadline is the fraction of
-    frames the level is expected to answer in time, so the reward (accuracy x hit) is linear in it.
+    recent median (throughput: which fraction of the camera's frames it can keep up with).
     """
     deadline = context.deadline_ms
     if deadline is None or not math.isfinite(predicted_ms):
@@ -139,12 +134,6 @@ def arm_context(
         ratio = clamp(predicted_ms / deadline, 0.0, 3.0)
         fits = 1.0 if predicted_ms <= deadline * (1.0 - margin) else 0.0
     kept = kept_fraction(typical_ms, period_ms)
-    if deadline is None:
-        within = 1.0
-    elif within_deadline is None or not math.isfinite(within_deadline):
-        within = 1.0 if math.isfinite(predicted_ms) and predicted_ms <= deadline else 0.0
-    else:
-        within = clamp(within_deadline, 0.0, 1.0)
     return np.array(
         [
             1.0,
@@ -157,7 +146,6 @@ def arm_context(
             kept,
             kept * fits,
             0.5 if context.confidence is None else context.confidence,
-            kept * within,
         ],
         dtype=np.float64,
     )
@@ -376,13 +364,6 @@ class RecentLatency:
         """Recent latency quantile (default: the high one; 0.5 = median) predicted for ``utilization``."""
         return self.ratio(quantile) * self.profile.base_ms(utilization)
 
-    def fraction_within(self, utilization: float, deadline_ms: float | None) -> float | None:
-        """Fraction of the recent frames, scaled to ``utilization``, within the deadline (None: unknown)."""
-        if deadline_ms is None or not self.ratios:
-            return None
-        scaled = np.fromiter(self.ratios, float) * self.profile.base_ms(utilization)
-        return float(np.mean(scaled <= deadline_ms))
-
 
 # --- the policy -----------------------------------------------------------------------------------
 
@@ -489,7 +470,6 @@ class LearnedPolicy(Policy):
                     self.config.deadline_margin,
                     self.latency.predict_ms(self.utilizations[a], 0.5),
                     self.frame_period_ms,
-                    self.latency.fraction_within(self.utilizations[a], context.deadline_ms),
                 )
                 for a in arms
             ]
@@ -534,19 +514,6 @@ def make_learned_policy(
         if not model_path:
             raise LearnedModelError("no learned_model file given")
         bandit, card = load_bandit(model_path)
-        shape = card.get("latency_shape_ms")
-        if shape is not None:
-            # the per-level latency shape measured in the training data (this kind of machine, the
-            # whole pipeline) scales one level's measured latency to the others better than the
-            # detector card's (network-only) latencies
-            if not isinstance(shape, list) or len(shape) != bandit.num_arms:
-                raise LearnedModelError(f"{model_path}: latency_shape_ms needs one value per arm")
-            try:
-                profile = LatencyProfile(
-                    list(zip(card["utilizations"], shape)), source=f"{model_path} latency_shape_ms"
-                )
-            except (LatencyProfileError, TypeError) as error:
-                raise LearnedModelError(f"{model_path}: unusable latency_shape_ms ({error})") from error
         if profile is None:
             profile = LatencyProfile.synthetic(card["utilizations"])
         accuracies = card.get("accuracies") or [1.0] * bandit.num_arms

@@ -131,14 +131,8 @@ def samples_from_trace(
                 if not all(math.isfinite(float(v)) for v in values) or trace.latency_ms[i, arm] <= 0:
                     bad[0] += 1  # NaN / inf / missing sample: counted, left out
                     continue
-                within = _fraction_within(latency[window, arm] * factor, context.deadline_ms)
                 x = arm_context(
-                    context,
-                    float(recent[arm]) * factor,
-                    margin,
-                    float(typical[arm]) * factor,
-                    period,
-                    within,
+                    context, float(recent[arm]) * factor, margin, float(typical[arm]) * factor, period
                 )
                 arrived = float(queued[factor][i, arm])
                 hit = 1.0 if arrived <= context.deadline_ms else 0.0
@@ -147,23 +141,6 @@ def samples_from_trace(
                 )
                 out.append((arm, x, hit, busy, context))
     return out
-
-
-def latency_shape(traces: list, num_levels: int) -> list[float] | None:
-    """Median frame latency (ms) of each level over every training trace, or None without traces.
-
-    The learned policy scales the running level's recent latency to the other levels by this shape
-    (measured here, whole pipeline) instead of the detector card's network-only latencies.
-    """
-    if not traces:
-        return None
-    latency = np.concatenate([np.asarray(trace.latency_ms, dtype=np.float64) for trace in traces])
-    latency = np.where(np.isfinite(latency) & (latency > 0), latency, np.nan)
-    with np.errstate(all="ignore"):
-        shape = np.nanmedian(latency, axis=0)
-    if len(shape) != num_levels or not np.all(np.isfinite(shape)):
-        return None
-    return [round(float(v), 3) for v in np.maximum.accumulate(shape)]
 
 
 def samples_from_bag(
@@ -224,8 +201,7 @@ def samples_from_bag(
         )
         predicted = float(np.quantile(recent, 0.95)) * base_ms[arm]
         typical = float(np.quantile(recent, 0.5)) * base_ms[arm]
-        within = _fraction_within(np.asarray(recent) * base_ms[arm], context.deadline_ms)
-        x = arm_context(context, predicted, margin, typical, period, within)
+        x = arm_context(context, predicted, margin, typical, period)
         hit = expected_hit(latency, context.deadline_ms, period)
         cpu = frame.get("cpu_ms", latency)  # measured CPU time where the bag records it
         busy = float(cpu) / period if cpu is not None and math.isfinite(float(cpu)) else latency / period
@@ -241,15 +217,6 @@ def samples_from_bag(
             skipped
         )
     return out, accuracy
-
-
-def _fraction_within(latencies_ms: np.ndarray, deadline_ms: float | None) -> float | None:
-    """Fraction of the finite recent latencies within the deadline (None: no deadline or no data)."""
-    values = np.asarray(latencies_ms, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if deadline_ms is None or not len(values):
-        return None
-    return float(np.mean(values <= deadline_ms))
 
 
 def _finite(value: float) -> float | None:
@@ -401,7 +368,6 @@ def main(argv: list[str] | None = None) -> int:
         accuracies.append(sum(v * n for v, n in parts) / total if total else float(card_accuracy[a] or 0.0))
     for arm, x, hit, busy, context in experience:
         bandit.update(arm, x, reward(accuracies[arm], hit, busy, context, weights))
-    shape = latency_shape(traces, len(utilizations))
     card = {
         "name": "controller",
         "task": "control",
@@ -410,7 +376,6 @@ def main(argv: list[str] | None = None) -> int:
         "accuracies": [round(a, 4) for a in accuracies],
         "accuracy_proxy": "detection mAP@0.5 of each level over the training data (traces and bags)",
         "frame_period_ms": 1000.0 / FPS,
-        **({"latency_shape_ms": shape} if shape else {}),
         "reward_weights": dataclasses.asdict(weights),
         "samples_per_arm": [int(c) for c in bandit.counts],
         "training": {
