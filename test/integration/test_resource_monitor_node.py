@@ -172,3 +172,31 @@ def test_sim_is_driven_by_measured_cpu_and_names_the_energy_source():
         assert values["sim.drive"] == "measured-cpu"
         assert float(values["sim.cpu_s_total"]) == pytest.approx(0.01)
         assert node.backend.busy_fraction < 0.5  # 10 ms of CPU over the ticks since: not "full"
+
+
+def test_first_frame_mission_start_waits_for_the_first_cpu_sample():
+    with RosHarness() as ros:
+        node, ns = start_monitor(
+            ros, mission_file="mission_demo.yaml", mission_start="first_frame", energy_meter="none"
+        )
+        fqn = node.get_fully_qualified_name()
+        rejected = ros.set_parameters(fqn, {"mission_start": "later"})[0]
+        assert not rejected.successful and "expected one of" in rejected.reason
+        diagnostics = ros.collect("/diagnostics", DiagnosticArray)
+        deadline = ros.collect(f"{ns}/deadline_ms", Float32)
+        name = f"{ns}/resource_monitor: resource_monitor"
+        assert ros.wait_for(
+            lambda: status_of(diagnostics, name)[1].get("mission_time_s") == "waiting for first frame", 5.0
+        )
+        assert status_of(diagnostics, name)[1]["mission_start"] == "first_frame"
+        assert ros.wait_for(lambda: deadline and deadline[-1].data == pytest.approx(80.0), 3.0)  # t = 0 value
+        cpu_pub = ros.publisher(f"{ns}/cpu_ms", Float32)
+        assert ros.wait_for(lambda: cpu_pub.get_subscription_count() > 0, 5.0)
+        cpu_pub.publish(Float32(data=12.0))
+        assert ros.wait_for(lambda: node.backend.mission_time(node.backend.last or 0.0) is not None, 5.0)
+
+        def started() -> bool:
+            value = status_of(diagnostics, name)[1].get("mission_time_s", "")
+            return value.replace(".", "", 1).isdigit()
+
+        assert ros.wait_for(started, 5.0)

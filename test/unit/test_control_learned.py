@@ -277,6 +277,22 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     assert card["accuracies"] == pytest.approx([0.0] * 5 + [1.0] * 3, abs=1e-4)
     assert any("bag" in reason for reason in card["training"]["skipped"])
     json.dumps(card)
+    # reward weights from the command line: with no miss penalty and no energy cost the reward is
+    # accuracy x hit, so levels 0-4 (mAP 0 by construction) learn exactly zero reward everywhere
+    plain = tmp_path / "plain.npz"
+    flags = ["--miss-penalty", "0", "--energy-weight", "0", "--battery-weight", "0", "--thermal-weight", "0"]
+    assert main(["--traces", str(tmp_path / "trace.npz"), "-o", str(plain), *flags]) == 0
+    bandit, card = load_bandit(plain)
+    assert card["reward_weights"] == {
+        "miss_penalty": 0.0,
+        "energy": 0.0,
+        "battery_energy": 0.0,
+        "thermal_energy": 0.0,
+    }
+    assert np.abs(bandit.b[:5]).max() == 0.0 and np.abs(bandit.b[5:]).max() > 0.0
+    assert "--miss-penalty 0" in card["training"]["command"]
+    with pytest.raises(SystemExit):
+        main(["--traces", str(tmp_path / "trace.npz"), "-o", str(plain), "--battery-weight", "-1"])
 
 
 def test_trainer_leaves_out_nan_trace_samples():

@@ -93,6 +93,7 @@ def test_bringup_gets_the_mission_and_the_run_strategy_through_a_params_file(tmp
     monitor = params["/**/resource_monitor"]["ros__parameters"]
     assert monitor["backend"] == "sim" and monitor["mission_duration_s"] == 30.0
     assert monitor["mission_file"].endswith("mission_demo.yaml")
+    assert monitor["mission_start"] == "first_frame"  # the demo's clock starts at the first measured frame
     assert params["/**/controller"]["ros__parameters"] == {"strategy": "manual", "manual_utilization": 1.0}
     assert command[command.index("--strategy") + 1] == "manual"
 
@@ -102,3 +103,5 @@ def test_bad_options_are_refused_early(tmp_path):
         DemoRunner(DemoOptions(duration_s=0.0, output=tmp_path))
     with pytest.raises(FileNotFoundError):
         DemoRunner(DemoOptions(mission="no_such_mission.yaml", output=tmp_path))
+    with pytest.raises(DemoError, match="mission_start"):
+        DemoRunner(DemoOptions(mission_start="later", output=tmp_path))

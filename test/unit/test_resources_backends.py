@@ -239,3 +239,49 @@ def test_sim_long_pause_is_not_one_huge_step():
     backend.sample(0.0)
     backend.sample(3600.0)  # e.g. the process was suspended for an hour
     assert backend.battery_fraction > 0.9
+
+
+# --- when the mission clock starts (mission_start) ------------------------------------------------
+
+
+def test_first_frame_mission_holds_the_start_state_until_the_first_measured_frame():
+    mission = Mission.load(find_mission_file(), duration_s=30.0)
+    backend = SimBackend(
+        SimParams(idle_power_w=2.0, max_power_w=10.0), mission=mission, mission_start="first_frame"
+    )
+    initial = mission.battery_initial
+    for now in (100.0, 101.0, 102.5):  # DDS still matching: no frame measured yet
+        sample = backend.sample(now)
+        assert backend.mission_time(now) is None and backend.waiting_for_first_frame
+        assert sample.battery_fraction == pytest.approx(initial)  # nothing drains while waiting
+        assert sample.temperature_c == pytest.approx(backend.params.ambient_c)
+        assert sample.deadline_ms == pytest.approx(mission.deadline_at(0.0))
+    assert backend.add_cpu_time(float("nan"), 102.6) is not None  # a rejected sample starts nothing
+    assert backend.waiting_for_first_frame
+    assert backend.add_cpu_time(20.0, 102.8) is None  # first measured frame, received at 102.8 s
+    sample = backend.sample(103.0)
+    assert backend.mission_time(103.0) == pytest.approx(0.2)  # the clock started at the frame, not the tick
+    # 0.2 s of mission: idle power plus the frame's 20 ms of CPU (all of it fits into the step)
+    used_j = 2.0 * 0.2 + (10.0 - 2.0) * 0.020
+    assert initial * backend.capacity_j - backend.energy_j == pytest.approx(used_j, rel=1e-9)
+    assert sample.deadline_ms == pytest.approx(mission.deadline_at(0.2))
+
+
+def test_immediate_mission_starts_at_the_first_sample_whatever_the_frames():
+    mission = Mission.load(find_mission_file(), duration_s=30.0)
+    backend = SimBackend(mission=mission)  # default: immediate, as before
+    assert backend.mission_start == "immediate"
+    backend.sample(100.0)
+    assert backend.mission_time(102.5) == pytest.approx(2.5)
+    assert not backend.waiting_for_first_frame
+    with pytest.raises(ValueError, match="mission_start"):
+        SimBackend(mission=mission, mission_start="later")
+
+
+def test_first_frame_without_a_receive_time_starts_at_the_next_sample():
+    backend = make_backend("sim", mission_start="first_frame")[0]
+    backend.sample(5.0)
+    assert backend.mission_time(5.0) is None
+    backend.add_cpu_time(10.0)  # no receive time known
+    backend.sample(6.0)
+    assert backend.mission_time(7.0) == pytest.approx(1.0)

@@ -1065,7 +1065,11 @@ def run_live(args, policies: tuple[str, ...], out: Path) -> dict:
                 stop.set()
                 watcher.join(timeout=5.0)
 
-    options = DemoOptions(duration_s=duration, output=out.parent / "control_live", baseline=False)
+    # the mission clock starts at perception's first measured frame: the seconds DDS takes to match the
+    # camera and perception at start-up are not the controller's misses (frames after it still count)
+    options = DemoOptions(
+        duration_s=duration, output=out.parent / "control_live", baseline=False, mission_start="first_frame"
+    )
     runner = LiveRunner(options)
     os.environ.update({k: runner.env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     context = Context()

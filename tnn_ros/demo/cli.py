@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         target.add_argument("--params-file", default=None, help="ROS parameter YAML passed to bringup")
         target.add_argument(
+            "--mission-start",
+            choices=("first_frame", "immediate"),
+            default="first_frame",
+            help="start the mission clock at perception's first measured frame (default) or at the "
+            "resource monitor's first tick (immediate: counts DDS start-up against the run)",
+        )
+        target.add_argument(
             "--startup-timeout",
             type=_positive,
             default=180.0,
@@ -120,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         baseline=not args.no_baseline,
         baseline_images=args.baseline_images,
         params_file=args.params_file,
+        mission_start=args.mission_start,
         startup_timeout_s=args.startup_timeout,
     )
     summary = DemoRunner(options, stop_event=stop_event).run()

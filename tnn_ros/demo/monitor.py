@@ -31,6 +31,7 @@ class DemoMonitor(Node):
         self.frames = 0
         self.first_resource_time: float | None = None  # monotonic time of the first battery message
         self._mission_start: float | None = None  # monotonic time the sim mission started
+        self._mission_waiting = False  # diagnostics said the mission clock has not started yet
         self.controller_fqn = f"{namespace.rstrip('/')}/{controller}"
         qos = qos_profile_sensor_data  # best effort matches reliable and best-effort publishers
         self.create_subscription(BatteryState, "battery", self._on_battery, qos)
@@ -71,15 +72,29 @@ class DemoMonitor(Node):
                 if item.key == "mission_time_s":
                     try:
                         mission_s = float(item.value)
-                    except ValueError:  # "not started"
+                    except ValueError:  # "not started" / "waiting for first frame"
+                        with self._lock:
+                            self._mission_waiting = self._mission_start is None
                         return
                     with self._lock:
                         self._mission_start = time.monotonic() - mission_s
+                        self._mission_waiting = False
                     return
 
-    def mission_time(self) -> float | None:
-        """Seconds since the sim mission started (from diagnostics; else since the first battery message)."""
+    def mission_started(self) -> bool:
+        """Whether the resource monitor's diagnostics reported a running mission clock."""
         with self._lock:
+            return self._mission_start is not None
+
+    def mission_time(self) -> float | None:
+        """Seconds since the sim mission started (from diagnostics; else since the first battery message).
+
+        None before any resource message, and while the diagnostics say the mission has not started
+        (``mission_start: first_frame`` waiting for the first measured frame).
+        """
+        with self._lock:
+            if self._mission_start is None and self._mission_waiting:
+                return None
             start = self._mission_start if self._mission_start is not None else self.first_resource_time
         return None if start is None else time.monotonic() - start
 

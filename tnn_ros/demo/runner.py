@@ -39,6 +39,9 @@ class DemoOptions:
     baseline: bool = True
     baseline_images: bool = False  # the static run's camera frames are not needed for the report
     params_file: str | None = None
+    # first_frame: the mission clock starts once perception measured its first frame, so the frames
+    # the camera publishes before DDS matched perception's subscription are not counted as misses
+    mission_start: str = "first_frame"
     startup_timeout_s: float = 180.0
     extra_bringup_args: list[str] = field(default_factory=list)
     bringup_module: str = "tnn_ros.nodes.bringup"
@@ -94,6 +97,8 @@ class DemoRunner:
 
         if not options.duration_s > 0:
             raise DemoError(f"--duration must be > 0, got {options.duration_s}")
+        if options.mission_start not in ("immediate", "first_frame"):
+            raise DemoError(f"mission_start must be immediate or first_frame, got {options.mission_start!r}")
         self.options = options
         self.stop_event = stop_event or threading.Event()
         self.out = out if out is not None else sys.stdout
@@ -133,6 +138,7 @@ class DemoRunner:
             backend="sim",
             mission_file=str(self.mission_path),
             mission_duration_s=float(self.options.duration_s),
+            mission_start=self.options.mission_start,
             rate_hz=5.0,
         )
         # torch's OpenMP threads spin and thrash when they outnumber the free cores: leave one core
@@ -266,6 +272,19 @@ class DemoRunner:
                 )
                 if problem:
                     self.say(f"[{spec.label}] warning: could not fix the utilization: {problem}")
+            if self.options.mission_start == "first_frame" and not wait_until(
+                monitor.mission_started,
+                self.options.startup_timeout_s,
+                abort=lambda: (
+                    self.stop_event.is_set() or bringup.poll() is not None or camera.poll() is not None
+                ),
+            ):
+                return RunResult(
+                    spec,
+                    bag,
+                    False,
+                    self._why("bringup", bringup, "mission did not start: perception measured no frame"),
+                )
             return self._mission_loop(spec, bag, monitor, (recorder, camera, bringup), status)
         finally:
             status.finish()

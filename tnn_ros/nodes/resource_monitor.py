@@ -26,7 +26,15 @@ from tnn_ros import topics
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import ERROR, LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher, replace_timer
 from tnn_ros.nodes.params import LiveParameters, ParamSpec
-from tnn_ros.resources import BACKENDS, Mission, MissionError, ResourceBackend, SimParams, make_backend
+from tnn_ros.resources import (
+    BACKENDS,
+    MISSION_STARTS,
+    Mission,
+    MissionError,
+    ResourceBackend,
+    SimParams,
+    make_backend,
+)
 from tnn_ros.resources.meters import METERS, MeterError, MeterReader, make_energy_meter
 from tnn_ros.resources.mission import find_mission_file
 from tnn_ros.resources.sim import SimBackend
@@ -76,6 +84,13 @@ PARAMETERS = (
         "Rescale the mission to this length (0 = its nominal duration)",
         min_value=0.0,
         max_value=86400.0,
+    ),
+    ParamSpec(
+        "mission_start",
+        "immediate",
+        "When the sim's mission clock starts: immediate (first tick) | first_frame (first measured "
+        "perception frame, cpu_ms; the start state is held and published until then)",
+        choices=MISSION_STARTS,
     ),
     ParamSpec(
         "sim.capacity_wh",
@@ -130,6 +145,7 @@ _RESTART_KEYS = {
     "trace_loop",
     "mission_file",
     "mission_duration_s",
+    "mission_start",
     "sim.initial_fraction",
 }
 
@@ -175,6 +191,7 @@ def build_backend(values: Mapping[str, Any]) -> tuple[ResourceBackend, str]:
         values["backend"],
         sim=sim_params_from(values),
         mission=load_mission(values),
+        mission_start=values["mission_start"],
         trace_file=values["trace_file"],
         trace_loop=values["trace_loop"],
     )
@@ -243,7 +260,7 @@ class ResourceMonitorNode(Node):
     def _on_cpu_ms(self, msg: Float32) -> None:
         if not isinstance(self.backend, SimBackend):
             return
-        problem = self.backend.add_cpu_time(msg.data)
+        problem = self.backend.add_cpu_time(msg.data, time.monotonic())
         if problem:
             self.errors["bad_cpu_ms"] += 1
             self.get_logger().warning(
@@ -340,10 +357,16 @@ class ResourceMonitorNode(Node):
             values["sim.busy_fraction"] = f"{self.backend.busy_fraction:.3f}"
             values["sim.cpu_s_total"] = f"{self.backend.work.total_cpu_s:.3f}"
             values["sim.cpu_samples"] = self.backend.work.samples
+            values["mission_start"] = self.backend.mission_start
             if self.backend.mission is not None:
                 t = self.backend.mission_time(time.monotonic())
                 values["mission"] = self.backend.mission.name
-                values["mission_time_s"] = "not started" if t is None else f"{t:.1f}"
+                if t is not None:
+                    values["mission_time_s"] = f"{t:.1f}"
+                else:
+                    values["mission_time_s"] = (
+                        "waiting for first frame" if self.backend.waiting_for_first_frame else "not started"
+                    )
         return {key: str(value) for key, value in values.items()}
 
     def _diagnostic_status(self) -> tuple[int, str, dict]:

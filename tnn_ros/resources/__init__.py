@@ -4,10 +4,11 @@ from tnn_ros.paths import find_config_file, find_package_file
 from tnn_ros.resources.base import BackendError, ResourceBackend, ResourceSample
 from tnn_ros.resources.factory import BACKENDS, make_backend
 from tnn_ros.resources.mission import Mission, MissionError, find_mission_file
-from tnn_ros.resources.sim import SimBackend, SimParams
+from tnn_ros.resources.sim import MISSION_STARTS, SimBackend, SimParams
 
 __all__ = [
     "BACKENDS",
+    "MISSION_STARTS",
     "BackendError",
     "Mission",
     "MissionError",

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from tnn_ros.resources.base import BackendError, ResourceBackend
 from tnn_ros.resources.mission import Mission
-from tnn_ros.resources.sim import SimBackend, SimParams
+from tnn_ros.resources.sim import MISSION_START_IMMEDIATE, SimBackend, SimParams
 
 BACKENDS = ("auto", "jtop", "psutil", "sim", "trace")
 
@@ -16,6 +16,7 @@ def make_backend(
     *,
     sim: SimParams | dict | None = None,
     mission: Mission | None = None,
+    mission_start: str = MISSION_START_IMMEDIATE,
     trace_file: str = "",
     trace_loop: bool = True,
     jtop_socket: str | None = None,
@@ -26,8 +27,9 @@ def make_backend(
 
     ``auto`` tries jtop (package importable and its service socket present), then psutil, then sim.
     An explicitly named backend that cannot start raises BackendError / ValueError with the reason.
-    ``sim`` takes :class:`SimParams` (or a dict of them) and an optional mission; ``trace`` needs
-    ``trace_file``. The other arguments let tests substitute fakes.
+    ``sim`` takes :class:`SimParams` (or a dict of them), an optional mission and when its clock
+    starts (``mission_start``: ``immediate`` | ``first_frame``, see :mod:`tnn_ros.resources.sim`);
+    ``trace`` needs ``trace_file``. The other arguments let tests substitute fakes.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}, expected one of {', '.join(BACKENDS)}")
@@ -35,7 +37,7 @@ def make_backend(
         sim = SimParams.from_mapping(sim)
     if name == "sim":
         why = "sim requested" + (f" with mission {mission.name}" if mission else "")
-        return SimBackend(sim, mission=mission), why
+        return SimBackend(sim, mission=mission, mission_start=mission_start), why
     if name == "trace":
         if not trace_file:
             raise ValueError("backend 'trace' needs trace_file")
@@ -71,4 +73,6 @@ def make_backend(
         return PsutilBackend(psutil_module), "auto: " + "; ".join(reasons + ["psutil available"])
     except Exception as error:  # ImportError, or psutil failing on an exotic platform
         reasons.append(f"psutil: {error}")
-    return SimBackend(sim, mission=mission), "auto: " + "; ".join(reasons + ["falling back to sim"])
+    return SimBackend(sim, mission=mission, mission_start=mission_start), "auto: " + "; ".join(
+        reasons + ["falling back to sim"]
+    )

@@ -15,6 +15,14 @@ The battery integrates P (energy in joules, voltage from a linear open-circuit-v
 temperature follows ``tau * dT/dt = ambient + R_th * (P + extra heat) - T``, integrated exactly
 per step so large steps stay stable. A :class:`~tnn_ros.resources.mission.Mission` scripts the
 initial charge, extra heat and the deadline over time.
+
+When the mission clock starts (``mission_start``): ``immediate`` at the first :meth:`SimBackend.sample`
+(the node's first tick), or ``first_frame`` at the first measured frame (the first valid ``cpu_ms``,
+i.e. once the perception pipeline really processes camera frames). Until then the simulation holds
+its start state (battery, temperature, the deadline at mission time 0) and publishes it: on a real
+system the camera, perception and the monitor start in separate processes and their subscriptions
+match over DDS a second or two apart, and a mission clock started before any frame can arrive would
+count those start-up seconds against the controller.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ DRIVE_MEASURED = "measured-cpu"
 DRIVE_UTILIZATION = "utilization"
 # A pause longer than this (debugger, suspended process) is not simulated as one huge step.
 MAX_STEP_S = 5.0
+MISSION_START_IMMEDIATE = "immediate"
+MISSION_START_FIRST_FRAME = "first_frame"
+MISSION_STARTS = (MISSION_START_IMMEDIATE, MISSION_START_FIRST_FRAME)
 
 
 @dataclass
@@ -84,7 +95,8 @@ class SimBackend(ResourceBackend):
 
     With a mission, its battery section sets the initial charge and sizes the capacity so that a busy
     fraction of ``nominal_utilization`` for the whole mission ends at ``final_fraction``; its ``sim`` section
-    overrides parameters. Mission time starts at the first :meth:`sample` call.
+    overrides parameters. Mission time starts at the first :meth:`sample` call (``mission_start``
+    ``immediate``) or at the first measured frame (``first_frame``; see the module docstring).
     """
 
     name = "sim"
@@ -94,7 +106,12 @@ class SimBackend(ResourceBackend):
         params: SimParams | None = None,
         mission: Mission | None = None,
         initial_utilization: float = 0.0,
+        mission_start: str = MISSION_START_IMMEDIATE,
     ) -> None:
+        if mission_start not in MISSION_STARTS:
+            raise ValueError(
+                f"mission_start must be one of {', '.join(MISSION_STARTS)}, got {mission_start!r}"
+            )
         params = dataclasses.replace(params or SimParams())
         if mission is not None:
             params = dataclasses.replace(params, **mission.sim_overrides)
@@ -118,6 +135,8 @@ class SimBackend(ResourceBackend):
         self.temperature_c = (
             params.ambient_c if params.initial_temperature_c is None else params.initial_temperature_c
         )
+        self.mission_start = mission_start
+        self.first_work_at: float | None = None  # monotonic time of the first valid CPU sample
         self.start: float | None = None
         self.last: float | None = None
 
@@ -130,7 +149,13 @@ class SimBackend(ResourceBackend):
         return min(max(self.energy_j / self.capacity_j, 0.0), 1.0)
 
     def mission_time(self, now: float) -> float | None:
+        """Seconds since the mission clock started, or None before it started."""
         return None if self.start is None else now - self.start
+
+    @property
+    def waiting_for_first_frame(self) -> bool:
+        """Whether the clock waits for the first measured frame (``first_frame``, none yet)."""
+        return self.mission_start == MISSION_START_FIRST_FRAME and self.first_work_at is None
 
     def set_utilization(self, u: float) -> None:
         """Set the compute load driving power; NaN raises ValueError, others are clamped to [0, 1]."""
@@ -144,9 +169,16 @@ class SimBackend(ResourceBackend):
         """What drives the power model: ``measured-cpu`` once a CPU sample arrived, else ``utilization``."""
         return DRIVE_MEASURED if self.work.heard else DRIVE_UTILIZATION
 
-    def add_cpu_time(self, cpu_ms: float) -> str | None:
-        """One frame's measured CPU time (ms); returns why it was rejected (NaN, inf, < 0), or None."""
-        return self.work.add_cpu_ms(cpu_ms)
+    def add_cpu_time(self, cpu_ms: float, now: float | None = None) -> str | None:
+        """One frame's measured CPU time (ms), received at ``now`` (monotonic s; None: not known).
+
+        Returns why it was rejected (NaN, inf, < 0), or None. The first valid one starts the
+        ``first_frame`` mission clock (at ``now``, else at the next :meth:`sample`).
+        """
+        problem = self.work.add_cpu_ms(cpu_ms)
+        if problem is None and self.first_work_at is None:
+            self.first_work_at = math.nan if now is None else float(now)
+        return problem
 
     def advance(self, dt: float, extra_heat_w: float = 0.0) -> float:
         """Integrate ``dt`` seconds of measured work (or the utilization, see :attr:`drive`); returns W."""
@@ -159,11 +191,17 @@ class SimBackend(ResourceBackend):
         return power
 
     def sample(self, now: float) -> ResourceSample:
-        if self.start is None:
-            self.start = self.last = now
-        dt = min(max(now - self.last, 0.0), MAX_STEP_S)
-        self.last = now
-        t = now - self.start
+        if self.start is None and not self.waiting_for_first_frame:
+            start = now
+            if self.mission_start == MISSION_START_FIRST_FRAME and math.isfinite(self.first_work_at):
+                start = min(self.first_work_at, now)
+            self.start = self.last = start
+        if self.start is None:  # holding the start state until the first frame is measured
+            dt, t = 0.0, 0.0
+        else:
+            dt = min(max(now - self.last, 0.0), MAX_STEP_S)
+            self.last = now
+            t = now - self.start
         extra = self.mission.extra_heat_w(t) if self.mission is not None else 0.0
         power = self.advance(dt, extra)
         fraction = self.battery_fraction

@@ -229,6 +229,13 @@ def _confidence(detections: list) -> float | None:
     return float(np.mean(scores)) if scores else None
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tnn-train controller", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -242,6 +249,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=float, default=0.1, help="exploration weight stored in the file")
     parser.add_argument("--ridge", type=float, default=1.0, help="ridge prior of every arm")
     parser.add_argument("--margin", type=float, default=0.1, help="deadline_margin the 'fits' feature uses")
+    defaults = RewardWeights()
+    parser.add_argument(
+        "--miss-penalty",
+        type=_non_negative,
+        default=defaults.miss_penalty,
+        help=f"reward lost on a missed deadline beyond the accuracy (default {defaults.miss_penalty})",
+    )
+    parser.add_argument(
+        "--energy-weight",
+        type=_non_negative,
+        default=defaults.energy,
+        help=f"energy cost per busy fraction at any charge and temperature (default {defaults.energy})",
+    )
+    parser.add_argument(
+        "--battery-weight",
+        type=_non_negative,
+        default=defaults.battery_energy,
+        help="extra energy cost x battery urgency (0 above 50%% charge, 1 at empty; "
+        f"default {defaults.battery_energy})",
+    )
+    parser.add_argument(
+        "--thermal-weight",
+        type=_non_negative,
+        default=defaults.thermal_energy,
+        help=f"extra energy cost x heat (0 below 60 C, 1 at 85 C; default {defaults.thermal_energy})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--model-card", default=None, help="detector card for utilizations/latency shape (default: shipped)"
@@ -260,7 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     card_file = args.model_card or find_package_file("models", "detector.card.json")
     profile = LatencyProfile.from_card(card_file)
     utilizations = list(profile.utilizations)
-    weights = RewardWeights()
+    weights = RewardWeights(
+        miss_penalty=args.miss_penalty,
+        energy=args.energy_weight,
+        battery_energy=args.battery_weight,
+        thermal_energy=args.thermal_weight,
+    )
     rng = np.random.default_rng(args.seed)
     bandit = LinUCB(len(utilizations), alpha=args.alpha, ridge=args.ridge)
     experience: list[tuple[int, np.ndarray, float, float, Context]] = []
