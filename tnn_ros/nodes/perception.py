@@ -378,6 +378,7 @@ class PerceptionNode(LifecycleNode):
                     decision.utilization,
                     self.params["score_threshold"],
                     run_gesture=self.params["gesture.enabled"],
+                    stamp_s=stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec) / 1e9,
                 )
             except Exception as error:  # a model failure costs this frame, never the node
                 self._drop("processing_error", f"processing failed: {type(error).__name__}: {error}")
