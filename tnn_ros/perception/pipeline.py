@@ -118,6 +118,10 @@ class PerceptionPipeline:
         """Rebuild the recognizer to smooth over ``smoothing`` windows (the clip restarts)."""
         self._rebuild_recognizer(smoothing=smoothing)
 
+    def set_gesture_gap_fill(self, max_gap_fill: int) -> None:
+        """Rebuild the recognizer to fill at most ``max_gap_fill`` dropped frames per gap (0: off)."""
+        self._rebuild_recognizer(max_gap_fill=max_gap_fill)
+
     def set_gesture_streaming(self, enabled: bool) -> None:
         """Run the gesture net frame by frame when ``enabled`` and the net allows it, else whole clips."""
         from tnn_ros.models.gesture_recognizer import supports_streaming
