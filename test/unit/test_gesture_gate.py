@@ -174,3 +174,15 @@ def test_long_gaps_fill_at_most_max_gap_fill_and_a_clip_long_gap_starts_over():
     net, recognizer, results = _push_stamped([0, 1, 2, 3, 4, 10, 11, 12, 13])
     assert [r is not None for r in results] == [False, False, False, True, True, False, False, False, True]
     assert net.clips[-1] == [5, 6, 7, 8] and recognizer.filled_frames == 0
+
+
+def test_a_net_without_a_rest_class_runs_without_the_gate():
+    # e.g. a converted Kinetics net: no no_gesture class, so nothing to release to
+    class _KineticsLike(_ScriptedNet):
+        classes = ["archery", "bowling"]
+
+    recognizer = GestureRecognizer(_KineticsLike([[0.3, 0.7]]), stride=1, smoothing=1, min_confidence=0.0)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    assert [r.label for r in (recognizer.push(frame) for _ in range(2)) if r] == ["bowling"]
+    with pytest.raises(ValueError, match="no_gesture"):
+        GestureRecognizer(_KineticsLike([]), event_gate=True)

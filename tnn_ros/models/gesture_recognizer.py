@@ -112,7 +112,14 @@ class GestureRecognizer:
         self._since_run = stride  # the first run happens as soon as the buffer is full
         self.runs = 0  # number of network evaluations so far (for diagnostics)
         self.event_gate = bool(event_gate)
-        self._event_gate = EventGate(net.classes, commit_mass, commit_margin, release_runs, refractory_runs)
+        EventGate.check_settings(commit_mass, commit_margin, release_runs, refractory_runs)
+        # The gate needs a no_gesture class (EventGate raises without one; a converted Kinetics net
+        # has none, so the perception pipeline runs such a net without the gate).
+        self._event_gate = (
+            EventGate(net.classes, commit_mass, commit_margin, release_runs, refractory_runs)
+            if event_gate
+            else None
+        )
         self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
         self.release_runs, self.refractory_runs = release_runs, refractory_runs
         if not isinstance(max_gap_fill, int) or max_gap_fill < 0:
@@ -164,7 +171,8 @@ class GestureRecognizer:
         self._frames.clear()
         self._history.clear()
         self._since_run = self.stride
-        self._event_gate.reset()
+        if self._event_gate is not None:
+            self._event_gate.reset()
         self._last_stamp, self._last_frame = None, None
         self._intervals.clear()
 
@@ -245,7 +253,7 @@ class GestureRecognizer:
         top = int(np.argmax(probabilities))
         if probabilities[top] < self.min_confidence:
             top = classes.index(NO_GESTURE)
-        if self.event_gate:
+        if self._event_gate is not None:
             top = self._event_gate.update(top, probabilities)
         return GestureResult(
             label=classes[top],
@@ -283,6 +291,20 @@ class EventGate:
         release_runs: int = 2,
         refractory_runs: int = 0,
     ) -> None:
+        self.check_settings(commit_mass, commit_margin, release_runs, refractory_runs)
+        if NO_GESTURE not in classes:
+            raise ValueError(f"the classes must include {NO_GESTURE!r}, got {list(classes)}")
+        self.no_gesture = list(classes).index(NO_GESTURE)
+        self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
+        self.release_runs, self.refractory_runs = release_runs, refractory_runs
+        self._evidence = np.zeros(len(classes))
+        self.reset()
+
+    @staticmethod
+    def check_settings(
+        commit_mass: float, commit_margin: float, release_runs: int, refractory_runs: int
+    ) -> None:
+        """Raise ValueError unless the settings are valid (see the class docstring)."""
         if not (commit_mass >= 0 and commit_margin >= 0):
             raise ValueError(
                 f"commit_mass and commit_margin must be >= 0, got {commit_mass} / {commit_margin}"
@@ -291,13 +313,6 @@ class EventGate:
             raise ValueError(f"release_runs must be an int >= 1, got {release_runs!r}")
         if not isinstance(refractory_runs, int) or refractory_runs < 0:
             raise ValueError(f"refractory_runs must be an int >= 0, got {refractory_runs!r}")
-        if NO_GESTURE not in classes:
-            raise ValueError(f"the classes must include {NO_GESTURE!r}, got {list(classes)}")
-        self.no_gesture = list(classes).index(NO_GESTURE)
-        self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
-        self.release_runs, self.refractory_runs = release_runs, refractory_runs
-        self._evidence = np.zeros(len(classes))
-        self.reset()
 
     def reset(self) -> None:
         """Forget the evidence and any committed class."""

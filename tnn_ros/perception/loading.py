@@ -42,7 +42,7 @@ def load_models(
             net,
             stride=stride,
             smoothing=smoothing,
-            event_gate=True,
+            event_gate="no_gesture" in getattr(net, "classes", ()),  # a gate needs a rest class
             streaming=None if gesture_streaming else False,
             max_gap_fill=gesture_max_gap_fill,
         )
