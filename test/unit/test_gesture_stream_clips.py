@@ -85,4 +85,4 @@ def test_boundary_windows_hold_part_of_a_gesture(monkeypatch):
         seen.clear()
         stream.render_stream_clip(np.random.default_rng(seed), NO_GESTURE, 16, (24, 24))
         counts.append(sum(label != NO_GESTURE for label in seen))
-    assert min(counts) == 0  # drawn uniformly, most no_gesture windows hold no gesture frame at all
+    assert min(counts) == 0  # drawn uniformly, some no_gesture windows hold no gesture frame at all
