@@ -108,3 +108,14 @@ def test_frame_accuracy():
     assert frame_accuracy([], []) is None
     with pytest.raises(ValueError):
         frame_accuracy(["a"], [])
+
+
+def test_kept_frames_drop_at_the_given_rate_and_keep_the_first():
+    from tnn_ros.eval.gesture_stream import kept_frames
+
+    assert kept_frames(50, 0.0) == list(range(50))
+    kept = kept_frames(20000, 0.12, seed=3)
+    assert kept[0] == 0 and kept == sorted(set(kept)) and kept == kept_frames(20000, 0.12, seed=3)
+    assert abs(1 - len(kept) / 20000 - 0.12) < 0.01  # binomial sd 0.0023
+    with pytest.raises(ValueError):
+        kept_frames(10, 1.0)

@@ -42,3 +42,47 @@ def test_a_valid_net_can_start_from_a_padded_one(tmp_path):
             assert torch.equal(value, target[key]), key
         else:  # a temporal-kernel-1 conv: the kernel-3 weights summed over time
             np.testing.assert_allclose(target[key].numpy(), value.sum(dim=2, keepdim=True).numpy(), rtol=1e-6)
+
+
+def test_drop_rate_repeats_frames_and_bad_settings_are_refused():
+    from tnn_ros.data.stream import render_stream_clip
+
+    # drop_rate 1: every frame after the first is replaced by the one before it: all equal the first
+    clip = render_stream_clip(np.random.default_rng(1), "swipe_left", 16, (24, 24), drop_rate=1.0)
+    assert all(np.array_equal(frame, clip[0]) for frame in clip)
+    plain = render_stream_clip(np.random.default_rng(1), "swipe_left", 16, (24, 24))
+    assert len({frame.tobytes() for frame in plain}) > 8  # the hand moves: frames differ
+    for bad in (dict(boundary_fraction=1.5), dict(drop_rate=-0.1)):
+        with pytest.raises(ValueError):
+            StreamGestureDataset(4, **bad)
+
+
+def test_boundary_windows_hold_part_of_a_gesture(monkeypatch):
+    # With boundary_fraction 1 a no_gesture window is drawn where a gesture is partly (<= 40%) in
+    # view. Checked on the script's own ground truth: the labels of the frames the window draws.
+    from tnn_ros.data import stream
+    from tnn_ros.sim.gestures import NO_GESTURE, GestureScript
+
+    seen = []
+    original = GestureScript.overlay_hand
+
+    def overlay(self, frame, t):
+        out, label = original(self, frame, t)
+        seen.append(label)
+        return out, label
+
+    monkeypatch.setattr(GestureScript, "overlay_hand", overlay)
+    for seed in range(4):
+        seen.clear()
+        stream.render_stream_clip(
+            np.random.default_rng(seed), NO_GESTURE, 16, (24, 24), boundary_fraction=1.0
+        )
+        gesture_frames = sum(label != NO_GESTURE for label in seen)
+        assert 0 < gesture_frames, seed
+    seen.clear()
+    counts = []
+    for seed in range(4):
+        seen.clear()
+        stream.render_stream_clip(np.random.default_rng(seed), NO_GESTURE, 16, (24, 24))
+        counts.append(sum(label != NO_GESTURE for label in seen))
+    assert min(counts) == 0  # drawn uniformly, some no_gesture windows hold no gesture frame at all

@@ -181,3 +181,21 @@ def test_recognizer_streams_only_nets_without_temporal_padding():
     for frame in frames[:-1]:
         assert recognizer.push(frame) is None  # the bad frame did not count as one of the clip
     assert recognizer.push(frames[-1]) is not None
+
+
+def test_streaming_recognizer_fills_dropped_frames_like_the_clip_model_sees_them():
+    # Reference: the clip model on the clip with the dropped frame's slot holding the frame before it.
+    from tnn_ros.models.gesture_recognizer import GestureRecognizer
+
+    net = _net({**DEFAULT_ARCHITECTURE, **SMALL, "clip_length": 8})
+    net.set_level(2)
+    frames = _frames(12, seed=5)
+    arrived = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]  # frame 6 dropped
+    recognizer = GestureRecognizer(net, stride=1, smoothing=1, streaming=True)
+    results = {i: recognizer.push(frames[i], stamp_s=i / 15) for i in arrived}
+    assert recognizer.filled_frames == 1
+    filled = frames.copy()
+    filled[6] = frames[5]
+    for end in (8, 11):
+        want = torch.softmax(_clip_logits(net, filled[end - 7 : end + 1]), 0).numpy()
+        np.testing.assert_allclose(list(results[end].probabilities.values()), want, atol=1e-4)

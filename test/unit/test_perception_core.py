@@ -310,3 +310,30 @@ def test_gesture_frames_are_centre_cropped_not_squashed():
     np.testing.assert_array_equal(shrunk, resize_frame(frame, (48, 48)))
     pipeline.set_gesture_smoothing(3)
     assert pipeline.gesture_recognizer.smoothing == 3 and pipeline.gesture_recognizer.stride == 4
+
+
+def test_pipeline_passes_the_camera_stamp_to_the_recognizer_and_rebuilds_it_for_gap_filling():
+    from tnn_ros.models.gesture_recognizer import GestureRecognizer
+
+    class _Net(_RecordingModel):
+        classes = ["no_gesture", "wave"]
+        clip_length = 2
+        frame_size = (4, 4)
+
+        def predict_clip(self, frames):
+            return np.array([0.9, 0.1], np.float32)
+
+    recognizer = GestureRecognizer(_Net(1), stride=1, smoothing=1, streaming=False, max_gap_fill=2)
+    pipeline = PerceptionPipeline(_Detector(1), recognizer, LevelSchedule(1))
+    frame = np.zeros((8, 8, 3), np.uint8)
+    for t in (0.0, 0.1, 0.2, 0.3, 0.4, 0.6):  # the frame of t=0.5 was dropped before the pipeline
+        pipeline.process(frame, 1.0, 0.3, stamp_s=t)
+    assert pipeline.gesture_recognizer.filled_frames == 1
+    pipeline.set_gesture_gap_fill(0)
+    rebuilt = pipeline.gesture_recognizer
+    assert rebuilt is not recognizer and rebuilt.max_gap_fill == 0
+    assert (rebuilt.stride, rebuilt.smoothing, rebuilt.event_gate) == (1, 1, False)
+    # a recognizer without stamps support (push(frame) only) still works without a stamp
+    plain, _, fake = _pipeline()
+    plain.process(np.zeros((30, 40, 3), np.uint8), 1.0, 0.3)
+    assert len(fake.frames) == 1

@@ -39,6 +39,8 @@ def render_stream_clip(
     frame_size: tuple[int, int] = (48, 48),
     fps: float = 15.0,
     script_s: float = 8.0,
+    boundary_fraction: float = 0.0,
+    drop_rate: float = 0.0,
 ) -> np.ndarray:
     """A ``clip_length`` window of a simulated camera stream showing ``label``: (T, H, W, 3) uint8.
 
@@ -47,6 +49,16 @@ def render_stream_clip(
     gesture the window ends where that gesture (the script's second one, so the previous gesture
     and the jump after it may be in view) has at least :data:`POSITIVE_COVERAGE` of its frames
     inside; for ``no_gesture`` anywhere no gesture has more than :data:`NEGATIVE_COVERAGE` inside.
+
+    ``boundary_fraction``: the probability that a ``no_gesture`` window is drawn among the *boundary*
+    windows only, those holding part of a gesture (its first frames, or its last frames and the
+    hand's jump after it, at most :data:`NEGATIVE_COVERAGE`). Drawn uniformly about half of the
+    no_gesture windows are (40 of 80 measured); live they are where a clip classifier announces
+    gestures that are not there (a clip whose oldest frames hold the end of a gesture reads as
+    ``push``).
+    ``drop_rate``: each frame after the first is, with this probability, replaced by the frame
+    before it, as :class:`~tnn_ros.models.gesture_recognizer.GestureRecognizer` fills the slot of a
+    frame the node dropped. Both 0 (default) draw exactly the windows of earlier versions.
     """
     from tnn_ros.models.gesture import resize_frame
     from tnn_ros.sim.gestures import GESTURE_CLASSES
@@ -71,6 +83,9 @@ def render_stream_clip(
         candidates = [
             f for f in ends if all(_coverage(a, b, f, clip_length) <= NEGATIVE_COVERAGE for a, b in runs)
         ]
+        if boundary_fraction > 0 and rng.random() < boundary_fraction:
+            boundary = [f for f in candidates if any(_coverage(a, b, f, clip_length) > 0 for a, b in runs)]
+            candidates = boundary or candidates
     else:
         first, last = runs[1] if len(runs) > 1 else runs[0]
         candidates = [f for f in ends if _coverage(first, last, f, clip_length) >= POSITIVE_COVERAGE]
@@ -81,11 +96,17 @@ def render_stream_clip(
         rgb, _, _ = scene.frame(t)
         rgb, _ = script.overlay_hand(rgb, t)
         frames.append(resize_frame(rgb, frame_size))
+    if drop_rate > 0:
+        for j in np.flatnonzero(rng.random(clip_length) < drop_rate):
+            if j > 0:  # in order, so a run of drops repeats the last frame that arrived
+                frames[j] = frames[j - 1]
     return np.stack(frames)
 
 
 class StreamGestureDataset(torch.utils.data.Dataset):
     """``num_clips`` seeded stream windows (:func:`render_stream_clip`); item ``i`` is ``(clip, label)``.
+
+    ``boundary_fraction`` / ``drop_rate``: see :func:`render_stream_clip`.
 
     Labels cycle through ``classes`` like :class:`~tnn_ros.data.gestures.SyntheticGestureDataset`;
     clip ``i`` depends only on ``(seed, i)``.
@@ -98,11 +119,17 @@ class StreamGestureDataset(torch.utils.data.Dataset):
         clip_length: int = 16,
         frame_size: tuple[int, int] = (48, 48),
         classes: Sequence[str] | None = None,
+        boundary_fraction: float = 0.0,
+        drop_rate: float = 0.0,
     ) -> None:
         from tnn_ros.sim.gestures import GESTURE_CLASSES
 
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+        for name, value in (("boundary_fraction", boundary_fraction), ("drop_rate", drop_rate)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        self.boundary_fraction, self.drop_rate = float(boundary_fraction), float(drop_rate)
         self.num_clips, self.seed, self.clip_length = int(num_clips), int(seed), int(clip_length)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.classes = list(classes or GESTURE_CLASSES)
@@ -115,5 +142,12 @@ class StreamGestureDataset(torch.utils.data.Dataset):
             raise IndexError(f"clip {index} out of range [0, {self.num_clips})")
         label = index % len(self.classes)
         rng = np.random.default_rng([self.seed, index])
-        clip = render_stream_clip(rng, self.classes[label], self.clip_length, self.frame_size)
+        clip = render_stream_clip(
+            rng,
+            self.classes[label],
+            self.clip_length,
+            self.frame_size,
+            boundary_fraction=self.boundary_fraction,
+            drop_rate=self.drop_rate,
+        )
         return torch.from_numpy(clip), label

@@ -5,8 +5,10 @@
 size as the perception pipeline does, pushes every frame into a recognizer at a fixed level and
 scores the announcements two ways: frame-level (label vs the ground truth of its own frame, the
 demo's ``gesture_accuracy``) and event-level (:mod:`tnn_ros.eval.gesture_events`, the demo's
-``gesture_event_accuracy``). Every frame is processed (no drops), so this is the recognizer's own
-accuracy, not the node's under load.
+``gesture_event_accuracy``). By default every frame is processed (no drops), so this is the
+recognizer's own accuracy; ``--drop-rate`` drops frames at random as a node under load does (each
+frame after the first with that probability, seeded), and the recognizer gets the camera stamps so
+it can fill the gaps (``--no-fill-gaps``: it cannot).
 """
 
 from __future__ import annotations
@@ -58,11 +60,28 @@ def record_stream(
     return recording
 
 
-def run_recognizer(recognizer, recording: StreamRecording) -> tuple[list[float], list[str], list[str]]:
-    """Push every frame; return (times, announced labels, truth labels of those frames)."""
+def kept_frames(count: int, drop_rate: float = 0.0, seed: int = 0) -> list[int]:
+    """Indices of the frames a node keeps when each frame after the first is dropped with ``drop_rate``."""
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+    rng = np.random.default_rng(seed)
+    dropped = rng.random(count) < drop_rate
+    return [i for i in range(count) if i == 0 or not dropped[i]]
+
+
+def run_recognizer(
+    recognizer, recording: StreamRecording, frames: Sequence[int] | None = None, stamps: bool = True
+) -> tuple[list[float], list[str], list[str]]:
+    """Push the frames; return (times, announced labels, truth labels of those frames).
+
+    ``frames``: the indices to push (default all); ``stamps``: pass each frame's camera time, so
+    the recognizer can fill the slots of the frames left out.
+    """
     times, announced, truth = [], [], []
-    for frame, t, label in zip(recording.frames, recording.times, recording.labels):
-        result = recognizer.push(frame)
+    indices = range(len(recording.frames)) if frames is None else frames
+    for i in indices:
+        frame, t, label = recording.frames[i], recording.times[i], recording.labels[i]
+        result = recognizer.push(frame, stamp_s=t) if stamps else recognizer.push(frame)
         if result is not None:
             times.append(t)
             announced.append(result.label)
@@ -74,11 +93,13 @@ def score_recognizer(
     make_recognizer: Callable[[], object],
     recording: StreamRecording,
     allowance_s: float = DEFAULT_ALLOWANCE_S,
+    frames: Sequence[int] | None = None,
+    stamps: bool = True,
 ) -> dict:
-    """Frame- and event-level figures of a fresh recognizer over ``recording``."""
+    """Frame- and event-level figures of a fresh recognizer over ``recording`` (or its ``frames``)."""
     recognizer = make_recognizer()
     start = time.perf_counter()
-    times, announced, truth = run_recognizer(recognizer, recording)
+    times, announced, truth = run_recognizer(recognizer, recording, frames, stamps)
     elapsed = time.perf_counter() - start
     events = score_stream(recording.times, recording.labels, times, announced, allowance_s)
     return {
@@ -86,7 +107,9 @@ def score_recognizer(
         "event_accuracy": events.levenshtein_accuracy,
         "events": events.as_dict(),
         "announcements": len(announced),
-        "ms_per_frame": 1000.0 * elapsed / max(len(recording.frames), 1),
+        "frames_pushed": len(recording.frames) if frames is None else len(frames),
+        "filled_frames": getattr(recognizer, "filled_frames", 0),
+        "ms_per_frame": 1000.0 * elapsed / max(len(recording.frames) if frames is None else len(frames), 1),
     }
 
 
@@ -122,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ALLOWANCE_S,
         help="seconds after a gesture's end its announcement may still come",
     )
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        help="drop each frame after the first with this probability, as a node under load (seeded)",
+    )
+    parser.add_argument(
+        "--fill-gaps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pass the camera stamps so the recognizer fills the slots of dropped frames, as the node does",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     return parser
@@ -129,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0.0 <= args.drop_rate < 1.0:
+        print(f"--drop-rate must be in [0, 1), got {args.drop_rate}", file=sys.stderr)
+        return 2
     import torch
 
     from ..models import GestureRecognizer, load_gesture
@@ -144,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings["streaming"] = args.streaming
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
     recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
+    frames = None
+    if args.drop_rate > 0:
+        frames = kept_frames(len(recording.frames), args.drop_rate, seed=args.seed)
     results = {
         "model": args.model or "shipped",
         "seconds": args.seconds,
@@ -151,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fps": args.fps,
         "size": list(args.size),
         "allowance_s": args.allowance,
+        "drop_rate": args.drop_rate,
+        "fill_gaps": args.fill_gaps,
         "recognizer": {},
         "levels": {},
     }
@@ -160,8 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         def make():
             return GestureRecognizer(net, **settings)
 
-        figures = score_recognizer(make, recording, args.allowance)
-        names = ("stride", "smoothing", "min_confidence", "event_gate", "streaming")
+        figures = score_recognizer(make, recording, args.allowance, frames, stamps=args.fill_gaps)
+        names = (
+            "stride",
+            "smoothing",
+            "min_confidence",
+            "event_gate",
+            "commit_mass",
+            "commit_margin",
+            "release_runs",
+            "refractory_runs",
+            "streaming",
+            "max_gap_fill",
+        )
         results["recognizer"] = {k: getattr(make(), k) for k in names if hasattr(make(), k)}
         results["levels"][str(level)] = figures
         e = figures["events"]
@@ -169,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"level {level}: frame-level {figures['frame_accuracy']:.3f}  event-level (Levenshtein) "
             f"{figures['event_accuracy']:.3f}  detected {e['detected']}/{e['gestures']}  "
             f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
-            f"{figures['ms_per_frame']:.2f} ms/frame",
+            f"filled {figures['filled_frames']}  {figures['ms_per_frame']:.2f} ms/frame",
             flush=True,
         )
     if args.json:

@@ -8,6 +8,7 @@ runs on whole clips every ``stride`` frames; a ``temporal="valid"`` net runs fra
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,18 @@ class GestureRecognizer:
     (:mod:`tnn_ros.engines.ort_stream`); on the torch backend, or when those graphs cannot be built
     (the reason is logged by the engine and kept in ``stream_fallback_reason``), it runs the torch
     net. ``stream_backend`` says which.
+
+    ``event_gate``: one announcement per gesture (:class:`EventGate`, with ``commit_mass``,
+    ``commit_margin``, ``release_runs`` and ``refractory_runs``).
+
+    Frame gaps: the net reads 16 *consecutive* camera frames (about 1 s at 15 fps). When the caller
+    drops frames (a node under load keeps only the newest one) a clip of the frames that arrived
+    spans more time and shows every motion faster than the net learnt it. ``push(frame, stamp_s)``
+    with the camera stamps lets the recognizer see the gap: the frame period is estimated from the
+    recent intervals (their lower quartile, robust to a minority of drops and to jitter), and each
+    missing frame's slot is filled with the last frame that arrived (at most ``max_gap_fill`` per
+    gap; 0 turns filling off), so the clip keeps its time scale. A gap of a whole clip or more starts
+    over (:meth:`reset`). Filled slots are counted in ``filled_frames``; they never return a result.
     """
 
     def __init__(
@@ -79,8 +92,10 @@ class GestureRecognizer:
         event_gate: bool = False,
         commit_mass: float = 0.4,
         commit_margin: float = 0.2,
-        release_runs: int = 2,
+        release_runs: int = 1,
+        refractory_runs: int = 2,
         streaming: bool | None = None,
+        max_gap_fill: int = 3,
     ) -> None:
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride must be an int >= 1, got {stride!r}")
@@ -96,14 +111,24 @@ class GestureRecognizer:
         self._history: collections.deque[np.ndarray] = collections.deque(maxlen=smoothing)
         self._since_run = stride  # the first run happens as soon as the buffer is full
         self.runs = 0  # number of network evaluations so far (for diagnostics)
-        if commit_mass < 0 or commit_margin < 0 or not isinstance(release_runs, int) or release_runs < 1:
-            raise ValueError("commit_mass and commit_margin must be >= 0 and release_runs an int >= 1")
         self.event_gate = bool(event_gate)
+        EventGate.check_settings(commit_mass, commit_margin, release_runs, refractory_runs)
+        # The gate needs a no_gesture class (EventGate raises without one; a converted Kinetics net
+        # has none, so the perception pipeline runs such a net without the gate).
+        self._event_gate = (
+            EventGate(net.classes, commit_mass, commit_margin, release_runs, refractory_runs)
+            if event_gate
+            else None
+        )
         self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
-        self.release_runs = release_runs
-        self._evidence = np.zeros(len(net.classes))
-        self._committed: int | None = None
-        self._quiet = 0
+        self.release_runs, self.refractory_runs = release_runs, refractory_runs
+        if not isinstance(max_gap_fill, int) or max_gap_fill < 0:
+            raise ValueError(f"max_gap_fill must be an int >= 0, got {max_gap_fill!r}")
+        self.max_gap_fill = max_gap_fill
+        self.filled_frames = 0  # slots of dropped frames filled so far (for diagnostics)
+        self._last_stamp: float | None = None
+        self._intervals: collections.deque[float] = collections.deque(maxlen=32)
+        self._last_frame: np.ndarray | None = None
         self.stream_fallback_reason = ""
         self._stream = self._make_stream(net, streaming)
 
@@ -146,37 +171,72 @@ class GestureRecognizer:
         self._frames.clear()
         self._history.clear()
         self._since_run = self.stride
-        self._evidence[:] = 0.0
-        self._committed, self._quiet = None, 0
+        if self._event_gate is not None:
+            self._event_gate.reset()
+        self._last_stamp, self._last_frame = None, None
+        self._intervals.clear()
 
-    def push(self, frame_rgb: np.ndarray) -> GestureResult | None:
+    def push(self, frame_rgb: np.ndarray, stamp_s: float | None = None) -> GestureResult | None:
         """Add one HxWx3 uint8 RGB frame; return a result when the net ran and smoothing is full.
 
-        A malformed frame raises ValueError and leaves the buffer unchanged.
+        ``stamp_s``: the frame's camera time stamp in seconds (None or NaN: unknown), used to fill
+        the slots of dropped frames (see the class docstring). A malformed frame raises ValueError
+        and leaves the buffer unchanged.
         """
+        frame = resize_frame(frame_rgb, self.net.frame_size)  # checks the frame before any state changes
+        missing = self._missing_frames(stamp_s)
+        if missing >= self.net.clip_length:  # nothing of the clip is left: start over
+            self.reset()
+            self._last_stamp = float(stamp_s)
+            missing = 0
+        if self._last_frame is not None:
+            for _ in range(min(missing, self.max_gap_fill)):
+                self._push_frame(self._last_frame, result=False)
+                self.filled_frames += 1
+        self._last_frame = frame
+        return self._push_frame(frame, result=True)
+
+    def _missing_frames(self, stamp_s: float | None) -> int:
+        """Frames dropped between the previous stamp and ``stamp_s`` (0 while the period is unknown)."""
+        if stamp_s is None or not math.isfinite(stamp_s):
+            return 0
+        stamp_s = float(stamp_s)
+        previous, self._last_stamp = self._last_stamp, stamp_s
+        if previous is None or stamp_s <= previous:  # first frame, or stamps going backwards
+            return 0
+        interval = stamp_s - previous
+        missing = 0
+        if len(self._intervals) >= 4:
+            period = float(np.percentile(self._intervals, 25))
+            missing = max(0, round(interval / period) - 1) if period > 0 else 0
+        self._intervals.append(interval / (missing + 1))
+        return missing
+
+    def _push_frame(self, frame: np.ndarray, result: bool) -> GestureResult | None:
+        """One fitted frame into the clip / stream; ``result=False`` (a filled slot) never runs the head."""
         if self._stream is not None:
-            return self._push_streaming(frame_rgb)
-        self._frames.append(resize_frame(frame_rgb, self.net.frame_size))
+            return self._push_streaming(frame, result)
+        self._frames.append(frame)
         self._since_run += 1
-        if len(self._frames) < self.net.clip_length or self._since_run < self.stride:
+        if not result or len(self._frames) < self.net.clip_length or self._since_run < self.stride:
             return None
         self._since_run = 0
         self.runs += 1
         self._history.append(self.net.predict_clip(list(self._frames)))
         return self._smoothed()
 
-    def _push_streaming(self, frame_rgb: np.ndarray) -> GestureResult | None:
+    def _push_streaming(self, frame_rgb: np.ndarray, result: bool = True) -> GestureResult | None:
         # Every frame enters the stream (its slice of every layer is needed by later clips); the
         # clip result is read only every ``stride`` frames, so results match the clip path.
         if self.stream_backend == "onnxruntime":
             # The layers after the last temporal pool and the FC head (its step graph) run only on
-            # the frames whose result is read; the others run the trunk graph.
-            wanted = self._since_run + 1 >= self.stride
+            # the frames whose result is read; the others (and filled gap slots) run the trunk graph.
+            wanted = result and self._since_run + 1 >= self.stride
             logits = self._stream.push(frame_rgb, level=self.net.level, result=wanted)
         else:
             logits = self._stream.push(frame_rgb, level=self.net.level)
         self._since_run += 1
-        if logits is None or self._since_run < self.stride:
+        if not result or logits is None or self._since_run < self.stride:
             return None
         self._since_run = 0
         self.runs += 1
@@ -193,8 +253,8 @@ class GestureRecognizer:
         top = int(np.argmax(probabilities))
         if probabilities[top] < self.min_confidence:
             top = classes.index(NO_GESTURE)
-        if self.event_gate:
-            top = self._gate(top, probabilities)
+        if self._event_gate is not None:
+            top = self._event_gate.update(top, probabilities)
         return GestureResult(
             label=classes[top],
             class_id=top,
@@ -202,32 +262,87 @@ class GestureRecognizer:
             probabilities={name: float(p) for name, p in zip(classes, probabilities)},
         )
 
-    def _gate(self, top: int, probabilities: np.ndarray) -> int:
-        """One announcement per gesture: commit to a class once its evidence is clear, hold it.
 
-        While the smoothed top class is a gesture, its probabilities are summed over the runs; a class
-        is committed once its sum reaches ``commit_mass`` and leads the runner-up by
-        ``commit_margin``, and then announced until ``release_runs`` runs in a row say
-        ``no_gesture``. The first runs of a gesture (which often look like another one) and the
-        runs while the hand jumps to its next pose (contiguous with the gesture) thus add up to one
-        event instead of several.
-        """
-        no_gesture = self.net.classes.index(NO_GESTURE)
-        if top != no_gesture:
+class EventGate:
+    """One announcement per gesture: commit to a class once its evidence is clear, hold it.
+
+    ``update(top, probabilities)`` takes one recognizer run (the smoothed class probabilities and the
+    class the recognizer would announce without the gate) and returns the class to announce. While
+    ``top`` is a gesture, its probabilities are summed over the runs; a class is committed once its
+    sum reaches ``commit_mass`` and leads the runner-up by ``commit_margin``, and then announced
+    until ``release_runs`` runs in a row say ``no_gesture``. The first runs of a gesture (which often
+    look like another one) and the runs while the hand jumps to its next pose (contiguous with the
+    gesture) thus add up to one event instead of several.
+
+    ``refractory_runs``: after an event is released, the next that many runs count as ``no_gesture``
+    whatever they say. A released gesture is still partly in the clip (the net reads ``no_gesture``
+    once most of it has left), and clips whose oldest frames hold a gesture's end and the hand's jump
+    to its next pose read as another gesture (``push``, measured in docs/gesture.md, "Why live
+    events are missed"); the next real gesture cannot begin that soon (the script's rests last
+    >= 0.8 s). ``release_runs + refractory_runs`` runs of ``stride`` frames should cover about the
+    rest of the clip.
+    """
+
+    def __init__(
+        self,
+        classes: list[str],
+        commit_mass: float = 0.4,
+        commit_margin: float = 0.2,
+        release_runs: int = 2,
+        refractory_runs: int = 0,
+    ) -> None:
+        self.check_settings(commit_mass, commit_margin, release_runs, refractory_runs)
+        if NO_GESTURE not in classes:
+            raise ValueError(f"the classes must include {NO_GESTURE!r}, got {list(classes)}")
+        self.no_gesture = list(classes).index(NO_GESTURE)
+        self.commit_mass, self.commit_margin = float(commit_mass), float(commit_margin)
+        self.release_runs, self.refractory_runs = release_runs, refractory_runs
+        self._evidence = np.zeros(len(classes))
+        self.reset()
+
+    @staticmethod
+    def check_settings(
+        commit_mass: float, commit_margin: float, release_runs: int, refractory_runs: int
+    ) -> None:
+        """Raise ValueError unless the settings are valid (see the class docstring)."""
+        if not (commit_mass >= 0 and commit_margin >= 0):
+            raise ValueError(
+                f"commit_mass and commit_margin must be >= 0, got {commit_mass} / {commit_margin}"
+            )
+        if not isinstance(release_runs, int) or release_runs < 1:
+            raise ValueError(f"release_runs must be an int >= 1, got {release_runs!r}")
+        if not isinstance(refractory_runs, int) or refractory_runs < 0:
+            raise ValueError(f"refractory_runs must be an int >= 0, got {refractory_runs!r}")
+
+    def reset(self) -> None:
+        """Forget the evidence and any committed class."""
+        self._evidence[:] = 0.0
+        self.committed: int | None = None
+        self._quiet = 0
+        self._refractory = 0  # runs left that count as no_gesture after a released event
+
+    def update(self, top: int, probabilities: np.ndarray) -> int:
+        """Feed one run; return the class index to announce (``no_gesture``'s while uncommitted)."""
+        if self._refractory > 0:
+            self._refractory -= 1
+            top = self.no_gesture
+        if top != self.no_gesture:
             self._quiet = 0
             self._evidence += probabilities
-            if self._committed is None:
+            if self.committed is None:
                 evidence = self._evidence.copy()
-                evidence[no_gesture] = -np.inf
+                evidence[self.no_gesture] = -np.inf
                 first, second = np.argsort(evidence)[::-1][:2]
                 if (
                     evidence[first] >= self.commit_mass
                     and evidence[first] - evidence[second] >= self.commit_margin
                 ):
-                    self._committed = int(first)
+                    self.committed = int(first)
         else:
             self._quiet += 1
             if self._quiet >= self.release_runs:
+                if self.committed is not None:
+                    self._refractory = self.refractory_runs
                 self._evidence[:] = 0.0
-                self._committed = None
-        return no_gesture if self._committed is None else self._committed
+                self.committed = None
+        return self.no_gesture if self.committed is None else self.committed

@@ -65,6 +65,13 @@ PARAMETERS = (
         True,
         "Run the gesture net frame by frame when it allows it (temporal='valid'); false: whole clips",
     ),
+    ParamSpec(
+        "gesture.max_gap_fill",
+        3,
+        "Dropped camera frames (seen from the header stamps) filled with the last frame, per gap; 0: off",
+        min_value=0,
+        max_value=15,
+    ),
     ParamSpec("num_threads", 2, "torch intra-op threads of the perception worker", min_value=1, max_value=64),
     ParamSpec(
         "stale_timeout_s",
@@ -173,6 +180,7 @@ class PerceptionNode(LifecycleNode):
                 num_threads=self.params["num_threads"],
                 log=self.get_logger().warning,
                 gesture_streaming=self.params["gesture.streaming"],
+                gesture_max_gap_fill=self.params["gesture.max_gap_fill"],
             )
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
@@ -288,12 +296,14 @@ class PerceptionNode(LifecycleNode):
         if "stale_timeout_s" in changed:
             self.gate.stale_timeout_s = changed["stale_timeout_s"]
         # num_threads: the worker applies it in its own thread before the next frame (see _worker_loop).
-        if {"gesture.stride", "gesture.smoothing", "gesture.enabled", "gesture.streaming"} & set(changed):
+        gesture_params = {"gesture.stride", "gesture.smoothing", "gesture.enabled", "gesture.streaming"}
+        if (gesture_params | {"gesture.max_gap_fill"}) & set(changed):
             with self._pipeline_lock:
                 if self.pipeline is not None:
                     self.pipeline.set_gesture_stride(self.params["gesture.stride"])
                     self.pipeline.set_gesture_smoothing(self.params["gesture.smoothing"])
                     self.pipeline.set_gesture_streaming(self.params["gesture.streaming"])
+                    self.pipeline.set_gesture_gap_fill(self.params["gesture.max_gap_fill"])
                     self.pipeline.reset_gesture()
         deferred = {"detector_model", "gesture_model", "image_reliability", "backend"} & set(changed)
         if deferred and self.state != "unconfigured":
@@ -378,6 +388,7 @@ class PerceptionNode(LifecycleNode):
                     decision.utilization,
                     self.params["score_threshold"],
                     run_gesture=self.params["gesture.enabled"],
+                    stamp_s=stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec) / 1e9,
                 )
             except Exception as error:  # a model failure costs this frame, never the node
                 self._drop("processing_error", f"processing failed: {type(error).__name__}: {error}")

@@ -17,10 +17,12 @@ def load_models(
     num_threads: int = 1,
     log: Callable[[str], None] | None = None,
     gesture_streaming: bool = True,
+    gesture_max_gap_fill: int = 3,
 ) -> PerceptionPipeline:
     """Load the shipped or user models and build the pipeline; raises with a reason on failure.
 
     ``gesture_streaming``: run the gesture net frame by frame when it allows it (temporal="valid").
+    ``gesture_max_gap_fill``: slots of dropped frames the recognizer fills per gap (0: off).
     """
     from tnn_ros.engines import create_engine
     from tnn_ros.models import GestureRecognizer, load_detector, load_gesture, shipped_model_path
@@ -40,8 +42,9 @@ def load_models(
             net,
             stride=stride,
             smoothing=smoothing,
-            event_gate=True,
+            event_gate="no_gesture" in getattr(net, "classes", ()),  # a gate needs a rest class
             streaming=None if gesture_streaming else False,
+            max_gap_fill=gesture_max_gap_fill,
         )
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
     return PerceptionPipeline(detector, recognizer, schedule)

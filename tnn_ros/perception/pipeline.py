@@ -64,9 +64,18 @@ class PerceptionPipeline:
         self._gesture_frame_size = tuple(getattr(net, "frame_size", ())) or None
 
     def process(
-        self, rgb: np.ndarray, utilization: float, score_threshold: float, run_gesture: bool = True
+        self,
+        rgb: np.ndarray,
+        utilization: float,
+        score_threshold: float,
+        run_gesture: bool = True,
+        stamp_s: float | None = None,
     ) -> FrameResult:
-        """Run one ``HxWx3`` uint8 RGB frame at ``utilization`` (clamped to [0, 1]; NaN rejected)."""
+        """Run one ``HxWx3`` uint8 RGB frame at ``utilization`` (clamped to [0, 1]; NaN rejected).
+
+        ``stamp_s``: the camera stamp of the frame (seconds), so the gesture recognizer can fill the
+        slots of frames dropped before it (None: unknown).
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected HxWx3 uint8 RGB, got shape {rgb.shape} dtype {rgb.dtype}")
         if not math.isfinite(utilization):
@@ -80,7 +89,10 @@ class PerceptionPipeline:
         gesture = None
         if run_gesture and self.gesture_recognizer is not None:
             _switch_level(self.gesture_recognizer.net, self.schedule, level, applied)
-            gesture = self.gesture_recognizer.push(self._gesture_frame(rgb))
+            frame = self._gesture_frame(rgb)
+            # a recognizer without frame-gap handling takes the frame alone
+            push = self.gesture_recognizer.push
+            gesture = push(frame) if stamp_s is None else push(frame, stamp_s=stamp_s)
         end = time.perf_counter()
         return FrameResult(
             detections=list(detections),
@@ -106,6 +118,10 @@ class PerceptionPipeline:
         """Rebuild the recognizer to smooth over ``smoothing`` windows (the clip restarts)."""
         self._rebuild_recognizer(smoothing=smoothing)
 
+    def set_gesture_gap_fill(self, max_gap_fill: int) -> None:
+        """Rebuild the recognizer to fill at most ``max_gap_fill`` dropped frames per gap (0: off)."""
+        self._rebuild_recognizer(max_gap_fill=max_gap_fill)
+
     def set_gesture_streaming(self, enabled: bool) -> None:
         """Run the gesture net frame by frame when ``enabled`` and the net allows it, else whole clips."""
         from tnn_ros.models.gesture_recognizer import supports_streaming
@@ -118,7 +134,18 @@ class PerceptionPipeline:
         recognizer = self.gesture_recognizer
         if recognizer is None or all(getattr(recognizer, k, None) == v for k, v in changes.items()):
             return
-        names = ("stride", "smoothing", "min_confidence", "event_gate", "streaming")
+        names = (
+            "stride",
+            "smoothing",
+            "min_confidence",
+            "event_gate",
+            "commit_mass",
+            "commit_margin",
+            "release_runs",
+            "refractory_runs",
+            "streaming",
+            "max_gap_fill",
+        )
         settings = {name: getattr(recognizer, name) for name in names if hasattr(recognizer, name)}
         settings.update(changes)
         self.gesture_recognizer = type(recognizer)(recognizer.net, **settings)

@@ -88,12 +88,15 @@ def synthetic_batches(
     start_step: int = 0,
     workers: int = 1,
     stream_mix: bool = False,
+    stream_boundary: float = 0.0,
+    stream_drop_rate: float = 0.0,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless fresh synthetic batches, preprocessed for the net.
 
     ``stream_mix``: every other clip is a window of the simulated camera stream
     (:class:`~tnn_ros.data.stream.StreamGestureDataset`: scene backgrounds, gesture onsets and the
-    hand's jumps between gestures as no_gesture) instead of an isolated gesture clip.
+    hand's jumps between gestures as no_gesture) instead of an isolated gesture clip;
+    ``stream_boundary`` / ``stream_drop_rate`` are its ``boundary_fraction`` / ``drop_rate``.
 
     Batch ``s`` depends only on (seed, s), so a resumed run goes on with new clips instead of
     replaying the ones it already saw.
@@ -116,6 +119,8 @@ def synthetic_batches(
                 clip_length=arch["clip_length"],
                 frame_size=tuple(arch["frame_size"]),
                 classes=classes,
+                boundary_fraction=stream_boundary,
+                drop_rate=stream_drop_rate,
             ),
         )
     indices = range(start_step * batch_size, 10**9)
@@ -253,6 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="start from this model file's weights (same architecture) instead of random",
     )
+    parser.add_argument(
+        "--stream-boundary",
+        type=float,
+        default=0.0,
+        help="stream-mix: fraction of no_gesture stream windows drawn where a gesture is partly in "
+        "view (onsets, a gesture's end and the jump after it), in [0, 1]",
+    )
+    parser.add_argument(
+        "--stream-drop-rate",
+        type=float,
+        default=0.0,
+        help="stream-mix: per-frame probability that a stream window repeats the previous frame "
+        "(a frame the node dropped, filled as the recognizer does), in [0, 1]",
+    )
     parser.add_argument("--data-dir", help="Jester-style root (with --data jester; see docs/gesture.md)")
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -356,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps, --batch-size, --lr and --val-clips must be positive")
     if args.data == "jester" and not args.data_dir:
         parser.error("--data jester needs --data-dir")
+    if not (0.0 <= args.stream_boundary <= 1.0 and 0.0 <= args.stream_drop_rate <= 1.0):
+        parser.error("--stream-boundary and --stream-drop-rate must be in [0, 1]")
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     arch = {
@@ -413,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                 start,
                 args.workers,
                 stream_mix=args.data == "stream-mix",
+                stream_boundary=args.stream_boundary,
+                stream_drop_rate=args.stream_drop_rate,
             )
         else:
             batches = dataset_batches(train_set, args.batch_size, args.seed, args.workers)
@@ -443,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
                 CALIBRATION_SEED_BASE + args.seed,
                 workers=0,
                 stream_mix=args.data == "stream-mix",
+                stream_boundary=args.stream_boundary,
+                stream_drop_rate=args.stream_drop_rate,
             )
         else:
             calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
@@ -453,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
             "stream-mix": "every other clip synthetic (tnn_ros.sim.gestures), every other a "
             f"simulated-stream window (tnn_ros.data.stream.StreamGestureDataset), {fresh}",
         }.get(args.data, f"jester: {args.data_dir}")
+        if args.data == "stream-mix" and (args.stream_boundary or args.stream_drop_rate):
+            data += (
+                f"; stream windows: boundary_fraction {args.stream_boundary}, "
+                f"drop_rate {args.stream_drop_rate}"
+            )
         if args.init:
             data += f"; fine-tuned from {args.init}"
         training = {
