@@ -86,6 +86,12 @@ def test_bringup_gets_the_mission_and_the_run_strategy_through_a_params_file(tmp
     assert "--no-sim-camera" in command  # the camera runs in its own process
     camera = runner._camera_command(params_file)
     assert camera[-1] == str(params_file) and "__ns:=/tnn" in camera
+    # perception runs in its own process too (no other node's callbacks compete for its GIL)
+    assert "--no-perception" in command
+    perception = runner._perception_command(params_file)
+    assert perception[perception.index("-m") + 1] == "tnn_ros.nodes.perception"
+    assert perception[-1] == str(params_file) and "__ns:=/tnn" in perception
+    assert perception[-3].endswith("perception.yaml")  # shipped defaults first, the run's file on top
     params = yaml.safe_load(params_file.read_text())
     perception = params["/**/perception"]["ros__parameters"]
     assert perception["score_threshold"] == 0.4

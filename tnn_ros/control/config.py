@@ -22,7 +22,7 @@ class ControllerConfig:
     contextual-bandit strategy (``tnn_ros.control.learned``): its model file, the exploration weight
     of the upper confidence bound, and whether it keeps learning from measured latency.
     ``accuracy_tolerance`` lets ``auto`` run the cheapest level whose model-card accuracy is within
-    that much (absolute, e.g. 0.025 = 2.5 points of mAP) of the best level ``max_utilization``
+    that much (absolute, e.g. 0.02 = 2 points of mAP) of the best level ``max_utilization``
     allows; 0 runs the highest level the constraints allow, as before.
     """
 
@@ -57,7 +57,7 @@ class ControllerConfig:
     safe_utilization: float = 0.3
     max_step_per_s: float = 0.5
     max_step_down_per_s: float = 2.0
-    accuracy_tolerance: float = 0.025
+    accuracy_tolerance: float = 0.02
     learned_model: str = ""
     learned_alpha: float = 0.1
     learned_online: bool = True

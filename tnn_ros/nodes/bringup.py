@@ -4,7 +4,7 @@ For machines without a ROS install (pip-only): the same nodes as ``launch/tnn.la
 same parameter files (``config/<node>.yaml`` defaults, then ``--params-file``, then the command line)::
 
     bringup [--params-file FILE] [--namespace tnn] [--backend sim] [--strategy auto]
-            [--image TOPIC] [--no-sim-camera] [--duration S] [--ros-args ...]
+            [--image TOPIC] [--no-sim-camera] [--no-perception] [--duration S] [--ros-args ...]
 
 Ctrl-C or SIGTERM shuts every node down cleanly; ``--duration`` bounds the run (tests, demo).
 """
@@ -74,6 +74,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     )
     parser.add_argument("--image", default="", help="image topic for perception (default: the sim camera's)")
     parser.add_argument("--no-sim-camera", action="store_true", help="do not start the simulated camera")
+    parser.add_argument(
+        "--no-perception",
+        action="store_true",
+        help="do not start perception (run it in its own process, where no other node's callbacks "
+        "compete with its worker for the GIL)",
+    )
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     args = parser.parse_args(argv)
     if args.duration is not None and not args.duration > 0:
@@ -88,7 +94,7 @@ def build_node_specs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]
     overrides = {"resource_monitor": {"backend": args.backend}, "controller": {"strategy": args.strategy}}
     specs = []
     for name in NODE_NAMES:
-        if name == "sim_camera" and args.no_sim_camera:
+        if (name == "sim_camera" and args.no_sim_camera) or (name == "perception" and args.no_perception):
             continue
         parameters = resolve_node_parameters(name, args.namespace, args.params_file, overrides.get(name))
         cli = ["--ros-args", "-r", f"image:={args.image}"] if name == "perception" and args.image else []
