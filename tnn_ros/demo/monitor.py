@@ -118,6 +118,11 @@ class DemoMonitor(Node):
 
     # -- controller parameters (what an rqt slider does) -----------------------------------------
 
+    def subscribed_by(self, topic: str, node_name: str) -> bool:
+        """Whether ``node_name`` subscribes to ``topic`` (relative to this node's namespace)."""
+        full = topic if topic.startswith("/") else f"{self.get_namespace().rstrip('/')}/{topic}"
+        return any(info.node_name == node_name for info in self.get_subscriptions_info_by_topic(full))
+
     def controller_ready(self) -> bool:
         """True once the controller's parameter services are reachable."""
         return self._set_client.service_is_ready() and self._get_client.service_is_ready()

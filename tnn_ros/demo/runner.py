@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from tnn_ros import topics
 from tnn_ros.bag.common import StatusLine
 
 # debug_image is only rendered while someone subscribes: recording it would cost the perception
@@ -266,12 +267,6 @@ class DemoRunner:
             ):
                 return RunResult(spec, bag, False, self._why("recorder", recorder))
             params_file = self._params_file(spec)
-            camera = ManagedProcess(
-                "sim_camera",
-                self._camera_command(params_file),
-                self.env,
-                self.logs / f"sim_camera_{spec.label}.log",
-            )
             perception = ManagedProcess(
                 "perception",
                 self._perception_command(params_file),
@@ -294,6 +289,23 @@ class DemoRunner:
                 abort=lambda: self.stop_event.is_set() or bringup.poll() is not None,
             ):
                 return RunResult(spec, bag, False, self._why("bringup", bringup, "no battery message"))
+            # The camera starts once the recorder records perception's results: perception runs in a
+            # process of its own, and a frame processed before the recorder matched its publisher
+            # would count as never processed (the recorder saw the camera's ground truth long before).
+            if not wait_until(
+                lambda: monitor.subscribed_by(topics.DETECTIONS_JSON, RECORDER_NODE),
+                self.options.startup_timeout_s,
+                abort=lambda: self.stop_event.is_set() or perception.poll() is not None,
+            ):
+                return RunResult(
+                    spec, bag, False, self._why("perception", perception, "recorder never saw its results")
+                )
+            camera = ManagedProcess(
+                "sim_camera",
+                self._camera_command(params_file),
+                self.env,
+                self.logs / f"sim_camera_{spec.label}.log",
+            )
             if spec.fixed_utilization is not None:
                 wait_until(monitor.controller_ready, 30.0, abort=self.stop_event.is_set)
                 problem = monitor.set_controller_parameters(
