@@ -133,6 +133,10 @@ def test_nan_inputs_are_dropped_counted_and_node_stays_up():
         # "no battery here" (present=False, NaN) is not an error: once the node has positively
         # heard it (the input's heard stamp moves), nothing more was dropped
         tracker = node.controller.tracker
+        # NaN batteries sent by publish_until may still be in flight: a valid marker after them
+        # (one publisher, reliable, in order) shows when all of them were handled
+        battery_pub.publish(battery(0.77))
+        assert ros.wait_for(lambda: tracker.inputs.battery_fraction == pytest.approx(0.77), 5.0)
         dropped_before, heard_before = tracker.dropped["battery"], tracker.inputs.heard.get("battery")
         battery_pub.publish(battery(math.nan, present=False))
         assert ros.wait_for(lambda: tracker.inputs.heard.get("battery") != heard_before, 5.0), (

@@ -289,9 +289,17 @@ class DemoRunner:
                 abort=lambda: self.stop_event.is_set() or bringup.poll() is not None,
             ):
                 return RunResult(spec, bag, False, self._why("bringup", bringup, "no battery message"))
+            # the static run's utilization is fixed before the first frame arrives
+            if spec.fixed_utilization is not None:
+                wait_until(monitor.controller_ready, 30.0, abort=self.stop_event.is_set)
+                problem = monitor.set_controller_parameters(
+                    {"strategy": "manual", "manual_utilization": float(spec.fixed_utilization)}
+                )
+                if problem:
+                    self.say(f"[{spec.label}] warning: could not fix the utilization: {problem}")
             # The camera starts once the recorder records perception's results: perception runs in a
             # process of its own, and a frame processed before the recorder matched its publisher
-            # would count as never processed (the recorder saw the camera's ground truth long before).
+            # would count as never processed if its ground truth was recorded.
             if not wait_until(
                 lambda: monitor.subscribed_by(topics.DETECTIONS_JSON, RECORDER_NODE),
                 self.options.startup_timeout_s,
@@ -306,13 +314,6 @@ class DemoRunner:
                 self.env,
                 self.logs / f"sim_camera_{spec.label}.log",
             )
-            if spec.fixed_utilization is not None:
-                wait_until(monitor.controller_ready, 30.0, abort=self.stop_event.is_set)
-                problem = monitor.set_controller_parameters(
-                    {"strategy": "manual", "manual_utilization": float(spec.fixed_utilization)}
-                )
-                if problem:
-                    self.say(f"[{spec.label}] warning: could not fix the utilization: {problem}")
             if self.options.mission_start == "first_frame" and not wait_until(
                 monitor.mission_started,
                 self.options.startup_timeout_s,
