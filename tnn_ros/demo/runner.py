@@ -154,37 +154,28 @@ class DemoRunner:
         path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
         return path
 
-    def _camera_command(self, params_file: Path) -> list[str]:
+    def _node_command(self, module: str, config_name: str, params_file: Path) -> list[str]:
+        """One node as its own process: the shipped config/<node>.yaml, then the run's file on top."""
         from tnn_ros.resources.mission import find_config_file
 
         return [
             sys.executable,
             "-m",
-            "tnn_ros.nodes.sim_camera",
+            module,
             "--ros-args",
             "-r",
             f"__ns:={self.options.namespace}",
             "--params-file",
-            str(find_config_file("sim_camera.yaml")),
+            str(find_config_file(config_name)),
             "--params-file",
             str(params_file),
         ]
+
+    def _camera_command(self, params_file: Path) -> list[str]:
+        return self._node_command("tnn_ros.nodes.sim_camera", "sim_camera.yaml", params_file)
 
     def _perception_command(self, params_file: Path) -> list[str]:
-        from tnn_ros.resources.mission import find_config_file
-
-        return [
-            sys.executable,
-            "-m",
-            "tnn_ros.nodes.perception",
-            "--ros-args",
-            "-r",
-            f"__ns:={self.options.namespace}",
-            "--params-file",
-            str(find_config_file("perception.yaml")),
-            "--params-file",
-            str(params_file),
-        ]
+        return self._node_command("tnn_ros.nodes.perception", "perception.yaml", params_file)
 
     def _bringup_command(self, spec: RunSpec, params_file: Path) -> list[str]:
         # The sim camera and perception run in processes of their own, as `ros2 launch` starts

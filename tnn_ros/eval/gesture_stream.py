@@ -170,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from ..models import GestureRecognizer, load_gesture
+    from ..models.gesture_recognizer import recognizer_settings
 
     torch.set_num_threads(args.threads)
     net = load_gesture(args.model)
@@ -204,19 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return GestureRecognizer(net, **settings)
 
         figures = score_recognizer(make, recording, args.allowance, frames, stamps=args.fill_gaps)
-        names = (
-            "stride",
-            "smoothing",
-            "min_confidence",
-            "event_gate",
-            "commit_mass",
-            "commit_margin",
-            "release_runs",
-            "refractory_runs",
-            "streaming",
-            "max_gap_fill",
-        )
-        results["recognizer"] = {k: getattr(make(), k) for k in names if hasattr(make(), k)}
+        results["recognizer"] = recognizer_settings(make())
         results["levels"][str(level)] = figures
         e = figures["events"]
         print(

@@ -50,6 +50,26 @@ def supports_streaming(net: Any) -> bool:
     return isinstance(torch_net, ThrottleableGestureNet) and architecture.get("temporal") == "valid"
 
 
+# The constructor settings a recognizer reports and a rebuilt one takes over (in this order).
+RECOGNIZER_SETTINGS = (
+    "stride",
+    "smoothing",
+    "min_confidence",
+    "event_gate",
+    "commit_mass",
+    "commit_margin",
+    "release_runs",
+    "refractory_runs",
+    "streaming",
+    "max_gap_fill",
+)
+
+
+def recognizer_settings(recognizer: Any) -> dict[str, Any]:
+    """The :data:`RECOGNIZER_SETTINGS` ``recognizer`` has, by name (to report it or build its twin)."""
+    return {name: getattr(recognizer, name) for name in RECOGNIZER_SETTINGS if hasattr(recognizer, name)}
+
+
 class GestureRecognizer:
     """Sliding clip buffer + temporal smoothing over a :class:`ThrottleableGestureNet` (no ROS).
 

@@ -134,19 +134,9 @@ class PerceptionPipeline:
         recognizer = self.gesture_recognizer
         if recognizer is None or all(getattr(recognizer, k, None) == v for k, v in changes.items()):
             return
-        names = (
-            "stride",
-            "smoothing",
-            "min_confidence",
-            "event_gate",
-            "commit_mass",
-            "commit_margin",
-            "release_runs",
-            "refractory_runs",
-            "streaming",
-            "max_gap_fill",
-        )
-        settings = {name: getattr(recognizer, name) for name in names if hasattr(recognizer, name)}
+        from tnn_ros.models.gesture_recognizer import recognizer_settings
+
+        settings = recognizer_settings(recognizer)
         settings.update(changes)
         self.gesture_recognizer = type(recognizer)(recognizer.net, **settings)
 
