@@ -55,3 +55,16 @@ def test_parameters_have_ranges_and_reject_bad_values():
         assert ros.wait_for(lambda: any(m.width == 80 and m.encoding == "mono8" for m in images), 10.0)
         mono = next(m for m in images if m.width == 80)
         assert np.frombuffer(mono.data, np.uint8).size == 80 * 48
+
+
+def test_wait_for_subscribers_holds_frame_zero_until_both_topics_are_matched():
+    ns = unique_namespace("simcam")
+    with RosHarness() as ros:
+        images = ros.collect(f"{ns}/image", Image)
+        camera = _camera(ros, ns, fps=30.0, width=64, height=48, wait_for_subscribers=True)
+        # the image topic is subscribed, the ground truth not yet: nothing is published
+        assert not ros.wait_for(lambda: camera.frames_published > 0, timeout_s=1.5)
+        assert images == []
+        truths = ros.collect(f"{ns}/ground_truth/json", String)
+        assert ros.wait_for(lambda: len(truths) >= 3 and len(images) >= 3, timeout_s=15.0)
+        assert json.loads(truths[0].data)["seq"] == 0  # the recording starts at frame 0

@@ -102,6 +102,8 @@ def test_bringup_gets_the_mission_and_the_run_strategy_through_a_params_file(tmp
     assert monitor["mission_start"] == "first_frame"  # the demo's clock starts at the first measured frame
     assert params["/**/controller"]["ros__parameters"] == {"strategy": "manual", "manual_utilization": 1.0}
     assert command[command.index("--strategy") + 1] == "manual"
+    # the camera holds frame 0 until the recorder matched its ground truth
+    assert params["/**/sim_camera"]["ros__parameters"] == {"wait_for_subscribers": True}
 
 
 def test_bad_options_are_refused_early(tmp_path):

@@ -145,6 +145,8 @@ class DemoRunner:
         # torch's OpenMP threads spin and thrash when they outnumber the free cores: leave one core
         # to the camera, the recorder and the other nodes (unless the user's file says otherwise)
         section("perception").setdefault("num_threads", max(1, min(2, (os.cpu_count() or 2) - 1)))
+        # the recorder must see the ground truth of frame 0: the camera holds it until matched
+        section("sim_camera").setdefault("wait_for_subscribers", True)
         controller = section("controller")
         controller["strategy"] = spec.strategy
         if spec.fixed_utilization is not None:

@@ -32,6 +32,12 @@ PARAMETERS = (
     ParamSpec("num_objects", 4, "Drifting objects in view", min_value=0, max_value=20),
     ParamSpec("gestures", True, "Overlay the scripted gesturing hand"),
     ParamSpec("frame_id", "camera", "header.frame_id of the images"),
+    ParamSpec(
+        "wait_for_subscribers",
+        False,
+        "Hold the first frame until image and ground_truth/json each have a matched subscriber "
+        "(a recording then starts at frame 0 instead of losing the frames published during discovery)",
+    ),
 )
 
 # A size or content change restarts the stream from frame 0 with a new source.
@@ -51,6 +57,7 @@ class SimCameraNode(Node):
         self.image_pub = self.create_publisher(Image, topics.IMAGE, image_qos)
         self.truth_pub = self.create_publisher(String, topics.GROUND_TRUTH_JSON, 10)
         self.frames_published = 0
+        self.waiting_logged = False
         self.source = self._make_source()
         self.timer = replace_timer(self, None, self.params["fps"], self._tick)
         self.get_logger().info(
@@ -74,7 +81,20 @@ class SimCameraNode(Node):
         if "fps" in changed:
             self.timer = replace_timer(self, self.timer, self.params["fps"], self._tick)
 
+    def _subscribers_missing(self) -> list[str]:
+        """Topics still without a matched subscriber while ``wait_for_subscribers`` holds frame 0."""
+        if self.frames_published or not self.params["wait_for_subscribers"]:
+            return []
+        publishers = ((topics.IMAGE, self.image_pub), (topics.GROUND_TRUTH_JSON, self.truth_pub))
+        return [name for name, pub in publishers if pub.get_subscription_count() < 1]
+
     def _tick(self) -> None:
+        missing = self._subscribers_missing()
+        if missing:
+            if not self.waiting_logged:
+                self.get_logger().info(f"waiting for a subscriber on {', '.join(missing)} before frame 0")
+                self.waiting_logged = True
+            return
         frame = self.source.next_frame()
         encoding = self.params["encoding"]
         step, data = encode_image(frame.rgb, encoding)
