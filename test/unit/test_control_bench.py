@@ -436,3 +436,40 @@ def test_live_hit_rate_counts_only_frames_published_in_the_window(monkeypatch):
     row = control_bench.live_metrics("unused", duration_s=2.0)
     assert row["frames"] == 3 and row["processed"] == 3
     assert row["deadline_hit_rate"] == pytest.approx(1.0)  # 3 of 3, not 4 of 3
+
+
+def test_several_seeds_give_per_seed_runs_and_their_means(tmp_path, monkeypatch):
+    from tnn_ros.bench import control_bench
+
+    traces = tmp_path / "traces"
+    # seed 0: levels 4-7 find the object; seed 1: only level 7 does (hand-computed mAP 1 / 0)
+    for seed, boxes in ((0, [MISS_BOX] * 4 + [GT_BOX] * 4), (1, [MISS_BOX] * 7 + [GT_BOX])):
+        for contention in (False, True):
+            trace = make_trace([5.0] * 8, [5.0] * 8, boxes, frames=20)
+            trace.meta.update(seed=seed, contention=contention, recorded_s=0.0)
+            trace.save(traces / f"{'contention' if contention else 'idle'}_seed{seed}.npz")
+    monkeypatch.setattr(
+        control_bench, "build_missions", lambda idle, quick: [mission(duration_s=1.0, deadline_ms=40.0)]
+    )
+    learned = tmp_path / "controller.pt"  # only its card is read for the training seeds
+    (tmp_path / "controller.card.json").write_text(
+        json.dumps({"training": {"sources": [{"recorded": {"seed": 1}}, {"bag": "x"}]}})
+    )
+    assert control_bench.learned_training_seeds(str(learned)) == [1]
+    out = tmp_path / "control.json"
+    args = ["--json", str(out), "--traces", str(traces), "--frames", "20", "--learned-model", ""]
+    assert main(args + ["--seed", "0", "1", "--policies", "static_L3,static_L5,static_L7"]) == 0
+    result = json.loads(out.read_text())
+    assert result["seeds"] == [0, 1]
+    assert [run["seed"] for run in result["per_seed"]] == [0, 1]
+    rows = {row["policy"]: row for row in result["missions"][0]["policies"]}
+    assert rows["static_L3"]["map50"] == pytest.approx(0.0)
+    assert rows["static_L5"]["map50"] == pytest.approx(0.5)  # 1 on seed 0, 0 on seed 1
+    assert rows["static_L7"]["map50"] == pytest.approx(1.0)
+    assert rows["static_L5"]["per_seed_utility"] == pytest.approx([1.0, 0.0])
+    assert result["summary"]["best_static"] == "static_L7"
+    assert result["summary"]["best_non_oracle_per_seed"] == {"0": "static_L5", "1": "static_L7"}
+    # one seed keeps the old layout (no per_seed)
+    assert main(args + ["--seed", "1", "--policies", "static_L7"]) == 0
+    single = json.loads(out.read_text())
+    assert "per_seed" not in single and single["conditions"]["trace_frames"] == 20

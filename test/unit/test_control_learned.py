@@ -160,6 +160,35 @@ def test_online_updates_count_and_ignore_frames_of_other_levels(tmp_path):
     assert policy.updates == 1, "a frame that ran another level than the one picked teaches nothing"
 
 
+def test_online_update_uses_the_frames_measured_cpu_time_when_sent(tmp_path):
+    from tnn_ros.control.learned import reward
+
+    path = _trained(tmp_path / "controller.pt")
+    config = ControllerConfig(strategy="learned", learned_model=str(path), learned_online=True)
+    controller = Controller(config, LatencyProfile(PROFILE_POINTS))
+    policy = controller.policy.inner
+    controller.update("deadline", 80.0, 0.0)
+    chosen = controller.step(0.0).setpoint
+    arm = policy.utilizations.index(chosen)
+    _, x, context = policy._pending
+    b_before = policy.bandit.b[arm].copy()
+    # the node's order: applied, cpu_ms, queue_ms, latency_ms; 40 ms wall, of which 10 ms on the CPU
+    controller.update("applied", chosen, 0.05)
+    controller.update("frame_cpu", 10.0, 0.05)
+    controller.update("latency", 40.0, 0.05)
+    controller.step(0.1)
+    assert policy.updates == 1 and policy.cpu_samples == 1
+    busy = 10.0 / policy.frame_period_ms / policy.cores  # not 40 ms of wall time
+    value = reward(policy.accuracies[arm], 1.0, busy, context, policy.weights)
+    np.testing.assert_allclose(policy.bandit.b[arm] - b_before, value * x)
+    # the next frame sends no CPU time: the old one is not reused, the wall latency stands in
+    chosen = controller.step(0.2).setpoint
+    controller.update("applied", chosen, 0.25)
+    controller.update("latency", 40.0, 0.25)
+    controller.step(0.3)
+    assert policy.updates == 2 and policy.cpu_samples == 1
+
+
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated", "card", "shape"])
 def test_unusable_model_file_falls_back_to_auto_with_a_reason(tmp_path, damage):
     path = tmp_path / "controller.pt"

@@ -412,8 +412,9 @@ class ControllerSource(LevelSource):
     def frame_done(
         self, t: float, level: int, latency_ms: float, cpu_ms: float, queue_ms: float = 0.0
     ) -> None:
-        # the node's order: utilization_applied, queue_ms, latency_ms (inference time without queueing)
+        # the node's order: utilization_applied, cpu_ms, queue_ms, latency_ms (without queueing)
         self.controller.update("applied", self.schedule.utilization_of(level), t)
+        self.controller.update("frame_cpu", cpu_ms, t)
         self.controller.update("queue", queue_ms, t)
         self.controller.update("latency", latency_ms, t)
 
@@ -1147,6 +1148,65 @@ def load_or_record(
     return trace
 
 
+def learned_training_seeds(model: str) -> list[int]:
+    """Scene seeds of the traces a controller file was trained on (from its card; [] if unknown)."""
+    if not model:
+        return []
+    from tnn_ros.control.learned import card_path_of
+
+    try:
+        card = json.loads(card_path_of(model).read_text())
+        sources = card.get("training", {}).get("sources", [])
+        seeds = {s.get("recorded", {}).get("seed") for s in sources if isinstance(s, dict)}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(s for s in seeds if isinstance(s, int))
+
+
+MEANED = (
+    "cpu_s",
+    "energy_j",
+    "deadline_hit_rate",
+    "map50",
+    "gesture_accuracy",
+    "utility",
+    "switches_per_min",
+)
+
+
+def merge_seeds(runs: list[dict]) -> dict:
+    """One result whose missions hold each policy's mean over the seeds' runs (same missions/policies).
+
+    A figure missing in some seed (None) is the mean of the seeds that have it; ``per_seed`` keeps
+    every run as it was, so nothing is lost.
+    """
+    missions = []
+    for index, mission in enumerate(runs[0]["missions"]):
+        rows = []
+        for position, row in enumerate(mission["policies"]):
+            same = [run["missions"][index]["policies"][position] for run in runs]
+            merged = {"policy": row["policy"]}
+            for key in MEANED:
+                values = [r[key] for r in same if r.get(key) is not None]
+                merged[key] = round(float(np.mean(values)), 4) if values else None
+            merged["per_seed_utility"] = [r["utility"] for r in same]
+            merged["level_histogram"] = [int(v) for v in np.sum([r["level_histogram"] for r in same], axis=0)]
+            rows.append(merged)
+        missions.append({**{k: v for k, v in mission.items() if k != "policies"}, "policies": rows})
+    result = {"missions": missions, "per_seed": runs}
+    result["summary"] = summarize(result)
+    result["summary"]["best_non_oracle_per_seed"] = {
+        str(run["seed"]): run["summary"]["best_non_oracle"] for run in runs
+    }
+    return result
+
+
+def _utilities(summary: dict) -> str:
+    means = summary["mean_over_missions"]
+    keys = [k for k in ("learned", "auto", summary.get("best_static"), "oracle") if k in means]
+    return ", ".join(f"{k} {means[k]['utility']:.3f}" for k in keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`tnn-bench control --json PATH [--quick] [--mode replay|live]`."""
     parser = argparse.ArgumentParser(prog="tnn-bench control", description=__doc__.split("\n")[0])
@@ -1166,7 +1226,14 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch threads while recording (1: two threads thrash on a loaded 2-core machine)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="scene sequence seed of the evaluation traces")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="scene sequence seed(s) of the evaluation traces; with several, every mission runs on each "
+        "seed's traces and `missions` holds the means over the seeds (`per_seed` each one)",
+    )
     parser.add_argument(
         "--learned-model", default=None, help="controller file (default: shipped models/controller.pt)"
     )
@@ -1192,35 +1259,59 @@ def main(argv: list[str] | None = None) -> int:
         return _write(result, out, args)
     traces_dir = Path(args.traces) if args.traces else out.parent / "control_traces"
     frames = args.frames or (120 if args.quick else 300)
-    idle = load_or_record(
-        traces_dir / f"idle_seed{args.seed}.npz", frames, args.seed, args.threads, False, args.rerecord
-    )
-    loaded = load_or_record(
-        traces_dir / f"contention_seed{args.seed}.npz", frames, args.seed, args.threads, True, args.rerecord
-    )
     learned = args.learned_model if args.learned_model is not None else default_learned_model()
     _say(f"learned controller: {learned or 'none (falls back to auto)'}")
-    missions = build_missions(idle, quick=args.quick)
-    started = time.monotonic()
-    result = run_suite(idle, loaded, missions, learned_model=learned, policies=policies)
+    seeds = list(dict.fromkeys(args.seed))
+    overlap = sorted(set(seeds) & set(learned_training_seeds(learned)))
+    if overlap:
+        _say(
+            f"warning: the learned controller was trained on seed(s) {overlap} of these traces: "
+            "its figures there are not held out"
+        )
+    runs = []
+    for seed in seeds:
+        idle = load_or_record(
+            traces_dir / f"idle_seed{seed}.npz", frames, seed, args.threads, False, args.rerecord
+        )
+        loaded = load_or_record(
+            traces_dir / f"contention_seed{seed}.npz", frames, seed, args.threads, True, args.rerecord
+        )
+        missions = build_missions(idle, quick=args.quick)
+        started = time.monotonic()
+        if len(seeds) > 1:
+            _say(f"seed {seed}:")
+        run = run_suite(idle, loaded, missions, learned_model=learned, policies=policies)
+        run["seed"] = seed
+        run["conditions"] = {
+            "trace_frames": idle.num_frames,
+            "threads": idle.meta.get("threads"),
+            "cores": idle.meta.get("cores"),
+            "loadavg_while_recording": idle.meta.get("loadavg_after"),
+            "contention_loadavg": loaded.meta.get("loadavg_after"),
+            "full_level_median_ms": {
+                "idle": round(float(np.median(idle.latency_ms[:, -1])), 2),
+                "contention": round(float(np.median(loaded.latency_ms[:, -1])), 2),
+            },
+            "lowest_level_median_ms": {
+                "idle": round(float(np.median(idle.latency_ms[:, 0])), 2),
+                "contention": round(float(np.median(loaded.latency_ms[:, 0])), 2),
+            },
+            "learned_model": learned,
+            "learned_trained_on_this_seed": seed in overlap,
+            "simulate_s": round(time.monotonic() - started, 1),
+        }
+        runs.append(run)
+    if len(runs) == 1:
+        result = runs[0]
+        result.pop("seed")
+    else:
+        result = merge_seeds(runs)
+        for run in runs:
+            best = run["summary"]["best_non_oracle"]
+            _say(f"seed {run['seed']}: best non-oracle {best}, " + _utilities(run["summary"]))
     result["mode"] = "replay"
-    result["conditions"] = {
-        "trace_frames": idle.num_frames,
-        "threads": idle.meta.get("threads"),
-        "cores": idle.meta.get("cores"),
-        "loadavg_while_recording": idle.meta.get("loadavg_after"),
-        "contention_loadavg": loaded.meta.get("loadavg_after"),
-        "full_level_median_ms": {
-            "idle": round(float(np.median(idle.latency_ms[:, -1])), 2),
-            "contention": round(float(np.median(loaded.latency_ms[:, -1])), 2),
-        },
-        "lowest_level_median_ms": {
-            "idle": round(float(np.median(idle.latency_ms[:, 0])), 2),
-            "contention": round(float(np.median(loaded.latency_ms[:, 0])), 2),
-        },
-        "learned_model": learned,
-        "simulate_s": round(time.monotonic() - started, 1),
-    }
+    result["seeds"] = seeds
+    result["learned_trained_on_seeds"] = learned_training_seeds(learned)
     return _write(result, out, args)
 
 

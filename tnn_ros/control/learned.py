@@ -404,6 +404,7 @@ class LearnedPolicy(Policy):
         self.weights = weights
         self.source = source
         self.updates = 0
+        self.cpu_samples = 0  # updates whose busy fraction came from measured CPU time
         self.confidence: float | None = None
         self._last_latency_stamp: float | None = None
         self._pending: tuple[int, np.ndarray, Context] | None = None  # (arm, x, context) of the last pick
@@ -441,7 +442,7 @@ class LearnedPolicy(Policy):
         stamp = inputs.latency_stamp
         if stamp is None or stamp == self._last_latency_stamp or inputs.latency_ms is None:
             return
-        self._last_latency_stamp = stamp
+        previous, self._last_latency_stamp = self._last_latency_stamp, stamp
         applied = inputs.applied_utilization
         if applied is None or not self.latency.observe(applied, inputs.latency_ms):
             return
@@ -451,9 +452,17 @@ class LearnedPolicy(Policy):
         if abs(self.utilizations[arm] - applied) > 1e-3:  # the frame did not run the level we picked
             return
         hit = expected_hit(inputs.latency_ms, inputs.deadline_ms, self.frame_period_ms)
-        # busy fraction of the machine, as offline (CPU time / period / cores); wall latency stands in
-        # for the frame's CPU time, which the controller does not receive (an upper bound under load)
-        busy = inputs.latency_ms / self.frame_period_ms / self.cores
+        # busy fraction of the machine, as offline (CPU time / period / cores), from the frame's
+        # measured CPU time (perception sends it just before the latency); without a fresh one, the
+        # wall latency stands in (an upper bound under load)
+        cpu_ms = inputs.frame_cpu_ms
+        fresh = inputs.frame_cpu_stamp is not None and (previous is None or inputs.frame_cpu_stamp > previous)
+        busy = (
+            (cpu_ms if fresh and cpu_ms is not None else inputs.latency_ms)
+            / self.frame_period_ms
+            / self.cores
+        )
+        self.cpu_samples += int(fresh and cpu_ms is not None)
         value = reward(self.accuracies[arm], hit, busy, context, self.weights)
         self.bandit.update(arm, x, value)
         self.updates += 1

@@ -14,7 +14,8 @@ CPU_LOAD = "cpu_load"
 LATENCY = "latency"
 APPLIED = "applied"
 QUEUE = "queue"  # the frame's queueing delay before processing, ms (sent just before its latency)
-INPUT_NAMES = (BATTERY, THERMAL, DEADLINE, CPU_LOAD, LATENCY, APPLIED, QUEUE)
+FRAME_CPU = "frame_cpu"  # the frame's measured CPU time, ms (sent just before its latency)
+INPUT_NAMES = (BATTERY, THERMAL, DEADLINE, CPU_LOAD, LATENCY, APPLIED, QUEUE, FRAME_CPU)
 
 # Plausible value ranges; anything outside is a broken sender, not a reading to act on.
 _VALID_RANGES = {
@@ -25,6 +26,7 @@ _VALID_RANGES = {
     LATENCY: (1e-6, 60_000.0),
     APPLIED: (0.0, 1.0),
     QUEUE: (0.0, 60_000.0),
+    FRAME_CPU: (0.0, 600_000.0),
 }
 # Field names of ControlInputs per input: (value, stamp).
 _FIELDS = {
@@ -35,6 +37,7 @@ _FIELDS = {
     LATENCY: ("latency_ms", "latency_stamp"),
     APPLIED: ("applied_utilization", "applied_stamp"),
     QUEUE: ("queue_ms", "queue_stamp"),
+    FRAME_CPU: ("frame_cpu_ms", "frame_cpu_stamp"),
 }
 
 
@@ -60,6 +63,8 @@ class ControlInputs:
     applied_stamp: float | None = None
     queue_ms: float | None = None
     queue_stamp: float | None = None
+    frame_cpu_ms: float | None = None
+    frame_cpu_stamp: float | None = None
     heard: dict[str, float] = field(default_factory=dict)
 
 

@@ -20,7 +20,16 @@ from std_msgs.msg import Float32, String
 
 from tnn_ros import topics
 from tnn_ros.control import STRATEGIES, Controller, ControllerConfig, LatencyProfile, LatencyProfileError
-from tnn_ros.control.state import APPLIED, BATTERY, CPU_LOAD, DEADLINE, LATENCY, QUEUE, THERMAL
+from tnn_ros.control.state import (
+    APPLIED,
+    BATTERY,
+    CPU_LOAD,
+    DEADLINE,
+    FRAME_CPU,
+    LATENCY,
+    QUEUE,
+    THERMAL,
+)
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher, replace_timer
 from tnn_ros.nodes.params import LiveParameters, ParamSpec
@@ -290,13 +299,14 @@ class ControllerNode(Node):
         self.diagnostics = DiagnosticsPublisher(self, "controller", self._diagnostic_status)
         self.create_subscription(BatteryState, topics.BATTERY, self._on_battery, 10)
         self.create_subscription(Temperature, topics.THERMAL, self._on_thermal, 10)
-        # utilization_applied and queue_ms before latency_ms: when all are waiting, the executor takes
-        # them in creation order, so a latency is paired with the utilization and queueing delay of
-        # its own frame (perception publishes them in that order).
+        # utilization_applied, cpu_ms and queue_ms before latency_ms: when all are waiting, the
+        # executor takes them in creation order, so a latency is paired with the utilization, CPU
+        # time and queueing delay of its own frame (perception publishes them in that order).
         for topic, name in (
             (topics.DEADLINE_MS, DEADLINE),
             (topics.CPU_LOAD, CPU_LOAD),
             (topics.UTILIZATION_APPLIED, APPLIED),
+            (topics.CPU_MS, FRAME_CPU),
             (topics.QUEUE_MS, QUEUE),
             (topics.LATENCY_MS, LATENCY),
         ):
