@@ -109,6 +109,7 @@ def test_nan_inputs_are_dropped_counted_and_node_stays_up():
         battery_pub = ros.publisher(f"{ns}/battery", BatteryState)
         thermal_pub = ros.publisher(f"{ns}/thermal", Temperature)
         latency_pub = ros.publisher(f"{ns}/latency_ms", Float32)
+        cpu_pub = ros.publisher(f"{ns}/cpu_ms", Float32)
         name = f"{node.get_fully_qualified_name()}: controller"
 
         def dropped_total():
@@ -122,11 +123,15 @@ def test_nan_inputs_are_dropped_counted_and_node_stays_up():
             battery_pub.publish(battery(math.nan))
             thermal_pub.publish(Temperature(temperature=math.inf))
             latency_pub.publish(Float32(data=math.nan))
+            cpu_pub.publish(Float32(data=-5.0))  # a negative CPU time: a broken sender
 
-        assert publish_until(ros, lambda: dropped_total() >= 3, send_bad, timeout_s=10.0)
+        assert publish_until(ros, lambda: dropped_total() >= 4, send_bad, timeout_s=10.0)
         assert node.controller.tracker.dropped["battery"] >= 1
         assert node.controller.tracker.dropped["thermal"] >= 1
         assert node.controller.tracker.dropped["latency"] >= 1
+        assert ros.wait_for(lambda: node.controller.tracker.dropped["frame_cpu"] >= 1, 5.0)
+        cpu_pub.publish(Float32(data=12.5))  # perception's measured CPU time of a frame
+        assert ros.wait_for(lambda: node.controller.tracker.inputs.frame_cpu_ms == pytest.approx(12.5), 5.0)
         count = len(setpoints)
         assert ros.wait_for(lambda: len(setpoints) > count + 3, 3.0), "node stopped publishing"
         assert all(math.isfinite(s.data) for s in setpoints)
