@@ -21,6 +21,7 @@ from tnn_ros.control.learned import (
     save_bandit,
 )
 from tnn_ros.control.policies import AutoPolicy
+from tnn_ros.paths import find_package_file
 
 UTILIZATIONS = [0.25, 0.5, 0.75, 1.0]
 PROFILE_POINTS = list(zip(UTILIZATIONS, [10.0, 20.0, 35.0, 50.0]))
@@ -322,6 +323,15 @@ def test_train_cli_from_traces_and_bags_without_topics(tmp_path, capsys):
     assert "--miss-penalty 0" in card["training"]["command"]
     with pytest.raises(SystemExit):
         main(["--traces", str(tmp_path / "trace.npz"), "-o", str(plain), "--battery-weight", "-1"])
+    # the detector card's held-out accuracy instead of the training data's mAP
+    shipped = json.loads(find_package_file("models", "detector.card.json").read_text())
+    by_card = tmp_path / "card.npz"
+    assert (
+        main(["--traces", str(tmp_path / "trace.npz"), "-o", str(by_card), "--accuracy-source", "card"]) == 0
+    )
+    _, card = load_bandit(by_card)
+    assert card["accuracies"] == pytest.approx([level["accuracy"] for level in shipped["levels"]], abs=1e-4)
+    assert "detector card" in card["accuracy_proxy"]
 
 
 def test_trainer_leaves_out_nan_trace_samples():
