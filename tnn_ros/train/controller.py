@@ -362,13 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # The reward's accuracy is each level's mAP@0.5 over all training frames (the suite's metric;
     # per-frame F1 at one score threshold hardly separates the levels), frame-weighted over traces
-    # and bags; a level without data keeps the detector card's accuracy.
+    # and bags; a level without data (or `--accuracy-source card`) keeps the detector card's accuracy.
     card_accuracy = [level.get("accuracy") for level in json.loads(Path(card_file).read_text())["levels"]]
-    trace_map = level_map50(traces, len(utilizations)) if traces else [None] * len(utilizations)
+    from_data = args.accuracy_source == "data"
+    trace_map = level_map50(traces, len(utilizations)) if traces and from_data else [None] * len(utilizations)
     trace_frames = sum(trace.num_frames for trace in traces)
+    if not from_data:
+        bag_accuracy = {}
     accuracies = []
-    if args.accuracy_source == "card":
-        trace_map, trace_frames, bag_accuracy = [None] * len(utilizations), 0, {}
     for a in range(len(utilizations)):
         parts = list(bag_accuracy.get(a, []))
         if trace_map[a] is not None:
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "accuracies": [round(a, 4) for a in accuracies],
         "accuracy_proxy": (
             "detection mAP@0.5 of each level over the training data (traces and bags)"
-            if args.accuracy_source == "data"
+            if from_data
             else f"the detector card's per-level accuracy ({card_file})"
         ),
         "frame_period_ms": 1000.0 / FPS,
