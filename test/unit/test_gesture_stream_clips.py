@@ -86,3 +86,48 @@ def test_boundary_windows_hold_part_of_a_gesture(monkeypatch):
         stream.render_stream_clip(np.random.default_rng(seed), NO_GESTURE, 16, (24, 24))
         counts.append(sum(label != NO_GESTURE for label in seen))
     assert min(counts) == 0  # drawn uniformly, some no_gesture windows hold no gesture frame at all
+
+
+def test_partial_weight_by_hand():
+    from tnn_ros.data.stream import partial_weight
+
+    # hard labels at both ends (<= 40 %: no_gesture, >= 70 %: the gesture), linear in between
+    assert partial_weight(0.0) == 0.0 and partial_weight(0.4) == 0.0
+    assert partial_weight(0.55) == pytest.approx(0.5)
+    assert partial_weight(0.7) == 1.0 and partial_weight(1.0) == 1.0
+
+
+def test_partial_windows_hold_part_of_the_gesture_and_carry_its_soft_label(monkeypatch):
+    # With partial_fraction 1 a gesture window holds only part of its gesture (0 < coverage < 70 %),
+    # checked on the script's own per-frame truth; the target puts partial_weight(coverage) on the
+    # gesture and the rest on no_gesture.
+    from tnn_ros.data import stream
+    from tnn_ros.sim.gestures import GESTURE_CLASSES, NO_GESTURE, GestureScript
+
+    seen = []
+    original = GestureScript.overlay_hand
+
+    def overlay(self, frame, t):
+        out, label = original(self, frame, t)
+        seen.append(label)
+        return out, label
+
+    monkeypatch.setattr(GestureScript, "overlay_hand", overlay)
+    data = StreamGestureDataset(24, seed=2, frame_size=(24, 24), partial_fraction=1.0)
+    weights = []
+    for index in range(24):
+        if index % 8 == 0:
+            continue  # no_gesture windows are drawn as before
+        seen.clear()
+        clip, target = data[index]
+        label = GESTURE_CLASSES[index % 8]
+        assert target.shape == (8,) and target.sum().item() == pytest.approx(1.0)
+        assert set(torch.nonzero(target).flatten().tolist()) <= {index % 8, 0}
+        inside = sum(name == label for name in seen)
+        assert 0 < inside, index  # part of the gesture is in view ...
+        weights.append(target[index % 8].item())
+    assert min(weights) < 1.0  # ... and not always enough of it for a hard label
+    # the default draws the plain windows with class indices, as before
+    clip, label = StreamGestureDataset(8, seed=2, frame_size=(24, 24))[3]
+    assert label == 3
+    assert stream.NO_GESTURE == NO_GESTURE

@@ -177,3 +177,13 @@ def test_shipped_model_meets_its_card_on_the_card_evaluation_set():
         stated = card["levels"][level]["accuracy"]
         assert value >= stated - CARD_TOLERANCE, f"level {level}: top-1 {value:.4f}, card says {stated}"
         assert value <= stated + CARD_TOLERANCE, f"level {level}: top-1 {value:.4f}, card says {stated}"
+
+
+def test_classification_loss_takes_soft_targets_equal_to_index_targets_when_one_hot():
+    logits = torch.randn(6, 8)
+    labels = torch.tensor([0, 1, 2, 3, 4, 7])
+    hard, parts = gesture_train.classification_loss(logits, labels)
+    one_hot = torch.nn.functional.one_hot(labels, 8).float()
+    soft, soft_parts = gesture_train.classification_loss(logits, one_hot)
+    assert soft.item() == pytest.approx(hard.item(), rel=1e-6)
+    assert soft_parts["acc"].item() == parts["acc"].item()

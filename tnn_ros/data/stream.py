@@ -32,6 +32,16 @@ def _coverage(first: int, last: int, clip_end: int, clip_length: int) -> float:
     return max(0, hi - lo + 1) / (last - first + 1)
 
 
+def partial_weight(coverage: float) -> float:
+    """The gesture's share of the target of a window holding ``coverage`` of it (the rest: no_gesture).
+
+    0 up to :data:`NEGATIVE_COVERAGE`, 1 from :data:`POSITIVE_COVERAGE`, linear in between: the hard
+    labels of the stream windows at both ends, and a soft one for the windows that are never drawn
+    with hard labels (a gesture half begun, or half gone with the hand's jump after it).
+    """
+    return float(np.clip((coverage - NEGATIVE_COVERAGE) / (POSITIVE_COVERAGE - NEGATIVE_COVERAGE), 0.0, 1.0))
+
+
 def render_stream_clip(
     rng: np.random.Generator,
     label: str,
@@ -43,6 +53,30 @@ def render_stream_clip(
     drop_rate: float = 0.0,
 ) -> np.ndarray:
     """A ``clip_length`` window of a simulated camera stream showing ``label``: (T, H, W, 3) uint8.
+
+    :func:`render_stream_window` without partial windows, returning the clip only.
+    """
+    clip, _ = render_stream_window(
+        rng, label, clip_length, frame_size, fps, script_s, boundary_fraction, drop_rate
+    )
+    return clip
+
+
+def render_stream_window(
+    rng: np.random.Generator,
+    label: str,
+    clip_length: int = 16,
+    frame_size: tuple[int, int] = (48, 48),
+    fps: float = 15.0,
+    script_s: float = 8.0,
+    boundary_fraction: float = 0.0,
+    drop_rate: float = 0.0,
+    partial_fraction: float = 0.0,
+) -> tuple[np.ndarray, float]:
+    """A ``clip_length`` window of a simulated camera stream around ``label``, and the gesture's weight.
+
+    Returns ``(clip, weight)``: the (T, H, W, 3) uint8 clip and the share of ``label`` in its target
+    (the rest is ``no_gesture``; 1 for a plain gesture window, 0 for a ``no_gesture`` one).
 
     A scene (drifting objects) with a scripted hand (:class:`GestureScript`) is rendered at
     :data:`STREAM_RENDER_SIZE` and fitted to ``frame_size`` like the recognizer's frames. For a
@@ -88,8 +122,13 @@ def render_stream_clip(
             candidates = boundary or candidates
     else:
         first, last = runs[1] if len(runs) > 1 else runs[0]
-        candidates = [f for f in ends if _coverage(first, last, f, clip_length) >= POSITIVE_COVERAGE]
+        partial = partial_fraction > 0 and rng.random() < partial_fraction
+        if partial:
+            candidates = [f for f in ends if 0 < _coverage(first, last, f, clip_length) < POSITIVE_COVERAGE]
+        if not partial or not candidates:
+            candidates = [f for f in ends if _coverage(first, last, f, clip_length) >= POSITIVE_COVERAGE]
     end = int(candidates[int(rng.integers(len(candidates)))])
+    weight = 0.0 if label == NO_GESTURE else partial_weight(_coverage(first, last, end, clip_length))
     frames = []
     for i in range(end - clip_length + 1, end + 1):
         t = i / fps
@@ -100,13 +139,15 @@ def render_stream_clip(
         for j in np.flatnonzero(rng.random(clip_length) < drop_rate):
             if j > 0:  # in order, so a run of drops repeats the last frame that arrived
                 frames[j] = frames[j - 1]
-    return np.stack(frames)
+    return np.stack(frames), weight
 
 
 class StreamGestureDataset(torch.utils.data.Dataset):
     """``num_clips`` seeded stream windows (:func:`render_stream_clip`); item ``i`` is ``(clip, label)``.
 
-    ``boundary_fraction`` / ``drop_rate``: see :func:`render_stream_clip`.
+    ``boundary_fraction`` / ``drop_rate`` / ``partial_fraction``: see :func:`render_stream_window`.
+    With ``partial_fraction > 0`` an item's label is a float vector over ``classes`` (the soft target
+    of a partial window: the gesture's weight, the rest on ``no_gesture``) instead of a class index.
 
     Labels cycle through ``classes`` like :class:`~tnn_ros.data.gestures.SyntheticGestureDataset`;
     clip ``i`` depends only on ``(seed, i)``.
@@ -121,15 +162,21 @@ class StreamGestureDataset(torch.utils.data.Dataset):
         classes: Sequence[str] | None = None,
         boundary_fraction: float = 0.0,
         drop_rate: float = 0.0,
+        partial_fraction: float = 0.0,
     ) -> None:
         from tnn_ros.sim.gestures import GESTURE_CLASSES
 
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-        for name, value in (("boundary_fraction", boundary_fraction), ("drop_rate", drop_rate)):
+        for name, value in (
+            ("boundary_fraction", boundary_fraction),
+            ("drop_rate", drop_rate),
+            ("partial_fraction", partial_fraction),
+        ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.boundary_fraction, self.drop_rate = float(boundary_fraction), float(drop_rate)
+        self.partial_fraction = float(partial_fraction)
         self.num_clips, self.seed, self.clip_length = int(num_clips), int(seed), int(clip_length)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.classes = list(classes or GESTURE_CLASSES)
@@ -137,17 +184,23 @@ class StreamGestureDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.num_clips
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         if not 0 <= index < self.num_clips:
             raise IndexError(f"clip {index} out of range [0, {self.num_clips})")
         label = index % len(self.classes)
         rng = np.random.default_rng([self.seed, index])
-        clip = render_stream_clip(
+        clip, weight = render_stream_window(
             rng,
             self.classes[label],
             self.clip_length,
             self.frame_size,
             boundary_fraction=self.boundary_fraction,
             drop_rate=self.drop_rate,
+            partial_fraction=self.partial_fraction,
         )
-        return torch.from_numpy(clip), label
+        if self.partial_fraction == 0:
+            return torch.from_numpy(clip), label
+        target = torch.zeros(len(self.classes))
+        target[label] += weight
+        target[self.classes.index(NO_GESTURE)] += 1.0 - weight
+        return torch.from_numpy(clip), target

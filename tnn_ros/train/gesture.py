@@ -54,9 +54,14 @@ ACCURACY_METRIC = "top1 on held-out seeded synthetic clips (tnn_ros.sim.gestures
 
 
 def classification_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, dict]:
-    """Cross-entropy with label smoothing, and the batch accuracy for the log."""
+    """Cross-entropy with label smoothing, and the batch accuracy for the log.
+
+    ``labels``: class indices, or (N, classes) probability targets (soft labels of partial stream
+    windows); the accuracy then counts the target's top class.
+    """
     loss = F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
-    return loss, {"acc": (logits.argmax(1) == labels).float().mean()}
+    top = labels.argmax(1) if labels.dim() == 2 else labels
+    return loss, {"acc": (logits.argmax(1) == top).float().mean()}
 
 
 def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor:
@@ -65,6 +70,20 @@ def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor) -> Tenso
 
 
 # --- data ---------------------------------------------------------------------------------------------
+
+
+class OneHot(Dataset):
+    """Items of ``dataset`` with their class index as a one-hot float vector (to batch with soft labels)."""
+
+    def __init__(self, dataset: Dataset, num_classes: int) -> None:
+        self.dataset, self.num_classes = dataset, num_classes
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        clip, label = self.dataset[index]
+        return clip, F.one_hot(torch.tensor(label), self.num_classes).float()
 
 
 class Interleaved(Dataset):
@@ -90,13 +109,16 @@ def synthetic_batches(
     stream_mix: bool = False,
     stream_boundary: float = 0.0,
     stream_drop_rate: float = 0.0,
+    stream_partial: float = 0.0,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless fresh synthetic batches, preprocessed for the net.
 
     ``stream_mix``: every other clip is a window of the simulated camera stream
     (:class:`~tnn_ros.data.stream.StreamGestureDataset`: scene backgrounds, gesture onsets and the
     hand's jumps between gestures as no_gesture) instead of an isolated gesture clip;
-    ``stream_boundary`` / ``stream_drop_rate`` are its ``boundary_fraction`` / ``drop_rate``.
+    ``stream_boundary`` / ``stream_drop_rate`` / ``stream_partial`` are its ``boundary_fraction`` /
+    ``drop_rate`` / ``partial_fraction``; with ``stream_partial > 0`` the labels are probability
+    vectors (one-hot for the isolated clips, soft for partial stream windows).
 
     Batch ``s`` depends only on (seed, s), so a resumed run goes on with new clips instead of
     replaying the ones it already saw.
@@ -112,7 +134,7 @@ def synthetic_batches(
         from ..data.stream import StreamGestureDataset
 
         dataset = Interleaved(
-            dataset,
+            OneHot(dataset, len(classes)) if stream_partial > 0 else dataset,
             StreamGestureDataset(
                 10**9,
                 seed=seed,
@@ -121,6 +143,7 @@ def synthetic_batches(
                 classes=classes,
                 boundary_fraction=stream_boundary,
                 drop_rate=stream_drop_rate,
+                partial_fraction=stream_partial,
             ),
         )
     indices = range(start_step * batch_size, 10**9)
@@ -272,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream-mix: per-frame probability that a stream window repeats the previous frame "
         "(a frame the node dropped, filled as the recognizer does), in [0, 1]",
     )
+    parser.add_argument(
+        "--stream-partial",
+        type=float,
+        default=0.0,
+        help="stream-mix: fraction of gesture stream windows drawn where the gesture is only partly "
+        "in view (its onset, or its end and the hand's jump after it), with a soft label by how much "
+        "of it is inside (tnn_ros.data.stream.partial_weight), in [0, 1]",
+    )
     parser.add_argument("--data-dir", help="Jester-style root (with --data jester; see docs/gesture.md)")
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -375,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps, --batch-size, --lr and --val-clips must be positive")
     if args.data == "jester" and not args.data_dir:
         parser.error("--data jester needs --data-dir")
-    if not (0.0 <= args.stream_boundary <= 1.0 and 0.0 <= args.stream_drop_rate <= 1.0):
-        parser.error("--stream-boundary and --stream-drop-rate must be in [0, 1]")
+    if not all(0.0 <= v <= 1.0 for v in (args.stream_boundary, args.stream_drop_rate, args.stream_partial)):
+        parser.error("--stream-boundary, --stream-drop-rate and --stream-partial must be in [0, 1]")
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     arch = {
@@ -436,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                 stream_mix=args.data == "stream-mix",
                 stream_boundary=args.stream_boundary,
                 stream_drop_rate=args.stream_drop_rate,
+                stream_partial=args.stream_partial,
             )
         else:
             batches = dataset_batches(train_set, args.batch_size, args.seed, args.workers)
@@ -468,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
                 stream_mix=args.data == "stream-mix",
                 stream_boundary=args.stream_boundary,
                 stream_drop_rate=args.stream_drop_rate,
+                stream_partial=args.stream_partial,
             )
         else:
             calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
@@ -478,10 +511,11 @@ def main(argv: list[str] | None = None) -> int:
             "stream-mix": "every other clip synthetic (tnn_ros.sim.gestures), every other a "
             f"simulated-stream window (tnn_ros.data.stream.StreamGestureDataset), {fresh}",
         }.get(args.data, f"jester: {args.data_dir}")
-        if args.data == "stream-mix" and (args.stream_boundary or args.stream_drop_rate):
+        stream_options = (args.stream_boundary, args.stream_drop_rate, args.stream_partial)
+        if args.data == "stream-mix" and any(stream_options):
             data += (
                 f"; stream windows: boundary_fraction {args.stream_boundary}, "
-                f"drop_rate {args.stream_drop_rate}"
+                f"drop_rate {args.stream_drop_rate}, partial_fraction {args.stream_partial}"
             )
         if args.init:
             data += f"; fine-tuned from {args.init}"
