@@ -232,6 +232,22 @@ def test_the_shipped_gesture_net_streams_and_streaming_can_be_switched_off_live(
     assert node.diagnostics_values()["gesture_mode"] == "streaming"
 
 
+def test_gesture_min_confidence_comes_from_the_card_and_can_be_set_live(served):
+    ros, node, _ = served
+    fqn = node.get_fully_qualified_name()
+    card = node.pipeline.card_min_confidence  # read from the gesture card at configure
+    assert node.pipeline.gesture_recognizer.min_confidence == card
+    (descriptor,) = ros.describe_parameters(fqn, ["gesture.min_confidence"])
+    assert descriptor.floating_point_range[0].from_value == -1.0
+    assert not ros.set_parameters(fqn, {"gesture.min_confidence": 1.5})[0].successful
+    try:
+        assert ros.set_parameters(fqn, {"gesture.min_confidence": 0.8})[0].successful
+        assert node.pipeline.gesture_recognizer.min_confidence == 0.8
+    finally:
+        assert ros.set_parameters(fqn, {"gesture.min_confidence": -1.0})[0].successful
+    assert node.pipeline.gesture_recognizer.min_confidence == card
+
+
 def test_a_new_setpoint_applies_on_the_next_frame(served, frames):
     ros, node, client = served
     fqn = node.get_fully_qualified_name()

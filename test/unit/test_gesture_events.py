@@ -119,3 +119,19 @@ def test_kept_frames_drop_at_the_given_rate_and_keep_the_first():
     assert abs(1 - len(kept) / 20000 - 0.12) < 0.01  # binomial sd 0.0023
     with pytest.raises(ValueError):
         kept_frames(10, 1.0)
+
+
+def test_gesture_stream_cli_uses_the_cards_threshold_unless_given(tmp_path):
+    import json
+
+    from tnn_ros.eval.gesture_stream import main
+    from tnn_ros.models import gesture_card_settings
+
+    out = tmp_path / "stream.json"
+    base = ["--seconds", "2", "--levels", "0", "--json", str(out)]
+    assert main(base) == 0
+    expected = gesture_card_settings().get("min_confidence", 0.5)
+    assert json.loads(out.read_text())["recognizer"]["min_confidence"] == expected
+    assert main(base + ["--min-confidence", "0.65"]) == 0
+    assert json.loads(out.read_text())["recognizer"]["min_confidence"] == 0.65
+    assert main(base + ["--min-confidence", "1.5"]) == 2

@@ -280,6 +280,35 @@ def test_pipeline_with_the_shipped_models_runs_every_level_and_finds_objects():
     gestures = [pipeline.process(f.rgb, 1.0, 0.3).gesture for f in frames * 6]
     emitted = [g for g in gestures if g is not None]
     assert emitted and all(g.label in pipeline.gesture_recognizer.net.classes for g in emitted)
+    # the announcement threshold comes from the gesture card (its recognizer block) unless given
+    from tnn_ros.models import gesture_card_settings, read_card, shipped_model_path
+
+    card = read_card(shipped_model_path("gesture"))
+    expected = card.get("recognizer", {}).get("min_confidence", 0.5)
+    assert gesture_card_settings() == ({"min_confidence": expected} if "recognizer" in card else {})
+    assert pipeline.gesture_recognizer.min_confidence == pipeline.card_min_confidence == expected
+    pipeline.set_gesture_min_confidence(0.7)
+    assert pipeline.gesture_recognizer.min_confidence == 0.7
+    pipeline.set_gesture_min_confidence(None)  # back to the card's
+    assert pipeline.gesture_recognizer.min_confidence == expected
+
+
+@pytest.mark.parametrize("block", [{"min_confidence": 1.5}, {"min_confidence": "high"}, [0.4]])
+def test_gesture_card_recognizer_settings_are_checked(tmp_path, block):
+    import shutil
+
+    from tnn_ros.models import ModelFileError, gesture_card_settings, shipped_model_path
+
+    weights = tmp_path / "gesture.pt"
+    shutil.copy(shipped_model_path("gesture"), weights)
+    card = json.loads(shipped_model_path("gesture").with_name("gesture.card.json").read_text())
+    card.pop("recognizer", None)
+    (tmp_path / "gesture.card.json").write_text(json.dumps(card))
+    assert gesture_card_settings(weights) == {}  # none named: the recognizer's own default
+    card["recognizer"] = block
+    (tmp_path / "gesture.card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="recognizer"):
+        gesture_card_settings(weights)
 
 
 def test_gesture_frames_are_centre_cropped_not_squashed():

@@ -51,7 +51,8 @@ NUM_LEVELS = 8
 FPS = 15.0
 TICK_S = 0.1  # controller rate_hz 10
 SCORE_THRESHOLD = 0.3  # perception's default score_threshold
-GESTURE_STRIDE, GESTURE_SMOOTHING, GESTURE_MIN_CONFIDENCE = 4, 2, 0.5  # config/perception.yaml
+GESTURE_STRIDE, GESTURE_SMOOTHING = 4, 2  # config/perception.yaml
+GESTURE_MIN_CONFIDENCE = 0.5  # GestureRecognizer's default; a gesture card may name its own
 CONTROLLED = ("rule", "deadline", "auto", "learned")
 POLICIES = tuple(f"static_L{k}" for k in range(NUM_LEVELS)) + ("frame_drop",) + CONTROLLED + ("oracle",)
 
@@ -85,7 +86,7 @@ def record_traces(
     """
     import torch
 
-    from tnn_ros.models import load_detector, load_gesture
+    from tnn_ros.models import gesture_card_settings, load_detector, load_gesture
     from tnn_ros.models.gesture import resize_frame
     from tnn_ros.models.gesture_recognizer import supports_streaming
     from tnn_ros.models.gesture_streaming import StreamingGestureNet
@@ -192,6 +193,8 @@ def record_traces(
             "utilizations": [(k + 1) / levels for k in range(levels)],
             "recorded_s": round(time.monotonic() - started, 1),
             "gesture_mode": "streaming" if streams is not None else "clips",
+            # the threshold the node announces this net's gestures with (its card's)
+            "gesture_min_confidence": gesture_card_settings().get("min_confidence", GESTURE_MIN_CONFIDENCE),
         },
     )
 
@@ -664,7 +667,8 @@ def gesture_accuracy(frames: list[FrameLog], trace_of: Callable[[FrameLog], Trac
 
     On every processed frame where the recorded recognizer ran, take that level's recorded class
     probabilities, smooth over the last ``GESTURE_SMOOTHING`` runs,
-    announce (``no_gesture`` below ``GESTURE_MIN_CONFIDENCE``) and compare with the frame's truth.
+    announce (``no_gesture`` below the recorded net's threshold, ``GESTURE_MIN_CONFIDENCE`` for traces
+    recorded before the threshold was recorded) and compare with the frame's truth.
 
     Exact for the net (the clip is the same raw frames at any level); the run points are the recorded
     ones, so frames the worker skipped shift the real recognizer's runs slightly.
@@ -685,7 +689,7 @@ def gesture_accuracy(frames: list[FrameLog], trace_of: Callable[[FrameLog], Trac
             continue
         mean = np.mean(np.stack(history), axis=0)
         top = int(np.argmax(mean))
-        if mean[top] < GESTURE_MIN_CONFIDENCE:
+        if mean[top] < trace.meta.get("gesture_min_confidence", GESTURE_MIN_CONFIDENCE):
             top = 0  # no_gesture is class 0
         correct += int(top == int(trace.gesture_truth[frame.seq % trace.num_frames]))
         total += 1

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=int, default=None, help="recognizer stride (default: its own)")
     parser.add_argument("--smoothing", type=int, default=None, help="recognizer smoothing (default: its own)")
     parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="announcement threshold (default: the model card's recognizer.min_confidence, else 0.5)",
+    )
+    parser.add_argument(
         "--event-gate",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -169,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import torch
 
-    from ..models import GestureRecognizer, load_gesture
+    from ..models import GestureRecognizer, gesture_card_settings, load_gesture
     from ..models.gesture_recognizer import recognizer_settings
 
     torch.set_num_threads(args.threads)
@@ -179,6 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"levels must be in [0, {net.num_levels - 1}], got {levels}", file=sys.stderr)
         return 2
     settings = {k: v for k, v in (("stride", args.stride), ("smoothing", args.smoothing)) if v is not None}
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        print(f"--min-confidence must be in [0, 1], got {args.min_confidence}", file=sys.stderr)
+        return 2
+    settings.update(gesture_card_settings(args.model))
+    if args.min_confidence is not None:
+        settings["min_confidence"] = args.min_confidence
     settings["event_gate"] = args.event_gate
     settings["streaming"] = args.streaming
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
@@ -208,9 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["recognizer"] = recognizer_settings(make())
         results["levels"][str(level)] = figures
         e = figures["events"]
+        frame_level, event_level = (
+            "n/a" if figures[key] is None else f"{figures[key]:.3f}"  # a stream without any gesture
+            for key in ("frame_accuracy", "event_accuracy")
+        )
         print(
-            f"level {level}: frame-level {figures['frame_accuracy']:.3f}  event-level (Levenshtein) "
-            f"{figures['event_accuracy']:.3f}  detected {e['detected']}/{e['gestures']}  "
+            f"level {level}: frame-level {frame_level}  event-level (Levenshtein) "
+            f"{event_level}  detected {e['detected']}/{e['gestures']}  "
             f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
             f"filled {figures['filled_frames']}  {figures['ms_per_frame']:.2f} ms/frame",
             flush=True,

@@ -5,7 +5,7 @@ from .io import ModelFileError, load_model, models_dir, read_card, save_model, s
 
 _GESTURE_NAMES = ("ThrottleableGestureNet",)
 _RECOGNIZER_NAMES = ("GestureRecognizer", "GestureResult")
-_LOADERS = ("load_detector", "load_gesture")
+_LOADERS = ("load_detector", "load_gesture", "gesture_card_settings")
 
 
 def __getattr__(name: str):

@@ -46,6 +46,32 @@ def load_detector(path: str | os.PathLike | None = None, warmup: bool = True) ->
     return model
 
 
+DEFAULT_MIN_CONFIDENCE = 0.5  # GestureRecognizer's own default
+
+
+def gesture_card_settings(path: str | os.PathLike | None = None) -> dict[str, float]:
+    """Recognizer settings a gesture model's card recommends (its optional ``recognizer`` object).
+
+    Today only ``min_confidence``: the announcement threshold the net's stream figures were measured
+    with (a net trained to stay unsure over partial gestures wants a lower one than a net that is
+    sure of every clip), so it ships with the weights. ``{}`` when the card names none; a value that
+    is not a number in [0, 1] raises :class:`ModelFileError`.
+    """
+    path = path or shipped_model_path("gesture")
+    block = read_card(path).get("recognizer", {})
+    if not isinstance(block, dict):
+        raise ModelFileError(card_path(path), "'recognizer' must be an object")
+    settings: dict[str, float] = {}
+    if "min_confidence" in block:
+        value = block["min_confidence"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ModelFileError(
+                card_path(path), f"recognizer.min_confidence must be in [0, 1], got {value!r}"
+            )
+        settings["min_confidence"] = float(value)
+    return settings
+
+
 def load_gesture(path: str | os.PathLike | None = None) -> ThrottleableGestureNet:
     """Load a gesture net (weights + card next to them), in eval mode with every level warmed up.
 

@@ -72,6 +72,14 @@ PARAMETERS = (
         min_value=0,
         max_value=15,
     ),
+    ParamSpec(
+        "gesture.min_confidence",
+        -1.0,
+        "Smoothed probability a gesture needs to be announced; negative: the gesture model card's value "
+        "(0.5 when the card names none)",
+        min_value=-1.0,
+        max_value=1.0,
+    ),
     ParamSpec("num_threads", 2, "torch intra-op threads of the perception worker", min_value=1, max_value=64),
     ParamSpec(
         "stale_timeout_s",
@@ -181,6 +189,7 @@ class PerceptionNode(LifecycleNode):
                 log=self.get_logger().warning,
                 gesture_streaming=self.params["gesture.streaming"],
                 gesture_max_gap_fill=self.params["gesture.max_gap_fill"],
+                gesture_min_confidence=_min_confidence(self.params["gesture.min_confidence"]),
             )
         except Exception as error:  # any load failure: report it and stay unconfigured
             self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
@@ -297,13 +306,16 @@ class PerceptionNode(LifecycleNode):
             self.gate.stale_timeout_s = changed["stale_timeout_s"]
         # num_threads: the worker applies it in its own thread before the next frame (see _worker_loop).
         gesture_params = {"gesture.stride", "gesture.smoothing", "gesture.enabled", "gesture.streaming"}
-        if (gesture_params | {"gesture.max_gap_fill"}) & set(changed):
+        if (gesture_params | {"gesture.max_gap_fill", "gesture.min_confidence"}) & set(changed):
             with self._pipeline_lock:
                 if self.pipeline is not None:
                     self.pipeline.set_gesture_stride(self.params["gesture.stride"])
                     self.pipeline.set_gesture_smoothing(self.params["gesture.smoothing"])
                     self.pipeline.set_gesture_streaming(self.params["gesture.streaming"])
                     self.pipeline.set_gesture_gap_fill(self.params["gesture.max_gap_fill"])
+                    self.pipeline.set_gesture_min_confidence(
+                        _min_confidence(self.params["gesture.min_confidence"])
+                    )
                     self.pipeline.reset_gesture()
         deferred = {"detector_model", "gesture_model", "image_reliability", "backend"} & set(changed)
         if deferred and self.state != "unconfigured":
@@ -483,6 +495,11 @@ class PerceptionNode(LifecycleNode):
         else:
             level, message = OK, "running"
         return level, message, values
+
+
+def _min_confidence(value: float) -> float | None:
+    """The gesture.min_confidence parameter: negative means the gesture model card's value (None)."""
+    return None if value < 0.0 else float(value)
 
 
 def _gesture_mode(pipeline: PerceptionPipeline | None) -> str:

@@ -18,14 +18,23 @@ def load_models(
     log: Callable[[str], None] | None = None,
     gesture_streaming: bool = True,
     gesture_max_gap_fill: int = 3,
+    gesture_min_confidence: float | None = None,
 ) -> PerceptionPipeline:
     """Load the shipped or user models and build the pipeline; raises with a reason on failure.
 
     ``gesture_streaming``: run the gesture net frame by frame when it allows it (temporal="valid").
     ``gesture_max_gap_fill``: slots of dropped frames the recognizer fills per gap (0: off).
+    ``gesture_min_confidence``: announcement threshold; None = the gesture card's (0.5 if it has none).
     """
     from tnn_ros.engines import create_engine
-    from tnn_ros.models import GestureRecognizer, load_detector, load_gesture, shipped_model_path
+    from tnn_ros.models import (
+        GestureRecognizer,
+        gesture_card_settings,
+        load_detector,
+        load_gesture,
+        shipped_model_path,
+    )
+    from tnn_ros.models.loading import DEFAULT_MIN_CONFIDENCE
     from tnn_ros.throttle import LevelSchedule
 
     def on_backend(model, path: str, name: str):
@@ -35,8 +44,12 @@ def load_models(
 
     detector = on_backend(load_detector(detector_path or None), detector_path, "detector")
     recognizer = None
+    card_min_confidence = DEFAULT_MIN_CONFIDENCE
     if with_gesture:
         net = on_backend(load_gesture(gesture_path or None), gesture_path, "gesture")
+        card_min_confidence = gesture_card_settings(gesture_path or None).get(
+            "min_confidence", DEFAULT_MIN_CONFIDENCE
+        )
         # event_gate: one announcement per gesture (docs/gesture.md, "Online recognition")
         recognizer = GestureRecognizer(
             net,
@@ -45,9 +58,12 @@ def load_models(
             event_gate="no_gesture" in getattr(net, "classes", ()),  # a gate needs a rest class
             streaming=None if gesture_streaming else False,
             max_gap_fill=gesture_max_gap_fill,
+            min_confidence=card_min_confidence if gesture_min_confidence is None else gesture_min_confidence,
         )
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
-    return PerceptionPipeline(detector, recognizer, schedule)
+    pipeline = PerceptionPipeline(detector, recognizer, schedule)
+    pipeline.card_min_confidence = card_min_confidence
+    return pipeline
 
 
 def torch_threads(count: int) -> int:

@@ -58,6 +58,8 @@ class PerceptionPipeline:
         self.detector = detector
         self.gesture_recognizer = gesture_recognizer
         self.schedule = schedule
+        # the gesture card's announcement threshold (load_models sets it), for "back to the card's"
+        self.card_min_confidence = getattr(gesture_recognizer, "min_confidence", 0.5)
         net = getattr(gesture_recognizer, "net", None)
         # Frames are shrunk to the gesture net's size before buffering: a clip of 16 full-size
         # frames would hold hundreds of MB at 4K, and the net resizes to this size anyway.
@@ -121,6 +123,11 @@ class PerceptionPipeline:
     def set_gesture_gap_fill(self, max_gap_fill: int) -> None:
         """Rebuild the recognizer to fill at most ``max_gap_fill`` dropped frames per gap (0: off)."""
         self._rebuild_recognizer(max_gap_fill=max_gap_fill)
+
+    def set_gesture_min_confidence(self, min_confidence: float | None) -> None:
+        """Rebuild the recognizer with this announcement threshold; None = the gesture card's."""
+        value = self.card_min_confidence if min_confidence is None else float(min_confidence)
+        self._rebuild_recognizer(min_confidence=value)
 
     def set_gesture_streaming(self, enabled: bool) -> None:
         """Run the gesture net frame by frame when ``enabled`` and the net allows it, else whole clips."""
