@@ -18,8 +18,9 @@ converted, adapted on unlabeled synthetic clips written to an image folder, then
 against the clips' real labels beside the native throttleable gesture net (models/gesture.pt) and
 the naive knob: the original on fewer (newest) frames of the clip. See docs/convert.md.
 
-    python -m tnn_ros.bench.convert_quality train-video --minutes 15 -o /tmp/vq/r3d_gestures.pth
-    python -m tnn_ros.bench.convert_quality video-frames --clips 96 -o /tmp/vq/frames
+    python -m tnn_ros.bench.convert_quality train-video --minutes 65 --clip-length 8 \
+        -o /tmp/vq/r3d_gestures.pth
+    python -m tnn_ros.bench.convert_quality video-frames --clips 192 --clip-length 8 -o /tmp/vq/frames
     python -m tnn_ros.bench.convert_quality evaluate-video --original /tmp/vq/r3d_gestures.pth \
         --converted /tmp/vq/r3d_converted.pt /tmp/vq/r3d_adapted.pt --json /tmp/vq/video.json
 """
