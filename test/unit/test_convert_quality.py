@@ -26,7 +26,15 @@ def trained(tmp_path_factory) -> tuple[str, dict]:
     torch.set_num_threads(1)
     path = str(tmp_path_factory.mktemp("vq") / "r3d.pth")
     record = cq.train_video(
-        path, minutes=5.0, clip_length=CLIP, frame_size=SIZE, batch_size=2, max_steps=2, val_clips=2
+        path,
+        minutes=5.0,
+        clip_length=CLIP,
+        frame_size=SIZE,
+        batch_size=2,
+        max_steps=2,
+        val_clips=2,
+        monitor_every=1,
+        monitor_clips=2,
     )
     return path, record
 
@@ -60,6 +68,25 @@ def test_training_writes_a_loadable_state_dict_that_moved(trained):
     assert not torch.equal(initial["fc.weight"], state["fc.weight"])  # two optimizer steps happened
     assert record["steps"] == 2 and record["clips_seen"] == 4
     assert 0.0 <= record["heldout_top1"] <= 1.0
+    # The recipe is recorded, and the validation clips were scored after each step (monitor_every=1).
+    assert record["label_smoothing"] == 0.1 and record["zero_init_residual"] is True
+    assert [step for step, _ in record["validation_curve"]] == [1, 2]
+    assert all(top1 in (0.0, 0.5, 1.0) for _, top1 in record["validation_curve"])  # 2 clips
+
+
+@pytest.mark.parametrize("arch", ["r3d_18", "mc3_18", "r2plus1d_18"])
+def test_zero_init_residual_makes_every_block_start_as_the_identity(arch):
+    """A BasicBlock computes relu(branch(x) + shortcut(x)); with the branch's last BN scale at zero
+    (and torchvision's zero BN shift) the branch adds 0, so a block without downsampling is relu(x)."""
+    torch.manual_seed(2)
+    model = build_original(arch, len(GESTURE_CLASSES))
+    assert cq.zero_init_residual_branches(model) == 8  # 4 stages x 2 BasicBlocks in an 18-layer net
+    with torch.no_grad():
+        for block in (model.layer1[0], model.layer1[1], model.layer2[1], model.layer4[1]):
+            assert block.downsample is None
+            width = next(m for m in block.modules() if isinstance(m, torch.nn.Conv3d)).in_channels
+            x = torch.randn(2, width, 2, 4, 4)
+            torch.testing.assert_close(block.eval()(x), torch.relu(x), rtol=0, atol=0)
 
 
 def test_original_on_short_clips_reads_the_newest_frames():
