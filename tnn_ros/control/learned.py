@@ -455,14 +455,10 @@ class LearnedPolicy(Policy):
         # busy fraction of the machine, as offline (CPU time / period / cores), from the frame's
         # measured CPU time (perception sends it just before the latency); without a fresh one, the
         # wall latency stands in (an upper bound under load)
-        cpu_ms = inputs.frame_cpu_ms
         fresh = inputs.frame_cpu_stamp is not None and (previous is None or inputs.frame_cpu_stamp > previous)
-        busy = (
-            (cpu_ms if fresh and cpu_ms is not None else inputs.latency_ms)
-            / self.frame_period_ms
-            / self.cores
-        )
-        self.cpu_samples += int(fresh and cpu_ms is not None)
+        cpu_ms = inputs.frame_cpu_ms if fresh else None
+        busy = (inputs.latency_ms if cpu_ms is None else cpu_ms) / self.frame_period_ms / self.cores
+        self.cpu_samples += cpu_ms is not None
         value = reward(self.accuracies[arm], hit, busy, context, self.weights)
         self.bandit.update(arm, x, value)
         self.updates += 1

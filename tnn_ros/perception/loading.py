@@ -61,9 +61,7 @@ def load_models(
             min_confidence=card_min_confidence if gesture_min_confidence is None else gesture_min_confidence,
         )
     schedule = getattr(detector, "schedule", None) or LevelSchedule(num_levels=detector.num_levels)
-    pipeline = PerceptionPipeline(detector, recognizer, schedule)
-    pipeline.card_min_confidence = card_min_confidence
-    return pipeline
+    return PerceptionPipeline(detector, recognizer, schedule, card_min_confidence=card_min_confidence)
 
 
 def torch_threads(count: int) -> int:

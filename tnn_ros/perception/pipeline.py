@@ -52,14 +52,23 @@ class PerceptionPipeline:
     ``schedule`` is the ``LevelSchedule`` that maps utilization to a level.
     """
 
-    def __init__(self, detector: Any, gesture_recognizer: Any | None, schedule: Any) -> None:
+    def __init__(
+        self,
+        detector: Any,
+        gesture_recognizer: Any | None,
+        schedule: Any,
+        card_min_confidence: float | None = None,
+    ) -> None:
         if detector is None:
             raise ValueError("PerceptionPipeline needs a detector")
         self.detector = detector
         self.gesture_recognizer = gesture_recognizer
         self.schedule = schedule
-        # the gesture card's announcement threshold (load_models sets it), for "back to the card's"
-        self.card_min_confidence = getattr(gesture_recognizer, "min_confidence", 0.5)
+        # the gesture card's announcement threshold, for "back to the card's" (default: the
+        # recognizer's own threshold)
+        if card_min_confidence is None:
+            card_min_confidence = getattr(gesture_recognizer, "min_confidence", 0.5)
+        self.card_min_confidence = float(card_min_confidence)
         net = getattr(gesture_recognizer, "net", None)
         # Frames are shrunk to the gesture net's size before buffering: a clip of 16 full-size
         # frames would hold hundreds of MB at 4K, and the net resizes to this size anyway.
