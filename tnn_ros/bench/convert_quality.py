@@ -888,16 +888,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the non-throttleable SSDlite stand-in")
-    t.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
-    t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead")
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
-    t.add_argument("--warmup-steps", type=int, default=200)
-    t.add_argument("--monitor-every", type=int, default=300, help="steps between validation prints (0: off)")
     t.add_argument("--monitor-images", type=int, default=32)
     t.add_argument("--val-images", type=int, default=64, help="held-out scenes scored at the end")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("-o", "--output", required=True, help="weights file (.pth state dict)")
     e = sub.add_parser("evaluate", help="per-level mAP@0.5 vs ground truth + latency, one run")
     e.add_argument("--converted", nargs="+", required=True)
     e.add_argument("--original", required=True, help="the stand-in's weights file")
@@ -908,19 +900,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", default=None)
     tv = sub.add_parser("train-video", help="train the non-throttleable video net stand-in on gesture clips")
     tv.add_argument("--arch", default=VIDEO_ARCH, choices=("r3d_18", "mc3_18", "r2plus1d_18"))
-    tv.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
-    tv.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead")
     tv.add_argument("--clip-length", type=int, default=16)
     tv.add_argument("--frame-size", type=int, nargs=2, default=(32, 32), metavar=("W", "H"))
-    tv.add_argument("--batch-size", type=int, default=8)
-    tv.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
-    tv.add_argument("--warmup-steps", type=int, default=100)
     tv.add_argument("--label-smoothing", type=float, default=0.1)
-    tv.add_argument("--monitor-every", type=int, default=150, help="steps between validation prints (0: off)")
     tv.add_argument("--monitor-clips", type=int, default=64)
     tv.add_argument("--val-clips", type=int, default=96, help="held-out clips scored at the end")
-    tv.add_argument("--seed", type=int, default=0)
-    tv.add_argument("-o", "--output", required=True, help="weights file (.pth state dict)")
     sf = sub.add_parser("scene-frames", help="write unlabeled synthetic scenes as PNG frames")
     sf.add_argument("--images", type=int, default=512)
     sf.add_argument("-o", "--output", required=True, help="empty or new folder")
@@ -938,52 +922,55 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--clip-lengths", default="16,8,4", help="naive knob: frames the original sees")
     ev.add_argument("--frame-strides", default="1,2", help="naive knob: distance between those frames")
     ev.add_argument("--json", default=None)
-    for p in (t, tv):
+    for p, warmup, monitor in ((t, 200, 300), (tv, 100, 150)):  # the two stand-ins' shared recipe
+        p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
+        p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps instead")
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
+        p.add_argument("--warmup-steps", type=int, default=warmup)
+        p.add_argument(
+            "--monitor-every", type=int, default=monitor, help="steps between validation prints (0: off)"
+        )
         p.add_argument(
             "--no-zero-init-residual",
             dest="zero_init_residual",
             action="store_false",
             help="keep torchvision's init of the residual branches' last BatchNorm (default: zero)",
         )
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("-o", "--output", required=True, help="weights file (.pth state dict)")
     for p in (t, e, tv, ev):
         p.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.command not in ("video-frames", "scene-frames"):
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    if args.command == "train":
-        train(
-            args.minutes,
-            args.output,
-            args.batch_size,
-            args.lr,
-            args.seed,
-            args.max_steps,
-            warmup_steps=args.warmup_steps,
-            zero_init_residual=args.zero_init_residual,
-            monitor_every=args.monitor_every,
-            monitor_images=args.monitor_images,
-            val_images=args.val_images,
-        )
-        return 0
-    if args.command == "train-video":
-        train_video(
-            args.output,
-            args.minutes,
-            args.arch,
-            args.clip_length,
-            tuple(args.frame_size),
-            args.batch_size,
-            args.lr,
-            args.seed,
-            args.max_steps,
-            args.val_clips,
-            warmup_steps=args.warmup_steps,
-            label_smoothing=args.label_smoothing,
-            zero_init_residual=args.zero_init_residual,
-            monitor_every=args.monitor_every,
-            monitor_clips=args.monitor_clips,
-        )
+    if args.command in ("train", "train-video"):
+        recipe = {
+            "minutes": args.minutes,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "max_steps": args.max_steps,
+            "warmup_steps": args.warmup_steps,
+            "zero_init_residual": args.zero_init_residual,
+            "monitor_every": args.monitor_every,
+        }
+        if args.command == "train":
+            train(
+                output=args.output, monitor_images=args.monitor_images, val_images=args.val_images, **recipe
+            )
+        else:
+            train_video(
+                args.output,
+                arch=args.arch,
+                clip_length=args.clip_length,
+                frame_size=tuple(args.frame_size),
+                val_clips=args.val_clips,
+                label_smoothing=args.label_smoothing,
+                monitor_clips=args.monitor_clips,
+                **recipe,
+            )
         return 0
     if args.command == "scene-frames":
         write_scene_frames(args.output, args.images)
