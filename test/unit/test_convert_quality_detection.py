@@ -174,3 +174,33 @@ def test_evaluate_detection_end_to_end(trained, converted, monkeypatch):
     assert summary["half_mac_agreement_drop_points"] == pytest.approx(
         100 * (1.0 - half["agreement"]), abs=0.01
     )
+
+
+def test_evaluate_refuses_a_file_that_is_not_the_converted_stand_in(trained, tmp_path, capsys):
+    """One line on stderr and exit 2, before any scene is scored: a missing file, or a detector that
+    is not the SSDlite stand-in (the native one)."""
+    from tnn_ros.models.io import shipped_model_path
+
+    weights, _ = trained
+    out = tmp_path / "q.json"
+    for converted, says in (
+        (str(tmp_path / "missing.pt"), "missing"),
+        (str(shipped_model_path("detector")), "not an"),
+    ):
+        args = [
+            "evaluate",
+            "--original",
+            weights,
+            "--converted",
+            converted,
+            "--images",
+            "1",
+            "--json",
+            str(out),
+        ]
+        assert cq.main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert (
+            len(err.splitlines()) == 1 and says in err and err.startswith("convert_quality evaluate: error:")
+        )
+        assert not out.exists()

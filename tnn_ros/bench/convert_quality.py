@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..data.scenes import SyntheticDetectionDataset
+from ..models.io import shipped_model_path
 from ..sim.scenes import CLASSES
 
 ARCH = "ssdlite320_mobilenet_v3_large"
@@ -299,12 +300,20 @@ def evaluate(
 
     if not converted:
         raise ValueError("give at least one converted model file")
-    images, truth = _scenes(num_images, VAL_SEED)
-    example = images[0][None]
-
     original = build_original(ARCH, len(CATEGORIES))
     load_original_weights(original, original_weights)
     naive = OriginalAtResolutions(original, sorted(set(resolutions) | {320}))
+    entries = [("original SSDlite (naive resolution knob)", naive)]
+    for path in converted:  # every file checked before the long part
+        model = load_detector(path)
+        if getattr(model, "architecture", {}).get("arch") != ARCH or list(model.classes) != CATEGORIES:
+            raise ValueError(f"{path}: not an {ARCH} converted with --classes {','.join(CATEGORIES)}")
+        entries.append((f"converted {Path(path).name}", ConvertedInGroundTruthIds(model)))
+    if native:
+        entries.append((f"native {Path(native).name}", NativeDetections(load_detector(native))))
+
+    images, truth = _scenes(num_images, VAL_SEED)
+    example = images[0][None]
     naive.set_level(naive.num_levels - 1)
     pseudo = []
     for image in images:
@@ -314,11 +323,6 @@ def evaluate(
 
     def agreeable(model) -> bool:  # same label space as the original, and something to agree on
         return not isinstance(model, NativeDetections) and any(len(t["labels"]) for t in pseudo)
-
-    entries = [("original SSDlite (naive resolution knob)", naive)]
-    entries += [(f"converted {Path(p).name}", ConvertedInGroundTruthIds(load_detector(p))) for p in converted]
-    if native:
-        entries.append((f"native {Path(native).name}", NativeDetections(load_detector(native))))
 
     rows, points = [], []
     for name, model in entries:
@@ -896,7 +900,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--images", type=int, default=64)
     e.add_argument("--repeats", type=int, default=5)
     e.add_argument("--resolutions", type=int, nargs="+", default=[320, 256, 224, 192, 160])
-    e.add_argument("--native", default="models/detector.pt", help="native detector ('' to skip)")
+    e.add_argument(
+        "--native", default=str(shipped_model_path("detector")), help="native detector ('' to skip)"
+    )
     e.add_argument("--json", default=None)
     tv = sub.add_parser("train-video", help="train the non-throttleable video net stand-in on gesture clips")
     tv.add_argument("--arch", default=VIDEO_ARCH, choices=("r3d_18", "mc3_18", "r2plus1d_18"))
@@ -916,7 +922,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate-video", help="per-level top-1 vs labels + MACs + latency, one run")
     ev.add_argument("--converted", nargs="+", required=True, help="converted (and adapted) model files")
     ev.add_argument("--original", required=True, help="the stand-in's weights file")
-    ev.add_argument("--native", default="models/gesture.pt", help="native gesture net ('' to skip)")
+    ev.add_argument(
+        "--native", default=str(shipped_model_path("gesture")), help="native gesture net ('' to skip)"
+    )
     ev.add_argument("--clips", type=int, default=160, help="held-out clips (default 160)")
     ev.add_argument("--repeats", type=int, default=5)
     ev.add_argument("--clip-lengths", default="16,8,4", help="naive knob: frames the original sees")
@@ -978,22 +986,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "video-frames":
         write_video_frames(args.output, args.clips, args.clip_length, tuple(args.frame_size))
         return 0
-    if args.command == "evaluate-video":
-        result = evaluate_video(
-            args.converted,
-            args.original,
-            args.native or None,
-            args.clips,
-            args.repeats,
-            _knob_pairs(args.clip_lengths, args.frame_strides),
-        )
-        print_table(result)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        return 0
-    result = evaluate(
-        args.converted, args.original, args.images, args.repeats, args.resolutions, args.native or None
-    )
+    from ..models.converted import WeightsError
+    from ..models.io import ModelFileError
+
+    try:
+        if args.command == "evaluate-video":
+            knobs = _knob_pairs(args.clip_lengths, args.frame_strides)
+            result = evaluate_video(
+                args.converted, args.original, args.native or None, args.clips, args.repeats, knobs
+            )
+        else:
+            result = evaluate(
+                args.converted,
+                args.original,
+                args.images,
+                args.repeats,
+                args.resolutions,
+                args.native or None,
+            )
+    except (ValueError, WeightsError, ModelFileError) as exc:  # a wrong file: one line, exit 2
+        print(f"convert_quality {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
