@@ -65,6 +65,23 @@ def cosine_lr_scale(step: int, progress: float, warmup_steps: int, floor: float 
     return max(warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))), floor)
 
 
+def _recipe_record(
+    lr: float, warmup_steps: int, zero_init_residual: bool, seed: int, wall_s: float, losses: list[float]
+) -> dict:
+    """The part of a stand-in's training record that both trainers share (recipe, loss curve, command)."""
+    return {
+        "lr": lr,
+        "optimizer": f"AdamW (weight decay 1e-4), {warmup_steps}-step linear warm-up, cosine decay "
+        "over the budget (floor 2% of lr), gradient norm clipped at 5",
+        "zero_init_residual": zero_init_residual,
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "wall_time_s": round(wall_s, 1),
+        "loss_curve": [round(sum(c) / len(c), 4) for c in _chunks(losses, max(1, len(losses) // 16))],
+        "command": " ".join(sys.argv),
+    }
+
+
 def zero_init_inverted_residuals(model: torch.nn.Module) -> int:
     """Zero the last BatchNorm scale of every MobileNetV3 inverted-residual block with a skip.
 
@@ -167,21 +184,13 @@ def train(
         "steps": step,
         "batch_size": batch_size,
         "images_seen": step * batch_size,
-        "lr": lr,
-        "optimizer": f"AdamW (weight decay 1e-4), {warmup_steps}-step linear warm-up, cosine decay "
-        "over the budget (floor 2% of lr), gradient norm clipped at 5",
-        "zero_init_residual": zero_init_residual,
+        **_recipe_record(lr, warmup_steps, zero_init_residual, seed, wall, curve),
         "validation_curve": monitor_curve,
         "validation_seed": MONITOR_SEED,
         "data": f"fresh synthetic scenes 320x240 (tnn_ros.data.scenes), seed {TRAIN_SEED}",
-        "seed": seed,
-        "threads": torch.get_num_threads(),
-        "wall_time_s": round(wall, 1),
-        "loss_curve": [round(sum(c) / len(c), 4) for c in _chunks(curve, max(1, len(curve) // 16))],
         "heldout_map50": heldout,
         "heldout_images": val_images,
         "heldout_seed": VAL_SEED,
-        "command": " ".join(sys.argv),
     }
     Path(str(out) + ".json").write_text(json.dumps(record, indent=2) + "\n")
     print(
@@ -337,17 +346,8 @@ def evaluate(
                 setting = f"{model.resolutions[level]}x{model.resolutions[level]}"
             else:
                 setting = f"level {level}"
-            rows.append(
-                {
-                    "model": name,
-                    "setting": setting,
-                    "level": level,
-                    "macs": macs[level],
-                    "mac_ratio": round(macs[level] / macs[-1], 4),
-                    "accuracy": _map50(predict, images, truth),
-                    "agreement": _map50(predict, images, pseudo) if agreeable(model) else None,
-                }
-            )
+            agreement = _map50(predict, images, pseudo) if agreeable(model) else None
+            rows.append(_row(name, setting, level, macs, _map50(predict, images, truth), agreement))
             points.append((model, level, example))
             print(f"{name} {setting}: mAP@0.5 {rows[-1]['accuracy']:.3f}", flush=True)
     print(f"timing {len(points)} operating points, {repeats} interleaved rounds ...", flush=True)
@@ -495,22 +495,14 @@ def train_video(
         "steps": step,
         "batch_size": batch_size,
         "clips_seen": step * batch_size,
-        "lr": lr,
-        "optimizer": f"AdamW (weight decay 1e-4), {warmup_steps}-step linear warm-up, cosine decay "
-        "over the budget (floor 2% of lr), gradient norm clipped at 5",
+        **_recipe_record(lr, warmup_steps, zero_init_residual, seed, wall, curve),
         "label_smoothing": label_smoothing,
-        "zero_init_residual": zero_init_residual,
         "validation_curve": monitor_curve,
         "validation_seed": VIDEO_MONITOR_SEED,
         "data": f"fresh synthetic gesture clips (tnn_ros.data.gestures), seed {VIDEO_TRAIN_SEED}",
-        "seed": seed,
-        "threads": torch.get_num_threads(),
-        "wall_time_s": round(wall, 1),
-        "loss_curve": [round(sum(c) / len(c), 4) for c in _chunks(curve, max(1, len(curve) // 16))],
         "heldout_top1": heldout,
         "heldout_clips": val_clips,
         "heldout_seed": GESTURE_EVAL_SEED,
-        "command": " ".join(sys.argv),
     }
     Path(str(out) + ".json").write_text(json.dumps(record, indent=2) + "\n")
     print(
@@ -705,6 +697,21 @@ def _naive_at_cost(row: dict, naive: list[dict], cost: str) -> float | None:
     return max(accuracies) if accuracies else None
 
 
+def _row(
+    model: str, setting: str, level: int, macs: list[int], accuracy: float, agreement: float | None
+) -> dict:
+    """One operating point of an evaluation table (timing is added after the interleaved rounds)."""
+    return {
+        "model": model,
+        "setting": setting,
+        "level": level,
+        "macs": macs[level],
+        "mac_ratio": round(macs[level] / macs[-1], 4),
+        "accuracy": accuracy,
+        "agreement": agreement,
+    }
+
+
 def _summaries(rows: list[dict], naive_name: str, converted_names: list[str]) -> list[dict]:
     """Compare each converted row with the naive knob at equal cost; one summary per converted model.
 
@@ -810,16 +817,9 @@ def evaluate_video(
             else:
                 setting = f"level {level}"
             same_clips = model is naive or any(model is m for _, m in models)
+            agreement = float((predicted == reference).float().mean()) if same_clips else None
             rows.append(
-                {
-                    "model": name,
-                    "setting": setting,
-                    "level": level,
-                    "macs": macs[level],
-                    "mac_ratio": round(macs[level] / macs[-1], 4),
-                    "accuracy": float((predicted == truth).float().mean()),
-                    "agreement": float((predicted == reference).float().mean()) if same_clips else None,
-                }
+                _row(name, setting, level, macs, float((predicted == truth).float().mean()), agreement)
             )
             points.append((model, level, ex))
     print(f"timing {len(points)} operating points, {repeats} interleaved rounds ...", flush=True)
