@@ -174,6 +174,8 @@ def test_evaluate_detection_end_to_end(trained, converted, monkeypatch):
     assert summary["half_mac_agreement_drop_points"] == pytest.approx(
         100 * (1.0 - half["agreement"]), abs=0.01
     )
+    within = [r["level"] for r in conv if r["agreement"] >= conv[-1]["agreement"] - 0.03]
+    assert summary["cheapest_level_within_3_points_agreement"] == within[0]  # the full level at worst
 
 
 def test_evaluate_refuses_a_file_that_is_not_the_converted_stand_in(trained, tmp_path, capsys):

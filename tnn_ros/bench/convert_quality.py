@@ -742,6 +742,15 @@ def _summaries(rows: list[dict], naive_name: str, converted_names: list[str]) ->
                 else round(100 * (full["agreement"] - half["agreement"]), 2),
                 "levels_dominated_by_naive_cpu": [r["level"] for r in own if r["dominated_by_naive_cpu"]],
                 "levels_dominated_by_naive_macs": [r["level"] for r in own if r["dominated_by_naive_macs"]],
+                # the tolerance, read the other way round: how cheap can 3 points get?
+                "cheapest_level_within_3_points_agreement": next(
+                    (
+                        r["level"]
+                        for r in own
+                        if r["agreement"] is not None and full["agreement"] - r["agreement"] <= 0.03 + 1e-9
+                    ),
+                    None,
+                ),
             }
         )
     return summaries
