@@ -170,14 +170,15 @@ def train(
             save()
         if monitor_every and step % monitor_every == 0:
             model.eval()
-            score = _map50(lambda im: _shift_labels(model([im])[0]), *monitor_set)
+            score = _map50([_shift_labels(model([im])[0]) for im in monitor_set[0]], monitor_set[1])
             model.train()
             monitor_curve.append([step, round(score, 4)])
             print(f"step {step} validation mAP@0.5 {score:.3f} on {monitor_images} scenes", flush=True)
     save()
     wall = time.monotonic() - start
     model.eval()
-    heldout = _map50(lambda im: _shift_labels(model([im])[0]), *_scenes(val_images, VAL_SEED))
+    heldout_images, heldout_truth = _scenes(val_images, VAL_SEED)
+    heldout = _map50([_shift_labels(model([im])[0]) for im in heldout_images], heldout_truth)
     record = {
         "arch": ARCH,
         "categories": CATEGORIES,
@@ -211,16 +212,21 @@ def _scenes(count: int, seed: int) -> tuple[list[torch.Tensor], list[dict]]:
 
 
 @torch.no_grad()
-def _map50(predict, images: list[torch.Tensor], targets: list[dict]) -> float:
-    """mAP@0.5 (torchmetrics) of ``predict(image)`` against ``targets`` (labels: ground-truth ids)."""
+def _detect(model, images: list[torch.Tensor]) -> list[dict]:
+    """Detections of a batch-1 forward per image, in ground-truth label ids (wrappers, trained SSDlite)."""
+    return [model(image[None])[0] for image in images]
+
+
+def _map50(detections: list[dict], targets: list[dict]) -> float:
+    """mAP@0.5 (torchmetrics) of per-image ``detections`` against ``targets`` (ground-truth ids)."""
     from torchmetrics.detection import MeanAveragePrecision
 
     metric = MeanAveragePrecision(
         iou_thresholds=[0.5], box_format="xyxy", max_detection_thresholds=[1, 10, 300]
     )
     metric.warn_on_many_detections = False
-    for image, target in zip(images, targets):
-        metric.update([predict(image)], [target])
+    for det, target in zip(detections, targets):
+        metric.update([det], [target])
     return float(metric.compute()["map_50"])
 
 
@@ -325,8 +331,7 @@ def evaluate(
     example = images[0][None]
     naive.set_level(naive.num_levels - 1)
     pseudo = []
-    for image in images:
-        det = naive(image[None])[0]
+    for det in _detect(naive, images):
         keep = det["scores"] >= PSEUDO_THRESHOLD
         pseudo.append({"boxes": det["boxes"][keep], "labels": det["labels"][keep]})
 
@@ -338,16 +343,13 @@ def evaluate(
         macs = _macs(model, example)
         for level in range(model.num_levels):
             model.set_level(level)
-
-            def predict(image, m=model):
-                return m(image[None])[0]
-
+            detections = _detect(model, images)  # once, scored against truth and pseudo truth
             if isinstance(model, OriginalAtResolutions):
                 setting = f"{model.resolutions[level]}x{model.resolutions[level]}"
             else:
                 setting = f"level {level}"
-            agreement = _map50(predict, images, pseudo) if agreeable(model) else None
-            rows.append(_row(name, setting, level, macs, _map50(predict, images, truth), agreement))
+            agreement = _map50(detections, pseudo) if agreeable(model) else None
+            rows.append(_row(name, setting, level, macs, _map50(detections, truth), agreement))
             points.append((model, level, example))
             print(f"{name} {setting}: mAP@0.5 {rows[-1]['accuracy']:.3f}", flush=True)
     print(f"timing {len(points)} operating points, {repeats} interleaved rounds ...", flush=True)
