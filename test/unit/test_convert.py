@@ -16,7 +16,7 @@ import pytest
 import torch
 from cli_utils import run_train_cli
 
-from tnn_ros.eval.agreement import detector_raw_outputs, full_level_difference, max_abs_difference
+from tnn_ros.eval.agreement import detector_raw_outputs, full_level_difference, map50, max_abs_difference
 from tnn_ros.models.converted import ConvertedDetector, ConvertedVideoNet, convert
 from tnn_ros.models.io import save_model
 from tnn_ros.throttle import count_macs, gated_ops
@@ -172,6 +172,25 @@ def test_depth_and_width_schedules():
     # 4 skippable blocks: 2 skipped at level 0, falling to none at level 4; least important first
     levels = depth_min_levels([0.9, 0.1, 0.5, 0.3], options)
     assert levels == [0, 3, 0, 2]
+
+
+def test_map50_ranks_detections_from_the_score_floor_up():
+    """One box to find: a detection on it counts from a score of 0.01 up; below that it is not
+    ranked, so a wrong box scoring higher costs precision only while the right one is ranked."""
+    truth = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0]]), "labels": torch.tensor([1])}]
+
+    def detections(right_score: float) -> list[dict]:
+        return [
+            {
+                "boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 90.0, 90.0]]),
+                "scores": torch.tensor([right_score, 0.5]),
+                "labels": torch.tensor([1, 1]),
+            }
+        ]
+
+    assert map50(detections(0.02), truth) == pytest.approx(0.5, abs=0.01)  # found, ranked second
+    assert map50(detections(0.005), truth) == 0.0  # below the floor: never found
+    assert map50(detections(0.9), truth) == pytest.approx(1.0)
 
 
 def test_importance_order_puts_the_strongest_channels_first():

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..data.scenes import SyntheticDetectionDataset
+from ..eval.agreement import PSEUDO_THRESHOLD, map50
 from ..models.io import shipped_model_path
 from ..sim.scenes import CLASSES
 
@@ -170,7 +171,7 @@ def train(
             save()
         if monitor_every and step % monitor_every == 0:
             model.eval()
-            score = _map50([_shift_labels(model([im])[0]) for im in monitor_set[0]], monitor_set[1])
+            score = map50([_shift_labels(model([im])[0]) for im in monitor_set[0]], monitor_set[1])
             model.train()
             monitor_curve.append([step, round(score, 4)])
             print(f"step {step} validation mAP@0.5 {score:.3f} on {monitor_images} scenes", flush=True)
@@ -178,7 +179,7 @@ def train(
     wall = time.monotonic() - start
     model.eval()
     heldout_images, heldout_truth = _scenes(val_images, VAL_SEED)
-    heldout = _map50([_shift_labels(model([im])[0]) for im in heldout_images], heldout_truth)
+    heldout = map50([_shift_labels(model([im])[0]) for im in heldout_images], heldout_truth)
     record = {
         "arch": ARCH,
         "categories": CATEGORIES,
@@ -215,19 +216,6 @@ def _scenes(count: int, seed: int) -> tuple[list[torch.Tensor], list[dict]]:
 def _detect(model, images: list[torch.Tensor]) -> list[dict]:
     """Detections of a batch-1 forward per image, in ground-truth label ids (wrappers, trained SSDlite)."""
     return [model(image[None])[0] for image in images]
-
-
-def _map50(detections: list[dict], targets: list[dict]) -> float:
-    """mAP@0.5 (torchmetrics) of per-image ``detections`` against ``targets`` (ground-truth ids)."""
-    from torchmetrics.detection import MeanAveragePrecision
-
-    metric = MeanAveragePrecision(
-        iou_thresholds=[0.5], box_format="xyxy", max_detection_thresholds=[1, 10, 300]
-    )
-    metric.warn_on_many_detections = False
-    for det, target in zip(detections, targets):
-        metric.update([det], [target])
-    return float(metric.compute()["map_50"])
 
 
 class _LevelWrapper(torch.nn.Module):
@@ -309,7 +297,6 @@ def evaluate(
     wall and process-CPU ms of a batch-1 forward with post-processing). Each converted row is
     compared with the naive knob at equal cost, as in :func:`evaluate_video`.
     """
-    from ..eval.agreement import PSEUDO_THRESHOLD
     from ..models import load_detector
     from ..models.converted import build_original, load_original_weights
 
@@ -348,8 +335,8 @@ def evaluate(
                 setting = f"{model.resolutions[level]}x{model.resolutions[level]}"
             else:
                 setting = f"level {level}"
-            agreement = _map50(detections, pseudo) if agreeable(model) else None
-            rows.append(_row(name, setting, level, macs, _map50(detections, truth), agreement))
+            agreement = map50(detections, pseudo) if agreeable(model) else None
+            rows.append(_row(name, setting, level, macs, map50(detections, truth), agreement))
             points.append((model, level, example))
             print(f"{name} {setting}: mAP@0.5 {rows[-1]['accuracy']:.3f}", flush=True)
     print(f"timing {len(points)} operating points, {repeats} interleaved rounds ...", flush=True)

@@ -161,19 +161,36 @@ def detection_agreement(
     return detection_map50(model, images, targets, levels)
 
 
+def map50(detections: Sequence[dict], targets: Sequence[dict]) -> float:
+    """mAP@0.5 (torchmetrics) of per-image ``detections`` against ``targets`` (same label ids).
+
+    Detections scoring below ``SCORE_FLOOR`` are not ranked and up to ``MAX_DETECTIONS`` per image
+    are: every mAP and agreement figure of the converter, the adaptation and the quality experiment
+    is this one function.
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(
+        iou_thresholds=[0.5], box_format="xyxy", max_detection_thresholds=[1, 10, MAX_DETECTIONS]
+    )
+    metric.warn_on_many_detections = False
+    for det, target in zip(detections, targets):
+        keep = det["scores"] >= SCORE_FLOOR
+        metric.update([{k: det[k][keep] for k in ("boxes", "scores", "labels")}], [target])
+    return float(metric.compute()["map_50"])
+
+
 @torch.no_grad()
 def detection_map50(
     model, images: Sequence[Tensor], targets: Sequence[dict], levels: Sequence[int] | None = None
 ) -> list[float]:
-    """mAP@0.5 (torchmetrics) of each level's detections against ``targets``.
+    """mAP@0.5 (:func:`map50`) of each level's detections against ``targets``.
 
     Targets: boxes xyxy in the images' pixels and labels in the model's label ids (pseudo ground
     truth or real labels).
 
     NaN for every level when no target has a box (nothing to find).
     """
-    from torchmetrics.detection import MeanAveragePrecision
-
     levels = list(range(model.num_levels)) if levels is None else list(levels)
     if not any(len(t["labels"]) for t in targets):
         return [float("nan")] * len(levels)
@@ -182,15 +199,7 @@ def detection_map50(
     try:
         for level in levels:
             model.set_level(level)
-            metric = MeanAveragePrecision(
-                iou_thresholds=[0.5], box_format="xyxy", max_detection_thresholds=[1, 10, MAX_DETECTIONS]
-            )
-            metric.warn_on_many_detections = False
-            for image, target in zip(images, targets):
-                det = model(image[None])[0]
-                keep = det["scores"] >= SCORE_FLOOR
-                metric.update([{k: det[k][keep] for k in ("boxes", "scores", "labels")}], [target])
-            scores.append(float(metric.compute()["map_50"]))
+            scores.append(map50([model(image[None])[0] for image in images], targets))
     finally:
         model.set_level(previous)
     return scores
