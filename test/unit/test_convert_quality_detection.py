@@ -161,7 +161,7 @@ def test_evaluate_detection_end_to_end(trained, converted, monkeypatch):
         for i in range(2):
             image, target = dataset[i]
             det = original([image])[0]
-            keep = (det["labels"] > 0) & (det["scores"] >= 0.01)
+            keep = (det["labels"] > 0) & (det["scores"] >= SCORE_FLOOR)
             pred = {
                 "boxes": det["boxes"][keep],
                 "scores": det["scores"][keep],
