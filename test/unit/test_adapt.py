@@ -182,6 +182,45 @@ def test_adapt_norms_only_keeps_the_full_level_and_records_everything(small_mode
     assert load_gesture(str(out)).num_levels == 4
 
 
+@pytest.mark.parametrize("full_level", ["keep", "adapt"])
+def test_adapt_all_weights_keeps_the_full_level_unless_told(small_model, tmp_path, capsys, full_level):
+    """--trainable all moves the shared conv weights. With --full-level keep (default) the top level
+    reads its own frozen copy: the file's full level computes exactly what the input's does, the
+    lower levels read changed weights, and the file loads with that layout. --full-level adapt
+    shares one set, so the full level moves too."""
+    from tnn_ros.models import load_gesture
+    from tnn_ros.throttle import gated_ops
+
+    _write_images(tmp_path / "frames", 24, size=(48, 40))
+    out = tmp_path / "adapted.pt"
+    argv = [str(small_model), "--frames", str(tmp_path / "frames"), "-o", str(out), "--steps", "3"]
+    argv += ["--batch-size", "2", "--trainable", "all", "--lr", "1e-3", "--latency-repeats", "1"]
+    code, _, err = _adapt([*argv, "--full-level", full_level], capsys)
+    assert code == 0, err
+    before, after = load_gesture(str(small_model)), load_gesture(str(out))
+    clip = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    moved = [not torch.equal(a.weight, b.weight) for a, b in zip(gated_ops(before), gated_ops(after))]
+    assert any(moved)  # the shared weights were trained
+    card = json.loads(out.with_name("adapted.card.json").read_text())
+    with torch.no_grad():
+        before.set_level(3)
+        after.set_level(3)
+        full_before, full_after = before(clip), after(clip)
+        before.set_level(0)
+        after.set_level(0)
+        assert not torch.equal(before(clip), after(clip))
+    if full_level == "keep":
+        assert card["architecture"]["top_level_weights"] == "own"
+        assert all(op.has_top_level_weights for op in gated_ops(after))
+        assert torch.equal(full_before, full_after)
+        assert card["adaptation"]["full_level_max_abs_diff_vs_teacher"] == 0.0
+    else:
+        assert "top_level_weights" not in card["architecture"]
+        assert not any(op.has_top_level_weights for op in gated_ops(after))
+        assert not torch.equal(full_before, full_after)
+        assert card["adaptation"]["full_level_max_abs_diff_vs_teacher"] > 0.0
+
+
 def test_adapt_resumes_from_its_checkpoint(small_model, tmp_path, capsys, monkeypatch):
     import tnn_ros.train.adapt as adapt
 
@@ -208,7 +247,7 @@ def test_adapt_resumes_from_its_checkpoint(small_model, tmp_path, capsys, monkey
 
     def failing_loss(*a):
         calls["n"] += 1
-        if calls["n"] > 7:  # 3 levels (lowest, random, full) per step: dies in step 3, after checkpoint 2
+        if calls["n"] > 5:  # 2 levels (lowest, a random lower one) a step: dies in step 3, after checkpoint 2
             raise KeyboardInterrupt
         return real_loss(*a)
 

@@ -235,6 +235,42 @@ def test_rebuild_caches_picks_up_weights_edited_in_place():
         assert not torch.allclose(net(x), stale)
 
 
+def test_own_top_level_weights_freeze_the_top_level_only():
+    """After keep_top_level_weights the top level reads its frozen copy (eval and train mode, and
+    after a state-dict round trip) while the lower levels read the edited parameters."""
+    net = _eval_net()
+    x = torch.randn(1, 3, 16, 16)
+    top = LEVELS - 1
+    with torch.no_grad():
+        original = []
+        for level in range(LEVELS):
+            net.set_level(level)
+            original.append(net(x))
+        for op in gated_ops(net):
+            op.keep_top_level_weights()
+            op.weight.mul_(0.5)
+        net.rebuild_caches()
+        net.set_level(top)
+        assert torch.equal(net(x), original[top])
+        net.set_level(0)
+        assert not torch.allclose(net(x), original[0])
+        op = gated_ops(net)[0]
+        net.train()
+        weight, _ = op._weights_for(top)
+        assert torch.equal(weight, op.top_weight) and not weight.requires_grad
+        assert op._weights_for(0)[0].requires_grad  # lower levels still train the parameters
+        net.eval()
+        copy = TinyNet()
+        for other in gated_ops(copy):
+            other.keep_top_level_weights()
+        copy.load_state_dict(net.state_dict())
+        copy.eval()
+        for level in (0, top):
+            net.set_level(level)
+            copy.set_level(level)
+            torch.testing.assert_close(copy(x), net(x))
+
+
 def test_wrong_input_width_raises_clear_error():
     conv = GatedConv2d(16, 8, 1, in_widths=[8, 16], out_widths=[8, 8])
     with pytest.raises(ValueError, match="expects 8 input channels"):

@@ -38,6 +38,8 @@ from .detector import Detection
 from .io import state_dict_problems
 
 CONVERTED_TYPE = "torchvision_converted"
+# "own": the top level has its own frozen weights (adapted lower levels); "shared" (default): one set.
+TOP_LEVEL_WEIGHTS_KEY = "top_level_weights"
 NO_GESTURE = "no_gesture"
 
 
@@ -590,13 +592,32 @@ def build_converted(card: dict) -> ThrottleableModule:
     if "block_min_levels" not in architecture:
         raise KeyError("block_min_levels")
     if spec.task == "detection":
-        return ConvertedDetector(architecture, card["classes"], card)
-    classes = list(card["classes"])
-    # A net trained with no_gesture among its own classes (e.g. on the synthetic gestures) predicts
-    # it: only an entry beyond the net's outputs is the trailing one ConvertedVideoNet adds.
-    if architecture.get("num_classes") == len(classes):
-        return ConvertedVideoNet(architecture, classes, card)
-    return ConvertedVideoNet(architecture, [c for c in classes if c != NO_GESTURE], card)
+        model = ConvertedDetector(architecture, card["classes"], card)
+    else:
+        classes = list(card["classes"])
+        # A net trained with no_gesture among its own classes (e.g. on the synthetic gestures)
+        # predicts it: only an entry beyond the net's outputs is the trailing one ConvertedVideoNet adds.
+        if architecture.get("num_classes") != len(classes):
+            classes = [c for c in classes if c != NO_GESTURE]
+        model = ConvertedVideoNet(architecture, classes, card)
+    top_weights = architecture.get(TOP_LEVEL_WEIGHTS_KEY, "shared")
+    if top_weights not in ("shared", "own"):
+        raise ValueError(f"{TOP_LEVEL_WEIGHTS_KEY} must be 'shared' or 'own', got {top_weights!r}")
+    if top_weights == "own":
+        keep_top_level_weights(model)
+    return model
+
+
+def keep_top_level_weights(model: nn.Module) -> None:
+    """Give every gated op of ``model`` a frozen copy of its weights for the top level.
+
+    Label-free adaptation of the shared weights then changes the lower levels only: the full level
+    stays the original network. Recorded in the card's architecture (``top_level_weights: own``)
+    so that loading the file rebuilds the same layout.
+    """
+    for op in gated_ops(model):
+        op.keep_top_level_weights()
+    model.architecture[TOP_LEVEL_WEIGHTS_KEY] = "own"
 
 
 def is_converted_card(card: Any) -> bool:

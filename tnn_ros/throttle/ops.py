@@ -73,12 +73,35 @@ class GatedOp:
         """Weight and bias of one level, sliced from the full parameters (views, no copy)."""
         raise NotImplementedError
 
+    def keep_top_level_weights(self) -> None:
+        """Give the top level its own frozen copy of the current weight and bias.
+
+        From then on only the levels below the top read the (trainable) parameters, so they can be
+        adapted while the top level keeps computing exactly what it computes now (label-free
+        adaptation of a converted network keeps the original at its full level this way). The copy
+        is a buffer: it is saved, loaded and moved with the module. Costs one more full weight.
+        """
+        if self.has_top_level_weights:
+            return
+        self.register_buffer("top_weight", self.weight.detach().clone())
+        self.register_buffer("top_bias", None if self.bias is None else self.bias.detach().clone())
+        self._cache = None
+
+    @property
+    def has_top_level_weights(self) -> bool:
+        return "top_weight" in self._buffers
+
+    def _level_weights(self, level: int) -> tuple[Tensor, Tensor | None]:
+        if level == self.num_levels - 1 and self.has_top_level_weights:
+            return self.top_weight, self.top_bias
+        return self._sliced(level)
+
     @torch.no_grad()
     def rebuild_cache(self) -> None:
         """Build the contiguous per-level (weight, bias) with BatchNorm folded in (eval mode only)."""
         cache = []
         for level in range(self.num_levels):
-            weight, bias = self._sliced(level)
+            weight, bias = self._level_weights(level)
             if self.norms is not None:
                 norm = self.norms[level]
                 scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
@@ -127,7 +150,7 @@ class GatedOp:
 
     def _weights_for(self, level: int) -> tuple[Tensor, Tensor | None]:
         if self.training:
-            return self._sliced(level)
+            return self._level_weights(level)
         if self._cache is None:
             self.rebuild_cache()
         return self._cache[level]

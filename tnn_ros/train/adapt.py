@@ -10,11 +10,13 @@ the unthrottled original (``tnn-train convert`` checks that to float32 rounding)
    statistics under which its channels, on these frames, have the mean and variance the full
    level's have (a narrower level sees other activations than the original, and the full level
    keeps the statistics of the original's training data);
-2. in-place distillation: each step trains the lowest level, a random level and the full level to
-   match the teacher's outputs (detectors: backbone features and head outputs, normalised MSE;
-   video nets: KL divergence of the class distributions). ``--trainable norms`` (default) trains
-   only the lower levels' own BN scales/shifts, so the full level stays bit-identical to the
-   original; ``--trainable all`` also trains the shared gated convs (the full level is distilled too);
+2. in-place distillation: each step trains the lowest level and a random lower level to match the
+   teacher's outputs (detectors: backbone features and head outputs, normalised MSE; video nets:
+   KL divergence of the class distributions). ``--trainable norms`` (default) trains only the
+   lower levels' own BN scales/shifts, so the full level stays bit-identical to the original;
+   ``--trainable all`` also trains the gated convs' weights, which the levels share: by default
+   (``--full-level keep``) the full level first gets its own frozen copy of them and stays
+   bit-identical too; ``--full-level adapt`` shares them and distills the full level as well;
 3. a final BN recalibration of the lower levels for the updated weights.
 
 The card records agreement with the teacher per level before, after phase 1 and after adaptation,
@@ -86,6 +88,14 @@ def _parse(argv):
         default="norms",
         help="norms (default): only the lower levels' own BN scales/shifts, the full level "
         "stays the original; all: also the shared gated conv weights",
+    )
+    parser.add_argument(
+        "--full-level",
+        choices=("keep", "adapt"),
+        default="keep",
+        help="with --trainable all: keep (default) gives the full level its own frozen copy of the "
+        "weights, so it stays the original while the lower levels adapt theirs (one more set of "
+        "the gated weights in the file); adapt distills the full level too, which moves it",
     )
     parser.add_argument("--calibration-batches", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -252,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `tnn-train adapt`."""
     from ..data.frames import FrameSourceError, frames_digest, open_frames
     from ..eval.agreement import agreement_per_level, full_level_difference
-    from ..models.converted import build_converted, is_converted_card
+    from ..models.converted import build_converted, is_converted_card, keep_top_level_weights
     from ..models.io import ModelFileError, load_model, read_card, save_model
     from .common import load_checkpoint, save_checkpoint, seed_everything
 
@@ -287,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         # Adam moves every weight by ~lr per step whatever its scale; shared conv weights need far
         # smaller steps than BN scales (1e-4 moved a random-init SSDlite's full level by 3.9 in 2 steps).
         args.lr = 1e-3 if args.trainable == "norms" else 1e-5
+    if args.trainable == "all" and args.full_level == "keep":
+        keep_top_level_weights(model)  # before the teacher copy and any checkpoint is loaded
     split = max(1, int(round(len(inputs) * args.holdout)))
     held_out, train_inputs = inputs[:split], inputs[split:]  # first frames held out: no shuffling leak
     top = model.num_levels - 1
@@ -341,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             target = distill_outputs(teacher, batch)
         levels = [0, rng.randrange(1, top)] if top > 1 else [0]
-        if args.trainable == "all":
-            levels.append(top)  # keeps the full level on the teacher while the shared weights move
+        if args.trainable == "all" and args.full_level == "adapt":
+            levels.append(top)  # keeps the full level near the teacher while the shared weights move
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for level in levels:
@@ -415,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "lr": args.lr,
             "trainable": args.trainable,
+            "full_level": "own frozen copy of the original's weights"
+            if model.architecture.get("top_level_weights") == "own"
+            else "shared weights",
             "seed": args.seed,
             "final_loss": _round(loss_value),
             "bn_recalibration": "teacher-matched (lower levels normalise the frames like the full level)",
