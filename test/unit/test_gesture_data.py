@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tnn_ros.data.gestures import SyntheticGestureDataset
+from tnn_ros.data.gestures import SyntheticGestureDataset, label_cycle
 from tnn_ros.sim.gestures import (
     GESTURE_CLASSES,
     NO_GESTURE,
@@ -87,6 +87,27 @@ def test_dataset_is_balanced_and_order_independent():
     assert np.array_equal(clip.numpy(), again.numpy())
     with pytest.raises(IndexError):
         dataset[16]
+
+
+def test_class_repeats_weight_a_class_and_keep_the_rest_of_the_cycle():
+    assert label_cycle(["a", "b", "c"]) == [0, 1, 2]
+    assert label_cycle(["a", "b", "c"], {"b": 3}) == [0, 1, 1, 1, 2]
+    rotate = GESTURE_CLASSES.index("rotate")
+    dataset = SyntheticGestureDataset(
+        18, seed=3, clip_length=4, frame_size=(24, 20), class_repeats={"rotate": 2}
+    )
+    labels = [dataset.label_of(i) for i in range(18)]
+    assert labels[:9] == [*range(8), rotate] and labels[9:] == labels[:9]
+    assert labels.count(rotate) == 4 and all(labels.count(k) == 2 for k in range(7))
+    clip, label = dataset[8]  # a clip is still a function of (seed, index) only
+    assert label == rotate and np.array_equal(clip.numpy(), dataset[8][0].numpy())
+    for bad, message in (
+        ({"wave": 2}, "unknown classes"),
+        ({"rotate": 0}, ">= 1"),
+        ({"rotate": 1.5}, ">= 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SyntheticGestureDataset(4, class_repeats=bad)
 
 
 def test_script_is_deterministic_contiguous_and_labels_gestures():

@@ -25,6 +25,9 @@ def test_stream_clips_are_seeded_and_cycle_through_the_classes():
     assert not torch.equal(clip, StreamGestureDataset(16, seed=4, frame_size=(32, 32))[9][0])
     with pytest.raises(IndexError):
         data[16]
+    weighted = StreamGestureDataset(16, seed=3, frame_size=(32, 32), class_repeats={"push": 2})
+    assert [weighted.label_of(i) for i in range(10)] == [0, 1, 2, 3, 4, 5, 5, 6, 7, 0]
+    assert weighted[6][1] == 5
 
 
 def test_a_valid_net_can_start_from_a_padded_one(tmp_path):

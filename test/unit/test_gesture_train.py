@@ -1,5 +1,6 @@
 """Gesture training: loss goes down, the CLI trains/resumes/writes a card, and the shipped model works."""
 
+import argparse
 import itertools
 import json
 
@@ -187,3 +188,32 @@ def test_classification_loss_takes_soft_targets_equal_to_index_targets_when_one_
     soft, soft_parts = gesture_train.classification_loss(logits, one_hot)
     assert soft.item() == pytest.approx(hard.item(), rel=1e-6)
     assert soft_parts["acc"].item() == parts["acc"].item()
+
+
+def test_class_repeats_option_is_parsed_recorded_and_checked(tmp_path, capsys):
+    parse = gesture_train._class_repeats
+    assert parse("rotate=2") == {"rotate": 2} and parse("rotate=2, push=3") == {"rotate": 2, "push": 3}
+    for bad in ("rotate", "rotate=0", "rotate=x", "wave=2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+    output = tmp_path / "gesture.pt"
+    args = [
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--frame-size",
+        "16",
+        "16",
+        "--levels",
+        "2",
+        "--val-clips",
+        "4",
+    ]
+    args += ["--calibrate-batches", "1", "--workers", "0", "--threads", "1", "--latency-repeats", "1"]
+    assert gesture_train.main([*args, "--class-repeats", "rotate=2", "--output", str(output)]) == 0
+    card = json.loads((tmp_path / "gesture.card.json").read_text())
+    assert "class repeats per label cycle: rotate x2" in card["training"]["data"]
+    with pytest.raises(SystemExit) as exit_info:
+        gesture_train.main(["--class-repeats", "wave=2", "--output", str(output)])
+    assert exit_info.value.code == 2 and "unknown class 'wave'" in capsys.readouterr().err

@@ -6,12 +6,13 @@ gestures, labelled by how much of a gesture it covers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.utils.data
 
+from tnn_ros.data.gestures import label_cycle
 from tnn_ros.sim.gestures import NO_GESTURE, GestureScript
 from tnn_ros.sim.scenes import SceneSequence
 
@@ -149,8 +150,9 @@ class StreamGestureDataset(torch.utils.data.Dataset):
     With ``partial_fraction > 0`` an item's label is a float vector over ``classes`` (the soft target
     of a partial window: the gesture's weight, the rest on ``no_gesture``) instead of a class index.
 
-    Labels cycle through ``classes`` like :class:`~tnn_ros.data.gestures.SyntheticGestureDataset`;
-    clip ``i`` depends only on ``(seed, i)``.
+    Labels cycle through ``classes`` like :class:`~tnn_ros.data.gestures.SyntheticGestureDataset`
+    (``class_repeats``: :func:`~tnn_ros.data.gestures.label_cycle`); clip ``i`` depends only on
+    ``(seed, i)``.
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class StreamGestureDataset(torch.utils.data.Dataset):
         boundary_fraction: float = 0.0,
         drop_rate: float = 0.0,
         partial_fraction: float = 0.0,
+        class_repeats: Mapping[str, int] | None = None,
     ) -> None:
         from tnn_ros.sim.gestures import GESTURE_CLASSES
 
@@ -180,14 +183,19 @@ class StreamGestureDataset(torch.utils.data.Dataset):
         self.num_clips, self.seed, self.clip_length = int(num_clips), int(seed), int(clip_length)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.classes = list(classes or GESTURE_CLASSES)
+        self._labels = label_cycle(self.classes, class_repeats)
 
     def __len__(self) -> int:
         return self.num_clips
 
+    def label_of(self, index: int) -> int:
+        """Class index of window ``index`` (no rendering)."""
+        return self._labels[index % len(self._labels)]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         if not 0 <= index < self.num_clips:
             raise IndexError(f"clip {index} out of range [0, {self.num_clips})")
-        label = index % len(self.classes)
+        label = self.label_of(index)
         rng = np.random.default_rng([self.seed, index])
         clip, weight = render_stream_window(
             rng,

@@ -110,6 +110,7 @@ def synthetic_batches(
     stream_boundary: float = 0.0,
     stream_drop_rate: float = 0.0,
     stream_partial: float = 0.0,
+    class_repeats: dict[str, int] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless fresh synthetic batches, preprocessed for the net.
 
@@ -118,7 +119,9 @@ def synthetic_batches(
     hand's jumps between gestures as no_gesture) instead of an isolated gesture clip;
     ``stream_boundary`` / ``stream_drop_rate`` / ``stream_partial`` are its ``boundary_fraction`` /
     ``drop_rate`` / ``partial_fraction``; with ``stream_partial > 0`` the labels are probability
-    vectors (one-hot for the isolated clips, soft for partial stream windows).
+    vectors (one-hot for the isolated clips, soft for partial stream windows). ``class_repeats``:
+    classes drawn that many times per label cycle in both kinds of clips
+    (:func:`~tnn_ros.data.gestures.label_cycle`).
 
     Batch ``s`` depends only on (seed, s), so a resumed run goes on with new clips instead of
     replaying the ones it already saw.
@@ -129,6 +132,7 @@ def synthetic_batches(
         clip_length=arch["clip_length"],
         frame_size=tuple(arch["frame_size"]),
         classes=classes,
+        class_repeats=class_repeats,
     )
     if stream_mix:
         from ..data.stream import StreamGestureDataset
@@ -144,6 +148,7 @@ def synthetic_batches(
                 boundary_fraction=stream_boundary,
                 drop_rate=stream_drop_rate,
                 partial_fraction=stream_partial,
+                class_repeats=class_repeats,
             ),
         )
     indices = range(start_step * batch_size, 10**9)
@@ -266,6 +271,21 @@ def save_half(model: ThrottleableGestureNet, path: str | Path, card: dict) -> No
 # --- command line -----------------------------------------------------------------------------------
 
 
+def _class_repeats(text: str) -> dict[str, int]:
+    """``NAME=K[,NAME=K...]`` -> {name: K}, K an integer >= 1, names among the synthetic classes."""
+    repeats: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"expected NAME=K with an integer K >= 1, got {item!r}")
+        if name.strip() not in GESTURE_CLASSES:
+            raise argparse.ArgumentTypeError(
+                f"unknown class {name.strip()!r}; expected one of {list(GESTURE_CLASSES)}"
+            )
+        repeats[name.strip()] = int(count)
+    return repeats
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tnn-train gesture", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -302,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream-mix: fraction of gesture stream windows drawn where the gesture is only partly "
         "in view (its onset, or its end and the hand's jump after it), with a soft label by how much "
         "of it is inside (tnn_ros.data.stream.partial_weight), in [0, 1]",
+    )
+    parser.add_argument(
+        "--class-repeats",
+        type=_class_repeats,
+        default={},
+        metavar="NAME=K[,NAME=K...]",
+        help="synthetic / stream-mix: draw these classes K times per label cycle instead of once "
+        "(e.g. rotate=2: more clips of a class the net reads poorly; validation stays balanced)",
     )
     parser.add_argument("--data-dir", help="Jester-style root (with --data jester; see docs/gesture.md)")
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps")
@@ -406,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps, --batch-size, --lr and --val-clips must be positive")
     if args.data == "jester" and not args.data_dir:
         parser.error("--data jester needs --data-dir")
+    if args.data == "jester" and args.class_repeats:
+        parser.error("--class-repeats applies to the synthetic data (synthetic, stream-mix), not jester")
     if not all(0.0 <= v <= 1.0 for v in (args.stream_boundary, args.stream_drop_rate, args.stream_partial)):
         parser.error("--stream-boundary, --stream-drop-rate and --stream-partial must be in [0, 1]")
     torch.set_num_threads(args.threads)
@@ -468,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 stream_boundary=args.stream_boundary,
                 stream_drop_rate=args.stream_drop_rate,
                 stream_partial=args.stream_partial,
+                class_repeats=args.class_repeats,
             )
         else:
             batches = dataset_batches(train_set, args.batch_size, args.seed, args.workers)
@@ -516,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
             data += (
                 f"; stream windows: boundary_fraction {args.stream_boundary}, "
                 f"drop_rate {args.stream_drop_rate}, partial_fraction {args.stream_partial}"
+            )
+        if args.class_repeats and train_set is None:
+            data += "; class repeats per label cycle: " + ", ".join(
+                f"{name} x{count}" for name, count in args.class_repeats.items()
             )
         if args.init:
             data += f"; fine-tuned from {args.init}"
