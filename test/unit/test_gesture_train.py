@@ -74,29 +74,18 @@ def test_evaluate_is_a_deterministic_fraction():
     assert gesture_top1_heldout(model, num_clips=16, seed=5) == first
 
 
+def _tiny_run(output, val_clips: int = 8, latency_repeats: int = 2) -> list[str]:
+    """CLI options of a seconds-long training run on 16x16 clips, 2 levels, writing ``output``."""
+    return [
+        *("--batch-size", "4", "--frame-size", "16", "16", "--levels", "2"),
+        *("--val-clips", str(val_clips), "--calibrate-batches", "1", "--workers", "0", "--threads", "1"),
+        *("--latency-repeats", str(latency_repeats), "--output", str(output)),
+    ]
+
+
 def test_cli_trains_writes_a_card_and_resumes(tmp_path, capsys):
     output = tmp_path / "gesture.pt"
-    common = [
-        "--batch-size",
-        "4",
-        "--frame-size",
-        "16",
-        "16",
-        "--levels",
-        "2",
-        "--val-clips",
-        "8",
-        "--calibrate-batches",
-        "1",
-        "--workers",
-        "0",
-        "--threads",
-        "1",
-        "--latency-repeats",
-        "2",
-        "--output",
-        str(output),
-    ]
+    common = _tiny_run(output)
     assert gesture_train.main(["--steps", "2", *common]) == 0
     card = json.loads((tmp_path / "gesture.card.json").read_text())
     assert card["name"] == "gesture" and card["num_levels"] == 2 and card["accuracy_metric"] == "top1"
@@ -197,21 +186,8 @@ def test_class_repeats_option_is_parsed_recorded_and_checked(tmp_path, capsys):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)
     output = tmp_path / "gesture.pt"
-    args = [
-        "--steps",
-        "1",
-        "--batch-size",
-        "4",
-        "--frame-size",
-        "16",
-        "16",
-        "--levels",
-        "2",
-        "--val-clips",
-        "4",
-    ]
-    args += ["--calibrate-batches", "1", "--workers", "0", "--threads", "1", "--latency-repeats", "1"]
-    assert gesture_train.main([*args, "--class-repeats", "rotate=2", "--output", str(output)]) == 0
+    args = ["--steps", "1", "--class-repeats", "rotate=2", *_tiny_run(output, val_clips=4, latency_repeats=1)]
+    assert gesture_train.main(args) == 0
     card = json.loads((tmp_path / "gesture.card.json").read_text())
     assert "class repeats per label cycle: rotate x2" in card["training"]["data"]
     with pytest.raises(SystemExit) as exit_info:
