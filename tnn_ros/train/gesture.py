@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"; stream windows: boundary_fraction {args.stream_boundary}, "
                 f"drop_rate {args.stream_drop_rate}, partial_fraction {args.stream_partial}"
             )
-        if args.class_repeats and train_set is None:
+        if args.class_repeats:  # refused with jester data above
             data += "; class repeats per label cycle: " + ", ".join(
                 f"{name} x{count}" for name, count in args.class_repeats.items()
             )
