@@ -104,6 +104,13 @@ def tiny_gesture_gated_conv1(seed=0):
     return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
 
 
+def tiny_gesture_strided_conv1(seed=0):
+    """The valid net whose lowest 2 levels run conv1 at spatial stride 2 without pool1."""
+    torch.manual_seed(seed)
+    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid", "conv1_stride_levels": 2}
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
+
+
 @pytest.mark.parametrize(
     "make, name",
     [
@@ -111,6 +118,7 @@ def tiny_gesture_gated_conv1(seed=0):
         (tiny_gesture, "gesture"),
         (tiny_gesture_valid, "gesture"),
         (tiny_gesture_gated_conv1, "gesture"),
+        (tiny_gesture_strided_conv1, "gesture"),
     ],
 )
 def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):

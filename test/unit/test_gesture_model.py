@@ -52,6 +52,10 @@ def test_conv3d_by_conv2d_matches_conv3d():
     bias = torch.randn(11, dtype=torch.float64)
     expected = F.conv3d(x, weight, bias, padding=1)
     assert torch.allclose(conv3d_by_conv2d(x, weight, bias), expected, atol=1e-10)
+    strided = F.conv3d(x, weight, bias, stride=(1, 2, 2), padding=1)  # odd 7 x 9: ceil
+    assert torch.allclose(conv3d_by_conv2d(x, weight, bias, stride=(1, 2, 2)), strided, atol=1e-10)
+    with pytest.raises(ValueError, match="strides"):
+        conv3d_by_conv2d(x, weight, bias, stride=(2, 2, 2))
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 4, 7, 9), (1, 3, 2, 6, 6), (1, 4, 16, 3, 3)])
@@ -71,15 +75,18 @@ def _bn(x, norm):
 def _masked_reference(net: ThrottleableGestureNet, clips: torch.Tensor, level: int) -> torch.Tensor:
     """Full-width forward with native conv3d where everything a level drops is multiplied by zero."""
 
-    def gated_conv(conv, x):
+    def gated_conv(conv, x, stride=1):
         c_in, c_out = conv.in_widths[level], conv.out_widths[level]
         mask = torch.zeros_like(conv.weight)
         mask[:c_out, :c_in] = 1
-        out = F.conv3d(x, conv.weight * mask, None, padding=1)
+        out = F.conv3d(x, conv.weight * mask, None, stride=(1, stride, stride), padding=1)
         kept = F.relu(_bn(out[:, :c_out], conv.norms[level]))
         return torch.cat([kept, torch.zeros_like(out[:, c_out:])], dim=1)
 
-    x = F.max_pool3d(gated_conv(net.conv1, clips), (1, 2, 2), ceil_mode=True)
+    if level < net.architecture.get("conv1_stride_levels", 0):
+        x = gated_conv(net.conv1, clips, stride=2)  # in place of conv1 + pool1
+    else:
+        x = F.max_pool3d(gated_conv(net.conv1, clips), (1, 2, 2), ceil_mode=True)
     for conv, pool in zip(net.convs, net._pool_after):
         x = gated_conv(conv, x)
         if pool:
@@ -98,9 +105,9 @@ def _masked_reference(net: ThrottleableGestureNet, clips: torch.Tensor, level: i
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("conv1_min_width", [None, 2])
-def test_sliced_forward_equals_zero_masked_reference_at_every_level(conv1_min_width):
-    net = _tiny_net(conv1_min_width=conv1_min_width)
+@pytest.mark.parametrize("conv1_min_width, conv1_stride_levels", [(None, 0), (2, 0), (None, 2)])
+def test_sliced_forward_equals_zero_masked_reference_at_every_level(conv1_min_width, conv1_stride_levels):
+    net = _tiny_net(conv1_min_width=conv1_min_width, conv1_stride_levels=conv1_stride_levels)
     clips = torch.randn(3, 3, 4, 10, 12)
     outputs = []
     for level in range(net.num_levels):
@@ -134,6 +141,31 @@ def test_macs_strictly_decrease_with_the_level_and_lowest_is_about_a_quarter():
 
 
 # --- gated conv1 ------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def test_strided_conv1_levels_skip_three_quarters_of_conv1_and_change_nothing_above():
+    from tnn_ros.models.gesture_streaming import streaming_macs
+
+    arch = {**DEFAULT_ARCHITECTURE, "temporal": "valid"}
+    torch.manual_seed(0)
+    plain = ThrottleableGestureNet(architecture=arch).eval()
+    strided = ThrottleableGestureNet(architecture={**arch, "conv1_stride_levels": 3})
+    strided.load_state_dict(plain.state_dict())  # same parameters: only the conv1 path differs
+    strided.eval()
+    width, height = arch["frame_size"]
+    conv1_macs = 14 * height * width * 8 * 3 * 27  # 14 valid positions of 16 frames, 8 x (3 x 3x3x3)
+    clip = plain.example_input() + torch.randn(plain.example_input().shape)
+    for level, (a, b) in enumerate(zip(count_macs(plain, clip), count_macs(strided, clip))):
+        plain.set_level(level)
+        strided.set_level(level)
+        if level < 3:
+            assert a - b == conv1_macs * 3 // 4
+            assert streaming_macs(plain, level) - streaming_macs(strided, level) == conv1_macs // 14 * 3 // 4
+            assert not torch.allclose(plain(clip), strided(clip), atol=1e-3)
+        else:
+            assert a == b and streaming_macs(plain, level) == streaming_macs(strided, level)
+            assert torch.equal(plain(clip), strided(clip))
 
 
 def test_gated_conv1_widths_and_macs_fall_by_level():
@@ -193,6 +225,9 @@ def test_bad_architecture_and_inputs_raise():
     for bad in (0, 9, True, 2.5):
         with pytest.raises(ValueError, match="conv1_min_width"):
             ThrottleableGestureNet(CLASSES, {**TINY, "conv1_min_width": bad})
+    for bad in (-1, 5, True, 1.0):  # TINY has 4 levels
+        with pytest.raises(ValueError, match="conv1_stride_levels"):
+            ThrottleableGestureNet(CLASSES, {**TINY, "conv1_stride_levels": bad})
     with pytest.raises(ValueError, match="multiples of 8"):
         ThrottleableGestureNet(CLASSES, {**TINY, "conv1": 6})
     with pytest.raises(ValueError, match="divisible"):

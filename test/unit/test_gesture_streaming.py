@@ -59,9 +59,19 @@ def test_valid_plan_of_the_default_clip():
     assert same.kernels == (3,) * 7 and same.paddings == (1,) * 7 and same.pools == (2,) * 4
 
 
-@pytest.mark.parametrize("clip_length, conv1_min_width", [(16, None), (24, None), (16, 2)])
-def test_every_frame_equals_the_clip_model_at_every_level(clip_length, conv1_min_width):
-    net = _net({**SMALL, "clip_length": clip_length, "conv1_min_width": conv1_min_width})
+@pytest.mark.parametrize(
+    "clip_length, conv1_min_width, conv1_stride_levels",
+    [(16, None, 0), (24, None, 0), (16, 2, 0), (16, None, 2)],
+)
+def test_every_frame_equals_the_clip_model_at_every_level(clip_length, conv1_min_width, conv1_stride_levels):
+    net = _net(
+        {
+            **SMALL,
+            "clip_length": clip_length,
+            "conv1_min_width": conv1_min_width,
+            "conv1_stride_levels": conv1_stride_levels,
+        }
+    )
     stream = StreamingGestureNet(net)
     frames = _frames(clip_length + 12)
     for level in range(net.num_levels):

@@ -106,13 +106,65 @@ def test_cli_trains_a_gated_conv1_net_and_card_only_rebuilds_it_from_its_card(tm
     common = ["--frame-size", "16", "16", "--levels", "3", "--val-clips", "4", "--calibrate-batches", "1"]
     common += ["--workers", "0", "--threads", "1", "--latency-repeats", "1", "--output", str(output)]
     train_args = ["--steps", "1", "--batch-size", "2", "--temporal", "valid", "--conv1-min-width", "2"]
+    train_args += ["--conv1-stride-levels", "1"]
     assert gesture_train.main([*train_args, *common]) == 0
     model = load_gesture(str(output))
     assert model.conv1.out_widths == [2, 5, 8] and model.architecture["temporal"] == "valid"
+    assert model.conv1.spatial_strides == [2, 1, 1]
     # --card-only without the architecture flags: the card says which net the weights belong to.
     assert gesture_train.main(["--card-only", *common]) == 0
     card = json.loads((tmp_path / "gesture.card.json").read_text())
     assert card["architecture"]["conv1_min_width"] == 2 and card["architecture"]["temporal"] == "valid"
+    assert card["architecture"]["conv1_stride_levels"] == 1
+    with pytest.raises(SystemExit) as exit_info:  # more levels than the net has
+        gesture_train.main([*train_args[:-1], "4", *common])
+    assert exit_info.value.code == 2
+
+
+def test_steps_0_recalibrates_only_the_named_levels_of_the_init_weights(tmp_path):
+    """--init M --steps 0 --conv1-stride-levels 1 --calibrate-levels 0: the strided level's BN statistics
+    are re-estimated, every other tensor is M's exactly; the card keeps how M came about."""
+    first = tmp_path / "first.pt"
+    assert gesture_train.main(["--steps", "1", "--temporal", "valid", *_tiny_run(first)]) == 0
+    second = tmp_path / "second.pt"
+    args = ["--steps", "0", "--temporal", "valid", "--init", str(first), "--conv1-stride-levels", "1"]
+    assert gesture_train.main([*args, "--calibrate-levels", "0", *_tiny_run(second)]) == 0
+    before, after = load_gesture(str(first)).state_dict(), load_gesture(str(second)).state_dict()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all(".norms.0." in key for key in changed)
+    assert load_gesture(str(second)).conv1.spatial_strides == [2, 1]
+    card = json.loads((tmp_path / "second.card.json").read_text())
+    assert card["training"]["steps"] == 0 and "levels [0] only" in card["training"]["data"]
+    assert card["training"]["previous"]["command"].startswith("tnn-train gesture --steps 1")
+    for bad in (["--steps", "0"], [*args, "--calibrate-levels", "0-2"], [*args, "--calibrate-levels", "x"]):
+        with pytest.raises(SystemExit) as exit_info:  # no --init; level 2 of a 2-level net; not levels
+            gesture_train.main([*bad, *_tiny_run(tmp_path / "bad.pt")])
+        assert exit_info.value.code == 2
+
+
+def test_train_norms_of_changes_only_those_levels_norms(tmp_path):
+    """--train-norms-of 0: level 0's BatchNorm scales/shifts train (and its statistics are re-estimated);
+    the shared weights and the full level stay the init file's exactly."""
+    first = tmp_path / "first.pt"
+    assert gesture_train.main(["--steps", "1", "--temporal", "valid", *_tiny_run(first)]) == 0
+    second = tmp_path / "second.pt"
+    args = ["--steps", "3", "--lr", "0.05", "--temporal", "valid", "--init", str(first)]
+    assert (
+        gesture_train.main([*args, "--conv1-stride-levels", "1", "--train-norms-of", "0", *_tiny_run(second)])
+        == 0
+    )
+    before, after = load_gesture(str(first)).state_dict(), load_gesture(str(second)).state_dict()
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert all(".norms.0." in key for key in changed)
+    assert any(key.endswith(".norms.0.weight") for key in changed)  # trained, not only re-estimated
+    assert (
+        "only the BatchNorm scales/shifts of levels [0] trained"
+        in json.loads((tmp_path / "second.card.json").read_text())["training"]["data"]
+    )
+    for bad in (["--train-norms-of", "1"], ["--baseline", "--train-norms-of", "0"]):  # 1 is the full level
+        with pytest.raises(SystemExit) as exit_info:
+            gesture_train.main([*args, *bad, *_tiny_run(tmp_path / "bad.pt")])
+        assert exit_info.value.code == 2
 
 
 @torch.no_grad()

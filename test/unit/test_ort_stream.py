@@ -103,6 +103,18 @@ def test_level_changes_and_reset(net_on_ort):
     assert _check_stream(net, stream, np.ascontiguousarray(frames[::-1]), [0] * 20 + [2] * 20) == 40 - 15
 
 
+def test_strided_conv1_levels_stream_the_clip_results(tmp_path):
+    """conv1_stride_levels: level 0 runs conv1 at stride 2 without pool1 (odd frame size: ceil)."""
+    net = _net(arch={**SMALL, "frame_size": [23, 19], "conv1_stride_levels": 1})
+    facade = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "gesture.pt"))
+    stream = facade.engine.gesture_stream(net)
+    assert type(stream).__name__ == "OrtGestureStream"
+    frames = _frames(44, seed=3, size=(23, 19))
+    levels = [0] * 20 + [2] * 12 + [0] * 12  # steps at both, primes into both
+    assert _check_stream(net, stream, frames, levels) == 44 - 15
+    assert stream.replays == 2
+
+
 def test_frames_without_a_result_run_only_the_trunk(net_on_ort):
     net, facade = net_on_ort
     stream = facade.engine.gesture_stream(net)

@@ -98,12 +98,16 @@ def frames_conv(
 
     ``x`` is (batch * T, C, H, W), clip by clip (for C < 8, i.e. the RGB input, channels-last frames
     are read without a copy); ``weight`` the folded (C_out, kt * C, 3, 3) weight of
-    :class:`~tnn_ros.models.gesture.TemporalFoldConv3d`. Returns (batch * T_out, C_out, H, W) in the
-    same order, so the layer's ReLU follows the ``Conv`` directly and fuses with it.
+    :class:`~tnn_ros.models.gesture.TemporalFoldConv3d`; ``stride`` 1 or ``(1, s, s)``. Returns
+    (batch * T_out, C_out, H / s, W / s) in the same order, so the layer's ReLU follows the ``Conv``
+    directly and fuses with it.
     """
+    from ..models.gesture import spatial_stride
+
     nt, c, h, w = x.shape
     kt = weight.shape[1] // c
     pt = int(padding[0] if isinstance(padding, (tuple, list)) else padding)
+    step = spatial_stride(stride)
     frames = x.reshape(batch, nt // batch, c, h, w)
     if pt:
         frames = F.pad(frames, (0, 0, 0, 0, 0, 0, pt, pt))  # zero frames before and after each clip
@@ -124,11 +128,13 @@ def frames_conv(
         for offset in range(kt):
             kernel = per_offset[:, offset].permute(0, 2, 3, 1).reshape(weight.shape[0], 1, 3, 3 * c)
             frames_at = pixels[:, offset : offset + t_out].reshape(batch * t_out, 1, h, w * c)
-            term = F.conv2d(frames_at, kernel, bias if offset == 0 else None, stride=(1, c), padding=(1, c))
+            term = F.conv2d(
+                frames_at, kernel, bias if offset == 0 else None, stride=(step, step * c), padding=(1, c)
+            )
             out = term if out is None else out + term
         return out
     stacked = window(0) if kt == 1 else torch.cat([window(d) for d in range(kt)], dim=1)
-    return F.conv2d(stacked, weight, bias, padding=1)
+    return F.conv2d(stacked, weight, bias, stride=step, padding=1)
 
 
 def frames_pool(x: Tensor, temporal: int, batch: int = 1) -> Tensor:
@@ -146,9 +152,10 @@ def frames_pool(x: Tensor, temporal: int, batch: int = 1) -> Tensor:
 class _GestureFrames(nn.Module):
     """The gesture net at one level on frame-major clips (N, T, H, W, 3), in 4-D frames throughout.
 
-    Mirrors ``ThrottleableGestureNet.forward`` (conv1, pool, gated convs with a pool at each stage end,
-    flatten in the logical (C, T, H, W) order, FC layers, classifier); the convs are the net's own
-    modules (so node names keep their module paths) with :func:`frames_conv` as their kernel.
+    Mirrors ``ThrottleableGestureNet.forward`` (conv1, pool1 unless conv1 is strided, gated convs
+    with a pool at each stage end, flatten in the logical (C, T, H, W) order, FC layers, classifier);
+    the convs are the net's own modules (so node names keep their module paths) with
+    :func:`frames_conv` as their kernel.
     """
 
     def __init__(self, net: nn.Module, level: int) -> None:
@@ -160,7 +167,9 @@ class _GestureFrames(nn.Module):
         net, level = self.net, self.level
         n, t, h, w, c = clips.shape
         frames = clips.reshape(n * t, h, w, c).permute(0, 3, 1, 2)  # (N*T, C, H, W), channels-last
-        x = frames_pool(net.conv1(frames, level), 1, n)
+        x = net.conv1(frames, level)
+        if not net.conv1_strided(level):
+            x = frames_pool(x, 1, n)  # pool1 (a strided conv1 replaces it)
         for conv, pool in zip(net.convs, net._pool_after):
             x = conv(x, level)
             if pool:

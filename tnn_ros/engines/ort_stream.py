@@ -133,6 +133,10 @@ def step_signature(net, level: int, chain=None) -> StepSignature:
             in_channels = weight.shape[1] // layer.taps
             entry = (height, width, in_channels) if index == 0 else (in_channels, height, width)
             channels = weight.shape[0]
+            stride = layer.spatial_stride(level)
+            width, height = -(-width // stride), -(-height // stride)
+        elif layer.kind == "pool" and not layer.active(level):
+            entry = (channels, height, width)  # skipped (pool1 after a strided conv1): no history
         elif layer.kind == "pool":
             width, height = -(-width // 2), -(-height // 2)
             entry = (channels, height, width)  # remembered after the spatial max
@@ -210,6 +214,8 @@ class StreamStepGraph(nn.Module):
         for index in range(self.split + 1):
             layer = self.chain[index]
             keep = layer.span - 1
+            if not layer.active(self.level):
+                continue
             if layer.kind == "pool":
                 x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
                 if keep:
@@ -226,12 +232,14 @@ class StreamStepGraph(nn.Module):
                 continue
             if index == 0:
                 taps = [t.permute(0, 3, 1, 2) for t in taps]
-            x = self._conv(layer.conv, taps)
+            x = self._conv(layer, taps)
         return (self._head(x[-1:]), *histories)
 
     def _layer(self, index: int, x: Tensor, taps: list[Tensor], entries: list[Tensor]) -> Tensor:
         """Layer ``index`` on the new position ``x`` and its history ``taps``; appends its entry."""
         layer = self.chain[index]
+        if not layer.active(self.level):
+            return x
         if layer.kind == "pool":
             x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)
             if layer.span > 1:
@@ -246,15 +254,16 @@ class StreamStepGraph(nn.Module):
             return torch.cat(taps).transpose(0, 1).reshape(1, -1) if len(taps) > 1 else x.reshape(1, -1)
         if index == 0:
             taps = [t.permute(0, 3, 1, 2) for t in taps]  # logical NCHW views of channels-last pixels
-        return self._conv(layer.conv, taps)
+        return self._conv(layer, taps)
 
-    def _conv(self, conv: nn.Module, taps: list[Tensor]) -> Tensor:
+    def _conv(self, layer, taps: list[Tensor]) -> Tensor:
         """The gated conv at the step's level on its temporal taps (each (1, C, H, W)), with its ReLU.
 
         The folded weight reads tap ``dt``'s channel ``c`` at input channel ``dt * C + c``: the taps
         stacked on channels in order. Few-channel (RGB) taps instead run one interleaved-pixel conv
         each, summed (:func:`~tnn_ros.engines.export_forms.conv_on_interleaved_pixels`).
         """
+        conv, stride = layer.conv, layer.spatial_stride(self.level)
         weight, bias = conv._weights_for(self.level)
         channels = taps[0].shape[1]
         if len(taps) > 1 and channels < BLOCK_CHANNELS:
@@ -262,12 +271,12 @@ class StreamStepGraph(nn.Module):
             x = None
             for offset, tap in enumerate(taps):
                 term = conv_on_interleaved_pixels(
-                    tap, per_tap[:, offset], bias if offset == 0 else None, padding=1
+                    tap, per_tap[:, offset], bias if offset == 0 else None, stride=stride, padding=1
                 )
                 x = term if x is None else x + term
         else:
             stacked = taps[0] if len(taps) == 1 else torch.cat(taps, dim=1)
-            x = F.conv2d(stacked, weight, bias, padding=1)
+            x = F.conv2d(stacked, weight, bias, stride=stride, padding=1)
         return F.relu(x) if conv.activation == "relu" else x
 
 

@@ -4,8 +4,10 @@ The network follows C3D (Tran et al. 2015) scaled down for a CPU: every convolut
 stride 1, ``pool1`` is 1x2x2 and the later pools 2x2x2, then two fully connected layers and a
 classifier. The later conv stages and both FC layers are width gated into nested channel groups and
 the classifier output is fixed. ``conv1`` is not gated in the TNN paper's gated C3D (architecture
-``conv1_min_width: None``); with an int it is gated channel by channel (see :func:`conv1_widths`), which
-removes the biggest fixed cost of the low levels: conv1 runs over every frame at full resolution.
+``conv1_min_width: None``); with an int it is gated channel by channel (see :func:`conv1_widths`).
+conv1 runs over every frame at full resolution, the biggest fixed cost of the low levels: with
+``conv1_stride_levels: k`` the lowest ``k`` levels compute it at spatial stride 2 instead of conv1 +
+``pool1`` (a quarter of its positions; the same maps after it, so every later layer is unchanged).
 
 CPU detail: PyTorch has no oneDNN kernel for ``conv3d`` on CPU and its fallback is slow and does not
 get faster as channels drop. :class:`TemporalFoldConv3d` computes the *same* 3x3x3 convolution as one
@@ -44,6 +46,8 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     # None: conv1 is not gated (all levels compute its full width, as in the TNN paper's gated C3D).
     # An int w: conv1 is width gated per channel, from w channels at level 0 up to ``conv1``.
     "conv1_min_width": None,
+    # Levels below this compute conv1 at spatial stride 2 and skip pool1 (same map size after it).
+    "conv1_stride_levels": 0,
     "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
     "fc": [256, 256],
     "min_fraction": 0.375,  # width fraction of the gated layers at the lowest level
@@ -105,16 +109,28 @@ def fold_temporal_weight(weight: Tensor) -> Tensor:
     return weight.permute(0, 2, 1, 3, 4).reshape(c_out, kt * c_in, kh, kw)
 
 
+def spatial_stride(stride) -> int:
+    """The spatial stride of a conv3d ``stride`` (an int or ``(1, s, s)``; time is never strided)."""
+    if isinstance(stride, (tuple, list)):
+        if len(stride) != 3 or stride[0] != 1 or stride[1] != stride[2]:
+            raise ValueError(f"only strides (1, s, s) are supported, got {tuple(stride)}")
+        return int(stride[1])
+    if stride != 1:
+        raise ValueError(f"an int stride must be 1 (time is never strided), got {stride}")
+    return 1
+
+
 def conv3d_by_conv2d(
     x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=1, dilation=1, groups: int = 1
 ) -> Tensor:
-    """``F.conv3d(x, weight, bias, padding=(pt, 1, 1))`` for a kt x 3 x 3 kernel, by one ``conv2d``.
+    """``F.conv3d(x, weight, bias, stride, padding=(pt, 1, 1))`` for a kt x 3 x 3 kernel, by one ``conv2d``.
 
     ``x`` is (N, C, T, H, W); ``weight`` is the 5-D conv3d weight or its :func:`fold_temporal_weight`
-    (kt is read from it); ``padding`` is the conv's padding, an int or ``(pt, ph, pw)`` (``ph = pw = 1``).
-    The result has the logical shape (N, C_out, T + 2 pt - kt + 1, H, W) and a frame-major memory
-    layout. The other keyword arguments exist to match ``F.conv3d``; only stride 1, dilation 1 and
-    groups 1 are valid (checked when the layer is built).
+    (kt is read from it); ``padding`` is the conv's padding, an int or ``(pt, ph, pw)`` (``ph = pw = 1``);
+    ``stride`` 1 or ``(1, s, s)`` (:func:`spatial_stride`). The result has the logical shape
+    (N, C_out, T + 2 pt - kt + 1, ceil(H / s), ceil(W / s)) and a frame-major memory layout. The other
+    keyword arguments exist to match ``F.conv3d``; only dilation 1 and groups 1 are valid (checked
+    when the layer is built).
     """
     n, c, t, h, w = x.shape
     if weight.dim() == 5:
@@ -128,8 +144,10 @@ def conv3d_by_conv2d(
     if t_out < 1:
         raise ValueError(f"{t} frames are too few for a temporal kernel of {kt} with padding {pt}")
     stacked = frames if kt == 1 else torch.cat([frames[:, d : d + t_out] for d in range(kt)], dim=2)
-    out = F.conv2d(stacked.reshape(n * t_out, kt * c, h, w), weight, bias, padding=1)
-    return out.view(n, t_out, out.shape[1], h, w).permute(0, 2, 1, 3, 4)
+    out = F.conv2d(
+        stacked.reshape(n * t_out, kt * c, h, w), weight, bias, stride=spatial_stride(stride), padding=1
+    )
+    return out.view(n, t_out, *out.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
 class TemporalFoldConv3d(GatedConv3d):
@@ -137,6 +155,8 @@ class TemporalFoldConv3d(GatedConv3d):
 
     ``temporal_kernel`` is 3 or 1, ``temporal_padding`` 1 ("same" length) or 0 ("valid": no zero
     frames, so an output depends only on real frames and a stream can compute it once and reuse it).
+    ``spatial_strides``: the spatial stride at each level (default 1 everywhere; the net's conv1 uses
+    2 at its lowest ``conv1_stride_levels`` levels).
 
     Parameters, state dict, gating, switchable BN and MAC counting are those of
     :class:`~tnn_ros.throttle.GatedConv3d`; only the kernel call differs, and the eval-mode caches
@@ -151,6 +171,7 @@ class TemporalFoldConv3d(GatedConv3d):
         out_channels: int,
         temporal_kernel: int = 3,
         temporal_padding: int = 1,
+        spatial_strides: Sequence[int] | None = None,
         **gating,
     ) -> None:
         if (
@@ -170,6 +191,16 @@ class TemporalFoldConv3d(GatedConv3d):
             padding=(temporal_padding, 1, 1),
             **gating,
         )
+        strides = [1] * self.num_levels if spatial_strides is None else [int(s) for s in spatial_strides]
+        if len(strides) != self.num_levels or any(s not in (1, 2) for s in strides):
+            raise ValueError(
+                f"spatial_strides must be 1 or 2 for each of {self.num_levels} levels, got {strides}"
+            )
+        self.spatial_strides = strides
+
+    def stride_for(self, level: int) -> tuple[int, int, int]:
+        """(1, s, s): time is never strided, space by ``spatial_strides[level]``."""
+        return (1, self.spatial_strides[level], self.spatial_strides[level])
 
     @torch.no_grad()
     def rebuild_cache(self) -> None:
@@ -228,6 +259,11 @@ def _check_architecture(arch: dict[str, Any]) -> None:
         isinstance(conv1_min, bool) or not isinstance(conv1_min, int) or not 1 <= conv1_min <= arch["conv1"]
     ):
         raise ValueError(f"conv1_min_width must be None or an int in [1, {arch['conv1']}], got {conv1_min!r}")
+    strided = arch.get("conv1_stride_levels", 0)
+    if isinstance(strided, bool) or not isinstance(strided, int) or not 0 <= strided <= arch["num_levels"]:
+        raise ValueError(
+            f"conv1_stride_levels must be an int in [0, {arch['num_levels']}] (levels), got {strided!r}"
+        )
     widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
     if any(c <= 0 or c % 8 for c in widths):
         raise ValueError(f"channel widths must be positive multiples of 8, got {widths}")
@@ -257,7 +293,8 @@ class ThrottleableGestureNet(ThrottleableModule):
         card: the model card this net was loaded with (kept as ``self.card``).
 
     Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction)[k]`` channels
-    (conv1 at ``conv1_widths(architecture)[k]``).
+    (conv1 at ``conv1_widths(architecture)[k]``); levels below ``conv1_stride_levels`` run conv1 at
+    spatial stride 2 in place of conv1 + pool1 (:meth:`conv1_strided`).
     ``forward`` takes (N, 3, T, H, W) float clips normalised by :meth:`preprocess`.
     """
 
@@ -289,8 +326,16 @@ class ThrottleableGestureNet(ThrottleableModule):
         kernels = iter(zip(plan.kernels, plan.paddings))
         kt, pt = next(kernels)
         first_widths = conv1_widths(arch)
+        strided = int(arch.get("conv1_stride_levels", 0))
         self.conv1 = TemporalFoldConv3d(
-            3, arch["conv1"], kt, pt, out_widths=first_widths, norm=True, activation="relu"
+            3,
+            arch["conv1"],
+            kt,
+            pt,
+            spatial_strides=[2 if level < strided else 1 for level in range(levels)],
+            out_widths=first_widths,
+            norm=True,
+            activation="relu",
         )
         self.convs = nn.ModuleList()  # flat list of gated convs; self._pool_after marks stage ends
         self._pool_after: list[int] = []  # temporal pool after each conv (0: none, 1 or 2: stage end)
@@ -338,6 +383,10 @@ class ThrottleableGestureNet(ThrottleableModule):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def conv1_strided(self, level: int) -> bool:
+        """Whether ``level`` runs conv1 at spatial stride 2 and skips pool1 (same map size after)."""
+        return self.conv1.spatial_strides[level] == 2
+
     # --- tensors --------------------------------------------------------------------------------------
     def example_input(self, batch_size: int = 1) -> Tensor:
         """A zero clip batch of the shape the net runs on: (N, 3, T, H, W)."""
@@ -360,7 +409,9 @@ class ThrottleableGestureNet(ThrottleableModule):
                 f"expected clips of shape (N, {', '.join(map(str, expected))}), got {tuple(clips.shape)}"
             )
         level = self.level
-        x = max_pool_clip(self.conv1(clips, level), temporal=1)
+        x = self.conv1(clips, level)
+        if not self.conv1_strided(level):
+            x = max_pool_clip(x, temporal=1)
         for conv, pool in zip(self.convs, self._pool_after):
             x = conv(x, level)
             if pool:

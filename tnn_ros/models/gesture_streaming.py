@@ -40,13 +40,24 @@ class _Layer:
     ``kind``: ``"conv"`` (a gated conv: temporal kernel ``taps`` read ``dilation`` positions apart),
     ``"pool"`` (spatial 2x2 max, then, if ``taps == 2``, the max of two positions ``dilation``
     apart) or ``"flatten"`` (``taps`` positions ``dilation`` apart stacked as the clip's time axis
-    and flattened channel-major, as the clip model flattens).
+    and flattened channel-major, as the clip model flattens). A layer is skipped at levels below
+    ``skip_below``: pool1 where the net runs conv1 at spatial stride 2 instead
+    (``conv1_stride_levels``); only a layer without history (span 1) can be.
     """
 
     kind: str
     taps: int
     dilation: int
     conv: object = None
+    skip_below: int = 0
+
+    def active(self, level: int) -> bool:
+        """Whether the layer runs at ``level``."""
+        return level >= self.skip_below
+
+    def spatial_stride(self, level: int) -> int:
+        """The conv's spatial stride at ``level`` (1 for other layers)."""
+        return self.conv.spatial_strides[level] if self.kind == "conv" else 1
 
     @property
     def span(self) -> int:
@@ -65,10 +76,12 @@ def _build_chain(net: ThrottleableGestureNet) -> list[_Layer]:
     dilation = 1
     convs = [net.conv1, *net.convs]
     pools = [1, *net._pool_after]  # pool1 (spatial only) after conv1
-    for conv, pool in zip(convs, pools):
+    strided_levels = int(net.architecture.get("conv1_stride_levels", 0))
+    for index, (conv, pool) in enumerate(zip(convs, pools)):
         chain.append(_Layer("conv", conv.kernel_size[0], dilation, conv))
         if pool:
-            chain.append(_Layer("pool", pool, dilation))
+            # pool1 (temporal 1, no history) gives way to a strided conv1 at the lowest levels
+            chain.append(_Layer("pool", pool, dilation, skip_below=strided_levels if index == 0 else 0))
             dilation *= pool
     chain.append(_Layer("flatten", plan.final_length, dilation))
     return chain
@@ -162,6 +175,8 @@ class StreamingGestureNet:
 
         ``history`` holds the layer's last ``span - 1`` input positions, each (1, C, H, W).
         """
+        if not layer.active(level):
+            return new
         span = layer.span
         if len(new) == 1 and len(history) == span - 1:
             # The per-frame case: pick the taps from the remembered positions, no concatenation.
@@ -184,7 +199,8 @@ class StreamingGestureNet:
             conv._check_input(taps[0], level)
             weight, bias = conv._weights_for(level)  # folded (C_out, taps * C_in, 3, 3), BN folded in
             stacked = taps[0] if layer.taps == 1 else torch.cat(taps, dim=1)
-            return F.relu(F.conv2d(stacked, weight, bias, padding=1), inplace=True)
+            out = F.conv2d(stacked, weight, bias, stride=layer.spatial_stride(level), padding=1)
+            return F.relu(out, inplace=True)
         if layer.kind == "pool":
             pooled = [_pairwise_max(_pairwise_max(t, 3), 2) for t in taps]
             return pooled[0] if len(pooled) == 1 else torch.maximum(pooled[0], pooled[1])
@@ -286,9 +302,10 @@ def streaming_macs(net: ThrottleableGestureNet, level: int) -> int:
     width, height = net.frame_size
     for layer in _build_chain(net):
         if layer.kind == "conv":
-            conv = layer.conv
+            conv, stride = layer.conv, layer.spatial_stride(level)
+            width, height = -(-width // stride), -(-height // stride)
             macs += conv.out_widths[level] * conv.in_widths[level] * layer.taps * 9 * width * height
-        elif layer.kind == "pool":
+        elif layer.kind == "pool" and layer.active(level):
             width, height = -(-width // 2), -(-height // 2)
     for fc in [*net.fcs, net.classifier]:
         macs += fc.out_widths[level] * fc.in_widths[level]

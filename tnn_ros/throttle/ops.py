@@ -224,8 +224,12 @@ class _GatedConvNd(GatedOp):
             out = F.linear(x.permute(order), weight.flatten(1), bias)
             return self._finish(out.permute(0, x.dim() - 1, *range(1, x.dim() - 1)), level)
         groups = self.out_widths[level] if self.depthwise else 1
-        out = self._conv_fn(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+        out = self._conv_fn(x, weight, bias, self.stride_for(level), self.padding, self.dilation, groups)
         return self._finish(out, level)
+
+    def stride_for(self, level: int) -> tuple[int, ...]:
+        """The conv's stride at ``level`` (the same at every level unless a subclass varies it)."""
+        return self.stride
 
 
 class GatedConv2d(_GatedConvNd, nn.Conv2d):

@@ -58,6 +58,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     sandwich: bool = True  # False: train only the full level (the non-throttleable baseline)
+    # Only these levels' own BatchNorm scales/shifts train (shared weights frozen); the full level
+    # is then only the teacher (eval mode), so every other level stays bit-identical.
+    norms_of_levels: Sequence[int] | None = None
     num_random_levels: int = 2
     distill_weight: float = 0.5  # share of in-place distillation in a sub-level's loss
     grad_clip: float = 10.0
@@ -140,13 +143,24 @@ def train(
     seed_everything(config.seed)
     torch.set_flush_denormal(True)  # denormal floats make CPU convs 10x slower
     level_rng = random.Random(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    top = model.num_levels - 1
+    student_levels = None if config.norms_of_levels is None else sorted(set(config.norms_of_levels))
+    if student_levels is not None and (
+        not student_levels or student_levels[-1] >= top or student_levels[0] < 0
+    ):
+        raise ValueError(f"norms_of_levels must be levels below the full one ({top}), got {student_levels}")
+    parameters = (
+        list(model.parameters()) if student_levels is None else _norm_parameters(model, student_levels)
+    )
+    frozen = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in parameters)]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     start = 0
     if config.resume and config.checkpoint and Path(config.checkpoint).is_file():
         start = load_checkpoint(config.checkpoint, model, optimizer, level_rng)
         print(f"resumed from {config.checkpoint} at step {start}", flush=True)
     model.train()
-    top = model.num_levels - 1
     losses, window = [], []
     t0 = time.monotonic()
     progress = tqdm(
@@ -162,7 +176,11 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = config.lr * factor
         inputs, targets = next(batches)
-        if config.sandwich:
+        if student_levels is not None:
+            others = student_levels[1:]
+            picks = level_rng.sample(others, min(config.num_random_levels, len(others)))
+            levels = [top, student_levels[0], *sorted(picks, reverse=True)]
+        elif config.sandwich:
             levels = sandwich_levels(model.num_levels, level_rng, config.num_random_levels)
         else:
             levels = [top]
@@ -170,6 +188,15 @@ def train(
         teacher = None
         for level in levels:
             model.set_level(level)
+            if student_levels is not None and level == top:
+                # The deployed full level as the teacher: eval mode, so its BN statistics stay put.
+                model.eval()
+                with torch.no_grad():
+                    outputs = model(inputs)
+                model.train()
+                window.append(loss_fn(outputs, targets)[0].item())
+                teacher = _detach(outputs)
+                continue
             outputs = model(inputs)
             loss, parts = loss_fn(outputs, targets)
             if level == top:
@@ -198,6 +225,8 @@ def train(
             )
         if config.checkpoint and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
             save_checkpoint(config.checkpoint, model, optimizer, step + 1, level_rng, config.extra)
+    for parameter in frozen:
+        parameter.requires_grad_(True)
     model.set_level(top)
     return TrainResult(config.steps - start, time.monotonic() - t0, losses)
 
@@ -232,6 +261,11 @@ def calibrate_bn(
             norm.momentum = 0.1
     model.set_level(previous)
     model.eval()
+
+
+def _norm_parameters(model: nn.Module, levels: Sequence[int]) -> list[nn.Parameter]:
+    """The BatchNorm scales and shifts that belong to ``levels`` only (switchable BN)."""
+    return [p for level in levels for norm in _level_norms(model, level) for p in norm.parameters()]
 
 
 def _level_norms(model: nn.Module, level: int) -> list:

@@ -3,8 +3,11 @@
 The loop is :func:`tnn_ros.train.common.train`: every step follows the sandwich rule (the full level
 learns from the labels; the lowest level and ``--random-levels`` random levels learn from the labels
 and, by in-place distillation, from the full level's soft predictions). Each level keeps its own
-BatchNorm (switchable BN), recalibrated per level at the end. ``--baseline`` trains the same network
-with a single level (no throttling) for the same number of steps: the reference accuracy.
+BatchNorm (switchable BN), recalibrated per level at the end (``--calibrate-levels``: only those).
+``--baseline`` trains the same network with a single level (no throttling) for the same number of
+steps: the reference accuracy. ``--init M --steps 0`` trains nothing: M's weights with the BatchNorm
+statistics re-estimated, e.g. of the levels an architecture change touched (``--conv1-stride-levels
+4 --calibrate-levels 0-3`` leaves levels 4-7 exactly as they were).
 
 Data: ``--data synthetic`` renders fresh seeded clips on the fly (:mod:`tnn_ros.sim.gestures`);
 ``--data jester --data-dir DIR`` reads Jester-style folders of frames (:mod:`tnn_ros.data.jester`).
@@ -31,7 +34,7 @@ from ..models.gesture import (
     conv1_channel_order,
     permute_conv1_channels,
 )
-from ..models.io import load_state, read_card, write_card
+from ..models.io import card_path, load_state, read_card, write_card
 from ..sim.gestures import GESTURE_CLASSES
 from .common import (
     TrainConfig,
@@ -286,6 +289,20 @@ def _class_repeats(text: str) -> dict[str, int]:
     return repeats
 
 
+def _level_list(text: str) -> list[int]:
+    """``"0-3"`` or ``"0,2,5"`` (or both, comma separated) -> sorted level indices."""
+    levels: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            levels.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected levels like 0-3 or 0,2,5, got {text!r}") from None
+    if not levels or min(levels) < 0:
+        raise argparse.ArgumentTypeError(f"expected levels like 0-3 or 0,2,5, got {text!r}")
+    return sorted(levels)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tnn-train gesture", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -358,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="gate conv1 from this many channels at level 0 (default: conv1 not gated)",
     )
     parser.add_argument(
+        "--conv1-stride-levels",
+        type=int,
+        default=DEFAULT_ARCHITECTURE["conv1_stride_levels"],
+        metavar="K",
+        help="the lowest K levels run conv1 at spatial stride 2 instead of conv1 + pool1 (a quarter "
+        "of conv1's work; default 0: none)",
+    )
+    parser.add_argument(
         "--random-levels",
         type=int,
         default=1,
@@ -384,6 +409,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-clips", type=int, default=400, help="held-out clips for the card's accuracy")
     parser.add_argument(
         "--calibrate-batches", type=int, default=12, help="batches for per-level BN calibration"
+    )
+    parser.add_argument(
+        "--train-norms-of",
+        type=_level_list,
+        default=None,
+        metavar="LEVELS",
+        help="with --init: train only these levels' own BatchNorm scales and shifts (e.g. 0-3, below "
+        "the full level), distilled from the full level; the shared weights and every other level "
+        "stay the init file's (for levels an architecture change touched: --conv1-stride-levels)",
+    )
+    parser.add_argument(
+        "--calibrate-levels",
+        type=_level_list,
+        default=None,
+        metavar="LEVELS",
+        help="re-estimate BN statistics only at these levels (e.g. 0-3; default: every level); the "
+        "others keep what training or --init left",
     )
     parser.add_argument(
         "--latency-threads",
@@ -430,8 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.val_clips < 1:
-        parser.error("--steps, --batch-size, --lr and --val-clips must be positive")
+    if args.steps < 0 or args.batch_size < 1 or args.lr <= 0 or args.val_clips < 1:
+        parser.error("--batch-size, --lr and --val-clips must be positive, --steps at least 0")
+    if args.steps == 0 and not args.init:
+        parser.error("--steps 0 (BN statistics only) needs --init: there are no weights to calibrate")
     if args.data == "jester" and not args.data_dir:
         parser.error("--data jester needs --data-dir")
     if args.data == "jester" and args.class_repeats:
@@ -447,7 +491,22 @@ def main(argv: list[str] | None = None) -> int:
         "clip_length": args.clip_length,
         "temporal": args.temporal,
         "conv1_min_width": args.conv1_min_width,
+        "conv1_stride_levels": args.conv1_stride_levels,
     }
+    if args.calibrate_levels and args.calibrate_levels[-1] >= arch["num_levels"]:
+        parser.error(f"--calibrate-levels: the net has levels 0-{arch['num_levels'] - 1}")
+    if args.train_norms_of is not None:
+        if not args.init or args.baseline:
+            parser.error("--train-norms-of needs --init (the weights it leaves as they are), not --baseline")
+        if args.train_norms_of[-1] >= arch["num_levels"] - 1:
+            parser.error(f"--train-norms-of: levels below the full one (0-{arch['num_levels'] - 2})")
+        if args.calibrate_levels is None:
+            args.calibrate_levels = args.train_norms_of  # the others keep the init file's statistics
+    if not 0 <= args.conv1_stride_levels <= arch["num_levels"]:
+        parser.error(
+            f"--conv1-stride-levels must be in [0, {arch['num_levels']}] (the levels), "
+            f"got {args.conv1_stride_levels}"
+        )
     train_set = None
     classes = list(GESTURE_CLASSES)
     if args.data == "jester":
@@ -510,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint=checkpoint,
             resume=args.resume,
             num_random_levels=args.random_levels,
+            norms_of_levels=args.train_norms_of,
             warmup_steps=min(50, args.steps // 10 + 1),
             checkpoint_every=50,
             log_every=25,
@@ -535,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             calibration = dataset_batches(train_set, args.batch_size, args.seed + 1, workers=0)
-        calibrate_bn(model, calibration, args.calibrate_batches)
+        calibrate_bn(model, calibration, args.calibrate_batches, levels=args.calibrate_levels)
         fresh = f"fresh every step, seed {args.seed}"
         data = {
             "synthetic": f"synthetic gesture clips (tnn_ros.sim.gestures), {fresh}",
@@ -553,7 +613,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name} x{count}" for name, count in args.class_repeats.items()
             )
         if args.init:
-            data += f"; fine-tuned from {args.init}"
+            data += f"; fine-tuned from {args.init}" if args.steps else f"; the weights of {args.init}"
+        if args.train_norms_of is not None:
+            data += f"; only the BatchNorm scales/shifts of levels {args.train_norms_of} trained"
+        if args.calibrate_levels is not None:
+            data += f"; BatchNorm statistics re-estimated at levels {args.calibrate_levels} only"
         training = {
             "command": command,
             "data": data,
@@ -571,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
             "wall_time_s": round(result.seconds, 1),
             "loss_curve": [round(v, 4) for v in result.losses],
         }
+        if args.init and card_path(args.init).is_file():
+            training["previous"] = read_card(args.init).get("training")  # how the init weights came about
         save_half(
             model,
             output,
