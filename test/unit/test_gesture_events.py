@@ -1,5 +1,6 @@
 """Event-level gesture scoring (tnn_ros.eval.gesture_events) on hand-computed cases."""
 
+import numpy as np
 import pytest
 
 from tnn_ros.eval.gesture_events import (
@@ -135,3 +136,38 @@ def test_gesture_stream_cli_uses_the_cards_threshold_unless_given(tmp_path):
     assert main(base + ["--min-confidence", "0.65"]) == 0
     assert json.loads(out.read_text())["recognizer"]["min_confidence"] == 0.65
     assert main(base + ["--min-confidence", "1.5"]) == 2
+
+
+def test_stream_phase_starts_the_stream_and_its_truth_later():
+    from tnn_ros.eval.gesture_stream import StreamRecording, stream_phase
+
+    recording = StreamRecording(
+        [np.full((2, 2, 3), i, np.uint8) for i in range(5)], [0.1 * i for i in range(5)], list("aabbc")
+    )
+    later = stream_phase(recording, 2)
+    assert [int(f[0, 0, 0]) for f in later.frames] == [2, 3, 4]
+    assert later.times == recording.times[2:] and later.labels == ["b", "b", "c"]
+    assert stream_phase(recording, 0).frames == recording.frames
+    for bad in (-1, 5):
+        with pytest.raises(ValueError):
+            stream_phase(recording, bad)
+
+
+def test_gesture_stream_cli_reports_the_mean_over_stride_phases(tmp_path):
+    import json
+
+    from tnn_ros.eval.gesture_stream import main
+
+    out = tmp_path / "stream.json"
+    assert main(["--seconds", "6", "--seed", "5", "--levels", "0", "--phases", "3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    level = result["levels"]["0"]
+    assert result["phases"] == 3 and len(level["per_phase"]) == 3
+    assert [p["frames_pushed"] for p in level["per_phase"]] == [90, 89, 88]
+    accuracies = [p["event_accuracy"] for p in level["per_phase"] if p["event_accuracy"] is not None]
+    assert level["event_accuracy"] == pytest.approx(sum(accuracies) / len(accuracies))
+    assert level["events"]["gestures"] == pytest.approx(
+        sum(p["events"]["gestures"] for p in level["per_phase"]) / 3
+    )
+    for bad in ("0", "65"):
+        assert main(["--seconds", "1", "--levels", "0", "--phases", bad]) == 2

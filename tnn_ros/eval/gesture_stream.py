@@ -8,7 +8,9 @@ demo's ``gesture_accuracy``) and event-level (:mod:`tnn_ros.eval.gesture_events`
 ``gesture_event_accuracy``). By default every frame is processed (no drops), so this is the
 recognizer's own accuracy; ``--drop-rate`` drops frames at random as a node under load does (each
 frame after the first with that probability, seeded), and the recognizer gets the camera stamps so
-it can fill the gaps (``--no-fill-gaps``: it cannot).
+it can fill the gaps (``--no-fill-gaps``: it cannot). ``--phases N`` scores the stream N times,
+starting it 0 .. N-1 frames later (the recognizer's stride phase), and reports the mean: one stride
+phase alone moves a seed's event accuracy by several points, so comparisons between nets use the mean.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ def record_stream(
         if progress and (i + 1) % 300 == 0:
             print(f"  rendered {i + 1}/{count} frames", file=sys.stderr, flush=True)
     return recording
+
+
+def stream_phase(recording: StreamRecording, phase: int) -> StreamRecording:
+    """The stream as a recognizer sees it when started ``phase`` frames later (its truth starts there too)."""
+    if not 0 <= phase < len(recording.frames):
+        raise ValueError(f"phase must be in [0, {len(recording.frames) - 1}], got {phase}")
+    return StreamRecording(recording.frames[phase:], recording.times[phase:], recording.labels[phase:])
 
 
 def kept_frames(count: int, drop_rate: float = 0.0, seed: int = 0) -> list[int]:
@@ -113,6 +122,24 @@ def score_recognizer(
     }
 
 
+def _phase_mean(per_phase: list[dict]) -> dict:
+    """One level's figures over stride phases: accuracies and counts as means, each phase kept."""
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    events = {
+        key: mean([p["events"][key] for p in per_phase])
+        for key, value in per_phase[0]["events"].items()
+        if isinstance(value, (int, float))
+    }
+    figures = {key: mean([p[key] for p in per_phase]) for key in per_phase[0] if key not in ("events",)}
+    figures["events"] = events
+    figures["per_phase"] = per_phase
+    return figures
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tnn-bench gesture-stream", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -163,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="pass the camera stamps so the recognizer fills the slots of dropped frames, as the node does",
     )
+    parser.add_argument(
+        "--phases",
+        type=int,
+        default=1,
+        help="score the stream started 0 .. N-1 frames later and report the mean (stride phases)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     return parser
@@ -172,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0.0 <= args.drop_rate < 1.0:
         print(f"--drop-rate must be in [0, 1), got {args.drop_rate}", file=sys.stderr)
+        return 2
+    if not 1 <= args.phases <= 64:
+        print(f"--phases must be in [1, 64], got {args.phases}", file=sys.stderr)
         return 2
     import torch
 
@@ -195,9 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings["streaming"] = args.streaming
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
     recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
-    frames = None
-    if args.drop_rate > 0:
-        frames = kept_frames(len(recording.frames), args.drop_rate, seed=args.seed)
+    phases = [stream_phase(recording, phase) for phase in range(args.phases)]
+    kept = [
+        kept_frames(len(r.frames), args.drop_rate, seed=args.seed) if args.drop_rate > 0 else None
+        for r in phases
+    ]
     results = {
         "model": args.model or "shipped",
         "seconds": args.seconds,
@@ -207,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "allowance_s": args.allowance,
         "drop_rate": args.drop_rate,
         "fill_gaps": args.fill_gaps,
+        "phases": args.phases,
         "recognizer": {},
         "levels": {},
     }
@@ -216,7 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         def make():
             return GestureRecognizer(net, **settings)
 
-        figures = score_recognizer(make, recording, args.allowance, frames, stamps=args.fill_gaps)
+        per_phase = [
+            score_recognizer(make, r, args.allowance, frames, stamps=args.fill_gaps)
+            for r, frames in zip(phases, kept)
+        ]
+        figures = per_phase[0] if args.phases == 1 else _phase_mean(per_phase)
         results["recognizer"] = recognizer_settings(make())
         results["levels"][str(level)] = figures
         e = figures["events"]
@@ -224,8 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "n/a" if figures[key] is None else f"{figures[key]:.3f}"  # a stream without any gesture
             for key in ("frame_accuracy", "event_accuracy")
         )
+        phase_note = "" if args.phases == 1 else f" (mean of {args.phases} phases)"
         print(
-            f"level {level}: frame-level {frame_level}  event-level (Levenshtein) "
+            f"level {level}{phase_note}: frame-level {frame_level}  event-level (Levenshtein) "
             f"{event_level}  detected {e['detected']}/{e['gestures']}  "
             f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
             f"filled {figures['filled_frames']}  {figures['ms_per_frame']:.2f} ms/frame",
