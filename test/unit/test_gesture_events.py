@@ -171,3 +171,22 @@ def test_gesture_stream_cli_reports_the_mean_over_stride_phases(tmp_path):
     )
     for bad in ("0", "65"):
         assert main(["--seconds", "1", "--levels", "0", "--phases", bad]) == 2
+
+
+def test_gesture_stream_bench_runs_the_recognizer_the_perception_node_runs(tmp_path):
+    # The bench's figures decide which weights and thresholds ship, so its recognizer must be the
+    # node's (a smoothing of 3 instead of the node's 2 once turned a demo regression into a gain).
+    import json
+
+    pytest.importorskip("rclpy")
+    from tnn_ros.eval.gesture_stream import main
+    from tnn_ros.nodes.perception import PARAMETERS
+
+    node = {spec.name: spec.default for spec in PARAMETERS}
+    out = tmp_path / "stream.json"
+    assert main(["--seconds", "2", "--levels", "0", "--json", str(out)]) == 0
+    settings = json.loads(out.read_text())["recognizer"]
+    assert settings["stride"] == node["gesture.stride"]
+    assert settings["smoothing"] == node["gesture.smoothing"]
+    assert settings["max_gap_fill"] == node["gesture.max_gap_fill"]
+    assert settings["streaming"] == node["gesture.streaming"]

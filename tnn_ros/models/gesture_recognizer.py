@@ -107,7 +107,7 @@ class GestureRecognizer:
         self,
         net: ThrottleableGestureNet,
         stride: int = 4,
-        smoothing: int = 3,
+        smoothing: int = 2,  # the perception node's default: tools that take it measure what the node runs
         min_confidence: float = 0.5,
         event_gate: bool = False,
         commit_mass: float = 0.4,
