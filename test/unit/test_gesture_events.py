@@ -171,6 +171,7 @@ def test_gesture_stream_cli_reports_the_mean_over_stride_phases(tmp_path):
     )
     for bad in ("0", "65"):
         assert main(["--seconds", "1", "--levels", "0", "--phases", bad]) == 2
+    assert main(["--seconds", "0.5", "--levels", "0", "--phases", "9"]) == 2  # 8 frames
 
 
 def test_gesture_stream_bench_runs_the_recognizer_the_perception_node_runs(tmp_path):

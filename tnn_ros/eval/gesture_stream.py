@@ -231,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings["streaming"] = args.streaming
     print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
     recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
+    if args.phases > len(recording.frames):
+        print(
+            f"--phases {args.phases} needs at least that many frames, the stream has {len(recording.frames)}",
+            file=sys.stderr,
+        )
+        return 2
     phases = [stream_phase(recording, phase) for phase in range(args.phases)]
     kept = [
         kept_frames(len(r.frames), args.drop_rate, seed=args.seed) if args.drop_rate > 0 else None
