@@ -119,6 +119,9 @@ def test_cli_trains_a_gated_conv1_net_and_card_only_rebuilds_it_from_its_card(tm
     with pytest.raises(SystemExit) as exit_info:  # more levels than the net has
         gesture_train.main([*train_args[:-1], "4", *common])
     assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:  # wider than conv1 (8): refused before any work
+        gesture_train.main([*train_args[:-3], "99", "--conv1-stride-levels", "1", *common])
+    assert exit_info.value.code == 2
 
 
 def test_steps_0_recalibrates_only_the_named_levels_of_the_init_weights(tmp_path):

@@ -236,7 +236,8 @@ def max_pool_clip(x: Tensor, temporal: int) -> Tensor:
     return pooled.contiguous().permute(0, 2, 1, 3, 4)
 
 
-def _check_architecture(arch: dict[str, Any]) -> None:
+def check_architecture(arch: dict[str, Any]) -> None:
+    """Raise ValueError with one line for an architecture (defaults merged in) no net can be built from."""
     unknown = set(arch) - set(DEFAULT_ARCHITECTURE)
     if unknown:
         raise ValueError(f"unknown gesture architecture keys: {sorted(unknown)}")
@@ -307,7 +308,7 @@ class ThrottleableGestureNet(ThrottleableModule):
         arch = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
         arch["frame_size"] = [int(v) for v in arch["frame_size"]]
         arch["stages"] = [[int(c) for c in stage] for stage in arch["stages"]]
-        _check_architecture(arch)
+        check_architecture(arch)
         super().__init__(int(arch["num_levels"]))
         self.classes = list(classes)
         if NO_GESTURE not in self.classes or len(set(self.classes)) != len(self.classes):

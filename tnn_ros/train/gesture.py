@@ -31,6 +31,7 @@ from ..eval.accuracy import GESTURE_EVAL_SEED, gesture_top1
 from ..models.gesture import (
     DEFAULT_ARCHITECTURE,
     ThrottleableGestureNet,
+    check_architecture,
     conv1_channel_order,
     permute_conv1_channels,
 )
@@ -502,11 +503,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--train-norms-of: levels below the full one (0-{arch['num_levels'] - 2})")
         if args.calibrate_levels is None:
             args.calibrate_levels = args.train_norms_of  # the others keep the init file's statistics
-    if not 0 <= args.conv1_stride_levels <= arch["num_levels"]:
-        parser.error(
-            f"--conv1-stride-levels must be in [0, {arch['num_levels']}] (the levels), "
-            f"got {args.conv1_stride_levels}"
-        )
+    try:  # refuse bad architecture flags (--conv1-min-width, --conv1-stride-levels, ...) before any work
+        check_architecture(arch)
+    except ValueError as exc:
+        parser.error(str(exc))
     train_set = None
     classes = list(GESTURE_CLASSES)
     if args.data == "jester":
