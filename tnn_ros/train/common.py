@@ -152,7 +152,8 @@ def train(
     parameters = (
         list(model.parameters()) if student_levels is None else _norm_parameters(model, student_levels)
     )
-    frozen = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in parameters)]
+    trained = {id(p) for p in parameters}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in trained]
     for parameter in frozen:
         parameter.requires_grad_(False)
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
