@@ -130,8 +130,15 @@ def test_nan_inputs_are_dropped_counted_and_node_stays_up():
         assert node.controller.tracker.dropped["thermal"] >= 1
         assert node.controller.tracker.dropped["latency"] >= 1
         assert ros.wait_for(lambda: node.controller.tracker.dropped["frame_cpu"] >= 1, 5.0)
-        cpu_pub.publish(Float32(data=12.5))  # perception's measured CPU time of a frame
-        assert ros.wait_for(lambda: node.controller.tracker.inputs.frame_cpu_ms == pytest.approx(12.5), 5.0)
+        # perception's measured CPU time of a frame, sent until stored: on CI (stop 23) a single one
+        # was not stored within 5 s while the node kept dropping the bad inputs still queued; what
+        # this checks is that a valid value after bad ones is stored, not one message's delivery
+        assert publish_until(
+            ros,
+            lambda: node.controller.tracker.inputs.frame_cpu_ms == pytest.approx(12.5),
+            lambda: cpu_pub.publish(Float32(data=12.5)),
+            timeout_s=10.0,
+        ), "a valid CPU time after bad ones was never stored"
         count = len(setpoints)
         assert ros.wait_for(lambda: len(setpoints) > count + 3, 3.0), "node stopped publishing"
         assert all(math.isfinite(s.data) for s in setpoints)
