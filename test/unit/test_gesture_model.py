@@ -230,6 +230,11 @@ def test_bad_architecture_and_inputs_raise():
             ThrottleableGestureNet(CLASSES, {**TINY, "conv1_stride_levels": bad})
     with pytest.raises(ValueError, match="multiples of 8"):
         ThrottleableGestureNet(CLASSES, {**TINY, "conv1": 6})
+    for bad in (0, True, 16.0):
+        with pytest.raises(ValueError, match="channel_multiple must be a positive int"):
+            ThrottleableGestureNet(CLASSES, {**TINY, "channel_multiple": bad})
+    with pytest.raises(ValueError, match="must divide every gated width"):
+        ThrottleableGestureNet(CLASSES, {**TINY, "stages": [[24], [16]], "channel_multiple": 16})
     with pytest.raises(ValueError, match="divisible"):
         ThrottleableGestureNet(CLASSES, {**TINY, "clip_length": 6})
     with pytest.raises(ValueError, match="unknown"):
@@ -364,3 +369,21 @@ def test_recognizer_on_a_real_net_gives_consistent_results():
     expected = net.predict_clip(frames)
     assert result.class_id == int(np.argmax(expected))
     assert result.probabilities[result.label] == pytest.approx(float(expected.max()), abs=1e-6)
+
+
+def test_channel_multiple_sets_the_gated_widths_and_leaves_conv1_and_the_full_level():
+    """16 (onnxruntime's channel group on AVX-512): every gated width is a multiple of 16; the default
+    (8) keeps the widths old cards were trained with."""
+    arch = {**TINY, "stages": [[64], [128]], "fc": [64], "min_fraction": 0.375, "num_levels": 8}
+    default, blocked = (
+        ThrottleableGestureNet(CLASSES, arch),
+        ThrottleableGestureNet(CLASSES, {**arch, "channel_multiple": 16}),
+    )
+    assert default.convs[0].out_widths == [24, 32, 32, 40, 48, 56, 56, 64]
+    assert blocked.convs[0].out_widths == [32, 32, 32, 48, 48, 48, 64, 64]
+    assert all(w % 16 == 0 for conv in blocked.convs for w in conv.out_widths)
+    assert blocked.conv1.out_widths == default.conv1.out_widths  # conv1 is not a gated width
+    shapes = [
+        {k: v.shape for k, v in net.state_dict().items() if ".norms." not in k} for net in (default, blocked)
+    ]
+    assert shapes[0] == shapes[1]  # same weights (allocated at full width): only the levels' BN differ

@@ -200,6 +200,31 @@ def test_init_from_an_ungated_file_orders_and_gates_conv1(tmp_path):
     torch.testing.assert_close(gated(clips), source(clips), atol=1e-4, rtol=1e-4)  # full level unchanged
 
 
+@torch.no_grad()
+def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_the_full_norms(tmp_path):
+    """A multiple-8 file into a multiple-16 net: same weights; a level whose width changed gets the
+    full level's BatchNorm cut to its width; unchanged levels and the full level are copied exactly."""
+    torch.manual_seed(0)
+    arch = {**TINY, "stages": [[64], [16]], "fc": [32], "min_fraction": 0.375, "temporal": "valid"}
+    source = ThrottleableGestureNet(architecture=arch)
+    for module in source.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.weight.uniform_(0.5, 2.0)
+            module.running_mean.uniform_(-1.0, 1.0)
+    path = tmp_path / "eight.pt"
+    torch.save(source.state_dict(), path)
+    blocked = ThrottleableGestureNet(architecture={**arch, "channel_multiple": 16})
+    gesture_train.init_from(blocked, path)
+    old, new = source.convs[0], blocked.convs[0]
+    assert old.out_widths == [24, 48, 64] and new.out_widths == [32, 48, 64]
+    torch.testing.assert_close(new.weight, old.weight)
+    top = old.norms[-1]
+    torch.testing.assert_close(new.norms[0].weight, top.weight[:32])  # width changed: full level's
+    torch.testing.assert_close(new.norms[0].running_mean, top.running_mean[:32])
+    torch.testing.assert_close(new.norms[1].weight, old.norms[1].weight)  # width kept: its own
+    torch.testing.assert_close(new.norms[2].running_mean, top.running_mean)
+
+
 CARD_TOLERANCE = 0.03  # 3 points of top-1
 
 

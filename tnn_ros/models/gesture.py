@@ -51,6 +51,9 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
     "fc": [256, 256],
     "min_fraction": 0.375,  # width fraction of the gated layers at the lowest level
+    # Gated widths are multiples of this. 8 keeps the finest steps; 16 is onnxruntime's blocked
+    # (NCHWc) channel group on AVX-512 CPUs, which computes a width of 24 as 32 (docs/engines.md).
+    "channel_multiple": 8,
     "temporal": "same",  # "same": zero-padded 3x3x3 convs (C3D); "valid": see temporal_plan
 }
 TEMPORAL_MODES = ("same", "valid")
@@ -268,6 +271,11 @@ def check_architecture(arch: dict[str, Any]) -> None:
     widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
     if any(c <= 0 or c % 8 for c in widths):
         raise ValueError(f"channel widths must be positive multiples of 8, got {widths}")
+    multiple, gated = arch.get("channel_multiple", 8), widths[1:]
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"channel_multiple must be a positive int, got {multiple!r}")
+    if any(c % multiple for c in gated):
+        raise ValueError(f"channel_multiple {multiple} must divide every gated width, got {gated}")
 
 
 def conv1_widths(arch: dict[str, Any]) -> list[int]:
@@ -290,10 +298,12 @@ class ThrottleableGestureNet(ThrottleableModule):
     Args:
         classes: class names; must contain ``"no_gesture"``.
         architecture: overrides of :data:`DEFAULT_ARCHITECTURE` (clip_length, frame_size,
-            num_levels, conv1, conv1_min_width, stages, fc, min_fraction, temporal).
+            num_levels, conv1, conv1_min_width, conv1_stride_levels, stages, fc, min_fraction,
+            channel_multiple, temporal).
         card: the model card this net was loaded with (kept as ``self.card``).
 
-    Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction)[k]`` channels
+    Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction,
+    channel_multiple)[k]`` channels
     (conv1 at ``conv1_widths(architecture)[k]``); levels below ``conv1_stride_levels`` run conv1 at
     spatial stride 2 in place of conv1 + pool1 (:meth:`conv1_strided`).
     ``forward`` takes (N, 3, T, H, W) float clips normalised by :meth:`preprocess`.
@@ -320,7 +330,7 @@ class ThrottleableGestureNet(ThrottleableModule):
         levels = self.num_levels
 
         def widths(channels: int) -> list[int]:
-            return level_widths(channels, levels, arch["min_fraction"])
+            return level_widths(channels, levels, arch["min_fraction"], int(arch["channel_multiple"]))
 
         plan = temporal_plan(arch)
         self.temporal_plan = plan

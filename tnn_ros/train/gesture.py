@@ -16,6 +16,7 @@ Data: ``--data synthetic`` renders fresh seeded clips on the fly (:mod:`tnn_ros.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -182,6 +183,10 @@ def dataset_batches(dataset: Dataset, batch_size: int, seed: int, workers: int =
         epoch += 1
 
 
+# A per-level BatchNorm tensor of a gated layer, e.g. "convs.0.norms.3.running_mean".
+_LEVEL_NORM = re.compile(r"(?P<layer>.+)\.norms\.\d+\.(?P<field>weight|bias|running_mean|running_var)")
+
+
 def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
     """Start ``model`` from the weights of another gesture model file of the same widths.
 
@@ -189,7 +194,9 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
     from a kernel-3 conv gets the kernel summed over time (the same response to a still input), so
     a valid net can start from a trained "same" one. A gated conv1 (``conv1_min_width``) taken from an
     ungated one first has its channels ordered by importance (:func:`conv1_channel_order`, with
-    ``convs.0``'s inputs to match); each level's BatchNorm then keeps the prefix of its channels.
+    ``convs.0``'s inputs to match); each level's BatchNorm then keeps the prefix of its channels. A
+    level whose gated width differs (another ``channel_multiple``) starts from the full level's
+    BatchNorm of that layer, cut to its width.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
@@ -198,13 +205,20 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
     conv1_norms = [key for key in state if key.startswith("conv1.norms.") and state[key].dim() == 1]
     if any(state[key].shape != own[key].shape for key in conv1_norms):
         state = _conv1_ordered_state(model, state, path)
+    top = model.num_levels - 1
     for key, value in state.items():
         target = own[key]
         if value.shape != target.shape:
+            # this level's width changed (--channel-multiple): the full level's BatchNorm of the same
+            # layer, cut to the new width, is the start (its statistics get re-estimated)
+            norm = _LEVEL_NORM.fullmatch(key)
+            full = state.get(f"{norm['layer']}.norms.{top}.{norm['field']}") if norm else None
             if value.dim() == 5 and target.shape[2] == 1 and value.shape[:2] == target.shape[:2]:
                 value = value.float().sum(dim=2, keepdim=True)
             elif key in conv1_norms and value.shape[0] > target.shape[0]:
                 value = value[: target.shape[0]]  # the most important channels come first
+            elif key not in conv1_norms and full is not None and full.shape[0] >= target.shape[0]:
+                value = full[: target.shape[0]]
             else:
                 raise ValueError(
                     f"{path}: {key} has shape {tuple(value.shape)}, the net {tuple(target.shape)}"
@@ -376,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="gate conv1 from this many channels at level 0 (default: conv1 not gated)",
     )
     parser.add_argument(
+        "--channel-multiple",
+        type=int,
+        default=DEFAULT_ARCHITECTURE["channel_multiple"],
+        metavar="M",
+        help="gated widths are multiples of M (default 8; 16 matches onnxruntime's channel blocks on "
+        "AVX-512 CPUs). With --init from a net of another multiple, the levels whose widths change "
+        "start from the full level's BatchNorm (see --train-norms-of)",
+    )
+    parser.add_argument(
         "--conv1-stride-levels",
         type=int,
         default=DEFAULT_ARCHITECTURE["conv1_stride_levels"],
@@ -493,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "temporal": args.temporal,
         "conv1_min_width": args.conv1_min_width,
         "conv1_stride_levels": args.conv1_stride_levels,
+        "channel_multiple": args.channel_multiple,
     }
     if args.calibrate_levels and args.calibrate_levels[-1] >= arch["num_levels"]:
         parser.error(f"--calibrate-levels: the net has levels 0-{arch['num_levels'] - 1}")
