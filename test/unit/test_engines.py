@@ -111,6 +111,13 @@ def tiny_gesture_strided_conv1(seed=0):
     return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
 
 
+def tiny_gesture_blocked_widths(seed=0):
+    """The valid net with gated widths in multiples of 16 (channel_multiple): 16 / 32 at levels 0-1."""
+    torch.manual_seed(seed)
+    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid", "stages": [[32], [32]], "fc": [32]}
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**architecture, "channel_multiple": 16}))
+
+
 @pytest.mark.parametrize(
     "make, name",
     [
@@ -119,6 +126,7 @@ def tiny_gesture_strided_conv1(seed=0):
         (tiny_gesture_valid, "gesture"),
         (tiny_gesture_gated_conv1, "gesture"),
         (tiny_gesture_strided_conv1, "gesture"),
+        (tiny_gesture_blocked_widths, "gesture"),
     ],
 )
 def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):

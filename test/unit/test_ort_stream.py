@@ -115,6 +115,17 @@ def test_strided_conv1_levels_stream_the_clip_results(tmp_path):
     assert stream.replays == 2
 
 
+def test_blocked_widths_stream_the_clip_results(tmp_path):
+    """channel_multiple 16: the gated widths are 16 / 32 / 32 at levels 0-2 (the shipped net's kind)."""
+    stages = [[32], [32, 32], [32], [32]]
+    net = _net(arch={**SMALL, "stages": stages, "channel_multiple": 16})
+    assert net.convs[0].out_widths == [16, 32, 32]
+    facade = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "gesture.pt"))
+    stream = facade.engine.gesture_stream(net)
+    frames = _frames(36, seed=5)
+    assert _check_stream(net, stream, frames, [0] * 24 + [1] * 12) == 36 - 15
+
+
 def test_frames_without_a_result_run_only_the_trunk(net_on_ort):
     net, facade = net_on_ort
     stream = facade.engine.gesture_stream(net)
