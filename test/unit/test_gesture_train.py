@@ -201,11 +201,11 @@ def test_init_from_an_ungated_file_orders_and_gates_conv1(tmp_path):
 
 
 @torch.no_grad()
-def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_the_full_norms(tmp_path):
-    """A multiple-8 file into a multiple-16 net: same weights; a level whose width changed gets the
-    full level's BatchNorm cut to its width; unchanged levels and the full level are copied exactly."""
+def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_same_width_norms(tmp_path):
+    """A multiple-8 file into a multiple-16 net: same weights; a level whose width changed starts from
+    the BatchNorm of the nearest level that had its width; unchanged levels are copied exactly."""
     torch.manual_seed(0)
-    arch = {**TINY, "stages": [[64], [16]], "fc": [32], "min_fraction": 0.375, "temporal": "valid"}
+    arch = {**TINY, "num_levels": 5, "stages": [[64], [16]], "min_fraction": 0.375, "temporal": "valid"}
     source = ThrottleableGestureNet(architecture=arch)
     for module in source.modules():
         if isinstance(module, torch.nn.BatchNorm3d):
@@ -216,13 +216,16 @@ def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_
     blocked = ThrottleableGestureNet(architecture={**arch, "channel_multiple": 16})
     gesture_train.init_from(blocked, path)
     old, new = source.convs[0], blocked.convs[0]
-    assert old.out_widths == [24, 48, 64] and new.out_widths == [32, 48, 64]
+    assert old.out_widths == [24, 32, 48, 56, 64] and new.out_widths == [32, 32, 48, 48, 64]
     torch.testing.assert_close(new.weight, old.weight)
-    top = old.norms[-1]
-    torch.testing.assert_close(new.norms[0].weight, top.weight[:32])  # width changed: full level's
-    torch.testing.assert_close(new.norms[0].running_mean, top.running_mean[:32])
-    torch.testing.assert_close(new.norms[1].weight, old.norms[1].weight)  # width kept: its own
-    torch.testing.assert_close(new.norms[2].running_mean, top.running_mean)
+    torch.testing.assert_close(new.norms[0].weight, old.norms[1].weight)  # 24 -> 32: level 1's (32)
+    torch.testing.assert_close(new.norms[3].running_mean, old.norms[2].running_mean)  # 56 -> 48: level 2's
+    for level in (1, 2, 4):  # width kept: its own
+        torch.testing.assert_close(new.norms[level].weight, old.norms[level].weight)
+    state = source.state_dict()
+    norm = gesture_train._LEVEL_NORM.fullmatch("convs.0.norms.0.bias")
+    cut = gesture_train._norm_of_width(state, norm, 16, 5)  # no level had 16 channels: the full level's
+    torch.testing.assert_close(cut, old.norms[4].bias[:16])
 
 
 CARD_TOLERANCE = 0.03  # 3 points of top-1

@@ -184,7 +184,7 @@ def dataset_batches(dataset: Dataset, batch_size: int, seed: int, workers: int =
 
 
 # A per-level BatchNorm tensor of a gated layer, e.g. "convs.0.norms.3.running_mean".
-_LEVEL_NORM = re.compile(r"(?P<layer>.+)\.norms\.\d+\.(?P<field>weight|bias|running_mean|running_var)")
+_LEVEL_NORM = re.compile(r"(?P<layer>.+)\.norms\.(?P<level>\d+)\.(?P<field>weight|bias|running_(?:mean|var))")
 
 
 def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
@@ -195,8 +195,8 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
     a valid net can start from a trained "same" one. A gated conv1 (``conv1_min_width``) taken from an
     ungated one first has its channels ordered by importance (:func:`conv1_channel_order`, with
     ``convs.0``'s inputs to match); each level's BatchNorm then keeps the prefix of its channels. A
-    level whose gated width differs (another ``channel_multiple``) starts from the full level's
-    BatchNorm of that layer, cut to its width.
+    level whose gated width differs (another ``channel_multiple``) starts from the BatchNorm of that
+    layer at the nearest level of the same width, else the full level's cut (:func:`_norm_of_width`).
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
@@ -205,26 +205,40 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
     conv1_norms = [key for key in state if key.startswith("conv1.norms.") and state[key].dim() == 1]
     if any(state[key].shape != own[key].shape for key in conv1_norms):
         state = _conv1_ordered_state(model, state, path)
-    top = model.num_levels - 1
     for key, value in state.items():
         target = own[key]
         if value.shape != target.shape:
-            # this level's width changed (--channel-multiple): the full level's BatchNorm of the same
-            # layer, cut to the new width, is the start (its statistics get re-estimated)
             norm = _LEVEL_NORM.fullmatch(key)
-            full = state.get(f"{norm['layer']}.norms.{top}.{norm['field']}") if norm else None
+            start = _norm_of_width(state, norm, target.shape[0], model.num_levels) if norm else None
             if value.dim() == 5 and target.shape[2] == 1 and value.shape[:2] == target.shape[:2]:
                 value = value.float().sum(dim=2, keepdim=True)
             elif key in conv1_norms and value.shape[0] > target.shape[0]:
                 value = value[: target.shape[0]]  # the most important channels come first
-            elif key not in conv1_norms and full is not None and full.shape[0] >= target.shape[0]:
-                value = full[: target.shape[0]]
+            elif key not in conv1_norms and start is not None:
+                value = start
             else:
                 raise ValueError(
                     f"{path}: {key} has shape {tuple(value.shape)}, the net {tuple(target.shape)}"
                 )
         own[key] = value.to(target.dtype)
     model.load_state_dict(own)
+
+
+def _norm_of_width(state: dict, norm: re.Match, width: int, num_levels: int) -> Tensor | None:
+    """The start of a level's BatchNorm tensor whose width changed (another ``channel_multiple``).
+
+    The file's BatchNorm of the same layer at the nearest level that had exactly ``width`` channels
+    (it normalised the same channels), else the full level's cut to ``width``; None if neither fits.
+    Its statistics are re-estimated after training anyway.
+    """
+    level, layer, field = int(norm["level"]), norm["layer"], norm["field"]
+    by_distance = sorted(range(num_levels), key=lambda other: (abs(other - level), -other))
+    for other in by_distance:
+        tensor = state.get(f"{layer}.norms.{other}.{field}")
+        if tensor is not None and tensor.shape[0] == width:
+            return tensor
+    full = state.get(f"{layer}.norms.{num_levels - 1}.{field}")
+    return full[:width] if full is not None and full.shape[0] >= width else None
 
 
 def _conv1_ordered_state(model: ThrottleableGestureNet, state: dict, path: str | Path) -> dict:
