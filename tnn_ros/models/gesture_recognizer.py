@@ -70,6 +70,12 @@ def recognizer_settings(recognizer: Any) -> dict[str, Any]:
     return {name: getattr(recognizer, name) for name in RECOGNIZER_SETTINGS if hasattr(recognizer, name)}
 
 
+# The perception node's parameter defaults (gesture.stride, gesture.smoothing) are these, so tools that
+# build a recognizer with its defaults (tnn-bench gesture-stream) measure what the node runs.
+DEFAULT_STRIDE = 4
+DEFAULT_SMOOTHING = 2
+
+
 class GestureRecognizer:
     """Sliding clip buffer + temporal smoothing over a :class:`ThrottleableGestureNet` (no ROS).
 
@@ -106,8 +112,8 @@ class GestureRecognizer:
     def __init__(
         self,
         net: ThrottleableGestureNet,
-        stride: int = 4,
-        smoothing: int = 2,  # the perception node's default: tools that take it measure what the node runs
+        stride: int = DEFAULT_STRIDE,
+        smoothing: int = DEFAULT_SMOOTHING,
         min_confidence: float = 0.5,
         event_gate: bool = False,
         commit_mass: float = 0.4,

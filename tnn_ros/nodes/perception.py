@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
 from tnn_ros import topics
+from tnn_ros.models.gesture_recognizer import DEFAULT_SMOOTHING, DEFAULT_STRIDE
 from tnn_ros.nodes._spin import run_node
 from tnn_ros.nodes.common import LOG_THROTTLE_S, OK, WARN, DiagnosticsPublisher
 from tnn_ros.nodes.params import LiveParameters, ParamSpec
@@ -48,14 +49,14 @@ PARAMETERS = (
     ParamSpec("gesture.enabled", True, "Run the gesture recognizer"),
     ParamSpec(
         "gesture.stride",
-        4,
+        DEFAULT_STRIDE,
         "Frames between gesture classifications of the sliding clip",
         min_value=1,
         max_value=32,
     ),
     ParamSpec(
         "gesture.smoothing",
-        2,
+        DEFAULT_SMOOTHING,
         "Gesture windows averaged before a gesture is announced",
         min_value=1,
         max_value=16,

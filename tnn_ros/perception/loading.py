@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tnn_ros.models.gesture_recognizer import DEFAULT_SMOOTHING
 from tnn_ros.perception.pipeline import PerceptionPipeline
 
 
@@ -12,7 +13,7 @@ def load_models(
     gesture_path: str,
     stride: int,
     with_gesture: bool = True,
-    smoothing: int = 2,
+    smoothing: int = DEFAULT_SMOOTHING,
     backend: str = "torch",
     num_threads: int = 1,
     log: Callable[[str], None] | None = None,
