@@ -40,20 +40,20 @@ class _Layer:
     ``kind``: ``"conv"`` (a gated conv: temporal kernel ``taps`` read ``dilation`` positions apart),
     ``"pool"`` (spatial 2x2 max, then, if ``taps == 2``, the max of two positions ``dilation``
     apart) or ``"flatten"`` (``taps`` positions ``dilation`` apart stacked as the clip's time axis
-    and flattened channel-major, as the clip model flattens). A layer is skipped at levels below
-    ``skip_below``: pool1 where the net runs conv1 at spatial stride 2 instead
-    (``conv1_stride_levels``); only a layer without history (span 1) can be.
+    and flattened channel-major, as the clip model flattens). A layer is skipped at the levels in
+    ``skipped_at``: pool1 where conv1 runs at spatial stride 2 instead (read from conv1 itself,
+    :meth:`ThrottleableGestureNet.conv1_strided`); only a layer without history (span 1) can be.
     """
 
     kind: str
     taps: int
     dilation: int
     conv: object = None
-    skip_below: int = 0
+    skipped_at: frozenset[int] = frozenset()
 
     def active(self, level: int) -> bool:
         """Whether the layer runs at ``level``."""
-        return level >= self.skip_below
+        return level not in self.skipped_at
 
     def spatial_stride(self, level: int) -> int:
         """The conv's spatial stride at ``level`` (1 for other layers)."""
@@ -76,12 +76,12 @@ def _build_chain(net: ThrottleableGestureNet) -> list[_Layer]:
     dilation = 1
     convs = [net.conv1, *net.convs]
     pools = [1, *net._pool_after]  # pool1 (spatial only) after conv1
-    strided_levels = int(net.architecture.get("conv1_stride_levels", 0))
+    strided = frozenset(level for level in range(net.num_levels) if net.conv1_strided(level))
     for index, (conv, pool) in enumerate(zip(convs, pools)):
         chain.append(_Layer("conv", conv.kernel_size[0], dilation, conv))
         if pool:
-            # pool1 (temporal 1, no history) gives way to a strided conv1 at the lowest levels
-            chain.append(_Layer("pool", pool, dilation, skip_below=strided_levels if index == 0 else 0))
+            # pool1 (temporal 1, no history) gives way to a strided conv1 at those levels
+            chain.append(_Layer("pool", pool, dilation, skipped_at=strided if index == 0 else frozenset()))
             dilation *= pool
     chain.append(_Layer("flatten", plan.final_length, dilation))
     return chain
