@@ -397,29 +397,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ARCHITECTURE["temporal"],
         help="valid: no temporal padding, so the net can run frame by frame (streaming)",
     )
-    parser.add_argument(
-        "--conv1-min-width",
-        type=int,
-        default=DEFAULT_ARCHITECTURE["conv1_min_width"],
-        help="gate conv1 from this many channels at level 0 (default: conv1 not gated)",
+    architecture_flags = (  # (flag, architecture key, metavar, help); defaults from DEFAULT_ARCHITECTURE
+        ("--conv1-min-width", "conv1_min_width", "W", "gate conv1 from W channels at level 0 (default: off)"),
+        (
+            "--channel-multiple",
+            "channel_multiple",
+            "M",
+            "gated widths are multiples of M (default 8; 16 matches onnxruntime's channel groups on "
+            "AVX-512 CPUs). With --init from a net of another multiple, a level whose widths change "
+            "starts from the BatchNorm of the nearest level of the same width (see --train-norms-of)",
+        ),
+        (
+            "--conv1-stride-levels",
+            "conv1_stride_levels",
+            "K",
+            "the lowest K levels run conv1 at spatial stride 2 instead of conv1 + pool1 (a quarter of "
+            "conv1's work; default 0: none)",
+        ),
     )
-    parser.add_argument(
-        "--channel-multiple",
-        type=int,
-        default=DEFAULT_ARCHITECTURE["channel_multiple"],
-        metavar="M",
-        help="gated widths are multiples of M (default 8; 16 matches onnxruntime's channel blocks on "
-        "AVX-512 CPUs). With --init from a net of another multiple, the levels whose widths change "
-        "start from the full level's BatchNorm (see --train-norms-of)",
-    )
-    parser.add_argument(
-        "--conv1-stride-levels",
-        type=int,
-        default=DEFAULT_ARCHITECTURE["conv1_stride_levels"],
-        metavar="K",
-        help="the lowest K levels run conv1 at spatial stride 2 instead of conv1 + pool1 (a quarter "
-        "of conv1's work; default 0: none)",
-    )
+    for flag, key, metavar, text in architecture_flags:
+        parser.add_argument(flag, type=int, default=DEFAULT_ARCHITECTURE[key], metavar=metavar, help=text)
     parser.add_argument(
         "--random-levels",
         type=int,
