@@ -49,6 +49,8 @@ def test_two_minute_soak_writes_json_and_png(ros_env, tmp_path):
                     "dropped_frames",
                     "backlog_max",
                     "latency_ms_p99",
+                    "deadlines_ms",
+                    "utilization_values_seen",
                 )
             }
         )

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tnn_ros.bench.soak import summarize
+from tnn_ros.bench.soak import FALLBACK_TIGHT_DEADLINE_MS, parse_args, summarize, tight_deadline_ms
 
 
 def sample(t_s, rss_a, rss_b, latencies, published, answered, backlog, utilization=0.5, fds=20.0):
@@ -50,3 +50,15 @@ def test_steady_run_meets_targets():
     assert summary["p99_latency_drift_fraction"] == 0.0
     assert summary["meets_targets"]
     assert math.isfinite(summary["latency_ms_p50"])
+
+
+def test_tight_deadline_is_a_fraction_of_the_loose_phase_median_latency():
+    """The tight deadline follows the machine: 0.6 x the median of every latency measured so far."""
+    samples = [sample(5, 50, 50, [10.0, 20.0, 30.0], 3, 3, 0.5), sample(10, 50, 50, [40.0, 50.0], 5, 5, 0.5)]
+    assert tight_deadline_ms(samples, 0.6) == pytest.approx(18.0)  # median 30 ms
+    assert tight_deadline_ms([sample(5, 50, 50, [], 0, 0, 0.0)], 0.6) == FALLBACK_TIGHT_DEADLINE_MS
+    assert parse_args(["--minutes", "1"]).deadlines_ms is None  # the measured tight deadline by default
+    for bad in (["--tight-fraction", "1.5"], ["--deadlines-ms", "200", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(["--minutes", "1", *bad])
+        assert exit_info.value.code == 2

@@ -3,7 +3,9 @@
 Starts sim_camera (``--fps``, default 30), perception (auto mode), resource_monitor (sim backend) and
 controller (auto strategy) as separate processes over DDS on loopback, and moves the operating point
 all the time: every ``--deadline-period-s`` the resource monitor's ``deadline_ms`` parameter alternates
-between a loose and a tight deadline, so the controller keeps changing the level. Every
+between a loose and a tight deadline, so the controller keeps changing the level. The tight one is,
+unless ``--deadlines-ms`` fixes both, ``--tight-fraction`` of the median latency measured before the
+first switch: a fixed number (it was 40 ms) binds on a slow machine and not on a fast one. Every
 ``--sample-s`` it records, per node process, RSS, open file descriptors and threads (psutil), and for
 the stack: end-to-end latency (image stamp -> ``detections/json`` received here) p50/p99 of that
 window, frames published / answered / unanswered, the utilization applied and the backlog (how many
@@ -35,6 +37,8 @@ from typing import Any
 import numpy as np
 
 NODES = ("sim_camera", "perception", "resource_monitor", "controller")
+LOOSE_DEADLINE_MS = 200.0
+FALLBACK_TIGHT_DEADLINE_MS = 40.0  # when no latency was measured before the first switch
 TARGETS = {"rss_growth_fraction": 0.05, "p99_latency_drift_fraction": 0.20, "backlog_max": 2.0}
 
 
@@ -69,9 +73,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--deadlines-ms",
         type=float,
         nargs=2,
-        default=(200.0, 40.0),
+        default=None,
         metavar=("LOOSE", "TIGHT"),
-        help="loose and tight deadline (default 200 40)",
+        help=f"loose and tight deadline (default {LOOSE_DEADLINE_MS:g} and --tight-fraction of the measured "
+        "median latency)",
+    )
+    parser.add_argument(
+        "--tight-fraction",
+        type=float,
+        default=0.6,
+        help="without --deadlines-ms: the tight deadline as this fraction of the median end-to-end "
+        "latency before the first switch (default 0.6, so the controller must go below that level)",
     )
     parser.add_argument("--namespace", default="soak")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="summary + series as JSON")
@@ -84,6 +96,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--minutes must be > 0")
     if not 0 < args.fps <= 120:
         parser.error("--fps must be in (0, 120]")
+    if not 0 < args.tight_fraction < 1:
+        parser.error("--tight-fraction must be in (0, 1)")
+    if args.deadlines_ms and not all(0 < value <= 60_000 for value in args.deadlines_ms):
+        parser.error("--deadlines-ms must be in (0, 60000]")
     if args.warmup_s is None:
         args.warmup_s = min(120.0, max(20.0, 0.2 * args.minutes * 60.0))
     if args.warmup_s >= args.minutes * 60.0:
@@ -324,6 +340,21 @@ def plot(samples: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> 
     plt.close(fig)
 
 
+def _loose_deadline_ms(args: argparse.Namespace) -> float:
+    return float(args.deadlines_ms[0]) if args.deadlines_ms else LOOSE_DEADLINE_MS
+
+
+def tight_deadline_ms(samples: list[dict[str, Any]], fraction: float) -> float:
+    """``fraction`` of the median end-to-end latency of ``samples`` (the loose phase so far), in ms.
+
+    Below the latency the stack had at the level it chose with no deadline binding, so the controller
+    has to move whatever the machine's speed. 40 ms when nothing was measured.
+    """
+    latencies = [value for sample in samples for value in sample["latencies_ms"]]
+    median = percentile(latencies, 50) if latencies else math.nan
+    return round(fraction * median, 1) if math.isfinite(median) and median > 0 else FALLBACK_TIGHT_DEADLINE_MS
+
+
 def start_stack(args: argparse.Namespace, env: dict[str, str], log_dir: Path) -> dict[str, Any]:
     """The four node processes, each with the shipped YAML + the soak's settings as ROS arguments."""
     from tnn_ros.demo.processes import ManagedProcess
@@ -332,7 +363,7 @@ def start_stack(args: argparse.Namespace, env: dict[str, str], log_dir: Path) ->
     settings = {
         "sim_camera": {"fps": float(args.fps), "width": args.width, "height": args.height},
         "perception": {"mode": "auto"},
-        "resource_monitor": {"backend": "sim", "deadline_ms": float(args.deadlines_ms[0])},
+        "resource_monitor": {"backend": "sim", "deadline_ms": float(_loose_deadline_ms(args))},
         "controller": {"strategy": "auto"},
     }
     processes = {}
@@ -367,15 +398,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         duration_s = args.minutes * 60.0
         next_switch, tight = started + args.deadline_period_s, False
+        tight_ms = args.deadlines_ms[1] if args.deadlines_ms else None
         while (elapsed := time.monotonic() - started) < duration_s:
             time.sleep(min(args.sample_s, max(0.0, duration_s - elapsed)))
             now = time.monotonic()
             if now >= next_switch:
                 tight = not tight
+                if tight and tight_ms is None:
+                    tight_ms = tight_deadline_ms(samples, args.tight_fraction)
+                    print(f"soak: tight deadline {tight_ms:.1f} ms", flush=True)
                 observer.set_parameter(
                     f"/{args.namespace}/resource_monitor",
                     "deadline_ms",
-                    args.deadlines_ms[1] if tight else args.deadlines_ms[0],
+                    tight_ms if tight else _loose_deadline_ms(args),
                 )
                 next_switch = now + args.deadline_period_s
             dead = [n for n, p in processes.items() if p.poll() is not None]
@@ -416,6 +451,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary = summarize(samples, args.warmup_s, args.fps)
         summary["perception_diagnostics"] = observer.perception_diagnostics
         summary["minutes"] = args.minutes
+        summary["deadlines_ms"] = [_loose_deadline_ms(args), tight_ms]  # tight None: never switched
         summary["exit_codes"] = {name: p.stop() for name, p in processes.items()}
         return {
             "summary": summary,
