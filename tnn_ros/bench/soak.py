@@ -100,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--tight-fraction must be in (0, 1)")
     if args.deadlines_ms and not all(0 < value <= 60_000 for value in args.deadlines_ms):
         parser.error("--deadlines-ms must be in (0, 60000]")
+    # tight None: measured before the first switch (tight_deadline_ms)
+    args.loose_deadline_ms, args.tight_deadline_ms = args.deadlines_ms or (LOOSE_DEADLINE_MS, None)
     if args.warmup_s is None:
         args.warmup_s = min(120.0, max(20.0, 0.2 * args.minutes * 60.0))
     if args.warmup_s >= args.minutes * 60.0:
@@ -340,10 +342,6 @@ def plot(samples: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> 
     plt.close(fig)
 
 
-def _loose_deadline_ms(args: argparse.Namespace) -> float:
-    return float(args.deadlines_ms[0]) if args.deadlines_ms else LOOSE_DEADLINE_MS
-
-
 def tight_deadline_ms(samples: list[dict[str, Any]], fraction: float) -> float:
     """``fraction`` of the median end-to-end latency of ``samples`` (the loose phase so far), in ms.
 
@@ -363,7 +361,7 @@ def start_stack(args: argparse.Namespace, env: dict[str, str], log_dir: Path) ->
     settings = {
         "sim_camera": {"fps": float(args.fps), "width": args.width, "height": args.height},
         "perception": {"mode": "auto"},
-        "resource_monitor": {"backend": "sim", "deadline_ms": float(_loose_deadline_ms(args))},
+        "resource_monitor": {"backend": "sim", "deadline_ms": float(args.loose_deadline_ms)},
         "controller": {"strategy": "auto"},
     }
     processes = {}
@@ -398,7 +396,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         duration_s = args.minutes * 60.0
         next_switch, tight = started + args.deadline_period_s, False
-        tight_ms = args.deadlines_ms[1] if args.deadlines_ms else None
+        tight_ms = args.tight_deadline_ms
         while (elapsed := time.monotonic() - started) < duration_s:
             time.sleep(min(args.sample_s, max(0.0, duration_s - elapsed)))
             now = time.monotonic()
@@ -410,7 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 observer.set_parameter(
                     f"/{args.namespace}/resource_monitor",
                     "deadline_ms",
-                    tight_ms if tight else _loose_deadline_ms(args),
+                    tight_ms if tight else args.loose_deadline_ms,
                 )
                 next_switch = now + args.deadline_period_s
             dead = [n for n, p in processes.items() if p.poll() is not None]
@@ -451,7 +449,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary = summarize(samples, args.warmup_s, args.fps)
         summary["perception_diagnostics"] = observer.perception_diagnostics
         summary["minutes"] = args.minutes
-        summary["deadlines_ms"] = [_loose_deadline_ms(args), tight_ms]  # tight None: never switched
+        summary["deadlines_ms"] = [args.loose_deadline_ms, tight_ms]  # tight None: never switched
         summary["exit_codes"] = {name: p.stop() for name, p in processes.items()}
         return {
             "summary": summary,

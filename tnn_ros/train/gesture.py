@@ -332,6 +332,27 @@ def _level_list(text: str) -> list[int]:
     return sorted(levels)
 
 
+# (flag, architecture key, metavar, help) of the int architecture flags; defaults from DEFAULT_ARCHITECTURE
+ARCHITECTURE_FLAGS = (
+    ("--conv1-min-width", "conv1_min_width", "W", "gate conv1 from W channels at level 0 (default: off)"),
+    (
+        "--channel-multiple",
+        "channel_multiple",
+        "M",
+        "gated widths are multiples of M (default 8; 16 matches onnxruntime's channel groups on "
+        "AVX-512 CPUs). With --init from a net of another multiple, a level whose widths change "
+        "starts from the BatchNorm of the nearest level of the same width (see --train-norms-of)",
+    ),
+    (
+        "--conv1-stride-levels",
+        "conv1_stride_levels",
+        "K",
+        "the lowest K levels run conv1 at spatial stride 2 instead of conv1 + pool1 (a quarter of "
+        "conv1's work; default 0: none)",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tnn-train gesture", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -397,25 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ARCHITECTURE["temporal"],
         help="valid: no temporal padding, so the net can run frame by frame (streaming)",
     )
-    architecture_flags = (  # (flag, architecture key, metavar, help); defaults from DEFAULT_ARCHITECTURE
-        ("--conv1-min-width", "conv1_min_width", "W", "gate conv1 from W channels at level 0 (default: off)"),
-        (
-            "--channel-multiple",
-            "channel_multiple",
-            "M",
-            "gated widths are multiples of M (default 8; 16 matches onnxruntime's channel groups on "
-            "AVX-512 CPUs). With --init from a net of another multiple, a level whose widths change "
-            "starts from the BatchNorm of the nearest level of the same width (see --train-norms-of)",
-        ),
-        (
-            "--conv1-stride-levels",
-            "conv1_stride_levels",
-            "K",
-            "the lowest K levels run conv1 at spatial stride 2 instead of conv1 + pool1 (a quarter of "
-            "conv1's work; default 0: none)",
-        ),
-    )
-    for flag, key, metavar, text in architecture_flags:
+    for flag, key, metavar, text in ARCHITECTURE_FLAGS:
         parser.add_argument(flag, type=int, default=DEFAULT_ARCHITECTURE[key], metavar=metavar, help=text)
     parser.add_argument(
         "--random-levels",
@@ -525,9 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         "frame_size": list(args.frame_size),
         "clip_length": args.clip_length,
         "temporal": args.temporal,
-        "conv1_min_width": args.conv1_min_width,
-        "conv1_stride_levels": args.conv1_stride_levels,
-        "channel_multiple": args.channel_multiple,
+        **{key: getattr(args, key) for _, key, _, _ in ARCHITECTURE_FLAGS},
     }
     if args.calibrate_levels and args.calibrate_levels[-1] >= arch["num_levels"]:
         parser.error(f"--calibrate-levels: the net has levels 0-{arch['num_levels'] - 1}")
