@@ -1,5 +1,6 @@
-"""Closed loop over DDS: resource_monitor (sim + a heat-then-deadline mission) -> controller -> a stand-in
-perception node that applies the setpoint and reports a latency; the controller must follow heat and deadline."""
+"""Closed loop over DDS: resource_monitor (sim + a heat-then-deadline mission) -> controller -> a
+stand-in perception node that applies the setpoint and reports a latency; the controller must follow
+heat and deadline."""
 
 import json
 import os

@@ -118,6 +118,14 @@ def tiny_gesture_blocked_widths(seed=0):
     return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**architecture, "channel_multiple": 16}))
 
 
+def tiny_gesture_cheap_lowest_level(seed=0):
+    """The valid net whose level 0 alone is narrower (lowest_fraction) and runs conv1 at stride 2."""
+    torch.manual_seed(seed)
+    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid", "stages": [[32], [32]], "fc": [32]}
+    cheap = {"lowest_fraction": 0.125, "conv1_stride_levels": 1, "min_fraction": 0.5}
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**architecture, **cheap}))
+
+
 @pytest.mark.parametrize(
     "make, name",
     [
@@ -127,6 +135,7 @@ def tiny_gesture_blocked_widths(seed=0):
         (tiny_gesture_gated_conv1, "gesture"),
         (tiny_gesture_strided_conv1, "gesture"),
         (tiny_gesture_blocked_widths, "gesture"),
+        (tiny_gesture_cheap_lowest_level, "gesture"),
     ],
 )
 def test_onnxruntime_matches_torch_at_every_level(tmp_path, make, name):

@@ -387,3 +387,20 @@ def test_channel_multiple_sets_the_gated_widths_and_leaves_conv1_and_the_full_le
         {k: v.shape for k, v in net.state_dict().items() if ".norms." not in k} for net in (default, blocked)
     ]
     assert shapes[0] == shapes[1]  # same weights (allocated at full width): only the levels' BN differ
+
+
+def test_lowest_fraction_narrows_level_0_alone():
+    """A cheaper lowest level: level 0 at the smaller fraction (a multiple of channel_multiple), every
+    other level at the widths it had; checked against min_fraction and refused when not a number."""
+    arch = {**TINY, "stages": [[64], [128]], "fc": [64], "min_fraction": 0.375, "num_levels": 8}
+    default = ThrottleableGestureNet(CLASSES, arch)
+    cheap = ThrottleableGestureNet(CLASSES, {**arch, "lowest_fraction": 0.25})
+    assert default.convs[0].out_widths == [24, 32, 32, 40, 48, 56, 56, 64]
+    assert cheap.convs[0].out_widths == [16, 32, 32, 40, 48, 56, 56, 64]
+    assert cheap.convs[1].out_widths[0] == 32 and default.convs[1].out_widths[0] == 48
+    assert cheap.conv1.out_widths == default.conv1.out_widths
+    macs = [count_macs(net, net.example_input()) for net in (default, cheap)]
+    assert macs[1][0] < 0.75 * macs[0][0] and macs[1][1:] == macs[0][1:]
+    for bad in (0.5, 0.0, -0.1, True, "0.25"):
+        with pytest.raises(ValueError, match="lowest_fraction"):
+            ThrottleableGestureNet(CLASSES, {**arch, "lowest_fraction": bad})

@@ -224,8 +224,36 @@ def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_
         torch.testing.assert_close(new.norms[level].weight, old.norms[level].weight)
     state = source.state_dict()
     norm = gesture_train._LEVEL_NORM.fullmatch("convs.0.norms.0.bias")
-    cut = gesture_train._norm_of_width(state, norm, 16, 5)  # no level had 16 channels: the full level's
-    torch.testing.assert_close(cut, old.norms[4].bias[:16])
+    cut = gesture_train._norm_of_width(state, norm, 16, 5)  # no level had 16: level 0's own (24), cut
+    torch.testing.assert_close(cut, old.norms[0].bias[:16])
+    norm = gesture_train._LEVEL_NORM.fullmatch("convs.0.norms.1.bias")
+    cut = gesture_train._norm_of_width(state, norm, 40, 5)  # none had 40, level 1's (32) is narrower
+    torch.testing.assert_close(cut, old.norms[4].bias[:40])
+
+
+@torch.no_grad()
+def test_init_from_into_a_narrower_lowest_level_keeps_every_other_level_bit_for_bit(tmp_path):
+    """lowest_fraction + a strided conv1 at level 0 only: the file's weights and levels 1.. load as they
+    were; level 0's BatchNorm starts from its own, cut to the narrower width."""
+    torch.manual_seed(0)
+    arch = {**TINY, "num_levels": 4, "stages": [[64], [16]], "min_fraction": 0.375, "temporal": "valid"}
+    source = ThrottleableGestureNet(architecture=arch)
+    for module in source.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.weight.uniform_(0.5, 2.0)
+            module.running_mean.uniform_(-1.0, 1.0)
+    path = tmp_path / "source.pt"
+    torch.save(source.state_dict(), path)
+    cheap = ThrottleableGestureNet(architecture={**arch, "lowest_fraction": 0.25, "conv1_stride_levels": 1})
+    gesture_train.init_from(cheap, path)
+    assert source.convs[0].out_widths == [24, 40, 48, 64] and cheap.convs[0].out_widths == [16, 40, 48, 64]
+    torch.testing.assert_close(cheap.convs[0].norms[0].weight, source.convs[0].norms[0].weight[:16])
+    old, new = source.state_dict(), cheap.state_dict()
+    assert all(torch.equal(new[k], old[k]) for k in new if ".norms.0." not in k)
+    clips = torch.randn(2, 3, TINY["clip_length"], *TINY["frame_size"][::-1])
+    for level in (1, 2, 3):
+        source.set_level(level), cheap.set_level(level)
+        torch.testing.assert_close(cheap(clips), source(clips), atol=0, rtol=0)
 
 
 CARD_TOLERANCE = 0.03  # 3 points of top-1

@@ -126,6 +126,17 @@ def test_blocked_widths_stream_the_clip_results(tmp_path):
     assert _check_stream(net, stream, frames, [0] * 24 + [1] * 12) == 36 - 15
 
 
+def test_cheap_lowest_level_streams_the_clip_results(tmp_path):
+    """lowest_fraction + conv1_stride_levels 1: level 0 narrower and strided, the others as they were."""
+    stages = [[32], [32, 32], [32], [32]]
+    net = _net(arch={**SMALL, "stages": stages, "lowest_fraction": 0.25, "conv1_stride_levels": 1})
+    assert net.convs[0].out_widths == [8, 24, 32] and net.conv1_strided(0) and not net.conv1_strided(1)
+    facade = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "gesture.pt"))
+    stream = facade.engine.gesture_stream(net)
+    frames = _frames(40, seed=6)
+    assert _check_stream(net, stream, frames, [0] * 20 + [1] * 12 + [0] * 8) == 40 - 15
+
+
 def test_frames_without_a_result_run_only_the_trunk(net_on_ort):
     net, facade = net_on_ort
     stream = facade.engine.gesture_stream(net)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..sim.gestures import GESTURE_CLASSES, NO_GESTURE
-from ..throttle import GatedConv3d, GatedLinear, ThrottleableModule, level_widths
+from ..throttle import GatedConv3d, GatedLinear, ThrottleableModule, level_widths, round_channels
 from ..throttle.convert import _importance, _order
 
 # Pixel normalisation of the network input (uint8 RGB -> roughly zero mean, unit range).
@@ -50,7 +50,10 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {
     "conv1_stride_levels": 0,
     "stages": [[64], [64, 64], [128, 128], [128]],  # conv widths per stage; a 2x2x2 pool after each
     "fc": [256, 256],
-    "min_fraction": 0.375,  # width fraction of the gated layers at the lowest level
+    "min_fraction": 0.375,  # width fraction of the gated layers at level 0, rising linearly to 1
+    # None, or a smaller width fraction for level 0 alone (levels 1.. keep the linear widths above):
+    # a cheaper lowest level that leaves every other level's widths, and weights, as they were.
+    "lowest_fraction": None,
     # Gated widths are multiples of this. 8 keeps the finest steps; 16 is onnxruntime's blocked
     # (NCHWc) channel group on AVX-512 CPUs, which computes a width of 24 as 32 (docs/engines.md).
     "channel_multiple": 8,
@@ -268,6 +271,16 @@ def check_architecture(arch: dict[str, Any]) -> None:
         raise ValueError(
             f"conv1_stride_levels must be an int in [0, {arch['num_levels']}] (levels), got {strided!r}"
         )
+    lowest = arch.get("lowest_fraction")
+    if lowest is not None and (
+        isinstance(lowest, bool)
+        or not isinstance(lowest, (int, float))
+        or not 0 < lowest <= arch["min_fraction"]
+    ):
+        raise ValueError(
+            f"lowest_fraction must be None or a number in (0, min_fraction {arch['min_fraction']}], "
+            f"got {lowest!r}"
+        )
     widths = [arch["conv1"], *(c for stage in arch["stages"] for c in stage), *arch["fc"]]
     if any(c <= 0 or c % 8 for c in widths):
         raise ValueError(f"channel widths must be positive multiples of 8, got {widths}")
@@ -276,6 +289,20 @@ def check_architecture(arch: dict[str, Any]) -> None:
         raise ValueError(f"channel_multiple must be a positive int, got {multiple!r}")
     if any(c % multiple for c in gated):
         raise ValueError(f"channel_multiple {multiple} must divide every gated width, got {gated}")
+
+
+def gated_widths(channels: int, arch: dict[str, Any]) -> list[int]:
+    """Channels of a gated layer of full width ``channels`` at each level of the net of ``arch``.
+
+    ``level_widths(channels, num_levels, min_fraction, channel_multiple)``, with level 0 narrowed to
+    ``lowest_fraction`` (rounded to the multiple, at least one) when that is set.
+    """
+    multiple = int(arch["channel_multiple"])
+    widths = level_widths(channels, int(arch["num_levels"]), arch["min_fraction"], multiple)
+    lowest = arch.get("lowest_fraction")
+    if lowest is not None and len(widths) > 1:
+        widths[0] = min(round_channels(channels * lowest, multiple), widths[0])
+    return widths
 
 
 def conv1_widths(arch: dict[str, Any]) -> list[int]:
@@ -299,11 +326,11 @@ class ThrottleableGestureNet(ThrottleableModule):
         classes: class names; must contain ``"no_gesture"``.
         architecture: overrides of :data:`DEFAULT_ARCHITECTURE` (clip_length, frame_size,
             num_levels, conv1, conv1_min_width, conv1_stride_levels, stages, fc, min_fraction,
-            channel_multiple, temporal).
+            lowest_fraction, channel_multiple, temporal).
         card: the model card this net was loaded with (kept as ``self.card``).
 
-    Level ``k`` runs every gated layer at ``level_widths(c, num_levels, min_fraction,
-    channel_multiple)[k]`` channels
+    Level ``k`` runs every gated layer at ``gated_widths(c, architecture)[k]`` channels (linear from
+    ``min_fraction``, level 0 at ``lowest_fraction`` when set; multiples of ``channel_multiple``)
     (conv1 at ``conv1_widths(architecture)[k]``); levels below ``conv1_stride_levels`` run conv1 at
     spatial stride 2 in place of conv1 + pool1 (:meth:`conv1_strided`).
     ``forward`` takes (N, 3, T, H, W) float clips normalised by :meth:`preprocess`.
@@ -328,10 +355,6 @@ class ThrottleableGestureNet(ThrottleableModule):
         self.frame_size = (arch["frame_size"][0], arch["frame_size"][1])
         self.card = dict(card or {})
         levels = self.num_levels
-
-        def widths(channels: int) -> list[int]:
-            return level_widths(channels, levels, arch["min_fraction"], int(arch["channel_multiple"]))
-
         plan = temporal_plan(arch)
         self.temporal_plan = plan
         kernels = iter(zip(plan.kernels, plan.paddings))
@@ -353,7 +376,7 @@ class ThrottleableGestureNet(ThrottleableModule):
         in_widths = first_widths
         for stage, stage_pool in zip(arch["stages"], plan.pools):
             for i, channels in enumerate(stage):
-                out_widths = widths(channels)
+                out_widths = gated_widths(channels, arch)
                 kt, pt = next(kernels)
                 self.convs.append(
                     TemporalFoldConv3d(
@@ -379,7 +402,7 @@ class ThrottleableGestureNet(ThrottleableModule):
         fc_layers = []
         features = [c * positions for c in in_widths]
         for channels in arch["fc"]:
-            out_widths = widths(channels)
+            out_widths = gated_widths(channels, arch)
             fc_layers.append(
                 GatedLinear(
                     features[-1], channels, in_widths=features, out_widths=out_widths, activation="relu"

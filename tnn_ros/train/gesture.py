@@ -228,8 +228,9 @@ def _norm_of_width(state: dict, norm: re.Match, width: int, num_levels: int) -> 
     """The start of a level's BatchNorm tensor whose width changed (another ``channel_multiple``).
 
     The file's BatchNorm of the same layer at the nearest level that had exactly ``width`` channels
-    (it normalised the same channels), else the full level's cut to ``width``; None if neither fits.
-    Its statistics are re-estimated after training anyway.
+    (it normalised the same channels), else the level's own cut to ``width`` when it was wider (a
+    narrower lowest level, ``lowest_fraction``), else the full level's cut; None if none fits. Its
+    statistics are re-estimated after training anyway.
     """
     level, layer, field = int(norm["level"]), norm["layer"], norm["field"]
     by_distance = sorted(range(num_levels), key=lambda other: (abs(other - level), -other))
@@ -237,8 +238,11 @@ def _norm_of_width(state: dict, norm: re.Match, width: int, num_levels: int) -> 
         tensor = state.get(f"{layer}.norms.{other}.{field}")
         if tensor is not None and tensor.shape[0] == width:
             return tensor
-    full = state.get(f"{layer}.norms.{num_levels - 1}.{field}")
-    return full[:width] if full is not None and full.shape[0] >= width else None
+    for other in (level, num_levels - 1):
+        wider = state.get(f"{layer}.norms.{other}.{field}")
+        if wider is not None and wider.shape[0] >= width:
+            return wider[:width]
+    return None
 
 
 def _conv1_ordered_state(model: ThrottleableGestureNet, state: dict, path: str | Path) -> dict:
@@ -333,12 +337,19 @@ def _level_list(text: str) -> list[int]:
 
 
 # (flag, architecture key, metavar, help) of the int architecture flags; defaults from DEFAULT_ARCHITECTURE
-ARCHITECTURE_FLAGS = (
-    ("--conv1-min-width", "conv1_min_width", "W", "gate conv1 from W channels at level 0 (default: off)"),
+ARCHITECTURE_FLAGS = (  # (flag, architecture key, metavar, type, help)
+    (
+        "--conv1-min-width",
+        "conv1_min_width",
+        "W",
+        int,
+        "gate conv1 from W channels at level 0 (default: off)",
+    ),
     (
         "--channel-multiple",
         "channel_multiple",
         "M",
+        int,
         "gated widths are multiples of M (default 8; 16 matches onnxruntime's channel groups on "
         "AVX-512 CPUs). With --init from a net of another multiple, a level whose widths change "
         "starts from the BatchNorm of the nearest level of the same width (see --train-norms-of)",
@@ -347,8 +358,18 @@ ARCHITECTURE_FLAGS = (
         "--conv1-stride-levels",
         "conv1_stride_levels",
         "K",
+        int,
         "the lowest K levels run conv1 at spatial stride 2 instead of conv1 + pool1 (a quarter of "
         "conv1's work; default 0: none)",
+    ),
+    (
+        "--lowest-fraction",
+        "lowest_fraction",
+        "F",
+        float,
+        "level 0 alone runs the gated layers at width fraction F (<= min_fraction 0.375; default: "
+        "off). With --init, --conv1-stride-levels 1 and --train-norms-of 0 the other levels stay "
+        "bit for bit the init file's: a cheaper lowest level (docs/gesture.md)",
     ),
 )
 
@@ -418,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_ARCHITECTURE["temporal"],
         help="valid: no temporal padding, so the net can run frame by frame (streaming)",
     )
-    for flag, key, metavar, text in ARCHITECTURE_FLAGS:
-        parser.add_argument(flag, type=int, default=DEFAULT_ARCHITECTURE[key], metavar=metavar, help=text)
+    for flag, key, metavar, kind, text in ARCHITECTURE_FLAGS:
+        parser.add_argument(flag, type=kind, default=DEFAULT_ARCHITECTURE[key], metavar=metavar, help=text)
     parser.add_argument(
         "--random-levels",
         type=int,
@@ -528,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         "frame_size": list(args.frame_size),
         "clip_length": args.clip_length,
         "temporal": args.temporal,
-        **{key: getattr(args, key) for _, key, _, _ in ARCHITECTURE_FLAGS},
+        **{key: getattr(args, key) for _, key, _, _, _ in ARCHITECTURE_FLAGS},
     }
     if args.calibrate_levels and args.calibrate_levels[-1] >= arch["num_levels"]:
         parser.error(f"--calibrate-levels: the net has levels 0-{arch['num_levels'] - 1}")
