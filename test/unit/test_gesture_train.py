@@ -200,19 +200,26 @@ def test_init_from_an_ungated_file_orders_and_gates_conv1(tmp_path):
     torch.testing.assert_close(gated(clips), source(clips), atol=1e-4, rtol=1e-4)  # full level unchanged
 
 
-@torch.no_grad()
-def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_same_width_norms(tmp_path):
-    """A multiple-8 file into a multiple-16 net: same weights; a level whose width changed starts from
-    the BatchNorm of the nearest level that had its width; unchanged levels are copied exactly."""
+def _saved_net_with_distinct_norms(tmp_path, arch: dict, name: str):
+    """A net of ``arch`` whose per-level BatchNorms differ from each other (so a test can tell which
+    one a tensor came from), saved as ``tmp_path / name``; returns (net, path)."""
     torch.manual_seed(0)
-    arch = {**TINY, "num_levels": 5, "stages": [[64], [16]], "min_fraction": 0.375, "temporal": "valid"}
     source = ThrottleableGestureNet(architecture=arch)
     for module in source.modules():
         if isinstance(module, torch.nn.BatchNorm3d):
             module.weight.uniform_(0.5, 2.0)
             module.running_mean.uniform_(-1.0, 1.0)
-    path = tmp_path / "eight.pt"
+    path = tmp_path / name
     torch.save(source.state_dict(), path)
+    return source, path
+
+
+@torch.no_grad()
+def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_same_width_norms(tmp_path):
+    """A multiple-8 file into a multiple-16 net: same weights; a level whose width changed starts from
+    the BatchNorm of the nearest level that had its width; unchanged levels are copied exactly."""
+    arch = {**TINY, "num_levels": 5, "stages": [[64], [16]], "min_fraction": 0.375, "temporal": "valid"}
+    source, path = _saved_net_with_distinct_norms(tmp_path, arch, "eight.pt")
     blocked = ThrottleableGestureNet(architecture={**arch, "channel_multiple": 16})
     gesture_train.init_from(blocked, path)
     old, new = source.convs[0], blocked.convs[0]
@@ -235,15 +242,8 @@ def test_init_from_a_net_of_another_channel_multiple_starts_changed_levels_from_
 def test_init_from_into_a_narrower_lowest_level_keeps_every_other_level_bit_for_bit(tmp_path):
     """lowest_fraction + a strided conv1 at level 0 only: the file's weights and levels 1.. load as they
     were; level 0's BatchNorm starts from its own, cut to the narrower width."""
-    torch.manual_seed(0)
     arch = {**TINY, "num_levels": 4, "stages": [[64], [16]], "min_fraction": 0.375, "temporal": "valid"}
-    source = ThrottleableGestureNet(architecture=arch)
-    for module in source.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.weight.uniform_(0.5, 2.0)
-            module.running_mean.uniform_(-1.0, 1.0)
-    path = tmp_path / "source.pt"
-    torch.save(source.state_dict(), path)
+    source, path = _saved_net_with_distinct_norms(tmp_path, arch, "source.pt")
     cheap = ThrottleableGestureNet(architecture={**arch, "lowest_fraction": 0.25, "conv1_stride_levels": 1})
     gesture_train.init_from(cheap, path)
     assert source.convs[0].out_widths == [24, 40, 48, 64] and cheap.convs[0].out_widths == [16, 40, 48, 64]
