@@ -336,8 +336,8 @@ def _level_list(text: str) -> list[int]:
     return sorted(levels)
 
 
-# (flag, architecture key, metavar, help) of the int architecture flags; defaults from DEFAULT_ARCHITECTURE
-ARCHITECTURE_FLAGS = (  # (flag, architecture key, metavar, type, help)
+# (flag, architecture key, metavar, type, help) of the architecture flags; defaults from DEFAULT_ARCHITECTURE
+ARCHITECTURE_FLAGS = (
     (
         "--conv1-min-width",
         "conv1_min_width",
@@ -367,9 +367,10 @@ ARCHITECTURE_FLAGS = (  # (flag, architecture key, metavar, type, help)
         "lowest_fraction",
         "F",
         float,
-        "level 0 alone runs the gated layers at width fraction F (<= min_fraction 0.375; default: "
-        "off). With --init, --conv1-stride-levels 1 and --train-norms-of 0 the other levels stay "
-        "bit for bit the init file's: a cheaper lowest level (docs/gesture.md)",
+        "level 0 alone runs the gated layers at width fraction F (at most min_fraction, 0.375; "
+        "default: off); the other levels keep their widths, so --init loads any file of the same "
+        "widths. BatchNorm-only training (--train-norms-of 0) does not recover level 0 "
+        "(docs/gesture.md, 'Cheaper lowest level')",
     ),
 )
 
