@@ -105,17 +105,22 @@ def test_cli_trains_a_gated_conv1_net_and_card_only_rebuilds_it_from_its_card(tm
     output = tmp_path / "gesture.pt"
     common = ["--frame-size", "16", "16", "--levels", "3", "--val-clips", "4", "--calibrate-batches", "1"]
     common += ["--workers", "0", "--threads", "1", "--latency-repeats", "1", "--output", str(output)]
-    train_args = ["--steps", "1", "--batch-size", "2", "--temporal", "valid", "--conv1-min-width", "2"]
-    train_args += ["--conv1-stride-levels", "1"]
+    train_args = ["--steps", "1", "--batch-size", "2", "--temporal", "valid", "--lowest-fraction", "0.25"]
+    train_args += ["--conv1-min-width", "2", "--conv1-stride-levels", "1"]
     assert gesture_train.main([*train_args, *common]) == 0
     model = load_gesture(str(output))
     assert model.conv1.out_widths == [2, 5, 8] and model.architecture["temporal"] == "valid"
     assert model.conv1.spatial_strides == [2, 1, 1]
+    assert model.convs[0].out_widths == [16, 48, 64]  # level 0 at 0.25 of 64 (24 without the flag)
     # --card-only without the architecture flags: the card says which net the weights belong to.
     assert gesture_train.main(["--card-only", *common]) == 0
     card = json.loads((tmp_path / "gesture.card.json").read_text())
     assert card["architecture"]["conv1_min_width"] == 2 and card["architecture"]["temporal"] == "valid"
     assert card["architecture"]["conv1_stride_levels"] == 1
+    assert card["architecture"]["lowest_fraction"] == 0.25
+    with pytest.raises(SystemExit) as exit_info:  # level 0 wider than min_fraction (0.375)
+        gesture_train.main([*train_args, "--lowest-fraction", "0.5", *common])
+    assert exit_info.value.code == 2
     with pytest.raises(SystemExit) as exit_info:  # more levels than the net has
         gesture_train.main([*train_args[:-1], "4", *common])
     assert exit_info.value.code == 2
