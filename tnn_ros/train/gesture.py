@@ -195,8 +195,9 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
     a valid net can start from a trained "same" one. A gated conv1 (``conv1_min_width``) taken from an
     ungated one first has its channels ordered by importance (:func:`conv1_channel_order`, with
     ``convs.0``'s inputs to match); each level's BatchNorm then keeps the prefix of its channels. A
-    level whose gated width differs (another ``channel_multiple``) starts from the BatchNorm of that
-    layer at the nearest level of the same width, else the full level's cut (:func:`_norm_of_width`).
+    level whose gated width differs (another ``channel_multiple``, a ``lowest_fraction``) starts from
+    the BatchNorm of that layer at the nearest level of the same width, else from its own or the full
+    level's cut to size (:func:`_norm_of_width`).
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = model.state_dict()
@@ -225,7 +226,7 @@ def init_from(model: ThrottleableGestureNet, path: str | Path) -> None:
 
 
 def _norm_of_width(state: dict, norm: re.Match, width: int, num_levels: int) -> Tensor | None:
-    """The start of a level's BatchNorm tensor whose width changed (another ``channel_multiple``).
+    """The start of a level's BatchNorm tensor whose width changed (channel_multiple, lowest_fraction).
 
     The file's BatchNorm of the same layer at the nearest level that had exactly ``width`` channels
     (it normalised the same channels), else the level's own cut to ``width`` when it was wider (a
