@@ -111,19 +111,21 @@ def tiny_gesture_strided_conv1(seed=0):
     return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, architecture))
 
 
+# The valid net with 32-wide gated layers: room for width options below level 1's 16 channels.
+GESTURE_WIDE = {**GESTURE, "clip_length": 6, "temporal": "valid", "stages": [[32], [32]], "fc": [32]}
+
+
 def tiny_gesture_blocked_widths(seed=0):
     """The valid net with gated widths in multiples of 16 (channel_multiple): 16 / 32 at levels 0-1."""
     torch.manual_seed(seed)
-    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid", "stages": [[32], [32]], "fc": [32]}
-    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**architecture, "channel_multiple": 16}))
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**GESTURE_WIDE, "channel_multiple": 16}))
 
 
 def tiny_gesture_cheap_lowest_level(seed=0):
     """The valid net whose level 0 alone is narrower (lowest_fraction) and runs conv1 at stride 2."""
     torch.manual_seed(seed)
-    architecture = {**GESTURE, "clip_length": 6, "temporal": "valid", "stages": [[32], [32]], "fc": [32]}
     cheap = {"lowest_fraction": 0.125, "conv1_stride_levels": 1, "min_fraction": 0.5}
-    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**architecture, **cheap}))
+    return _random_bn(ThrottleableGestureNet(GESTURE_CLASSES, {**GESTURE_WIDE, **cheap}))
 
 
 @pytest.mark.parametrize(

@@ -371,13 +371,16 @@ def test_recognizer_on_a_real_net_gives_consistent_results():
     assert result.probabilities[result.label] == pytest.approx(float(expected.max()), abs=1e-6)
 
 
+# Eight levels of the shipped min_fraction over 64- and 128-wide layers (the shipped net's widths).
+EIGHT_LEVELS = {**TINY, "stages": [[64], [128]], "fc": [64], "min_fraction": 0.375, "num_levels": 8}
+
+
 def test_channel_multiple_sets_the_gated_widths_and_leaves_conv1_and_the_full_level():
     """16 (onnxruntime's channel group on AVX-512): every gated width is a multiple of 16; the default
     (8) keeps the widths old cards were trained with."""
-    arch = {**TINY, "stages": [[64], [128]], "fc": [64], "min_fraction": 0.375, "num_levels": 8}
     default, blocked = (
-        ThrottleableGestureNet(CLASSES, arch),
-        ThrottleableGestureNet(CLASSES, {**arch, "channel_multiple": 16}),
+        ThrottleableGestureNet(CLASSES, EIGHT_LEVELS),
+        ThrottleableGestureNet(CLASSES, {**EIGHT_LEVELS, "channel_multiple": 16}),
     )
     assert default.convs[0].out_widths == [24, 32, 32, 40, 48, 56, 56, 64]
     assert blocked.convs[0].out_widths == [32, 32, 32, 48, 48, 48, 64, 64]
@@ -392,9 +395,8 @@ def test_channel_multiple_sets_the_gated_widths_and_leaves_conv1_and_the_full_le
 def test_lowest_fraction_narrows_level_0_alone():
     """A cheaper lowest level: level 0 at the smaller fraction (a multiple of channel_multiple), every
     other level at the widths it had; checked against min_fraction and refused when not a number."""
-    arch = {**TINY, "stages": [[64], [128]], "fc": [64], "min_fraction": 0.375, "num_levels": 8}
-    default = ThrottleableGestureNet(CLASSES, arch)
-    cheap = ThrottleableGestureNet(CLASSES, {**arch, "lowest_fraction": 0.25})
+    default = ThrottleableGestureNet(CLASSES, EIGHT_LEVELS)
+    cheap = ThrottleableGestureNet(CLASSES, {**EIGHT_LEVELS, "lowest_fraction": 0.25})
     assert default.convs[0].out_widths == [24, 32, 32, 40, 48, 56, 56, 64]
     assert cheap.convs[0].out_widths == [16, 32, 32, 40, 48, 56, 56, 64]
     assert cheap.convs[1].out_widths[0] == 32 and default.convs[1].out_widths[0] == 48
@@ -403,4 +405,4 @@ def test_lowest_fraction_narrows_level_0_alone():
     assert macs[1][0] < 0.75 * macs[0][0] and macs[1][1:] == macs[0][1:]
     for bad in (0.5, 0.0, -0.1, True, "0.25"):
         with pytest.raises(ValueError, match="lowest_fraction"):
-            ThrottleableGestureNet(CLASSES, {**arch, "lowest_fraction": bad})
+            ThrottleableGestureNet(CLASSES, {**EIGHT_LEVELS, "lowest_fraction": bad})

@@ -115,10 +115,12 @@ def test_strided_conv1_levels_stream_the_clip_results(tmp_path):
     assert stream.replays == 2
 
 
+WIDE_STAGES = [[32], [32, 32], [32], [32]]  # SMALL's stages, wide enough for the width options
+
+
 def test_blocked_widths_stream_the_clip_results(tmp_path):
     """channel_multiple 16: the gated widths are 16 / 32 / 32 at levels 0-2 (the shipped net's kind)."""
-    stages = [[32], [32, 32], [32], [32]]
-    net = _net(arch={**SMALL, "stages": stages, "channel_multiple": 16})
+    net = _net(arch={**SMALL, "stages": WIDE_STAGES, "channel_multiple": 16})
     assert net.convs[0].out_widths == [16, 32, 32]
     facade = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "gesture.pt"))
     stream = facade.engine.gesture_stream(net)
@@ -128,8 +130,7 @@ def test_blocked_widths_stream_the_clip_results(tmp_path):
 
 def test_cheap_lowest_level_streams_the_clip_results(tmp_path):
     """lowest_fraction + conv1_stride_levels 1: level 0 narrower and strided, the others as they were."""
-    stages = [[32], [32, 32], [32], [32]]
-    net = _net(arch={**SMALL, "stages": stages, "lowest_fraction": 0.25, "conv1_stride_levels": 1})
+    net = _net(arch={**SMALL, "stages": WIDE_STAGES, "lowest_fraction": 0.25, "conv1_stride_levels": 1})
     assert net.convs[0].out_widths == [8, 24, 32] and net.conv1_strided(0) and not net.conv1_strided(1)
     facade = create_engine(net, "onnxruntime", model_path=_save(net, tmp_path / "gesture.pt"))
     stream = facade.engine.gesture_stream(net)
