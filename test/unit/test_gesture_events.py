@@ -174,6 +174,37 @@ def test_gesture_stream_cli_reports_the_mean_over_stride_phases(tmp_path):
     assert main(["--seconds", "0.5", "--levels", "0", "--phases", "9"]) == 2  # 8 frames
 
 
+def test_gesture_stream_cli_reports_the_mean_over_seeds_and_each_seed_as_alone(tmp_path):
+    import json
+
+    from tnn_ros.eval.gesture_stream import main
+
+    base = ["--seconds", "5", "--levels", "0", "--phases", "2"]
+    both, alone = tmp_path / "both.json", tmp_path / "alone.json"
+    assert main(base + ["--seed", "5", "23", "--json", str(both)]) == 0
+    assert main(base + ["--seed", "23", "--json", str(alone)]) == 0
+    result, single = json.loads(both.read_text()), json.loads(alone.read_text())
+    assert result["seed"] == [5, 23] and single["seed"] == 23
+    level = result["levels"]["0"]
+    assert [run["seed"] for run in level["per_seed"]] == [5, 23]
+    # A seed scored among others gives what it gives alone (the streams do not share state).
+    timed = ("seed", "ms_per_frame", "per_phase")  # per_phase holds each phase's ms_per_frame
+
+    def untimed(figures):
+        return {k: v for k, v in figures.items() if k not in timed}
+
+    assert untimed(level["per_seed"][1]) == untimed(single["levels"]["0"])
+    for key in ("frame_accuracy", "event_accuracy"):  # frame-level differs between these two seeds
+        values = [run[key] for run in level["per_seed"] if run[key] is not None]
+        assert values and level[key] == pytest.approx(sum(values) / len(values))
+    assert level["per_seed"][0]["frame_accuracy"] != level["per_seed"][1]["frame_accuracy"]
+    assert level["events"]["gestures"] == pytest.approx(
+        sum(run["events"]["gestures"] for run in level["per_seed"]) / 2
+    )
+    assert "seed" not in level and "per_phase" not in level
+    assert main(["--seconds", "1", "--levels", "0", "--seed", "5", "5"]) == 2  # the same stream twice
+
+
 def test_gesture_stream_bench_runs_the_recognizer_the_perception_node_runs(tmp_path):
     # The bench's figures decide which weights and thresholds ship, so its recognizer must be the
     # node's (a smoothing of 3 instead of the node's 2 once turned a demo regression into a gain).

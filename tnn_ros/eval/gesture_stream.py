@@ -122,22 +122,92 @@ def score_recognizer(
     }
 
 
-def _phase_mean(per_phase: list[dict]) -> dict:
-    """One level's figures over stride phases: accuracies and counts as means, each phase kept."""
+def _mean_figures(runs: list[dict], kept_as: str = "per_phase") -> dict:
+    """One level's figures over several runs (stride phases, or seeds), each run kept under ``kept_as``.
+
+    Accuracies and counts become means; a run without any gesture (accuracy ``None``) is left out
+    of that accuracy's mean. Per-run lists (a seed's ``per_phase``) are not averaged.
+    """
 
     def mean(values):
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
 
     events = {
-        key: mean([p["events"][key] for p in per_phase])
-        for key, value in per_phase[0]["events"].items()
+        key: mean([r["events"][key] for r in runs])
+        for key, value in runs[0]["events"].items()
         if isinstance(value, (int, float))
     }
-    figures = {key: mean([p[key] for p in per_phase]) for key in per_phase[0] if key not in ("events",)}
+    figures = {
+        key: mean([r[key] for r in runs])
+        for key, value in runs[0].items()
+        if key != "events" and (value is None or isinstance(value, (int, float)))
+    }
     figures["events"] = events
-    figures["per_phase"] = per_phase
+    figures[kept_as] = runs
     return figures
+
+
+def _phase_mean(per_phase: list[dict]) -> dict:
+    """One level's figures over stride phases: accuracies and counts as means, each phase kept."""
+    return _mean_figures(per_phase, "per_phase")
+
+
+def _figures_line(figures: dict) -> str:
+    """The printed summary of one level's figures."""
+    e = figures["events"]
+    frame_level, event_level = (
+        "n/a" if figures[key] is None else f"{figures[key]:.3f}"  # a stream without any gesture
+        for key in ("frame_accuracy", "event_accuracy")
+    )
+    return (
+        f"frame-level {frame_level}  event-level (Levenshtein) {event_level}  "
+        f"detected {e['detected']}/{e['gestures']}  misclassified {e['misclassified']}  "
+        f"missed {e['missed']}  false alarms {e['false_alarms']}  "
+        f"filled {figures['filled_frames']}  {figures['ms_per_frame']:.2f} ms/frame"
+    )
+
+
+def _score_seed(net, args: argparse.Namespace, seed: int, levels: Sequence[int], settings: dict):
+    """Render the stream of ``seed`` and score every level on it (each stride phase, then their mean).
+
+    Returns (the recognizer's settings, {level: figures}), or ``None`` when the stream is too short
+    for ``--phases`` (after printing why).
+    """
+    from ..models import GestureRecognizer
+    from ..models.gesture_recognizer import recognizer_settings
+
+    print(f"rendering {args.seconds:g} s of the simulated stream (seed {seed})", file=sys.stderr)
+    recording = record_stream(net.frame_size, args.seconds, seed, args.fps, *args.size, progress=True)
+    if args.phases > len(recording.frames):
+        print(
+            f"--phases {args.phases} needs at least that many frames, the stream has {len(recording.frames)}",
+            file=sys.stderr,
+        )
+        return None
+    phases = [stream_phase(recording, phase) for phase in range(args.phases)]
+    kept = [
+        kept_frames(len(r.frames), args.drop_rate, seed=seed) if args.drop_rate > 0 else None for r in phases
+    ]
+    figures_by_level = {}
+    recognizer = {}
+    for level in levels:
+        net.set_level(level)
+
+        def make():
+            return GestureRecognizer(net, **settings)
+
+        per_phase = [
+            score_recognizer(make, r, args.allowance, frames, stamps=args.fill_gaps)
+            for r, frames in zip(phases, kept)
+        ]
+        figures = per_phase[0] if args.phases == 1 else _phase_mean(per_phase)
+        recognizer = recognizer_settings(make())
+        figures_by_level[str(level)] = figures
+        phase_note = "" if args.phases == 1 else f" (mean of {args.phases} phases)"
+        seed_note = "" if len(args.seed) == 1 else f" seed {seed}"
+        print(f"level {level}{seed_note}{phase_note}: {_figures_line(figures)}", flush=True)
+    return recognizer, figures_by_level
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=None, help="gesture model file (default: shipped models/gesture.pt)"
     )
     parser.add_argument("--seconds", type=float, default=90.0, help="stream length (scene time)")
-    parser.add_argument("--seed", type=int, default=11, help="sim_camera seed (scene + gesture script)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[11],
+        help="sim_camera seed(s) (scene + gesture script); with several, each stream is scored and "
+        "the mean over seeds reported as well",
+    )
     parser.add_argument("--fps", type=float, default=15.0)
     parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
     parser.add_argument(
@@ -211,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import torch
 
-    from ..models import GestureRecognizer, gesture_card_settings, load_gesture
-    from ..models.gesture_recognizer import recognizer_settings
+    from ..models import gesture_card_settings, load_gesture
 
     torch.set_num_threads(args.threads)
     net = load_gesture(args.model)
@@ -229,58 +305,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["min_confidence"] = args.min_confidence
     settings["event_gate"] = args.event_gate
     settings["streaming"] = args.streaming
-    print(f"rendering {args.seconds:g} s of the simulated stream (seed {args.seed})", file=sys.stderr)
-    recording = record_stream(net.frame_size, args.seconds, args.seed, args.fps, *args.size, progress=True)
-    if args.phases > len(recording.frames):
-        print(
-            f"--phases {args.phases} needs at least that many frames, the stream has {len(recording.frames)}",
-            file=sys.stderr,
-        )
+    if len(set(args.seed)) != len(args.seed):
+        print(f"--seed values must differ, got {args.seed}", file=sys.stderr)
         return 2
-    phases = [stream_phase(recording, phase) for phase in range(args.phases)]
-    kept = [
-        kept_frames(len(r.frames), args.drop_rate, seed=args.seed) if args.drop_rate > 0 else None
-        for r in phases
-    ]
+    per_seed: dict[int, dict] = {}
+    for seed in args.seed:
+        scored = _score_seed(net, args, seed, levels, settings)
+        if scored is None:
+            return 2
+        recognizer, per_seed[seed] = scored
     results = {
         "model": args.model or "shipped",
         "seconds": args.seconds,
-        "seed": args.seed,
+        "seed": args.seed[0] if len(args.seed) == 1 else list(args.seed),
         "fps": args.fps,
         "size": list(args.size),
         "allowance_s": args.allowance,
         "drop_rate": args.drop_rate,
         "fill_gaps": args.fill_gaps,
         "phases": args.phases,
-        "recognizer": {},
+        "recognizer": recognizer,
         "levels": {},
     }
     for level in levels:
-        net.set_level(level)
-
-        def make():
-            return GestureRecognizer(net, **settings)
-
-        per_phase = [
-            score_recognizer(make, r, args.allowance, frames, stamps=args.fill_gaps)
-            for r, frames in zip(phases, kept)
-        ]
-        figures = per_phase[0] if args.phases == 1 else _phase_mean(per_phase)
-        results["recognizer"] = recognizer_settings(make())
-        results["levels"][str(level)] = figures
-        e = figures["events"]
-        frame_level, event_level = (
-            "n/a" if figures[key] is None else f"{figures[key]:.3f}"  # a stream without any gesture
-            for key in ("frame_accuracy", "event_accuracy")
-        )
-        phase_note = "" if args.phases == 1 else f" (mean of {args.phases} phases)"
-        print(
-            f"level {level}{phase_note}: frame-level {frame_level}  event-level (Levenshtein) "
-            f"{event_level}  detected {e['detected']}/{e['gestures']}  "
-            f"misclassified {e['misclassified']}  missed {e['missed']}  false alarms {e['false_alarms']}  "
-            f"filled {figures['filled_frames']}  {figures['ms_per_frame']:.2f} ms/frame",
-            flush=True,
-        )
+        key = str(level)
+        if len(args.seed) == 1:
+            results["levels"][key] = per_seed[args.seed[0]][key]
+            continue
+        runs = [{**per_seed[seed][key], "seed": seed} for seed in args.seed]
+        figures = _mean_figures(runs, "per_seed")
+        figures.pop("seed", None)  # the mean of the seeds' numbers is not a seed
+        results["levels"][key] = figures
+        print(f"level {level} (mean of {len(args.seed)} seeds): {_figures_line(figures)}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
