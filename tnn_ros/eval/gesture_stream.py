@@ -160,11 +160,15 @@ def _figures_line(figures: dict) -> str:
         "n/a" if figures[key] is None else f"{figures[key]:.3f}"  # a stream without any gesture
         for key in ("frame_accuracy", "event_accuracy")
     )
+
+    def count(value) -> str:  # a count, or a mean of counts over phases / seeds
+        return f"{round(value, 2):g}"
+
     return (
         f"frame-level {frame_level}  event-level (Levenshtein) {event_level}  "
-        f"detected {e['detected']}/{e['gestures']}  misclassified {e['misclassified']}  "
-        f"missed {e['missed']}  false alarms {e['false_alarms']}  "
-        f"filled {figures['filled_frames']}  {figures['ms_per_frame']:.2f} ms/frame"
+        f"detected {count(e['detected'])}/{count(e['gestures'])}  misclassified {count(e['misclassified'])}  "
+        f"missed {count(e['missed'])}  false alarms {count(e['false_alarms'])}  "
+        f"filled {count(figures['filled_frames'])}  {figures['ms_per_frame']:.2f} ms/frame"
     )
 
 
