@@ -11,6 +11,7 @@ frame after the first with that probability, seeded), and the recognizer gets th
 it can fill the gaps (``--no-fill-gaps``: it cannot). ``--phases N`` scores the stream N times,
 starting it 0 .. N-1 frames later (the recognizer's stride phase), and reports the mean: one stride
 phase alone moves a seed's event accuracy by several points, so comparisons between nets use the mean.
+``--seed A B ...`` scores several streams (seeds) the same way and reports the mean over them too.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def score_recognizer(
     }
 
 
-def _mean_figures(runs: list[dict], kept_as: str = "per_phase") -> dict:
+def _mean_figures(runs: list[dict], kept_as: str) -> dict:
     """One level's figures over several runs (stride phases, or seeds), each run kept under ``kept_as``.
 
     Accuracies and counts become means; a run without any gesture (accuracy ``None``) is left out
@@ -146,11 +147,6 @@ def _mean_figures(runs: list[dict], kept_as: str = "per_phase") -> dict:
     figures["events"] = events
     figures[kept_as] = runs
     return figures
-
-
-def _phase_mean(per_phase: list[dict]) -> dict:
-    """One level's figures over stride phases: accuracies and counts as means, each phase kept."""
-    return _mean_figures(per_phase, "per_phase")
 
 
 def _figures_line(figures: dict) -> str:
@@ -205,7 +201,7 @@ def _score_seed(net, args: argparse.Namespace, seed: int, levels: Sequence[int],
             score_recognizer(make, r, args.allowance, frames, stamps=args.fill_gaps)
             for r, frames in zip(phases, kept)
         ]
-        figures = per_phase[0] if args.phases == 1 else _phase_mean(per_phase)
+        figures = per_phase[0] if args.phases == 1 else _mean_figures(per_phase, "per_phase")
         recognizer = recognizer_settings(make())
         figures_by_level[str(level)] = figures
         phase_note = "" if args.phases == 1 else f" (mean of {args.phases} phases)"
