@@ -257,7 +257,8 @@ def test_init_from_into_a_narrower_lowest_level_keeps_every_other_level_bit_for_
     assert all(torch.equal(new[k], old[k]) for k in new if ".norms.0." not in k)
     clips = torch.randn(2, 3, TINY["clip_length"], *TINY["frame_size"][::-1])
     for level in (1, 2, 3):
-        source.set_level(level), cheap.set_level(level)
+        for net in (source, cheap):
+            net.set_level(level)
         torch.testing.assert_close(cheap(clips), source(clips), atol=0, rtol=0)
 
 

@@ -286,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.phases <= 64:
         print(f"--phases must be in [1, 64], got {args.phases}", file=sys.stderr)
         return 2
+    if len(set(args.seed)) != len(args.seed):
+        print(f"--seed values must differ, got {args.seed}", file=sys.stderr)
+        return 2
     import torch
 
     from ..models import gesture_card_settings, load_gesture
@@ -305,9 +308,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["min_confidence"] = args.min_confidence
     settings["event_gate"] = args.event_gate
     settings["streaming"] = args.streaming
-    if len(set(args.seed)) != len(args.seed):
-        print(f"--seed values must differ, got {args.seed}", file=sys.stderr)
-        return 2
     per_seed: dict[int, dict] = {}
     for seed in args.seed:
         scored = _score_seed(net, args, seed, levels, settings)
