@@ -394,16 +394,23 @@ def test_conv_on_interleaved_pixels_equals_conv2d(stride, padding):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("temporal_padding, channels", [(1, 3), (1, 8), (0, 3), (0, 16)])
-def test_frames_conv_equals_conv3d(temporal_padding, channels):
-    """The 4-D frame-major conv == F.conv3d with (pt, 1, 1) padding, on its folded weight."""
+@pytest.mark.parametrize(
+    "temporal_padding, channels, temporal_kernel",
+    [(1, 3, 3), (1, 8, 3), (0, 3, 3), (0, 16, 3), (0, 16, 1), (0, 3, 1)],
+)
+def test_frames_conv_equals_conv3d(temporal_padding, channels, temporal_kernel):
+    """The 4-D frame-major conv == F.conv3d with (pt, 1, 1) padding, on its folded weight.
+
+    Kernel 1 (the "valid" plan's per-frame convs) takes the frames as they are, without windows.
+    """
     from tnn_ros.engines.export_forms import frames_conv
     from tnn_ros.models.gesture import fold_temporal_weight
 
     g = torch.Generator().manual_seed(1)
     batch, frames = 2, 5
     clips = torch.randn(batch, channels, frames, 6, 7, generator=g)
-    weight, bias = torch.randn(4, channels, 3, 3, 3, generator=g), torch.randn(4, generator=g)
+    weight = torch.randn(4, channels, temporal_kernel, 3, 3, generator=g)
+    bias = torch.randn(4, generator=g)
     expected = torch.nn.functional.conv3d(clips, weight, bias, padding=(temporal_padding, 1, 1))
     x = clips.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, 6, 7)
     if channels < 8:  # the RGB path reads channels-last frames (as preprocessed)
@@ -411,6 +418,26 @@ def test_frames_conv_equals_conv3d(temporal_padding, channels):
     out = frames_conv(x, fold_temporal_weight(weight), bias, padding=(temporal_padding, 1, 1), batch=batch)
     got = out.reshape(batch, -1, 4, 6, 7).permute(0, 2, 1, 3, 4)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_per_frame_convs_are_fed_their_frames_without_a_slice(tmp_path):
+    """A temporal kernel of 1 (the valid plan's late convs) makes every frame its own window: the
+    graph feeds the conv its input as it is. A Slice there copied every frame and kept onnxruntime
+    from leaving the activations in its blocked layout between those convs (docs/engines.md)."""
+    import onnx
+
+    from tnn_ros.engines.graph_cache import export_level
+    from tnn_ros.models.gesture import temporal_plan
+
+    net = tiny_gesture_valid()
+    kernels = temporal_plan(net.architecture).kernels[1:]  # of convs.0, convs.1, ...
+    assert 1 in kernels and 3 in kernels
+    path = tmp_path / "level0.onnx"
+    export_level(net, 0, net.example_input(), str(path))
+    slices = {node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Slice"}
+    for index, kernel in enumerate(kernels):
+        sliced = any(name.startswith(f"/convs.{index}/") for name in slices)
+        assert sliced == (kernel == 3), (index, kernel, sorted(slices))
 
 
 @pytest.mark.parametrize("temporal", [1, 2])

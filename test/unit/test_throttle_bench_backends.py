@@ -81,6 +81,10 @@ def test_bench_onnxruntime_backend_writes_profile_and_comparison(tmp_path, monke
             assert "stem" in entry["layers_ms"] and all(v >= 0 for v in entry["layers_ms"].values())
     # Level 0 skips stages.0.0 (block_min_levels [[1], ...]): no time can be attributed to it.
     ort_profile = result["profile"]["onnxruntime"]
+    for entry in ort_profile.values():
+        # The same kernel events summed per op type: the same total, and the convs among them.
+        assert sum(entry["ops_ms"].values()) == pytest.approx(sum(entry["layers_ms"].values()), abs=2e-3)
+        assert entry["ops_ms"]["Conv"] > 0 and "stem" not in entry["ops_ms"]
     assert not any(k.startswith("stages.0.0") for k in ort_profile["lowest"]["layers_ms"])
     assert any(k.startswith("stages.0.0") for k in ort_profile["full"]["layers_ms"])
     assert set(result["profile"]["pre_post_ms"]) == {"96x64", "192x128"}

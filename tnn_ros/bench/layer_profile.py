@@ -5,7 +5,10 @@ Layers are named by their module path in the torch model (``stem``, ``stages.1.0
 (``/net/stages.1.0/conv1/Conv``, ``/convs.0/Relu``), so one table compares the backends layer by
 layer. Time that no gated layer accounts for is reported as ``(other)`` on torch (residual adds,
 upsampling, pooling, reshapes, Python between ops) and under the op's name on onnxruntime
-(``(other) Resize``); onnxruntime's layout conversions are ``(layout reorders)``.
+(``(other) Resize``); onnxruntime's layout conversions are ``(layout reorders)``. The onnxruntime
+profile also sums the same kernel times per op type (``ops_ms``: ``Conv`` against the data movement
+of ``Slice`` / ``Concat`` / ``Reshape`` / ``ReorderInput`` ...), which the per-layer view spreads over
+the layers whose scope the copies carry.
 """
 
 from __future__ import annotations
@@ -103,8 +106,9 @@ def ort_layer_profile(
     """Mean ms per layer from onnxruntime's own profiler (a profiling copy of ``level``'s session).
 
     ``engine`` is the :class:`~tnn_ros.engines.ort_engine.OrtEngine`; the copy uses the same graph,
-    options and providers. Kernel times are summed per layer; ``forward_ms_median`` is ORT's
-    ``model_run`` duration.
+    options and providers. Kernel times are summed per layer (``layers_ms``) and per op type as
+    onnxruntime ran it (``ops_ms``: ``Conv``, ``Slice``, ``ReorderInput``, ``FusedGemm`` ...; the
+    same total); ``forward_ms_median`` is ORT's ``model_run`` duration.
     """
     import onnxruntime as ort
 
@@ -124,6 +128,7 @@ def ort_layer_profile(
     # The first run allocates its buffers: leave it and its kernels out.
     warm_end = runs[0]["ts"] + runs[0]["dur"] if runs else 0
     totals: dict[str, float] = defaultdict(float)
+    ops: dict[str, float] = defaultdict(float)
     for event in events:
         if (
             event.get("cat") == "Node"
@@ -132,9 +137,11 @@ def ort_layer_profile(
         ):
             layer = _layer_of_node(event["name"][: -len("_kernel_time")], module_names)
             totals[layer] += event["dur"] / 1000
+            ops[event.get("args", {}).get("op_name", "?")] += event["dur"] / 1000
     measured = [e["dur"] / 1000 for e in runs[1:]]
     return {
         "level": level,
         "forward_ms_median": round(statistics.median(measured), 4) if measured else None,
         "layers_ms": _rounded(totals, max(1, len(measured))),
+        "ops_ms": _rounded(ops, max(1, len(measured))),
     }

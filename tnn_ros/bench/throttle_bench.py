@@ -480,6 +480,9 @@ def markdown_table(result: dict) -> str:
             lines.append(
                 f"profile {name} {which} (level {entry['level']}, {entry['forward_ms_median']} ms): {top}"
             )
+            if "ops_ms" in entry:
+                ops = ", ".join(f"{op} {ms:.2f}" for op, ms in list(entry["ops_ms"].items())[:6])
+                lines.append(f"  by op type: {ops}")
     for name, entry in result.get("frame", {}).items():
         times = ", ".join(f"{v:.2f}" for v in entry["cpu_ms_median"])
         lines.append(f"whole frame (predict), {name}: CPU ms per level {times}")

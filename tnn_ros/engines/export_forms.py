@@ -108,6 +108,10 @@ def frames_conv(
     kt = weight.shape[1] // c
     pt = int(padding[0] if isinstance(padding, (tuple, list)) else padding)
     step = spatial_stride(stride)
+    if kt == 1 and not pt:
+        # A per-frame conv (the "valid" plan's late layers): every frame is its own window, so the
+        # frames go in as they are (windowing them would trace a Slice copying all of them).
+        return F.conv2d(x, weight, bias, stride=step, padding=1)
     frames = x.reshape(batch, nt // batch, c, h, w)
     if pt:
         frames = F.pad(frames, (0, 0, 0, 0, 0, 0, pt, pt))  # zero frames before and after each clip

@@ -30,7 +30,8 @@ from .export_forms import export_form, input_memory_order
 
 # Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
 # 2: export_forms (input in the preprocessing's memory order, graph-friendly gesture/stem ops).
-EXPORTER_VERSION = 2
+# 3: the gesture net's per-frame (temporal kernel 1) convs take their frames without a Slice.
+EXPORTER_VERSION = 3
 OPSET = 17
 CACHE_FOLDER = ".tnn_engines"
 INPUT_NAME = "input"
