@@ -377,6 +377,22 @@ def test_graph_inputs_are_the_preprocessed_buffers(detector_on_ort, tmp_path):
     feed = gesture.engine.feed(clip)["input"]
     assert feed.shape == (1, net.clip_length, height, width, 3)
     assert np.shares_memory(feed, clip.numpy())
+    # A valid-plan net takes conv1's three frame windows instead: views of the same buffer (frames
+    # d .. d + T - 3), which the graph no longer slices (a Slice copied them).
+    valid = tiny_gesture_valid()
+    windows = create_engine(valid, "onnxruntime", model_path=_save(valid, tmp_path / "v.pt", "gesture"))
+    pixels = torch.randint(0, 256, (1, valid.clip_length, height, width, 3), dtype=torch.uint8)
+    clip = valid.preprocess(pixels)
+    feed = windows.engine.feed(clip)
+    count = valid.clip_length - 2
+    assert list(feed) == ["input_0", "input_1", "input_2"]
+    frames = clip.permute(0, 2, 3, 4, 1).numpy()  # (1, T, H, W, 3), the buffer itself
+    for offset, window in enumerate(feed.values()):
+        assert window.shape == (count, 1, height, width * 3) and np.shares_memory(window, frames)
+        np.testing.assert_array_equal(window, frames[0, offset : offset + count].reshape(window.shape))
+    graph = onnx.load(str(windows.engine.graph_paths[0])).graph
+    assert [i.name for i in graph.input] == list(feed)
+    assert not any(node.op_type == "Slice" and node.name.startswith("/conv1/") for node in graph.node)
     # A logical-order (contiguous NCHW) input is still right, just copied.
     inputs = torch.randn(model.example_input().shape)
     assert _max_difference(model, engine, inputs) <= TOLERANCE

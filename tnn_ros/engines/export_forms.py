@@ -25,6 +25,7 @@ import contextlib
 import functools
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -127,18 +128,65 @@ def frames_conv(
         pixels = x.permute(0, 2, 3, 1).reshape(batch, nt // batch, 1, h, w * c)
         if pt:
             pixels = F.pad(pixels, (0, 0, 0, 0, 0, 0, pt, pt))
-        per_offset = weight.reshape(weight.shape[0], kt, c, *weight.shape[2:])
-        out = None
-        for offset in range(kt):
-            kernel = per_offset[:, offset].permute(0, 2, 3, 1).reshape(weight.shape[0], 1, 3, 3 * c)
-            frames_at = pixels[:, offset : offset + t_out].reshape(batch * t_out, 1, h, w * c)
-            term = F.conv2d(
-                frames_at, kernel, bias if offset == 0 else None, stride=(step, step * c), padding=(1, c)
-            )
-            out = term if out is None else out + term
-        return out
+        windows = [pixels[:, d : d + t_out].reshape(batch * t_out, 1, h, w * c) for d in range(kt)]
+        return offset_convs(windows, weight, bias, step, c)
     stacked = window(0) if kt == 1 else torch.cat([window(d) for d in range(kt)], dim=1)
     return F.conv2d(stacked, weight, bias, stride=step, padding=1)
+
+
+def offset_convs(
+    windows: Sequence[Tensor], weight: Tensor, bias: Tensor | None, step: int, channels: int
+) -> Tensor:
+    """A kt x 3 x 3 conv of few-channel frames as the sum of one conv per temporal offset.
+
+    ``windows[d]`` holds the interleaved channels-last pixels (N, 1, H, W * channels) of the frames
+    that temporal offset ``d`` reads for the N output frames; ``weight`` is the folded (C_out,
+    kt * channels, 3, 3) weight; ``step`` the spatial stride.
+    """
+    c_out = weight.shape[0]
+    per_offset = weight.reshape(c_out, len(windows), channels, *weight.shape[2:])
+    out = None
+    for offset, frames_at in enumerate(windows):
+        kernel = per_offset[:, offset].permute(0, 2, 3, 1).reshape(c_out, 1, 3, 3 * channels)
+        term = F.conv2d(
+            frames_at,
+            kernel,
+            bias if offset == 0 else None,
+            stride=(step, step * channels),
+            padding=(1, channels),
+        )
+        out = term if out is None else out + term
+    return out
+
+
+def conv1_windows(model: nn.Module, batch: int = 1) -> int:
+    """How many frame windows a gesture graph takes as inputs instead of the whole clip (0: the clip).
+
+    conv1 of a net without temporal padding on it (the ``valid`` plan) convolves frames ``t + d`` for
+    output frame ``t`` and temporal offset ``d < kt``: in a frame-major clip each offset's frames are
+    one contiguous range of the preprocessed buffer, so a batch-1 graph takes the ``kt`` ranges as
+    ``kt`` inputs, fed as views (:func:`graph_feed`), where slicing them inside the graph copied them.
+    """
+    from ..models.gesture import ThrottleableGestureNet, temporal_plan
+
+    if not isinstance(model, ThrottleableGestureNet) or batch != 1:
+        return 0
+    plan = temporal_plan(model.architecture)
+    return plan.kernels[0] if plan.kernels[0] > 1 and plan.paddings[0] == 0 else 0
+
+
+def graph_feed(inputs: Tensor | np.ndarray, name: str, windows: int = 0) -> dict[str, Tensor | np.ndarray]:
+    """The graph inputs for ``inputs`` (in :func:`input_memory_order`), by input name.
+
+    ``windows``: the model's :func:`conv1_windows`. 0 gives ``{name: inputs}``; else the windows
+    ``{name_0: ..., name_<windows-1>: ...}`` of the batch-1 clip ``inputs``: contiguous views, each
+    (T - windows + 1, 1, H, W * 3).
+    """
+    if not windows:
+        return {name: inputs}
+    _, t, h, w, c = inputs.shape
+    count = t - windows + 1
+    return {f"{name}_{d}": inputs[0, d : d + count].reshape(count, 1, h, w * c) for d in range(windows)}
 
 
 def frames_pool(x: Tensor, temporal: int, batch: int = 1) -> Tensor:
@@ -168,10 +216,13 @@ class _GestureFrames(nn.Module):
         self.level = level
 
     def forward(self, clips: Tensor) -> Tensor:
-        net, level = self.net, self.level
         n, t, h, w, c = clips.shape
         frames = clips.reshape(n * t, h, w, c).permute(0, 3, 1, 2)  # (N*T, C, H, W), channels-last
-        x = net.conv1(frames, level)
+        return self._after_conv1(self.net.conv1(frames, self.level), n)
+
+    def _after_conv1(self, x: Tensor, n: int) -> Tensor:
+        """Everything after conv1 (its ReLU included) on its output frames (N * T', C, H', W')."""
+        net, level = self.net, self.level
         if not net.conv1_strided(level):
             x = frames_pool(x, 1, n)  # pool1 (a strided conv1 replaces it)
         for conv, pool in zip(net.convs, net._pool_after):
@@ -183,6 +234,40 @@ class _GestureFrames(nn.Module):
         for fc in net.fcs:
             x = fc(x, level)
         return net.classifier(x, level)
+
+
+class _GestureWindows(_GestureFrames):
+    """:class:`_GestureFrames` of a batch-1 net whose inputs are conv1's frame windows.
+
+    The windows are those of :func:`conv1_windows` / :func:`graph_feed`; conv1 (named ``conv1`` in
+    the graph, so profiles credit it) is :func:`offset_convs` on them with the level's weights, the
+    rest is the clip form's.
+    """
+
+    def __init__(self, net: nn.Module, level: int) -> None:
+        super().__init__(net, level)
+        self.conv1 = _WindowConv1(net, level)
+
+    def forward(self, *windows: Tensor) -> Tensor:
+        return self._after_conv1(self.conv1(*windows), 1)
+
+
+class _WindowConv1(nn.Module):
+    """The gesture net's conv1 at one level (sliced, BatchNorm-folded weights) on its frame windows."""
+
+    def __init__(self, net: nn.Module, level: int) -> None:
+        from ..models.gesture import spatial_stride
+
+        super().__init__()
+        conv = net.conv1
+        self.weight, self.bias = conv._weights_for(level)  # constants of the traced graph
+        self.step = spatial_stride(conv.stride_for(level))
+        self.relu = conv.activation == "relu"
+
+    def forward(self, *windows: Tensor) -> Tensor:
+        channels = self.weight.shape[1] // len(windows)  # the folded weight stacks the offsets
+        out = offset_convs(windows, self.weight, self.bias, self.step, channels)
+        return F.relu(out) if self.relu else out
 
 
 def softplus_by_exp_log(x: Tensor) -> Tensor:
@@ -256,8 +341,9 @@ def export_form(model: nn.Module, level: int, batch: int = 1) -> Iterator[nn.Mod
 
     if isinstance(model, ThrottleableGestureNet):
         convs = [m for m in model.modules() if isinstance(m, TemporalFoldConv3d)]
+        form = _GestureWindows if conv1_windows(model, batch) else _GestureFrames
         with _kernels(convs, functools.partial(frames_conv, batch=batch)):
-            yield _GestureFrames(model, level)
+            yield form(model, level)
     elif isinstance(model, ThrottleableDetector):
         with _kernels([model.stem], conv_on_interleaved_pixels):
             yield _DetectorGraph(model, level)

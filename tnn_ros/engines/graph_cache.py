@@ -26,12 +26,13 @@ from torch import Tensor, nn
 
 from ..models.io import atomic_write
 from .base import EngineError
-from .export_forms import export_form, input_memory_order
+from .export_forms import conv1_windows, export_form, graph_feed, input_memory_order
 
 # Bump when the way graphs are produced changes (wrapper, exporter options, ops seen while tracing).
 # 2: export_forms (input in the preprocessing's memory order, graph-friendly gesture/stem ops).
 # 3: the gesture net's per-frame (temporal kernel 1) convs take their frames without a Slice.
-EXPORTER_VERSION = 3
+# 4: a valid-plan gesture graph takes conv1's frame windows as its inputs (export_forms.graph_feed).
+EXPORTER_VERSION = 4
 OPSET = 17
 CACHE_FOLDER = ".tnn_engines"
 INPUT_NAME = "input"
@@ -93,25 +94,27 @@ def export_level(model: nn.Module, level: int, example: Tensor, path: str | os.P
     """Trace ``model`` at ``level`` on ``example`` and write the ONNX graph to ``path``.
 
     ``example`` has the model's logical input shape; the graph traced is the model's
-    :func:`~tnn_ros.engines.export_forms.export_form` and its input is
-    ``example.permute(input_memory_order(model))``.
+    :func:`~tnn_ros.engines.export_forms.export_form` and its inputs are
+    :func:`~tnn_ros.engines.export_forms.graph_feed` of ``example.permute(input_memory_order(model))``:
+    the one input ``input``, or a valid-plan gesture net's conv1 windows ``input_0`` ...
     """
     if model.training:
         raise ValueError("export a model in eval mode (its per-level caches hold the folded weights)")
     outputs = model(example)
     count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
-    inputs = example.permute(input_memory_order(model)).contiguous()
+    windows = conv1_windows(model, example.shape[0])
+    inputs = graph_feed(example.permute(input_memory_order(model)).contiguous(), INPUT_NAME, windows)
     with export_form(model, level, batch=example.shape[0]) as graph, warnings.catch_warnings():
         graph.training = False  # not .eval(): that would rebuild every cache of the model again
         # The shape checks in forward are constant for a static graph: exactly what we want traced.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
-            (inputs,),
+            tuple(inputs.values()),
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=[INPUT_NAME],
+            input_names=list(inputs),
             output_names=[f"output{i}" for i in range(count)],
             do_constant_folding=True,
         )

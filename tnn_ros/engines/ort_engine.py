@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Engine, EngineError
-from .export_forms import input_memory_order
+from .export_forms import conv1_windows, graph_feed, input_memory_order
 from .graph_cache import (
     INPUT_NAME,
     GraphCache,
@@ -108,6 +108,7 @@ class OrtEngine(Engine):
         self.input_shape = tuple(example.shape)
         # The graphs take their input in the memory order of the model's preprocessing (graph_cache).
         self.input_order = input_memory_order(model)
+        self.input_windows = conv1_windows(model, example.shape[0])  # 0: one input, the clip
         if model_path is not None:
             self.cache = GraphCache.for_model_file(model_path, self.input_shape, cache_dir)
         else:
@@ -159,8 +160,10 @@ class OrtEngine(Engine):
             )
         if inputs.dtype != torch.float32:
             raise ValueError(f"expected float32 inputs, got {inputs.dtype}")
-        # np.ascontiguousarray copies only when the layout differs (numpy, on this thread).
-        return {INPUT_NAME: np.ascontiguousarray(inputs.detach().permute(self.input_order).numpy())}
+        # np.ascontiguousarray copies only when the layout differs (numpy, on this thread); a gesture
+        # graph's conv1 windows are views of that buffer (export_forms.graph_feed).
+        buffer = np.ascontiguousarray(inputs.detach().permute(self.input_order).numpy())
+        return graph_feed(buffer, INPUT_NAME, self.input_windows)
 
     def run(self, level: int, inputs: Tensor):
         outputs = self._sessions[level].run(self._output_names, self.feed(inputs))
