@@ -456,6 +456,24 @@ def test_per_frame_convs_are_fed_their_frames_without_a_slice(tmp_path):
         assert sliced == (kernel == 3), (index, kernel, sorted(slices))
 
 
+def test_temporal_conv_on_few_channels_runs_per_offset(tmp_path):
+    """conv2 reads conv1's 8 channels from 3 frames: 24 stacked channels are not a whole number of
+    onnxruntime's 16-channel blocks, so the graph runs one conv per offset and sums them (no Concat)."""
+    import onnx
+
+    from tnn_ros.engines.export_forms import SPLIT_OFFSETS_BELOW
+    from tnn_ros.engines.graph_cache import export_level
+
+    net = tiny_gesture_valid()
+    top = net.num_levels - 1
+    assert net.conv1.out_channels < SPLIT_OFFSETS_BELOW
+    path = tmp_path / "top.onnx"
+    export_level(net, top, net.example_input(), str(path))
+    nodes = [n for n in onnx.load(str(path)).graph.node if n.name.startswith("/convs.0/")]
+    assert [n.op_type for n in nodes].count("Conv") == 3
+    assert not any(n.op_type == "Concat" for n in nodes)
+
+
 @pytest.mark.parametrize("temporal", [1, 2])
 def test_frames_pool_equals_max_pool3d(temporal):
     from tnn_ros.engines.export_forms import frames_pool

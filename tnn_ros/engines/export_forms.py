@@ -33,6 +33,11 @@ from torch import Tensor, nn
 # Below this many input channels a folded conv is split per temporal offset: onnxruntime's blocked
 # (NCHWc) kernels take input channels in multiples of 8, or fewer than 8 (its first-layer kernel).
 BLOCK_CHANNELS = 8
+# Below this many input channels per offset a temporal conv also runs as one conv per offset, summed,
+# instead of one conv on the offsets stacked on channels: 3 x 8 stacked channels are not a whole
+# number of onnxruntime's 16-channel blocks (AVX-512), so the stack cost a Concat, a layout reorder
+# and padded channels (the gesture net's conv2: level 0 -20 %, docs/engines.md).
+SPLIT_OFFSETS_BELOW = 16
 
 
 def input_memory_order(model: nn.Module) -> tuple[int, ...]:
@@ -130,6 +135,8 @@ def frames_conv(
             pixels = F.pad(pixels, (0, 0, 0, 0, 0, 0, pt, pt))
         windows = [pixels[:, d : d + t_out].reshape(batch * t_out, 1, h, w * c) for d in range(kt)]
         return offset_convs(windows, weight, bias, step, c)
+    if kt > 1 and c < SPLIT_OFFSETS_BELOW:
+        return per_offset_convs([window(d) for d in range(kt)], weight, bias, step)
     stacked = window(0) if kt == 1 else torch.cat([window(d) for d in range(kt)], dim=1)
     return F.conv2d(stacked, weight, bias, stride=step, padding=1)
 
@@ -155,6 +162,21 @@ def offset_convs(
             stride=(step, step * channels),
             padding=(1, channels),
         )
+        out = term if out is None else out + term
+    return out
+
+
+def per_offset_convs(windows: Sequence[Tensor], weight: Tensor, bias: Tensor | None, step: int) -> Tensor:
+    """A temporal conv as the sum of one conv per offset on (N, C, H, W) windows (NCHW, C channels each).
+
+    ``windows[d]`` holds the frames offset ``d`` reads; ``weight`` is the folded (C_out, kt * C, 3, 3)
+    weight, whose input channels ``d * C ... (d + 1) * C`` are offset ``d``'s.
+    """
+    c = windows[0].shape[1]
+    out = None
+    for offset, frames_at in enumerate(windows):
+        part = weight[:, offset * c : (offset + 1) * c]
+        term = F.conv2d(frames_at, part, bias if offset == 0 else None, stride=step, padding=1)
         out = term if out is None else out + term
     return out
 

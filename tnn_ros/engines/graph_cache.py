@@ -32,7 +32,8 @@ from .export_forms import conv1_windows, export_form, graph_feed, input_memory_o
 # 2: export_forms (input in the preprocessing's memory order, graph-friendly gesture/stem ops).
 # 3: the gesture net's per-frame (temporal kernel 1) convs take their frames without a Slice.
 # 4: a valid-plan gesture graph takes conv1's frame windows as its inputs (export_forms.graph_feed).
-EXPORTER_VERSION = 4
+# 5: temporal convs on fewer than 16 channels per offset (the gesture net's conv2) run per offset.
+EXPORTER_VERSION = 5
 OPSET = 17
 CACHE_FOLDER = ".tnn_engines"
 INPUT_NAME = "input"

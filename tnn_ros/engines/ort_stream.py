@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from ..models.gesture import PIXEL_MEAN, PIXEL_STD, resize_frame
 from ..models.gesture_streaming import _build_chain  # the layer chain the torch stream runs
 from .base import EngineError
-from .export_forms import BLOCK_CHANNELS, conv_on_interleaved_pixels
+from .export_forms import BLOCK_CHANNELS, SPLIT_OFFSETS_BELOW, conv_on_interleaved_pixels, per_offset_convs
 from .graph_cache import OPSET, GraphCache, cached_graph, export_graph, load_session
 
 FRAME_NAME = "frame"
@@ -68,7 +68,8 @@ FORMS = {"trunk": "stream", "step": "streamstep", "prime": "streamprime"}
 # 3: the step split into trunk (histories) and head (logits) graphs; a prime graph for level changes.
 # 4: single history positions as inputs (no Slice), one fused step graph (trunk + head) for frames
 #    whose result is read, the frame not echoed as an output, the prime graph ends in the logits.
-STREAM_FORM_VERSION = 4
+# 5: a conv on fewer than SPLIT_OFFSETS_BELOW channels per tap runs per tap, summed (no Concat).
+STREAM_FORM_VERSION = 5
 # Free slots after the history positions of every ring: the positions are copied back to the front
 # once every RING_SLACK frames instead of the whole history shifting on every frame.
 RING_SLACK = 16
@@ -261,7 +262,8 @@ class StreamStepGraph(nn.Module):
 
         The folded weight reads tap ``dt``'s channel ``c`` at input channel ``dt * C + c``: the taps
         stacked on channels in order. Few-channel (RGB) taps instead run one interleaved-pixel conv
-        each, summed (:func:`~tnn_ros.engines.export_forms.conv_on_interleaved_pixels`).
+        each, summed (:func:`~tnn_ros.engines.export_forms.conv_on_interleaved_pixels`), and taps of
+        fewer than ``SPLIT_OFFSETS_BELOW`` channels one conv each on their own weight slice, summed.
         """
         conv, stride = layer.conv, layer.spatial_stride(self.level)
         weight, bias = conv._weights_for(self.level)
@@ -274,6 +276,8 @@ class StreamStepGraph(nn.Module):
                     tap, per_tap[:, offset], bias if offset == 0 else None, stride=stride, padding=1
                 )
                 x = term if x is None else x + term
+        elif len(taps) > 1 and channels < SPLIT_OFFSETS_BELOW:
+            x = per_offset_convs(taps, weight, bias, stride)  # no Concat of a partial channel block
         else:
             stacked = taps[0] if len(taps) == 1 else torch.cat(taps, dim=1)
             x = F.conv2d(stacked, weight, bias, stride=stride, padding=1)
