@@ -134,14 +134,14 @@ def frames_conv(
         if pt:
             pixels = F.pad(pixels, (0, 0, 0, 0, 0, 0, pt, pt))
         windows = [pixels[:, d : d + t_out].reshape(batch * t_out, 1, h, w * c) for d in range(kt)]
-        return offset_convs(windows, weight, bias, step, c)
+        return pixel_offset_convs(windows, weight, bias, step, c)
     if kt > 1 and c < SPLIT_OFFSETS_BELOW:
         return per_offset_convs([window(d) for d in range(kt)], weight, bias, step)
     stacked = window(0) if kt == 1 else torch.cat([window(d) for d in range(kt)], dim=1)
     return F.conv2d(stacked, weight, bias, stride=step, padding=1)
 
 
-def offset_convs(
+def pixel_offset_convs(
     windows: Sequence[Tensor], weight: Tensor, bias: Tensor | None, step: int, channels: int
 ) -> Tensor:
     """A kt x 3 x 3 conv of few-channel frames as the sum of one conv per temporal offset.
@@ -262,7 +262,7 @@ class _GestureWindows(_GestureFrames):
     """:class:`_GestureFrames` of a batch-1 net whose inputs are conv1's frame windows.
 
     The windows are those of :func:`conv1_windows` / :func:`graph_feed`; conv1 (named ``conv1`` in
-    the graph, so profiles credit it) is :func:`offset_convs` on them with the level's weights, the
+    the graph, so profiles credit it) is :func:`pixel_offset_convs` on them with the level's weights, the
     rest is the clip form's.
     """
 
@@ -288,7 +288,7 @@ class _WindowConv1(nn.Module):
 
     def forward(self, *windows: Tensor) -> Tensor:
         channels = self.weight.shape[1] // len(windows)  # the folded weight stacks the offsets
-        out = offset_convs(windows, self.weight, self.bias, self.step, channels)
+        out = pixel_offset_convs(windows, self.weight, self.bias, self.step, channels)
         return F.relu(out) if self.relu else out
 
 

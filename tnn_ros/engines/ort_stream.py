@@ -163,7 +163,8 @@ class StreamStepGraph(nn.Module):
 
     Mirrors ``StreamingGestureNet._step`` in the per-frame case on 4-D positions: a conv stacks its
     taps (every ``dilation``-th remembered position + the new one) on channels and runs one ``Conv``
-    + ReLU (the RGB layer: one interleaved-pixel conv per tap, summed); a pool is ``MaxPool`` 2x2 and,
+    + ReLU (the RGB layer: one interleaved-pixel conv per tap, summed; taps of fewer than
+    ``SPLIT_OFFSETS_BELOW`` channels: one conv per tap, summed); a pool is ``MaxPool`` 2x2 and,
     for a temporal pool, the maximum with the position ``dilation`` back.
     """
 
