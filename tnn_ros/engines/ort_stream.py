@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from ..models.gesture import PIXEL_MEAN, PIXEL_STD, resize_frame
 from ..models.gesture_streaming import _build_chain  # the layer chain the torch stream runs
 from .base import EngineError
-from .export_forms import BLOCK_CHANNELS, SPLIT_OFFSETS_BELOW, conv_on_interleaved_pixels, per_offset_convs
+from .export_forms import BLOCK_CHANNELS, SPLIT_OFFSETS_BELOW, per_offset_convs, pixel_offset_convs
 from .graph_cache import OPSET, GraphCache, cached_graph, export_graph, load_session
 
 FRAME_NAME = "frame"
@@ -263,20 +263,16 @@ class StreamStepGraph(nn.Module):
 
         The folded weight reads tap ``dt``'s channel ``c`` at input channel ``dt * C + c``: the taps
         stacked on channels in order. Few-channel (RGB) taps instead run one interleaved-pixel conv
-        each, summed (:func:`~tnn_ros.engines.export_forms.conv_on_interleaved_pixels`), and taps of
+        each, summed (:func:`~tnn_ros.engines.export_forms.pixel_offset_convs`), and taps of
         fewer than ``SPLIT_OFFSETS_BELOW`` channels one conv each on their own weight slice, summed.
         """
         conv, stride = layer.conv, layer.spatial_stride(self.level)
         weight, bias = conv._weights_for(self.level)
         channels = taps[0].shape[1]
         if len(taps) > 1 and channels < BLOCK_CHANNELS:
-            per_tap = weight.reshape(weight.shape[0], len(taps), channels, *weight.shape[2:])
-            x = None
-            for offset, tap in enumerate(taps):
-                term = conv_on_interleaved_pixels(
-                    tap, per_tap[:, offset], bias if offset == 0 else None, stride=stride, padding=1
-                )
-                x = term if x is None else x + term
+            # the interleaved channels-last pixels of each tap: (N, 1, H, W * C), a view
+            pixels = [t.permute(0, 2, 3, 1).reshape(t.shape[0], 1, t.shape[2], -1) for t in taps]
+            x = pixel_offset_convs(pixels, weight, bias, stride, channels)
         elif len(taps) > 1 and channels < SPLIT_OFFSETS_BELOW:
             x = per_offset_convs(taps, weight, bias, stride)  # no Concat of a partial channel block
         else:
